@@ -1,0 +1,228 @@
+//! Session policy settings, their defaults (DESIGN.md §1) and their validation.
+
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What to do when a request's client does not match the client that created the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindingPolicy {
+    /// Do not compare.
+    Off,
+    /// Emit a `binding_mismatch` event and carry on.
+    #[default]
+    Log,
+    /// Emit the event and refuse the request (the session itself survives).
+    Reject,
+}
+
+impl FromStr for BindingPolicy {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Self::Off),
+            "log" => Ok(Self::Log),
+            "reject" => Ok(Self::Reject),
+            other => Err(ConfigError::UnknownBindingPolicy(other.to_owned())),
+        }
+    }
+}
+
+/// Largest subject, in bytes.
+pub const DEFAULT_MAX_SUBJECT_BYTES: usize = 256;
+/// Largest session data, in bytes of compact JSON.
+pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
+
+/// Every policy setting of a [`SessionManager`](crate::SessionManager).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Idle timeout: the session dies this long after its last use (default 30 min).
+    pub idle_timeout: Duration,
+    /// Absolute timeout: the session dies this long after creation (default 12 h).
+    pub absolute_timeout: Duration,
+    /// Validation rotates a token older than this (default 15 min).
+    pub renew_after: Duration,
+    /// How long a token rotated away by renewal or rotate still resolves (default 10 s).
+    pub rotation_grace: Duration,
+    /// Validation writes the idle deadline only when it is older than this (default 60 s).
+    pub touch_after: Duration,
+    /// Client binding policy (default `log`).
+    pub binding: BindingPolicy,
+    /// Sessions one subject may hold; logging in beyond it ends the oldest (default none).
+    pub max_sessions_per_subject: Option<NonZeroUsize>,
+    /// Longest subject in bytes (default 256).
+    pub max_subject_bytes: usize,
+    /// Largest session data in bytes of compact JSON (default 64 KiB).
+    pub max_data_bytes: usize,
+    /// Invalid tokens from one IP within `guessing_window` that count as guessing (default 20).
+    pub guessing_threshold: u32,
+    /// The window for counting invalid tokens per IP (default 60 s).
+    pub guessing_window: Duration,
+    /// How long the global revocation epoch may be cached (default 1 s).
+    pub epoch_refresh: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 60 * 60),
+            renew_after: Duration::from_secs(15 * 60),
+            rotation_grace: Duration::from_secs(10),
+            touch_after: Duration::from_secs(60),
+            binding: BindingPolicy::Log,
+            max_sessions_per_subject: None,
+            max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
+            max_data_bytes: DEFAULT_MAX_DATA_BYTES,
+            guessing_threshold: 20,
+            guessing_window: Duration::from_secs(60),
+            epoch_refresh: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A configuration that makes no sense, refused when the manager is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    #[error("{setting} must be longer than zero")]
+    Zero {
+        /// The setting's name.
+        setting: &'static str,
+    },
+    /// The idle timeout exceeds the absolute timeout.
+    #[error(
+        "idle_timeout ({idle:?}) is longer than absolute_timeout ({absolute:?}); it would never apply"
+    )]
+    IdleLongerThanAbsolute {
+        /// The idle timeout.
+        idle: Duration,
+        /// The absolute timeout.
+        absolute: Duration,
+    },
+    /// The rotation grace is not shorter than the renewal interval.
+    #[error(
+        "rotation_grace ({grace:?}) must be shorter than renew_after ({renew:?}), or old tokens would live on through every renewal"
+    )]
+    GraceLongerThanRenewal {
+        /// The rotation grace.
+        grace: Duration,
+        /// The renewal interval.
+        renew: Duration,
+    },
+    /// Touch granularity is not shorter than the idle timeout.
+    #[error(
+        "touch_after ({touch:?}) must be shorter than idle_timeout ({idle:?}), or active sessions would time out"
+    )]
+    TouchNotShorterThanIdle {
+        /// The touch granularity.
+        touch: Duration,
+        /// The idle timeout.
+        idle: Duration,
+    },
+    /// A size limit of zero.
+    #[error("{setting} must be at least 1")]
+    ZeroLimit {
+        /// The setting's name.
+        setting: &'static str,
+    },
+    /// A binding policy name that is not `off`, `log` or `reject`.
+    #[error("unknown binding policy `{0}`; use off, log or reject")]
+    UnknownBindingPolicy(String),
+}
+
+impl SessionConfig {
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (setting, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("absolute_timeout", self.absolute_timeout),
+            ("renew_after", self.renew_after),
+            ("guessing_window", self.guessing_window),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero { setting });
+            }
+        }
+        if self.idle_timeout > self.absolute_timeout {
+            return Err(ConfigError::IdleLongerThanAbsolute {
+                idle: self.idle_timeout,
+                absolute: self.absolute_timeout,
+            });
+        }
+        if self.rotation_grace >= self.renew_after {
+            return Err(ConfigError::GraceLongerThanRenewal {
+                grace: self.rotation_grace,
+                renew: self.renew_after,
+            });
+        }
+        if self.touch_after >= self.idle_timeout {
+            return Err(ConfigError::TouchNotShorterThanIdle {
+                touch: self.touch_after,
+                idle: self.idle_timeout,
+            });
+        }
+        for (setting, value) in [
+            ("max_subject_bytes", self.max_subject_bytes),
+            ("max_data_bytes", self.max_data_bytes),
+            ("guessing_threshold", self.guessing_threshold as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit { setting });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_design_values_and_valid() {
+        let config = SessionConfig::default();
+        assert_eq!(config.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(config.absolute_timeout, Duration::from_secs(43200));
+        assert_eq!(config.renew_after, Duration::from_secs(900));
+        assert_eq!(config.rotation_grace, Duration::from_secs(10));
+        assert_eq!(config.touch_after, Duration::from_secs(60));
+        assert_eq!(config.binding, BindingPolicy::Log);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_setting_named() {
+        let zero = SessionConfig {
+            idle_timeout: Duration::ZERO,
+            ..SessionConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::Zero {
+                setting: "idle_timeout"
+            })
+        );
+        let idle_long = SessionConfig {
+            idle_timeout: Duration::from_secs(100_000),
+            ..SessionConfig::default()
+        };
+        assert!(matches!(
+            idle_long.validate(),
+            Err(ConfigError::IdleLongerThanAbsolute { .. })
+        ));
+        let grace_long = SessionConfig {
+            rotation_grace: Duration::from_secs(900),
+            ..SessionConfig::default()
+        };
+        assert!(matches!(
+            grace_long.validate(),
+            Err(ConfigError::GraceLongerThanRenewal { .. })
+        ));
+        assert!("maybe".parse::<BindingPolicy>().is_err());
+        assert_eq!("reject".parse::<BindingPolicy>(), Ok(BindingPolicy::Reject));
+    }
+}

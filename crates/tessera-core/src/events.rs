@@ -1,0 +1,279 @@
+//! Lifecycle and security events, the sink trait that receives them, and
+//! detection of token guessing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::token::SessionId;
+
+/// Why a session was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeCause {
+    /// The holder logged out.
+    Logout,
+    /// Revoked by its public id (an admin, or "sign out that device").
+    ById,
+    /// Every session of the subject was revoked.
+    Subject,
+    /// The per-subject cap evicted it as the oldest.
+    SubjectCap,
+    /// A rotated-away token was presented after its grace: the token was stolen.
+    TokenReuse,
+    /// The global epoch moved past the session.
+    Global,
+}
+
+/// Which deadline ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryKind {
+    /// The idle timeout.
+    Idle,
+    /// The absolute timeout.
+    Absolute,
+}
+
+/// Something that happened to a session. Tokens never appear in events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// A session was created.
+    Created {
+        /// The session.
+        session_id: SessionId,
+        /// Its subject, if created signed in.
+        subject: Option<String>,
+    },
+    /// A subject logged in or stepped up (the token was replaced).
+    LoggedIn {
+        /// The session.
+        session_id: SessionId,
+        /// The subject.
+        subject: String,
+        /// The authentication level reached.
+        auth_level: u8,
+    },
+    /// Validation rotated an old token.
+    Renewed {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// The token was rotated on request.
+    Rotated {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// A session reached a deadline.
+    Expired {
+        /// The session.
+        session_id: SessionId,
+        /// Which deadline.
+        kind: ExpiryKind,
+    },
+    /// A session was revoked.
+    Revoked {
+        /// The session.
+        session_id: SessionId,
+        /// The subject, if any.
+        subject: Option<String>,
+        /// Why.
+        cause: RevokeCause,
+    },
+    /// A rotated-away token came back after its grace; the session was revoked.
+    TokenReuse {
+        /// The session.
+        session_id: SessionId,
+        /// The subject, if any.
+        subject: Option<String>,
+        /// The presenting client's IP, if known.
+        ip: Option<IpAddr>,
+    },
+    /// A request's client did not match the session's creating client.
+    BindingMismatch {
+        /// The session.
+        session_id: SessionId,
+        /// The presenting client's IP, if known.
+        ip: Option<IpAddr>,
+        /// Whether the request was refused (policy `reject`).
+        rejected: bool,
+    },
+    /// One IP presented many invalid tokens within the window.
+    TokenGuessing {
+        /// The IP.
+        ip: IpAddr,
+        /// Invalid tokens counted in the current window.
+        invalid_tokens: u32,
+    },
+}
+
+impl SessionEvent {
+    /// The event's kind as a stable snake_case name (for metrics labels).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionEvent::Created { .. } => "created",
+            SessionEvent::LoggedIn { .. } => "logged_in",
+            SessionEvent::Renewed { .. } => "renewed",
+            SessionEvent::Rotated { .. } => "rotated",
+            SessionEvent::Expired { .. } => "expired",
+            SessionEvent::Revoked { .. } => "revoked",
+            SessionEvent::TokenReuse { .. } => "token_reuse",
+            SessionEvent::BindingMismatch { .. } => "binding_mismatch",
+            SessionEvent::TokenGuessing { .. } => "token_guessing",
+        }
+    }
+}
+
+/// Receives events. Called inline on the request path: keep it cheap
+/// (count, log, or hand off to a channel).
+pub trait EventSink: Send + Sync + 'static {
+    /// Receives one event.
+    fn emit(&self, event: &SessionEvent);
+}
+
+/// Logs every event with `tracing`: security events at `warn`, the rest at `debug`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingEventSink;
+
+impl EventSink for TracingEventSink {
+    fn emit(&self, event: &SessionEvent) {
+        match event {
+            SessionEvent::TokenReuse { .. }
+            | SessionEvent::BindingMismatch { .. }
+            | SessionEvent::TokenGuessing { .. } => {
+                tracing::warn!(kind = event.kind(), ?event, "session security event");
+            }
+            _ => tracing::debug!(kind = event.kind(), ?event, "session event"),
+        }
+    }
+}
+
+/// Keeps every event in memory; for tests and debugging.
+#[derive(Debug, Clone, Default)]
+pub struct CollectingEventSink {
+    events: Arc<Mutex<Vec<SessionEvent>>>,
+}
+
+impl CollectingEventSink {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<SessionEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Events so far of one kind (see [`SessionEvent::kind`]).
+    pub fn of_kind(&self, kind: &str) -> Vec<SessionEvent> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.kind() == kind)
+            .collect()
+    }
+
+    /// Forgets every event.
+    pub fn clear(&self) {
+        if let Ok(mut events) = self.events.lock() {
+            events.clear();
+        }
+    }
+}
+
+impl EventSink for CollectingEventSink {
+    fn emit(&self, event: &SessionEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event.clone());
+        }
+    }
+}
+
+/// Sends each event to several sinks in turn.
+#[derive(Clone, Default)]
+pub struct FanOutEventSink(pub Vec<Arc<dyn EventSink>>);
+
+impl EventSink for FanOutEventSink {
+    fn emit(&self, event: &SessionEvent) {
+        for sink in &self.0 {
+            sink.emit(event);
+        }
+    }
+}
+
+/// Most IPs tracked at once; past this, stale windows are dropped first and
+/// then the table is cleared (bounded memory under a spoofed-IP flood).
+const MAX_TRACKED_IPS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started_at: Timestamp,
+    invalid: u32,
+    reported: bool,
+}
+
+/// Counts invalid tokens per client IP in fixed windows.
+#[derive(Debug)]
+pub(crate) struct GuessingDetector {
+    threshold: u32,
+    window: Duration,
+    windows: Mutex<HashMap<IpAddr, Window>>,
+}
+
+impl GuessingDetector {
+    pub(crate) fn new(threshold: u32, window: Duration) -> Self {
+        Self {
+            threshold,
+            window,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one invalid token; returns the count when it first reaches the
+    /// threshold in the current window (the moment to report).
+    pub(crate) fn record_invalid(&self, ip: IpAddr, now: Timestamp) -> Option<u32> {
+        let Ok(mut windows) = self.windows.lock() else {
+            return None;
+        };
+        if windows.len() >= MAX_TRACKED_IPS && !windows.contains_key(&ip) {
+            let window = self.window;
+            windows.retain(|_, w| now.since(w.started_at) < window);
+            if windows.len() >= MAX_TRACKED_IPS {
+                windows.clear();
+            }
+        }
+        let entry = windows.entry(ip).or_insert(Window {
+            started_at: now,
+            invalid: 0,
+            reported: false,
+        });
+        if now.since(entry.started_at) >= self.window {
+            *entry = Window {
+                started_at: now,
+                invalid: 0,
+                reported: false,
+            };
+        }
+        entry.invalid = entry.invalid.saturating_add(1);
+        if entry.invalid >= self.threshold && !entry.reported {
+            entry.reported = true;
+            return Some(entry.invalid);
+        }
+        None
+    }
+
+    /// Whether this IP is over the threshold in its current window.
+    pub(crate) fn is_guessing(&self, ip: IpAddr, now: Timestamp) -> bool {
+        let Ok(windows) = self.windows.lock() else {
+            return false;
+        };
+        windows
+            .get(&ip)
+            .is_some_and(|w| now.since(w.started_at) < self.window && w.invalid >= self.threshold)
+    }
+}

@@ -1,0 +1,370 @@
+//! The session record stores keep, its data, client information and the
+//! tombstones left behind by rotation.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::token::{SessionId, TokenHash};
+
+/// Session data: a JSON object, kept as compact JSON text so a million
+/// sessions stay small in memory and clone cheaply.
+#[derive(Clone, Serialize)]
+#[serde(transparent)]
+pub struct SessionData(Box<RawValue>);
+
+/// Why a value cannot be session data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// Session data must be a JSON object (`{…}`).
+    #[error("session data must be a JSON object, got {found}")]
+    NotAnObject {
+        /// The JSON type that was given.
+        found: &'static str,
+    },
+    /// The data could not be serialised or parsed.
+    #[error("session data is not valid JSON: {0}")]
+    Json(String),
+}
+
+impl SessionData {
+    /// The empty object `{}`.
+    pub fn empty() -> Self {
+        Self(RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON"))
+    }
+
+    /// Data from a JSON object.
+    pub fn from_map(map: &Map<String, Value>) -> Result<Self, DataError> {
+        let text = serde_json::to_string(map).map_err(|e| DataError::Json(e.to_string()))?;
+        RawValue::from_string(text)
+            .map(Self)
+            .map_err(|e| DataError::Json(e.to_string()))
+    }
+
+    /// Data from any JSON value, which must be an object.
+    pub fn from_value(value: &Value) -> Result<Self, DataError> {
+        match value {
+            Value::Object(map) => Self::from_map(map),
+            other => Err(DataError::NotAnObject {
+                found: json_type_name(other),
+            }),
+        }
+    }
+
+    /// Data from JSON text, which must hold an object.
+    pub fn from_json(text: &str) -> Result<Self, DataError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| DataError::Json(e.to_string()))?;
+        Self::from_value(&value)
+    }
+
+    /// The data as a JSON object.
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+
+    /// The data as a JSON value (always an object).
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.to_map())
+    }
+
+    /// One field, deserialised; `None` when absent or of another type.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let mut map = self.to_map();
+        map.remove(key)
+            .and_then(|value| serde_json::from_value(value).ok())
+    }
+
+    /// The compact JSON text.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Size of the JSON text in bytes (what the data limit counts).
+    pub fn len_bytes(&self) -> usize {
+        self.0.get().len()
+    }
+}
+
+/// The name of a JSON value's type, for error messages.
+pub(crate) fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Default for SessionData {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl PartialEq for SessionData {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get() || self.to_map() == other.to_map()
+    }
+}
+
+impl fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionData({} bytes)", self.len_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Self::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a client told us about itself when it made a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The client's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The client's `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// Longest User-Agent kept for display; longer ones are cut (binding hashes the whole).
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+
+impl ClientInfo {
+    /// Client info from an IP and a User-Agent.
+    pub fn new(ip: Option<IpAddr>, user_agent: Option<&str>) -> Self {
+        Self {
+            ip,
+            user_agent: user_agent.map(str::to_owned),
+        }
+    }
+
+    /// The binding fingerprint of this client: a hash of its User-Agent and
+    /// its IP prefix (/24 for IPv4, /48 for IPv6).
+    pub fn binding(&self) -> ClientBinding {
+        ClientBinding {
+            user_agent_hash: self.user_agent.as_deref().map(|ua| {
+                let digest = Sha256::digest(ua.as_bytes());
+                let mut short = [0u8; 16];
+                short.copy_from_slice(&digest[..16]);
+                u128::from_be_bytes(short)
+            }),
+            ip_prefix: self.ip.map(ip_prefix),
+        }
+    }
+
+    /// A copy fit for storage and display: User-Agent cut at a character
+    /// boundary to [`MAX_USER_AGENT_BYTES`].
+    pub fn for_display(&self) -> ClientInfo {
+        let user_agent = self.user_agent.as_deref().map(|ua| {
+            let mut end = ua.len().min(MAX_USER_AGENT_BYTES);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_owned()
+        });
+        ClientInfo {
+            ip: self.ip,
+            user_agent,
+        }
+    }
+}
+
+/// The network prefix client binding compares: /24 for IPv4, /48 for IPv6.
+pub fn ip_prefix(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return ip_prefix(IpAddr::V4(v4));
+            }
+            let mut octets = v6.octets();
+            octets[6..].fill(0);
+            IpAddr::from(octets)
+        }
+    }
+}
+
+/// What a session remembers of the client that created it, to notice a token
+/// used from elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientBinding {
+    /// First 128 bits of SHA-256 of the User-Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent_hash: Option<u128>,
+    /// The IP prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_prefix: Option<IpAddr>,
+}
+
+impl ClientBinding {
+    /// Whether a request's binding contradicts this one. Parts the request
+    /// does not carry are not compared.
+    pub fn mismatches(&self, presented: &ClientBinding) -> bool {
+        let ua = matches!((self.user_agent_hash, presented.user_agent_hash), (Some(a), Some(b)) if a != b);
+        let ip = matches!((self.ip_prefix, presented.ip_prefix), (Some(a), Some(b)) if a != b);
+        ua || ip
+    }
+}
+
+/// A session as stores keep it and the manager hands it out.
+///
+/// Times are in milliseconds; the idle deadline is derived
+/// (`last_seen_at + idle_timeout`), so touching a session writes one field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// The public id, stable across rotation.
+    pub id: SessionId,
+    /// The authenticated user, `None` while anonymous.
+    pub subject: Option<String>,
+    /// Strength of the authentication (0 anonymous, 1 password, 2 multi-factor, …).
+    pub auth_level: u8,
+    /// When the subject last authenticated.
+    pub authenticated_at: Option<Timestamp>,
+    /// The application's data.
+    pub data: SessionData,
+    /// When the session was created.
+    pub created_at: Timestamp,
+    /// When the session was last used (as last written; see `touch_after`).
+    pub last_seen_at: Timestamp,
+    /// When the current token was issued (renewal counts from here).
+    pub token_issued_at: Timestamp,
+    /// This session's idle timeout in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// The absolute deadline; rotation never moves it.
+    pub absolute_expires_at: Timestamp,
+    /// Incremented by every data or authentication change (compare-and-swap).
+    pub version: u64,
+    /// The global revocation epoch the session was created in.
+    pub epoch: u64,
+    /// The creating client, for display ("your sessions").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientInfo>,
+    /// The creating client's binding fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<ClientBinding>,
+}
+
+impl Session {
+    /// This session's idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The idle deadline: `last_seen_at + idle_timeout`.
+    pub fn idle_expires_at(&self) -> Timestamp {
+        self.last_seen_at.plus(self.idle_timeout())
+    }
+
+    /// The earlier of the idle and absolute deadlines: when the session ends.
+    pub fn expires_at(&self) -> Timestamp {
+        self.idle_expires_at().min(self.absolute_expires_at)
+    }
+
+    /// When stores may forget the record: [`EXPIRED_RETENTION`] after it ends,
+    /// so that a late request learns *why* its session ended.
+    pub fn forget_at(&self) -> Timestamp {
+        self.expires_at().plus(EXPIRED_RETENTION)
+    }
+}
+
+/// How long stores keep a record after it expired, so that the manager can
+/// answer `expired_idle` or `expired_absolute` instead of `unknown`. The
+/// manager never treats such a record as valid.
+pub const EXPIRED_RETENTION: Duration = Duration::from_secs(5 * 60);
+
+/// What is left under a rotated-away token's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The session the token belonged to.
+    pub session_id: SessionId,
+    /// The key the session moved to.
+    pub successor: TokenHash,
+    /// Until when the old token still resolves to the session (renewal and
+    /// rotate); `None` when it died at once (login, step-up).
+    pub grace_until: Option<Timestamp>,
+    /// When the store may forget the tombstone (the session's absolute deadline).
+    pub forget_at: Timestamp,
+}
+
+/// What a store finds under a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredEntry {
+    /// A live session.
+    Live(Arc<Session>),
+    /// A rotated-away token.
+    Tombstone(Tombstone),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_must_be_an_object() {
+        assert!(SessionData::from_value(&serde_json::json!({"a": 1})).is_ok());
+        assert_eq!(
+            SessionData::from_value(&serde_json::json!([1])),
+            Err(DataError::NotAnObject { found: "an array" })
+        );
+        assert!(SessionData::from_json("{").is_err());
+        let data: Result<SessionData, _> = serde_json::from_str("42");
+        assert!(data.is_err());
+    }
+
+    #[test]
+    fn data_get_reads_typed_fields() {
+        let data = SessionData::from_json(r#"{"user_id": 7, "name": "ann"}"#).expect("object");
+        assert_eq!(data.get::<u64>("user_id"), Some(7));
+        assert_eq!(data.get::<String>("name").as_deref(), Some("ann"));
+        assert_eq!(data.get::<u64>("name"), None);
+        assert_eq!(SessionData::empty().as_json(), "{}");
+    }
+
+    #[test]
+    fn ip_prefixes_are_24_and_48_bits() {
+        let v4: IpAddr = "203.0.113.77".parse().expect("ip");
+        assert_eq!(ip_prefix(v4), "203.0.113.0".parse::<IpAddr>().expect("ip"));
+        let v6: IpAddr = "2001:db8:1:2:3:4:5:6".parse().expect("ip");
+        assert_eq!(ip_prefix(v6), "2001:db8:1::".parse::<IpAddr>().expect("ip"));
+    }
+
+    #[test]
+    fn binding_compares_only_what_both_carry() {
+        let home = ClientInfo::new(Some("10.1.2.3".parse().expect("ip")), Some("Firefox"));
+        let same_net = ClientInfo::new(Some("10.1.2.99".parse().expect("ip")), Some("Firefox"));
+        let other_net = ClientInfo::new(Some("10.9.9.9".parse().expect("ip")), Some("Firefox"));
+        let other_ua = ClientInfo::new(Some("10.1.2.3".parse().expect("ip")), Some("curl"));
+        let nothing = ClientInfo::default();
+        assert!(!home.binding().mismatches(&same_net.binding()));
+        assert!(home.binding().mismatches(&other_net.binding()));
+        assert!(home.binding().mismatches(&other_ua.binding()));
+        assert!(!home.binding().mismatches(&nothing.binding()));
+    }
+
+    #[test]
+    fn long_user_agents_are_cut_at_char_boundaries() {
+        let ua = "é".repeat(400);
+        let stored = ClientInfo::new(None, Some(&ua)).for_display();
+        let kept = stored.user_agent.expect("ua");
+        assert!(kept.len() <= MAX_USER_AGENT_BYTES);
+        assert!(kept.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,45 @@
+//! The memory store passes the shared conformance suite.
+
+use std::time::Duration;
+
+use tessera_core::testkit;
+use tessera_core::{Clock, ManualClock, MemoryStore, NewSession, SessionManager, SessionStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_passes_the_conformance_suite() {
+    let report = testkit::run_conformance(|| async { MemoryStore::new() }).await;
+    assert!(report.is_success(), "{report}");
+    assert_eq!(report.passed.len(), testkit::cases().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_background_sweeper_frees_expired_sessions() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::new();
+    let manager = SessionManager::builder(store.clone())
+        .clock(clock.clone())
+        .idle_timeout(Duration::from_secs(60))
+        .touch_after(Duration::from_secs(10))
+        .build()
+        .expect("config");
+    for _ in 0..100 {
+        manager.create(NewSession::default()).await.expect("create");
+    }
+    assert_eq!(store.len(), 100);
+    clock.advance(Duration::from_secs(60) + tessera_core::EXPIRED_RETENTION);
+    let sweeper = store
+        .spawn_sweeper_with_clock(Duration::from_millis(5), std::sync::Arc::new(clock.clone()));
+    for _ in 0..200 {
+        if store.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sweeper.abort();
+    assert!(
+        store.is_empty(),
+        "{} entries left after sweeping",
+        store.len()
+    );
+    assert_eq!(store.sweep_expired(clock.now()).await.expect("sweep"), 0);
+}

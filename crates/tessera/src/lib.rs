@@ -1,0 +1,8 @@
+//! Tessera: session management for web services.
+//!
+//! This facade re-exports the engine ([`tessera_core`]) and, behind one
+//! feature each, the storage backends and web integrations as they are
+//! added. Start with [`SessionManager`].
+#![forbid(unsafe_code)]
+
+pub use tessera_core::*;
