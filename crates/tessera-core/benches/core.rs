@@ -69,7 +69,8 @@ fn lifecycle(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("validate", sessions), &sessions, |b, _| {
             b.iter(|| {
                 i = (i + 7919) % tokens.len();
-                rt.block_on(manager.validate(&tokens[i], None)).expect("valid")
+                rt.block_on(manager.validate(&tokens[i], None))
+                    .expect("valid")
             })
         });
         let mut j = 0usize;

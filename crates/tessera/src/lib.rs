@@ -3,6 +3,7 @@
 //! This facade re-exports the engine ([`tessera_core`]) and, behind one
 //! feature each, the storage backends and web integrations as they are
 //! added. Start with [`SessionManager`].
+#![doc = include_str!("../../../README.md")]
 #![forbid(unsafe_code)]
 
 pub use tessera_core::*;
