@@ -839,6 +839,10 @@ impl SessionManager {
     ) -> Result<usize, SessionError> {
         self.check_subject(subject)?;
         let now = self.now();
+        if except.is_none() {
+            // Client-side sessions of the subject have no record to delete.
+            self.inner.store.bump_subject_epoch(subject).await?;
+        }
         let deleted = self
             .inner
             .store

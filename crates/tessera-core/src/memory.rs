@@ -36,6 +36,7 @@ struct Maps {
     ids: DashMap<SessionId, TokenHash>,
     subjects: DashMap<Box<str>, HashSet<SessionId>>,
     epoch: AtomicU64,
+    subject_epochs: DashMap<Box<str>, u64>,
 }
 
 /// Sessions in this process's memory: fast, lost on restart, not shared
@@ -350,6 +351,21 @@ impl SessionStore for MemoryStore {
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
         Ok(self.maps.epoch.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .maps
+            .subject_epochs
+            .get(subject)
+            .map(|epoch| *epoch)
+            .unwrap_or(0))
+    }
+
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        let mut epoch = self.maps.subject_epochs.entry(subject.into()).or_insert(0);
+        *epoch += 1;
+        Ok(*epoch)
     }
 
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -93,7 +93,8 @@ pub enum WriteOutcome {
 ///   returns expired, rotated or deleted sessions);
 /// * **expiry**: expired records and tombstones do not accumulate (native TTL,
 ///   or [`sweep_expired`](Self::sweep_expired));
-/// * the **global revocation epoch** is shared by everyone using the store.
+/// * the **global and per-subject revocation epochs** are shared by everyone
+///   using the store and only ever grow.
 ///
 /// # A complete custom store
 ///
@@ -117,6 +118,7 @@ pub enum WriteOutcome {
 ///     entries: HashMap<TokenHash, StoredEntry>,
 ///     ids: HashMap<SessionId, TokenHash>,
 ///     epoch: u64,
+///     subject_epochs: HashMap<String, u64>,
 /// }
 ///
 /// fn poisoned() -> StoreError {
@@ -217,6 +219,18 @@ pub enum WriteOutcome {
 ///         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
 ///         inner.epoch += 1;
 ///         Ok(inner.epoch)
+///     }
+///
+///     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+///         let inner = self.inner.lock().map_err(|_| poisoned())?;
+///         Ok(inner.subject_epochs.get(subject).copied().unwrap_or(0))
+///     }
+///
+///     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+///         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+///         let epoch = inner.subject_epochs.entry(subject.to_owned()).or_insert(0);
+///         *epoch += 1;
+///         Ok(*epoch)
 ///     }
 ///
 ///     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
@@ -321,6 +335,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Increments the global revocation epoch and returns the new value.
     async fn bump_global_epoch(&self) -> Result<u64, StoreError>;
 
+    /// The revocation epoch of one subject (starts at 0). Client-side
+    /// (sealed-cookie) sessions carry the epoch they were sealed in and die
+    /// when it moves on, since there is no server record to delete.
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError>;
+
+    /// Increments a subject's revocation epoch and returns the new value.
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError>;
+
     /// Physically removes records and tombstones that expired before `now`;
     /// returns how many. Stores with native expiry keep the default (0).
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
@@ -410,6 +432,12 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
         (**self).bump_global_epoch().await
+    }
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        (**self).subject_epoch(subject).await
+    }
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        (**self).bump_subject_epoch(subject).await
     }
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         (**self).sweep_expired(now).await

@@ -39,6 +39,7 @@ struct Inner {
     ids: HashMap<SessionId, TokenHash>,
     deleted: Vec<Arc<Session>>,
     epoch: u64,
+    subject_epochs: HashMap<String, u64>,
 }
 
 fn poisoned() -> StoreError {
@@ -232,6 +233,18 @@ impl SessionStore for FaultyStore {
         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
         inner.epoch += 1;
         Ok(inner.epoch)
+    }
+
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        Ok(inner.subject_epochs.get(subject).copied().unwrap_or(0))
+    }
+
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        let epoch = inner.subject_epochs.entry(subject.to_owned()).or_insert(0);
+        *epoch += 1;
+        Ok(*epoch)
     }
 
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

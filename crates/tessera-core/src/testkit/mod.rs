@@ -404,6 +404,13 @@ impl SessionStore for CountingStore {
         self.write();
         self.inner.bump_global_epoch().await
     }
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.inner.subject_epoch(subject).await
+    }
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.write();
+        self.inner.bump_subject_epoch(subject).await
+    }
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.inner.sweep_expired(now).await
     }
