@@ -71,6 +71,15 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// A store that connects on first use, without touching the database
+    /// now: for a process that must start while PostgreSQL is down. Its
+    /// operations fail as unavailable until the database answers; the
+    /// schema must have been prepared ([`migrate`](crate::migrate)).
+    pub fn connect_lazy(config: PostgresConfig) -> Result<Self, PostgresError> {
+        config.validate()?;
+        Self::build(&config)
+    }
+
     /// Runs the migrations (or, when they are off, checks the schema is
     /// current); returns the versions applied.
     pub(crate) async fn prepare_schema(

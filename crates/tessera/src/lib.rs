@@ -7,3 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub use tessera_core::*;
+
+/// The PostgreSQL store ([`tessera_postgres`]).
+#[cfg(feature = "postgres")]
+pub use tessera_postgres as postgres;
