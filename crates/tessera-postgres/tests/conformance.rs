@@ -20,7 +20,7 @@ async fn postgres_store_passes_the_conformance_suite() {
     };
     let report = run_conformance_with(options, || {
         let schemas = schemas.clone();
-        async move { schemas.fresh_store().await }
+        async move { schemas.fresh_store_with(32).await }
     })
     .await;
     schemas.drop_all().await;

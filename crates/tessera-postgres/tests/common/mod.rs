@@ -85,7 +85,12 @@ impl Schemas {
 
     /// A store over a fresh schema.
     pub async fn fresh_store(&self) -> PostgresStore {
-        PostgresStore::connect_with(self.config().max_connections(8))
+        self.fresh_store_with(8).await
+    }
+
+    /// A store over a fresh schema with a pool of `connections`.
+    pub async fn fresh_store_with(&self, connections: usize) -> PostgresStore {
+        PostgresStore::connect_with(self.config().max_connections(connections))
             .await
             .unwrap_or_else(|e| panic!("cannot open a PostgreSQL store ({e}); run scripts/setup/postgres.sh"))
     }
