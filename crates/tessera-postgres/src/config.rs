@@ -236,7 +236,9 @@ fn check_identifier(
         return if may_be_empty {
             Ok(())
         } else {
-            Err(PostgresError::Config(format!("the {what} must not be empty")))
+            Err(PostgresError::Config(format!(
+                "the {what} must not be empty"
+            )))
         };
     }
     let plain = value

@@ -598,11 +598,7 @@ impl SessionStore for PostgresStore {
 
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         let row = self
-            .query_opt(
-                "read the global epoch",
-                &self.inner.sql.global_epoch,
-                &[],
-            )
+            .query_opt("read the global epoch", &self.inner.sql.global_epoch, &[])
             .await?
             .ok_or_else(|| StoreError::corrupt("the global epoch row is missing"))?;
         Ok(version_from_db(row.get(0)))

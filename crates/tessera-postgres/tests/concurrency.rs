@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::Schemas;
 use tessera_core::{
-    Session, SessionData, SessionId, SessionStore, SessionToken, StoredEntry, Timestamp,
-    Tombstone, WriteOutcome,
+    Session, SessionData, SessionId, SessionStore, SessionToken, StoredEntry, Timestamp, Tombstone,
+    WriteOutcome,
 };
 use tessera_postgres::PostgresStore;
 
@@ -88,7 +88,11 @@ async fn hammer(stores: &[PostgresStore], writers: usize, increments: u64) {
         panic!("session vanished");
     };
     let total = writers as u64 * increments;
-    assert_eq!(last.data.get::<u64>("counter"), Some(total), "no lost update");
+    assert_eq!(
+        last.data.get::<u64>("counter"),
+        Some(total),
+        "no lost update"
+    );
     assert_eq!(last.version, total + 1, "one version per write");
 }
 
@@ -96,7 +100,9 @@ async fn hammer(stores: &[PostgresStore], writers: usize, increments: u64) {
 async fn sixty_four_writers_across_two_pools_lose_no_update() {
     let schemas = Schemas::new("cas");
     let config = schemas.config().max_connections(8);
-    let a = PostgresStore::connect_with(config.clone()).await.expect("node a");
+    let a = PostgresStore::connect_with(config.clone())
+        .await
+        .expect("node a");
     let b = PostgresStore::connect_with(config).await.expect("node b");
     hammer(&[a, b], 64, 8).await;
     schemas.drop_all().await;

@@ -36,15 +36,9 @@ async fn database_outage_fails_closed_and_the_pool_recovers_by_itself() {
     let manager = SessionManager::builder(store.clone())
         .build()
         .expect("manager");
-    let live = manager
-        .create(NewSession::default())
-        .await
-        .expect("create");
+    let live = manager.create(NewSession::default()).await.expect("create");
     let live_token: Arc<str> = live.token.expose().into();
-    let revoked = manager
-        .create(NewSession::default())
-        .await
-        .expect("create");
+    let revoked = manager.create(NewSession::default()).await.expect("create");
     manager.revoke(&revoked.session.id).await.expect("revoke");
     let revoked_token: Arc<str> = revoked.token.expose().into();
 

@@ -50,9 +50,9 @@ async fn nodes_starting_together_migrate_once() {
     let mut starts = Vec::new();
     for _ in 0..6 {
         let config = config.clone();
-        starts.push(tokio::spawn(
-            async move { PostgresStore::connect_with(config).await },
-        ));
+        starts.push(tokio::spawn(async move {
+            PostgresStore::connect_with(config).await
+        }));
     }
     for start in starts {
         start.await.expect("task").expect("every node starts");
@@ -190,7 +190,11 @@ async fn a_version_1_record_written_by_hand_still_loads() {
         .expect("found by id");
     assert_eq!((found, Arc::clone(&by_id)), (key, session.clone()));
     assert_eq!(
-        store.list_by_subject("alice", now).await.expect("list").len(),
+        store
+            .list_by_subject("alice", now)
+            .await
+            .expect("list")
+            .len(),
         1
     );
     // It can be written in the current format and read back.

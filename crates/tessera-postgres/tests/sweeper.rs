@@ -80,9 +80,7 @@ async fn sweepers_on_several_nodes_split_the_work() {
     let mut sweeps = Vec::new();
     for node in &nodes {
         let node = node.clone();
-        sweeps.push(tokio::spawn(
-            async move { node.sweep_expired(later).await },
-        ));
+        sweeps.push(tokio::spawn(async move { node.sweep_expired(later).await }));
     }
     let mut removed = 0;
     for sweep in sweeps {

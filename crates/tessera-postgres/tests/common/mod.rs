@@ -92,7 +92,9 @@ impl Schemas {
     pub async fn fresh_store_with(&self, connections: usize) -> PostgresStore {
         PostgresStore::connect_with(self.config().max_connections(connections))
             .await
-            .unwrap_or_else(|e| panic!("cannot open a PostgreSQL store ({e}); run scripts/setup/postgres.sh"))
+            .unwrap_or_else(|e| {
+                panic!("cannot open a PostgreSQL store ({e}); run scripts/setup/postgres.sh")
+            })
     }
 
     /// Drops every schema made so far.

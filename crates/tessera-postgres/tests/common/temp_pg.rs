@@ -148,7 +148,10 @@ impl TempPostgres {
         let program = self.bin.join(tool);
         if self.as_postgres {
             let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&program).args(args);
+            command
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args);
             command
         } else {
             let mut command = Command::new(program);
@@ -181,7 +184,10 @@ impl TempPostgres {
 impl Drop for TempPostgres {
     fn drop(&mut self) {
         let _ = self
-            .command("pg_ctl", &["-D", &self.data_dir(), "-m", "immediate", "stop"])
+            .command(
+                "pg_ctl",
+                &["-D", &self.data_dir(), "-m", "immediate", "stop"],
+            )
             .output();
         let _ = std::fs::remove_dir_all(&self.root);
     }
