@@ -259,6 +259,44 @@ fn check_identifier(
     Ok(())
 }
 
+/// The URL with any password replaced by `***`, safe to log and show.
+///
+/// ```
+/// assert_eq!(
+///     tessera_postgres::redacted_url("postgres://app:s3cret@db:5432/app?schema=s"),
+///     "postgres://app:***@db:5432/app?schema=s"
+/// );
+/// ```
+pub fn redacted_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme_len = url.len() - rest.len();
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out.replace_range(scheme_len + colon + 1..scheme_len + at, "***");
+        }
+    }
+    // `password=` as a query parameter or a key-value pair.
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(found) = rest.find("password=") {
+        let value_start = found + "password=".len();
+        redacted.push_str(&rest[..value_start]);
+        redacted.push_str("***");
+        let value_len = rest[value_start..]
+            .find(['&', ' '])
+            .unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
 /// Splits Tessera's own query parameters off a URL. Key-value strings
 /// (`host=… dbname=…`) carry none and pass through unchanged.
 fn split_own_params(url: &str) -> (String, Vec<(String, String)>) {
@@ -333,6 +371,23 @@ mod tests {
         }
         let long_prefix = format!("postgres://u@h/db?table_prefix={}", "p".repeat(41));
         assert!(PostgresConfig::from_url(&long_prefix).is_err());
+    }
+
+    #[test]
+    fn redaction_hides_passwords_in_every_form() {
+        assert_eq!(
+            redacted_url("postgresql://u:p@h/db"),
+            "postgresql://u:***@h/db"
+        );
+        assert_eq!(redacted_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redacted_url("postgres://u@h/db?password=x&schema=s"),
+            "postgres://u@h/db?password=***&schema=s"
+        );
+        assert_eq!(
+            redacted_url("host=h password=secret dbname=d"),
+            "host=h password=*** dbname=d"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ mod sql;
 mod store;
 mod sweeper;
 
-pub use config::{DEFAULT_SCHEMA, MAX_TABLE_PREFIX_LEN, PostgresConfig};
+pub use config::{DEFAULT_SCHEMA, MAX_TABLE_PREFIX_LEN, PostgresConfig, redacted_url};
 pub use error::PostgresError;
 pub use store::PostgresStore;
 
