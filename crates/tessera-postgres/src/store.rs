@@ -1,6 +1,5 @@
 //! [`PostgresStore`]: the [`SessionStore`] over a pool of PostgreSQL connections.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,16 +160,28 @@ impl PostgresStore {
         self.inner.pool.get().await.map_err(pool_error)
     }
 
-    /// Runs one operation within the operation timeout.
-    pub(crate) async fn timed<T>(
+    /// Runs one operation on a pooled connection within the operation
+    /// timeout (waiting for the connection included). A connection whose
+    /// operation ran out of time is taken out of the pool and closed: its
+    /// peer may be gone without a word (a network partition, a crashed
+    /// host), and reusing it would make later operations hang too.
+    pub(crate) async fn with_client<T>(
         &self,
         what: &str,
-        operation: impl Future<Output = Result<T, StoreError>>,
+        operation: impl AsyncFnOnce(&mut Object) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let limit = self.inner.operation_timeout;
-        tokio::time::timeout(limit, operation)
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut client = tokio::time::timeout_at(deadline, self.client())
             .await
-            .map_err(|_| timed_out(what, limit))?
+            .map_err(|_| timed_out(what, limit))??;
+        match tokio::time::timeout_at(deadline, operation(&mut client)).await {
+            Ok(result) => result,
+            Err(_) => {
+                drop(Object::take(client));
+                Err(timed_out(what, limit))
+            }
+        }
     }
 
     /// Runs one statement that returns at most one row.
@@ -180,8 +191,7 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        self.timed(what, async {
-            let client = self.client().await?;
+        self.with_client(what, async |client| {
             let statement = client
                 .prepare_cached(sql)
                 .await
@@ -201,8 +211,7 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        self.timed(what, async {
-            let client = self.client().await?;
+        self.with_client(what, async |client| {
             let statement = client
                 .prepare_cached(sql)
                 .await
@@ -222,8 +231,7 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        self.timed(what, async {
-            let client = self.client().await?;
+        self.with_client(what, async |client| {
             let statement = client
                 .prepare_cached(sql)
                 .await
@@ -486,8 +494,7 @@ impl SessionStore for PostgresStore {
         let tombstone_record = encode_entry(&StoredEntry::Tombstone(*tombstone))?;
         let what = "rotate a session";
         let seen = self
-            .timed(what, async {
-                let mut client = self.client().await?;
+            .with_client(what, async |client| {
                 let tombstone_sql = client
                     .prepare_cached(&self.inner.sql.tombstone)
                     .await
