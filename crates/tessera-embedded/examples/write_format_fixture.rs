@@ -63,8 +63,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client: None,
         binding: None,
     };
-    let (first_key, alice_key, anonymous_key) =
-        (TokenHash([0x33; 32]), TokenHash([0x11; 32]), TokenHash([0x22; 32]));
+    let (first_key, alice_key, anonymous_key) = (
+        TokenHash([0x33; 32]),
+        TokenHash([0x11; 32]),
+        TokenHash([0x22; 32]),
+    );
     store.bump_global_epoch().await?;
     store.create(&first_key, &alice).await?;
     store.create(&anonymous_key, &anonymous).await?;

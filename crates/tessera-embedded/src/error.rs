@@ -94,10 +94,7 @@ impl EmbeddedError {
 
 /// A store-operation error for a failure of the database engine.
 pub(crate) fn unavailable(what: &str, source: impl Into<redb::Error>) -> StoreError {
-    StoreError::unavailable(
-        format!("embedded session database: {what}"),
-        source.into(),
-    )
+    StoreError::unavailable(format!("embedded session database: {what}"), source.into())
 }
 
 /// The error every operation gets once the store is closed.

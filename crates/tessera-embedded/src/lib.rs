@@ -57,6 +57,7 @@
 //!   requests are never held up for long.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod error;
 mod mirror;
 mod schema;
@@ -164,7 +165,11 @@ impl EmbeddedStore {
     /// Number of records held: live sessions, expired ones not yet swept,
     /// and tombstones.
     pub fn len(&self) -> usize {
-        self.shared.mirror.read().map(|m| m.entries.len()).unwrap_or(0)
+        self.shared
+            .mirror
+            .read()
+            .map(|m| m.entries.len())
+            .unwrap_or(0)
     }
 
     /// Whether the store holds no record.
@@ -190,7 +195,7 @@ impl EmbeddedStore {
     /// Runs `work` in the writer thread's next group commit and awaits its outcome.
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut writer::Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut batch::Batch<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (job, answer) = writer::job(work);
@@ -207,10 +212,15 @@ impl EmbeddedStore {
         if self.is_closed() {
             return Err(closed());
         }
-        let mirror = self.shared.mirror.read().map_err(|_| StoreError::Unavailable {
-            message: "the embedded store's memory mirror is poisoned; restart the process".into(),
-            source: None,
-        })?;
+        let mirror = self
+            .shared
+            .mirror
+            .read()
+            .map_err(|_| StoreError::Unavailable {
+                message: "the embedded store's memory mirror is poisoned; restart the process"
+                    .into(),
+                source: None,
+            })?;
         Ok(read(&mirror))
     }
 }

@@ -115,9 +115,7 @@ impl Mirror {
             mirror.subjects.insert(subject.value().into(), set);
         }
 
-        let epochs = txn
-            .open_table(SUBJECT_EPOCHS)
-            .map_err(|e| fail(e.into()))?;
+        let epochs = txn.open_table(SUBJECT_EPOCHS).map_err(|e| fail(e.into()))?;
         for row in epochs.iter().map_err(|e| fail(e.into()))? {
             let (subject, epoch) = row.map_err(|e| fail(e.into()))?;
             mirror
@@ -140,7 +138,10 @@ impl Mirror {
             if let MirrorEntry::Live(session) = entry {
                 live += 1;
                 if self.ids.get(&session.id) != Some(key) {
-                    return Err(format!("session {} is missing from the id index", session.id));
+                    return Err(format!(
+                        "session {} is missing from the id index",
+                        session.id
+                    ));
                 }
                 if let Some(subject) = session.subject.as_deref()
                     && !self
@@ -224,7 +225,11 @@ impl Mirror {
     }
 
     /// The live session with this id and its key.
-    pub(crate) fn by_id(&self, id: &SessionId, now: Timestamp) -> Option<(TokenHash, Arc<Session>)> {
+    pub(crate) fn by_id(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Option<(TokenHash, Arc<Session>)> {
         let key = self.ids.get(id)?;
         self.live(key, now)
             .filter(|session| session.id == *id)

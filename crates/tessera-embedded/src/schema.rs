@@ -87,8 +87,7 @@ pub(crate) fn prepare(db: &redb::Database, path: &Path) -> Result<(), EmbeddedEr
         txn.open_table(IDS).map_err(|e| fail(e.into()))?;
         txn.open_multimap_table(SUBJECTS)
             .map_err(|e| fail(e.into()))?;
-        txn.open_table(SUBJECT_EPOCHS)
-            .map_err(|e| fail(e.into()))?;
+        txn.open_table(SUBJECT_EPOCHS).map_err(|e| fail(e.into()))?;
         txn.commit().map_err(|e| fail(e.into()))?;
     } else {
         txn.abort().map_err(|e| fail(e.into()))?;

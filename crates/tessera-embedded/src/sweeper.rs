@@ -6,7 +6,7 @@ use std::time::Duration;
 use tessera_core::{Clock, StoreError, StoredEntry, SystemClock, Timestamp, TokenHash};
 
 use crate::EmbeddedStore;
-use crate::writer::Batch;
+use crate::batch::Batch;
 
 /// Most records removed by one transaction, so that a large sweep never
 /// holds up the requests queued behind it for long.
@@ -57,7 +57,9 @@ impl EmbeddedStore {
         let mut removed = 0;
         for chunk in expired.chunks(SWEEP_BATCH) {
             let chunk = chunk.to_vec();
-            removed += self.write(move |batch| sweep_chunk(batch, &chunk, now)).await?;
+            removed += self
+                .write(move |batch| sweep_chunk(batch, &chunk, now))
+                .await?;
             // Let requests that arrived meanwhile run before the next chunk.
             tokio::task::yield_now().await;
         }
@@ -67,7 +69,11 @@ impl EmbeddedStore {
 
 /// Removes the records of `keys` that are still expired at `now` (a touch
 /// may have revived one since the scan), with their index entries.
-fn sweep_chunk(batch: &mut Batch<'_>, keys: &[TokenHash], now: Timestamp) -> Result<u64, StoreError> {
+fn sweep_chunk(
+    batch: &mut Batch<'_>,
+    keys: &[TokenHash],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
     let mut removed = 0;
     for key in keys {
         match batch.entry(key)? {

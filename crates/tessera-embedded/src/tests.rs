@@ -61,7 +61,10 @@ async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
                 next.version += 1;
                 next.subject = subjects.get(rng.usize(0..4)).map(|s| (*s).to_owned());
                 next.data = SessionData::from_json(&format!(r#"{{"step":{step}}}"#)).expect("data");
-                if store.update(k, &next, s.version, now).await.expect("update")
+                if store
+                    .update(k, &next, s.version, now)
+                    .await
+                    .expect("update")
                     == tessera_core::WriteOutcome::Written
                 {
                     *s = next;
@@ -134,7 +137,11 @@ async fn mirror_equals_the_database_after_concurrent_writes() {
     store.close().expect("close");
 
     let reopened = EmbeddedStore::open(dir.path()).expect("reopen");
-    assert_eq!(snapshot(&reopened), before, "mirror equals a fresh load of the file");
+    assert_eq!(
+        snapshot(&reopened),
+        before,
+        "mirror equals a fresh load of the file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

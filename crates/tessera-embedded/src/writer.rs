@@ -9,24 +9,22 @@
 //! the next group, so the number of fsyncs per second stays roughly constant
 //! while the number of writes per fsync grows with concurrency.
 //!
-//! Each job is all-or-nothing: it reads first and writes only once it has
-//! decided; a job that fails after writing, or a write the engine refuses,
-//! aborts the whole group and every job in it gets an error (nothing of the
-//! group is stored).
+//! Each job is all-or-nothing: it reads first (see [`crate::batch`]) and
+//! writes only once it has decided; a job that fails after writing, or a
+//! write the engine refuses, aborts the whole group and every job in it gets
+//! an error (nothing of the group is stored).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
 
-use redb::{ReadableMultimapTable, ReadableTable};
-use tessera_core::codec::{decode_entry, encode_entry};
-use tessera_core::{Session, SessionId, StoreError, StoredEntry, Timestamp, TokenHash, Tombstone};
+use tessera_core::StoreError;
 
 use tokio::sync::oneshot;
 
+use crate::batch::{Batch, Tables};
 use crate::error::{EmbeddedError, unavailable};
-use crate::mirror::{Effect, Mirror, MirrorEntry};
-use crate::schema::{ENTRIES, GLOBAL_EPOCH_KEY, IDS, META, SUBJECT_EPOCHS, SUBJECTS};
+use crate::mirror::Mirror;
 
 /// Most jobs committed together.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -98,242 +96,6 @@ where
     (Job(Box::new(Reply { work, reply })), answer)
 }
 
-/// The tables of one write transaction.
-struct Tables<'t> {
-    meta: redb::Table<'t, &'static str, u64>,
-    entries: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
-    ids: redb::Table<'t, &'static [u8; 16], &'static [u8; 32]>,
-    subjects: redb::MultimapTable<'t, &'static str, &'static [u8; 16]>,
-    subject_epochs: redb::Table<'t, &'static str, u64>,
-}
-
-impl<'t> Tables<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, redb::TableError> {
-        Ok(Self {
-            meta: txn.open_table(META)?,
-            entries: txn.open_table(ENTRIES)?,
-            ids: txn.open_table(IDS)?,
-            subjects: txn.open_multimap_table(SUBJECTS)?,
-            subject_epochs: txn.open_table(SUBJECT_EPOCHS)?,
-        })
-    }
-}
-
-/// One group of jobs inside one write transaction: reads see the writes of
-/// earlier jobs of the group; writes are recorded as [`Effect`]s for the mirror.
-pub(crate) struct Batch<'t> {
-    tables: Tables<'t>,
-    effects: Vec<Effect>,
-    failure: Option<String>,
-}
-
-impl Batch<'_> {
-    /// Whether an earlier job broke the group (then later jobs must not run).
-    pub(crate) fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
-    }
-
-    /// Passes on the outcome of a write; a refused write breaks the group.
-    fn check(
-        &mut self,
-        outcome: Result<(), redb::StorageError>,
-        what: &str,
-    ) -> Result<(), StoreError> {
-        outcome.map_err(|e| {
-            let error = unavailable(what, e);
-            self.failure.get_or_insert_with(|| error.to_string());
-            error
-        })
-    }
-
-    // ---- reads ----
-
-    /// The record under `key`, decoded.
-    pub(crate) fn entry(&self, key: &TokenHash) -> Result<Option<StoredEntry>, StoreError> {
-        let found = self
-            .tables
-            .entries
-            .get(&key.0)
-            .map_err(|e| unavailable("read a record", e))?;
-        match found {
-            Some(bytes) => decode_entry(bytes.value()).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The live session under `key`, unless it may be forgotten at `now`.
-    pub(crate) fn live(
-        &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
-        Ok(match self.entry(key)? {
-            Some(StoredEntry::Live(session)) if session.forget_at() > now => Some(session),
-            _ => None,
-        })
-    }
-
-    /// Whether anything is stored under `key`.
-    pub(crate) fn has_entry(&self, key: &TokenHash) -> Result<bool, StoreError> {
-        Ok(self
-            .tables
-            .entries
-            .get(&key.0)
-            .map_err(|e| unavailable("read a record", e))?
-            .is_some())
-    }
-
-    /// The key of the live session with this id.
-    pub(crate) fn key_of(&self, id: &SessionId) -> Result<Option<TokenHash>, StoreError> {
-        Ok(self
-            .tables
-            .ids
-            .get(&id.0)
-            .map_err(|e| unavailable("read the id index", e))?
-            .map(|key| TokenHash(*key.value())))
-    }
-
-    /// The ids the subject index lists for `subject`.
-    pub(crate) fn subject_ids(&self, subject: &str) -> Result<Vec<SessionId>, StoreError> {
-        let values = self
-            .tables
-            .subjects
-            .get(subject)
-            .map_err(|e| unavailable("read the subject index", e))?;
-        let mut ids = Vec::new();
-        for id in values {
-            let id = id.map_err(|e| unavailable("read the subject index", e))?;
-            ids.push(SessionId(*id.value()));
-        }
-        Ok(ids)
-    }
-
-    /// The global revocation epoch.
-    pub(crate) fn global_epoch(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .tables
-            .meta
-            .get(GLOBAL_EPOCH_KEY)
-            .map_err(|e| unavailable("read the global epoch", e))?
-            .map(|v| v.value())
-            .unwrap_or(0))
-    }
-
-    /// A subject's revocation epoch.
-    pub(crate) fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .tables
-            .subject_epochs
-            .get(subject)
-            .map_err(|e| unavailable("read a subject epoch", e))?
-            .map(|v| v.value())
-            .unwrap_or(0))
-    }
-
-    // ---- writes (each recorded for the mirror) ----
-
-    /// Stores a live session under `key`.
-    pub(crate) fn put_session(&mut self, key: &TokenHash, session: &Session) -> Result<(), StoreError> {
-        let session = Arc::new(session.clone());
-        let bytes = encode_entry(&StoredEntry::Live(session.clone()))?;
-        let outcome = self.tables.entries.insert(&key.0, bytes.as_slice()).map(|_| ());
-        self.check(outcome, "write a record")?;
-        self.effects
-            .push(Effect::PutEntry(*key, MirrorEntry::Live(session)));
-        Ok(())
-    }
-
-    /// Stores a tombstone under `key`.
-    pub(crate) fn put_tombstone(
-        &mut self,
-        key: &TokenHash,
-        tombstone: &Tombstone,
-    ) -> Result<(), StoreError> {
-        let bytes = encode_entry(&StoredEntry::Tombstone(*tombstone))?;
-        let outcome = self.tables.entries.insert(&key.0, bytes.as_slice()).map(|_| ());
-        self.check(outcome, "write a tombstone")?;
-        self.effects
-            .push(Effect::PutEntry(*key, MirrorEntry::Tombstone(*tombstone)));
-        Ok(())
-    }
-
-    /// Removes the record under `key`.
-    pub(crate) fn remove_entry(&mut self, key: &TokenHash) -> Result<(), StoreError> {
-        let outcome = self.tables.entries.remove(&key.0).map(|_| ());
-        self.check(outcome, "remove a record")?;
-        self.effects.push(Effect::RemoveEntry(*key));
-        Ok(())
-    }
-
-    /// Points the id index at `key`.
-    pub(crate) fn put_id(&mut self, id: &SessionId, key: &TokenHash) -> Result<(), StoreError> {
-        let outcome = self.tables.ids.insert(&id.0, &key.0).map(|_| ());
-        self.check(outcome, "write the id index")?;
-        self.effects.push(Effect::PutId(*id, *key));
-        Ok(())
-    }
-
-    /// Removes an id from the id index.
-    pub(crate) fn remove_id(&mut self, id: &SessionId) -> Result<(), StoreError> {
-        let outcome = self.tables.ids.remove(&id.0).map(|_| ());
-        self.check(outcome, "remove from the id index")?;
-        self.effects.push(Effect::RemoveId(*id));
-        Ok(())
-    }
-
-    /// Adds a session to its subject's index.
-    pub(crate) fn add_subject(&mut self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
-        let outcome = self.tables.subjects.insert(subject, &id.0).map(|_| ());
-        self.check(outcome, "write the subject index")?;
-        self.effects.push(Effect::AddSubject(subject.into(), *id));
-        Ok(())
-    }
-
-    /// Removes a session from its subject's index.
-    pub(crate) fn remove_subject(&mut self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
-        let outcome = self.tables.subjects.remove(subject, &id.0).map(|_| ());
-        self.check(outcome, "remove from the subject index")?;
-        self.effects.push(Effect::RemoveSubject(subject.into(), *id));
-        Ok(())
-    }
-
-    /// Moves a session between subjects in the index.
-    pub(crate) fn move_subject(
-        &mut self,
-        id: &SessionId,
-        from: Option<&str>,
-        to: Option<&str>,
-    ) -> Result<(), StoreError> {
-        if from == to {
-            return Ok(());
-        }
-        if let Some(from) = from {
-            self.remove_subject(from, id)?;
-        }
-        if let Some(to) = to {
-            self.add_subject(to, id)?;
-        }
-        Ok(())
-    }
-
-    /// Sets the global revocation epoch.
-    pub(crate) fn set_global_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
-        let outcome = self.tables.meta.insert(GLOBAL_EPOCH_KEY, epoch).map(|_| ());
-        self.check(outcome, "write the global epoch")?;
-        self.effects.push(Effect::GlobalEpoch(epoch));
-        Ok(())
-    }
-
-    /// Sets a subject's revocation epoch.
-    pub(crate) fn set_subject_epoch(&mut self, subject: &str, epoch: u64) -> Result<(), StoreError> {
-        let outcome = self.tables.subject_epochs.insert(subject, epoch).map(|_| ());
-        self.check(outcome, "write a subject epoch")?;
-        self.effects
-            .push(Effect::SubjectEpoch(subject.into(), epoch));
-        Ok(())
-    }
-}
-
 /// What the writer thread owns.
 pub(crate) struct Writer {
     pub(crate) db: redb::Database,
@@ -370,6 +132,9 @@ impl Writer {
             }
         };
         let (finishes, effects, failure) = {
+            let Ok(mirror) = self.mirror.read() else {
+                return fail_unrun(group, "the embedded store's memory mirror is poisoned");
+            };
             let tables = match Tables::open(&txn) {
                 Ok(tables) => tables,
                 Err(e) => {
@@ -377,11 +142,7 @@ impl Writer {
                     return fail_unrun(group, &message);
                 }
             };
-            let mut batch = Batch {
-                tables,
-                effects: Vec::new(),
-                failure: None,
-            };
+            let mut batch = Batch::new(tables, &mirror);
             let mut finishes = Vec::with_capacity(group.len());
             for job in group.drain(..) {
                 let before = batch.effects.len();

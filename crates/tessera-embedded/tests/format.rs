@@ -31,11 +31,15 @@ fn early() -> Timestamp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_format_1_database_still_opens_and_loads() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1/sessions.redb");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1/sessions.redb");
     std::fs::copy(&fixture, dir.path().join(DATABASE_FILE)).expect("copy the fixture");
     let store = EmbeddedStore::open(dir.path()).expect("the format 1 fixture opens");
 
-    let client = ClientInfo::new(Some("203.0.113.9".parse().expect("ip")), Some("Firefox/130.0"));
+    let client = ClientInfo::new(
+        Some("203.0.113.9".parse().expect("ip")),
+        Some("Firefox/130.0"),
+    );
     let renewed_at = CREATED.plus(Duration::from_secs(60));
     let alice = Session {
         id: SessionId([0xA1; 16]),
@@ -53,11 +57,19 @@ async fn a_committed_format_1_database_still_opens_and_loads() {
         client: Some(client.clone()),
         binding: Some(client.binding()),
     };
-    match store.load(&TokenHash([0x11; 32]), early()).await.expect("load") {
+    match store
+        .load(&TokenHash([0x11; 32]), early())
+        .await
+        .expect("load")
+    {
         Some(StoredEntry::Live(found)) => assert_eq!(*found, alice),
         other => panic!("expected alice's session, got {other:?}"),
     }
-    match store.load(&TokenHash([0x33; 32]), early()).await.expect("load") {
+    match store
+        .load(&TokenHash([0x33; 32]), early())
+        .await
+        .expect("load")
+    {
         Some(StoredEntry::Tombstone(found)) => assert_eq!(
             found,
             Tombstone {
@@ -131,7 +143,8 @@ async fn records_written_by_hand_in_the_format_1_layout_load() {
         entries.insert(&[7; 32], ALICE_V1)?;
         entries.insert(&[8; 32], TOMBSTONE_V1)?;
         txn.open_table(IDS)?.insert(&[7; 16], &[7; 32])?;
-        txn.open_multimap_table(SUBJECTS)?.insert("alice", &[7; 16])?;
+        txn.open_multimap_table(SUBJECTS)?
+            .insert("alice", &[7; 16])?;
         txn.open_table(SUBJECT_EPOCHS)?.insert("alice", 9)?;
         Ok(())
     });
@@ -151,7 +164,14 @@ async fn records_written_by_hand_in_the_format_1_layout_load() {
     ));
     assert_eq!(store.global_epoch().await.expect("epoch"), 4);
     assert_eq!(store.subject_epoch("alice").await.expect("epoch"), 9);
-    assert_eq!(store.list_by_subject("alice", early()).await.expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list_by_subject("alice", early())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     store.close().expect("close");
 }
 
@@ -160,7 +180,13 @@ fn a_newer_store_format_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_by_hand(dir.path(), Some(2), |_| Ok(()));
     match EmbeddedStore::open(dir.path()) {
-        Err(error @ EmbeddedError::NewerFormat { found: 2, supported: 1, .. }) => {
+        Err(
+            error @ EmbeddedError::NewerFormat {
+                found: 2,
+                supported: 1,
+                ..
+            },
+        ) => {
             assert!(error.to_string().contains("upgrade Tessera"), "{error}");
         }
         other => panic!("expected NewerFormat, got {other:?}"),

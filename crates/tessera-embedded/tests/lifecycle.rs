@@ -59,7 +59,10 @@ async fn reopen_after_clean_close_keeps_everything() {
         .await
         .expect("second session");
     store.bump_global_epoch().await.expect("epoch");
-    store.bump_subject_epoch("alice").await.expect("subject epoch");
+    store
+        .bump_subject_epoch("alice")
+        .await
+        .expect("subject epoch");
     let epoch = store.global_epoch().await.expect("epoch");
     drop(manager);
     store.close().expect("close");
@@ -149,7 +152,12 @@ async fn a_closed_store_refuses_every_clone() {
     assert!(clone.is_closed());
     let now = ManualClock::starting_now().now();
     assert!(clone.load(&key(), now).await.is_err());
-    assert!(clone.create(&key(), &session(now, None, Duration::from_secs(60))).await.is_err());
+    assert!(
+        clone
+            .create(&key(), &session(now, None, Duration::from_secs(60)))
+            .await
+            .is_err()
+    );
     assert!(clone.ping().await.is_err());
 }
 
@@ -184,9 +192,16 @@ async fn the_sweeper_removes_expired_records_and_keeps_indexes_clean() {
     for create in creates {
         create.await.expect("task").expect("create");
     }
-    let (long_key, long) = (key(), session(start, Some("eve"), Duration::from_secs(3600)));
+    let (long_key, long) = (
+        key(),
+        session(start, Some("eve"), Duration::from_secs(3600)),
+    );
     store.create(&long_key, &long).await.expect("create");
-    let (old_key, new_key, rotated) = (key(), key(), session(start, None, Duration::from_secs(3600)));
+    let (old_key, new_key, rotated) = (
+        key(),
+        key(),
+        session(start, None, Duration::from_secs(3600)),
+    );
     store.create(&old_key, &rotated).await.expect("create");
     let tombstone = Tombstone {
         session_id: rotated.id,
@@ -200,7 +215,8 @@ async fn the_sweeper_removes_expired_records_and_keeps_indexes_clean() {
         .expect("rotate");
     assert_eq!(store.len(), 303);
 
-    let sweeper = store.spawn_sweeper_with_clock(Duration::from_millis(10), Arc::new(clock.clone()));
+    let sweeper =
+        store.spawn_sweeper_with_clock(Duration::from_millis(10), Arc::new(clock.clone()));
     clock.advance(short[0].1.forget_at().since(start) + Duration::from_secs(1));
     until(|| store.len() == 2).await;
     sweeper.abort();
@@ -208,19 +224,41 @@ async fn the_sweeper_removes_expired_records_and_keeps_indexes_clean() {
     // Physically gone: even reads at the start time find nothing.
     for (k, s) in &short {
         assert!(store.load(k, start).await.expect("load").is_none());
-        assert!(store.load_by_id(&s.id, start).await.expect("by id").is_none());
+        assert!(
+            store
+                .load_by_id(&s.id, start)
+                .await
+                .expect("by id")
+                .is_none()
+        );
     }
-    assert!(store.load(&old_key, start).await.expect("load").is_none(), "tombstone swept");
+    assert!(
+        store.load(&old_key, start).await.expect("load").is_none(),
+        "tombstone swept"
+    );
     let eve = store.list_by_subject("eve", start).await.expect("list");
     assert_eq!(eve.len(), 1, "only the long session is indexed");
     assert_eq!(eve[0].id, long.id);
-    assert!(store.load_by_id(&rotated.id, start).await.expect("by id").is_some());
+    assert!(
+        store
+            .load_by_id(&rotated.id, start)
+            .await
+            .expect("by id")
+            .is_some()
+    );
     store.close().expect("close");
 
     // Reopening checks that the file's indexes agree with its records.
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(store.len(), 2);
-    assert_eq!(store.list_by_subject("eve", start).await.expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list_by_subject("eve", start)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     store.close().expect("close");
 }
 
@@ -237,12 +275,26 @@ async fn sweeping_spares_what_a_touch_revived() {
     // At the first deadline the touched session is still kept.
     let removed = store.sweep_expired(s.forget_at()).await.expect("sweep");
     assert_eq!(removed, 0);
-    assert_eq!(store.list_by_subject("fay", s.forget_at()).await.expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list_by_subject("fay", s.forget_at())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     let removed = store
         .sweep_expired(s.forget_at().plus(Duration::from_secs(50)))
         .await
         .expect("sweep");
     assert_eq!(removed, 1);
-    assert_eq!(store.list_by_subject("fay", start).await.expect("list").len(), 0);
+    assert_eq!(
+        store
+            .list_by_subject("fay", start)
+            .await
+            .expect("list")
+            .len(),
+        0
+    );
     store.close().expect("close");
 }
