@@ -240,18 +240,16 @@ fn child(dir: &str) {
     runtime.block_on(async {
         let store = EmbeddedStore::open(dir).expect("child: open");
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-        let mut writers = Vec::new();
         for writer in 0..WRITERS {
             let (store, out) = (store.clone(), out.clone());
-            writers.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 loop {
                     write_one(&store, &out, writer).await;
                 }
-            }));
+            });
         }
-        for writer in writers {
-            writer.await.expect("writer");
-        }
+        // The writers run until the parent kills this process.
+        std::future::pending::<()>().await;
     });
 }
 
