@@ -44,8 +44,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         absolute_expires_at: created.plus(Duration::from_secs(12 * 3600)),
         version: 1,
         epoch: 1,
-        client: Some(client.clone()),
-        binding: Some(client.binding()),
+        client: Some(Box::new(client.clone())),
+        binding: Some(Box::new(client.binding())),
     };
     let anonymous = Session {
         id: SessionId([0xB2; 16]),

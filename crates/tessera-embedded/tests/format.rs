@@ -54,8 +54,8 @@ async fn a_committed_format_1_database_still_opens_and_loads() {
         absolute_expires_at: CREATED.plus(Duration::from_secs(12 * 3600)),
         version: 2,
         epoch: 1,
-        client: Some(client.clone()),
-        binding: Some(client.binding()),
+        client: Some(Box::new(client.clone())),
+        binding: Some(Box::new(client.binding())),
     };
     match store
         .load(&TokenHash([0x11; 32]), early())
