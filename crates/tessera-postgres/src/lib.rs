@@ -37,6 +37,7 @@
 mod config;
 mod error;
 pub mod migrations;
+mod rows;
 mod sql;
 mod store;
 mod sweeper;
