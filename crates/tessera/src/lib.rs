@@ -7,3 +7,5 @@
 #![forbid(unsafe_code)]
 
 pub use tessera_core::*;
+
+pub mod open;
