@@ -235,7 +235,10 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_urls_are_clear_errors() {
-        let unknown = "mongodb://x".parse::<StoreUrl>().err().map(|e| e.to_string());
+        let unknown = "mongodb://x"
+            .parse::<StoreUrl>()
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             unknown.as_deref(),
             Some("unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH")
