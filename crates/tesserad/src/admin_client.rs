@@ -30,6 +30,9 @@ pub enum AdminError {
         /// The error body's message (or the raw body).
         message: String,
     },
+    /// No API key was given.
+    #[error("give the server's API key with --api-key or TESSERA_API_KEY")]
+    NoApiKey,
     /// The CA certificate could not be read.
     #[error("cannot use the CA certificate {path}: {message}")]
     CaCert {
@@ -99,7 +102,11 @@ impl Remote {
         Ok(Self {
             client,
             base: args.server.trim_end_matches('/').to_owned(),
-            api_key: args.api_key.clone(),
+            api_key: args
+                .api_key
+                .clone()
+                .filter(|key| !key.is_empty())
+                .ok_or(AdminError::NoApiKey)?,
         })
     }
 

@@ -200,13 +200,18 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// The server's base URL.
-    #[arg(long, env = "TESSERA_SERVER", default_value = "http://127.0.0.1:7450")]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_SERVER",
+        default_value = "http://127.0.0.1:7450"
+    )]
     pub server: String,
     /// An API key of that server.
-    #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
-    pub api_key: String,
+    #[arg(long, global = true, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// A PEM CA certificate to trust for an `https://` server (besides the usual roots).
-    #[arg(long, env = "TESSERA_CA_CERT")]
+    #[arg(long, global = true, env = "TESSERA_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
 }
 

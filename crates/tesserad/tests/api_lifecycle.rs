@@ -162,7 +162,10 @@ async fn whole_lifecycle_over_http() {
         Some(json!({"token": signed_in})),
     )
     .await;
-    assert_eq!(status, 200, "the rotated-away token resolves within its grace");
+    assert_eq!(
+        status, 200,
+        "the rotated-away token resolves within its grace"
+    );
 
     // By id.
     let (status, body) = call(&server, "GET", &format!("/v1/sessions/{id}"), None).await;
@@ -271,7 +274,13 @@ async fn subjects_admin_and_revoke_all() {
     let (status, body) = call(&server, "GET", "/v1/subjects/nobody/sessions", None).await;
     assert_eq!((status, body), (200, json!({"sessions": []})));
     let (_, _) = create(&server, Some("zoë/x y")).await;
-    let (status, body) = call(&server, "GET", "/v1/subjects/zo%C3%AB%2Fx%20y/sessions", None).await;
+    let (status, body) = call(
+        &server,
+        "GET",
+        "/v1/subjects/zo%C3%AB%2Fx%20y/sessions",
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["sessions"][0]["subject"], "zoë/x y");
 
@@ -296,7 +305,11 @@ async fn subjects_admin_and_revoke_all() {
     assert_eq!(status, 200);
     assert_eq!(stats["store"], "memory:");
     let operations = stats["operations"].as_array().expect("operations");
-    assert!(operations.iter().any(|o| o["operation"] == "create" && o["outcome"] == "ok" && o["count"] == 5));
+    assert!(
+        operations
+            .iter()
+            .any(|o| o["operation"] == "create" && o["outcome"] == "ok" && o["count"] == 5)
+    );
     let events = stats["events"].as_array().expect("events");
     assert!(events.iter().any(|e| e["kind"] == "revoked"));
 }
@@ -315,7 +328,10 @@ async fn api_keys_health_metrics_and_openapi() {
         let response = request.send().await.expect("request");
         assert_eq!(response.status(), 401);
         assert_eq!(
-            response.headers().get("www-authenticate").map(|v| v.as_bytes()),
+            response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.as_bytes()),
             Some(&b"Bearer"[..])
         );
         let body: Value = response.json().await.expect("json");
@@ -353,7 +369,10 @@ async fn api_keys_health_metrics_and_openapi() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
-    for line in metrics.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         assert!(line.starts_with("tessera_"), "{line}");
     }
 

@@ -39,9 +39,19 @@ async fn every_body_endpoint_refuses_malformed_bodies() {
     let server = Server::start(&[]);
     for path in BODY_ENDPOINTS {
         let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-            ("malformed JSON", b"{\"token\": ".to_vec(), 400, "invalid_request"),
+            (
+                "malformed JSON",
+                b"{\"token\": ".to_vec(),
+                400,
+                "invalid_request",
+            ),
             ("not an object", b"[1, 2]".to_vec(), 400, "invalid_request"),
-            ("a bare string", b"\"tss_x\"".to_vec(), 400, "invalid_request"),
+            (
+                "a bare string",
+                b"\"tss_x\"".to_vec(),
+                400,
+                "invalid_request",
+            ),
             (
                 "wrong types",
                 br#"{"token": 42, "subject": ["a"], "data": "x"}"#.to_vec(),
@@ -90,17 +100,42 @@ async fn limits_on_subjects_data_and_timeouts() {
     let big_data = json!({"blob": "x".repeat(64 * 1024)});
 
     let cases = [
-        ("/v1/sessions", json!({"subject": long_subject}), 400, "invalid_request"),
-        ("/v1/sessions", json!({"subject": ""}), 400, "invalid_request"),
-        ("/v1/sessions", json!({"data": big_data}), 413, "payload_too_large"),
-        ("/v1/sessions", json!({"idle_timeout_s": 0}), 400, "invalid_request"),
+        (
+            "/v1/sessions",
+            json!({"subject": long_subject}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/v1/sessions",
+            json!({"subject": ""}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/v1/sessions",
+            json!({"data": big_data}),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "/v1/sessions",
+            json!({"idle_timeout_s": 0}),
+            400,
+            "invalid_request",
+        ),
         (
             "/v1/sessions",
             json!({"absolute_timeout_s": 10_000_000}),
             400,
             "invalid_request",
         ),
-        ("/v1/sessions", json!({"idle_timeout_s": -1}), 400, "invalid_request"),
+        (
+            "/v1/sessions",
+            json!({"idle_timeout_s": -1}),
+            400,
+            "invalid_request",
+        ),
         (
             "/v1/sessions",
             json!({"client": {"ip": "not-an-ip"}}),
@@ -179,15 +214,24 @@ async fn limits_on_subjects_data_and_timeouts() {
         ("/v1/sessions/logout", json!({}), 400, "invalid_request"),
     ];
     for (path, body, status, error) in cases {
-        let what = format!("{path} {}", &body.to_string()[..body.to_string().len().min(60)]);
+        let what = format!(
+            "{path} {}",
+            &body.to_string()[..body.to_string().len().min(60)]
+        );
         let (got, response) = call(&server, "POST", path, Some(body)).await;
         assert_error(got, &response, status, error, &what);
     }
 
     // Bad tokens are invalid sessions, with their reason.
     for (path, body) in [
-        ("/v1/sessions/validate", json!({"token": "tss_\u{0}\u{1}garbage"})),
-        ("/v1/sessions/rotate", json!({"token": "tss_\u{0}\u{1}garbage"})),
+        (
+            "/v1/sessions/validate",
+            json!({"token": "tss_\u{0}\u{1}garbage"}),
+        ),
+        (
+            "/v1/sessions/rotate",
+            json!({"token": "tss_\u{0}\u{1}garbage"}),
+        ),
         (
             "/v1/sessions/update",
             json!({"token": "tss_\u{0}\u{1}garbage", "data": {}}),
@@ -205,18 +249,78 @@ async fn path_and_query_parameters_are_checked() {
     let server = Server::start(&[]);
     let long_subject = "s".repeat(257);
     let cases = [
-        ("GET", "/v1/sessions/not-an-id".to_owned(), 400, "invalid_request"),
-        ("DELETE", "/v1/sessions/%FF%FE".to_owned(), 400, "invalid_request"),
-        ("GET", format!("/v1/sessions/{}", "A".repeat(500)), 400, "invalid_request"),
-        ("GET", "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA".to_owned(), 404, "not_found"),
-        ("DELETE", "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA".to_owned(), 404, "not_found"),
-        ("GET", format!("/v1/subjects/{long_subject}/sessions"), 400, "invalid_request"),
-        ("DELETE", format!("/v1/subjects/{long_subject}/sessions"), 400, "invalid_request"),
-        ("GET", "/v1/subjects/%C3%28/sessions".to_owned(), 400, "invalid_request"),
-        ("DELETE", "/v1/subjects/bob/sessions?except=nope".to_owned(), 400, "invalid_request"),
-        ("DELETE", "/v1/subjects/bob/sessions?other=1".to_owned(), 400, "invalid_request"),
-        ("GET", "/v1/subjects//sessions".to_owned(), 400, "invalid_request"),
-        ("POST", "/v1/admin/revoke-everything".to_owned(), 404, "not_found"),
+        (
+            "GET",
+            "/v1/sessions/not-an-id".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "DELETE",
+            "/v1/sessions/%FF%FE".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            format!("/v1/sessions/{}", "A".repeat(500)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            404,
+            "not_found",
+        ),
+        (
+            "DELETE",
+            "/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            format!("/v1/subjects/{long_subject}/sessions"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "DELETE",
+            format!("/v1/subjects/{long_subject}/sessions"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/v1/subjects/%C3%28/sessions".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "DELETE",
+            "/v1/subjects/bob/sessions?except=nope".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "DELETE",
+            "/v1/subjects/bob/sessions?other=1".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/v1/subjects//sessions".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/admin/revoke-everything".to_owned(),
+            404,
+            "not_found",
+        ),
     ];
     for (method, path, status, error) in cases {
         let (got, body) = call(&server, method, &path, None).await;

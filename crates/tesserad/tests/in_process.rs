@@ -48,7 +48,11 @@ impl SessionStore for Switchable {
         self.gate().await?;
         self.inner.create(key, s).await
     }
-    async fn load(&self, key: &TokenHash, now: Timestamp) -> Result<Option<StoredEntry>, StoreError> {
+    async fn load(
+        &self,
+        key: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<StoredEntry>, StoreError> {
         self.gate().await?;
         self.inner.load(key, now).await
     }
@@ -164,7 +168,12 @@ impl App {
             .header("authorization", format!("Bearer {KEY}"))
             .body(Body::from(body.to_string()))
             .expect("request");
-        let response = self.router.clone().oneshot(request).await.expect("response");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("response");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -207,7 +216,10 @@ impl App {
 #[tokio::test]
 async fn forward_auth_passes_renewed_tokens_on_as_set_cookie() {
     let app = app(Duration::from_secs(10));
-    assert_eq!(app.forward_auth(None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.forward_auth(None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         app.forward_auth(Some("tss_garbage")).await.status(),
         StatusCode::UNAUTHORIZED
@@ -250,7 +262,10 @@ async fn forward_auth_passes_renewed_tokens_on_as_set_cookie() {
     assert!(response.headers().get("set-cookie").is_none());
 
     // The old token works during the grace, and counts as stolen after it.
-    assert_eq!(app.forward_auth(Some(&token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.forward_auth(Some(&token)).await.status(),
+        StatusCode::OK
+    );
     app.clock.advance(Duration::from_secs(11));
     assert_eq!(
         app.forward_auth(Some(&token)).await.status(),
@@ -275,7 +290,10 @@ async fn expiry_reasons_over_http() {
     assert_eq!(body["reason"], "expired_idle");
 
     let (status, body) = app
-        .post("/v1/sessions", json!({"subject": "ann", "absolute_timeout_s": 600}))
+        .post(
+            "/v1/sessions",
+            json!({"subject": "ann", "absolute_timeout_s": 600}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let absolute = body["token"].as_str().expect("token").to_owned();

@@ -52,20 +52,24 @@ impl Server {
 
     /// Starts `tesserad serve` with exactly these arguments and environment.
     pub fn start_raw(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tesserad"));
+        let mut command = tesserad_command();
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(args)
-            .env_remove("TESSERA_API_KEY")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(args);
         for (name, value) in env {
             command.env(name, value);
         }
+        Server::spawn(command, data_dir)
+    }
+
+    /// Starts a prepared command and waits until it listens.
+    pub fn spawn(mut command: Command, data_dir: &Path) -> Server {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("start tesserad");
         let output = Arc::new(Mutex::new(String::new()));
         let (sender, lines) = channel();
@@ -155,6 +159,17 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// The `tesserad` binary with no `TESSERA_*` variables inherited.
+pub fn tesserad_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tesserad"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TESSERA_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 /// An HTTP client for the tests (no proxies, rustls).
