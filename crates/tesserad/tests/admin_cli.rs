@@ -6,11 +6,14 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, tesserad_command, temp_dir};
+use common::{Server, client, temp_dir, tesserad_command};
 use serde_json::json;
 
 fn run(args: &[&str]) -> Output {
-    tesserad_command().args(args).output().expect("run tesserad")
+    tesserad_command()
+        .args(args)
+        .output()
+        .expect("run tesserad")
 }
 
 fn stdout(output: &Output) -> String {
@@ -44,7 +47,10 @@ async fn status_with_key(server: &Server, key: &str) -> u16 {
 async fn eventually_status(server: &Server, key: &str, want: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while status_with_key(server, key).await != want {
-        assert!(Instant::now() < deadline, "the server never answered {want}");
+        assert!(
+            Instant::now() < deadline,
+            "the server never answered {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -61,7 +67,14 @@ async fn first_start_generates_a_key_and_keys_commands_manage_them() {
     assert_eq!(status_with_key(&server, &generated).await, 200);
 
     // `keys create` adds a key the running server accepts without a restart.
-    let created = stdout(&run(&["keys", "--data-dir", &dir, "create", "--label", "ci"]));
+    let created = stdout(&run(&[
+        "keys",
+        "--data-dir",
+        &dir,
+        "create",
+        "--label",
+        "ci",
+    ]));
     let second = key_in(&created);
     eventually_status(&server, &second, 200).await;
 
@@ -98,7 +111,12 @@ async fn sessions_and_stats_commands_talk_to_the_server() {
         let (_, session) = common::create(&server, Some("dora")).await;
         ids.push(session["id"].as_str().expect("id").to_owned());
     }
-    let remote = ["--server", server.url.as_str(), "--api-key", common::API_KEY];
+    let remote = [
+        "--server",
+        server.url.as_str(),
+        "--api-key",
+        common::API_KEY,
+    ];
 
     let mut args = vec!["sessions", "list", "--subject", "dora"];
     args.extend_from_slice(&remote);
@@ -117,7 +135,13 @@ async fn sessions_and_stats_commands_talk_to_the_server() {
     assert!(!again.status.success(), "already revoked: 404");
     assert!(String::from_utf8_lossy(&again.stderr).contains("404"));
 
-    let mut args = vec!["sessions", "revoke-subject", "dora", "--except", ids[1].as_str()];
+    let mut args = vec![
+        "sessions",
+        "revoke-subject",
+        "dora",
+        "--except",
+        ids[1].as_str(),
+    ];
     args.extend_from_slice(&remote);
     assert!(stdout(&run(&args)).contains("revoked 1 session(s)"));
     let (status, body) = common::call(&server, "GET", "/v1/subjects/dora/sessions", None).await;
