@@ -100,6 +100,7 @@ impl From<&Session> for SessionView {
 pub struct CreateRequest {
     /// Create the session already signed in as this subject (at most 256 bytes).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub subject: Option<String>,
     /// Initial data (a JSON object, at most 64 KiB as compact JSON).
     #[serde(default)]
@@ -156,6 +157,7 @@ pub struct LoginRequest {
     #[serde(default)]
     pub token: Option<String>,
     /// The authenticated user (at most 256 bytes).
+    #[schema(min_length = 1, max_length = 256)]
     pub subject: String,
     /// How strongly they authenticated (default 1).
     #[serde(default)]
