@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tessera::SessionId;
 use utoipa::IntoResponses;
 
-use super::AppState;
+use super::SharedState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery};
 use super::model::{
@@ -61,7 +61,7 @@ fn session_id(text: &str) -> Result<SessionId, ApiError> {
     security(("api_key" = []))
 )]
 pub(super) async fn get_session(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiPath(path): ApiPath<IdPath>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let id = session_id(&path.id)?;
@@ -87,7 +87,7 @@ pub(super) async fn get_session(
     security(("api_key" = []))
 )]
 pub(super) async fn revoke_session(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiPath(path): ApiPath<IdPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = session_id(&path.id)?;
@@ -111,7 +111,7 @@ pub(super) async fn revoke_session(
     security(("api_key" = []))
 )]
 pub(super) async fn list_subject_sessions(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiPath(path): ApiPath<SubjectPath>,
 ) -> Result<Json<SessionsResponse>, ApiError> {
     let sessions = state.manager.list_subject(&path.subject).await?;
@@ -139,7 +139,7 @@ pub(super) async fn list_subject_sessions(
     security(("api_key" = []))
 )]
 pub(super) async fn revoke_subject_sessions(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiPath(path): ApiPath<SubjectPath>,
     ApiQuery(query): ApiQuery<RevokeSubjectQuery>,
 ) -> Result<Json<RevokedResponse>, ApiError> {
@@ -165,7 +165,7 @@ pub(super) async fn revoke_subject_sessions(
     security(("api_key" = []))
 )]
 pub(super) async fn revoke_all(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
 ) -> Result<Json<RevokeAllResponse>, ApiError> {
     let epoch = state.manager.revoke_everything().await?;
     tracing::warn!(epoch, "every session was revoked");
@@ -184,7 +184,7 @@ pub(super) async fn revoke_all(
     ),
     security(("api_key" = []))
 )]
-pub(super) async fn stats(State(state): State<AppState>) -> Json<StatsResponse> {
+pub(super) async fn stats(State(state): State<SharedState>) -> Json<StatsResponse> {
     Json(StatsResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         store: state.store_description.to_string(),

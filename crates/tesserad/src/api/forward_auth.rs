@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera::ClientInfo;
 
-use super::AppState;
+use super::SharedState;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 
 /// The header that carries the signed-in subject to the upstream.
@@ -42,7 +42,7 @@ pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-sessi
         (status = 401, description = "No cookie, an invalid session, an anonymous session, or the store is unavailable", body = ErrorBody)
     )
 )]
-pub(super) async fn forward_auth(State(state): State<AppState>, request: Request) -> Response {
+pub(super) async fn forward_auth(State(state): State<SharedState>, request: Request) -> Response {
     let headers = request.headers();
     let Some(token) = session_cookie(headers, &state.cookie_name) else {
         return refuse(ApiError::new(

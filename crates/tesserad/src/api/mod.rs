@@ -13,11 +13,11 @@ mod sessions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
 use tessera::SessionManager;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -28,6 +28,25 @@ use utoipa_axum::routes;
 use self::error::{ApiError, ErrorCode};
 use crate::keys::KeyRing;
 use crate::metrics::{Metrics, Operation};
+
+/// The router's state: one reference count per request, however many
+/// handlers and middleware read it.
+pub(crate) type SharedState = Arc<RouterState>;
+
+/// What the router holds: the application state, the limits and the
+/// serialised OpenAPI document.
+pub(crate) struct RouterState {
+    app: AppState,
+    request_timeout: Duration,
+    openapi: Arc<str>,
+}
+
+impl std::ops::Deref for RouterState {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
 
 /// The default cookie forward-auth reads.
 pub const DEFAULT_COOKIE_NAME: &str = "__Host-tessera";
@@ -112,7 +131,7 @@ impl Modify for BearerAuth {
 }
 
 /// The `/v1` routes that need an API key.
-fn keyed_routes() -> OpenApiRouter<AppState> {
+fn keyed_routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sessions::create))
         .routes(routes!(sessions::validate))
@@ -130,7 +149,7 @@ fn keyed_routes() -> OpenApiRouter<AppState> {
 }
 
 /// Forward-auth and the operational endpoints: no API key.
-fn open_routes() -> OpenApiRouter<AppState> {
+fn open_routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(forward_auth::forward_auth))
         .routes(routes!(ops::healthz))
@@ -157,26 +176,25 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             "{}".into()
         }
     };
+    let shared: SharedState = Arc::new(RouterState {
+        app: state,
+        request_timeout: limits.request_timeout,
+        openapi: document,
+    });
     keyed
-        .route_layer(from_fn_with_state(state.clone(), require_api_key))
+        .route_layer(from_fn_with_state(shared.clone(), require_api_key))
         .merge(open)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), account))
-        .layer(Extension(OpenApiDocument(document)))
-        .layer(from_fn_with_state(limits.request_timeout, deadline))
+        .layer(from_fn_with_state(shared.clone(), account))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(shared)
 }
-
-/// The serialised OpenAPI document, served as is.
-#[derive(Debug, Clone)]
-pub struct OpenApiDocument(pub Arc<str>);
 
 /// Refuses `/v1` calls without a valid `Authorization: Bearer <key>`.
 async fn require_api_key(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     request: Request,
     next: Next,
@@ -194,17 +212,31 @@ async fn require_api_key(
     }
 }
 
-/// Counts each API operation by outcome and times it.
-async fn account(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Answers every request within `--request-timeout` (a store that hangs
+/// fails closed, with `503 store_unavailable`), and counts and times each
+/// API operation by outcome.
+async fn account(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let operation = request
         .extensions()
         .get::<MatchedPath>()
         .and_then(|path| operation_of(request.method(), path.as_str()));
     let started = Instant::now();
-    let response = next.run(request).await;
+    let limit = state.request_timeout;
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(?limit, "request timed out waiting for the store");
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!(
+                    "the request took longer than {limit:?}; the store may be overloaded or down"
+                ),
+            )
+            .into_response()
+        }
+    };
     if let Some(operation) = operation {
-        let outcome = response.extensions().get::<ErrorCode>().copied();
-        let outcome = match outcome {
+        let outcome = match response.extensions().get::<ErrorCode>().copied() {
             Some(code) => Some(code),
             None if response.status().is_success() => None,
             None => Some(ErrorCode::InvalidRequest),
@@ -234,24 +266,6 @@ fn operation_of(method: &Method, path: &str) -> Option<Operation> {
         _ => return None,
     };
     Some(operation)
-}
-
-/// Answers `503 store_unavailable` when a request takes longer than the
-/// limit (a store that hangs fails closed, with an answer).
-async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::error!(?limit, "request timed out waiting for the store");
-            ApiError::new(
-                ErrorCode::StoreUnavailable,
-                format!(
-                    "the request took longer than {limit:?}; the store may be overloaded or down"
-                ),
-            )
-            .into_response()
-        }
-    }
 }
 
 async fn unknown_route() -> ApiError {

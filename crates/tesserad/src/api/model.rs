@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tessera::{ClientInfo, Session, SessionData};
+use tessera::{ClientInfo, Session, SessionData, Timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 /// The client a request is made for: `{ip?, user_agent?}`.
@@ -79,12 +79,12 @@ impl From<&Session> for SessionView {
             id: session.id.to_string(),
             subject: session.subject.clone(),
             auth_level: session.auth_level,
-            authenticated_at: session.authenticated_at.map(|at| at.to_rfc3339()),
+            authenticated_at: session.authenticated_at.map(rfc3339),
             data: session.data.clone(),
-            created_at: session.created_at.to_rfc3339(),
-            last_seen_at: session.last_seen_at.to_rfc3339(),
-            idle_expires_at: session.idle_expires_at().to_rfc3339(),
-            absolute_expires_at: session.absolute_expires_at.to_rfc3339(),
+            created_at: rfc3339(session.created_at),
+            last_seen_at: rfc3339(session.last_seen_at),
+            idle_expires_at: rfc3339(session.idle_expires_at()),
+            absolute_expires_at: rfc3339(session.absolute_expires_at),
             version: session.version,
             client: session.client.as_ref().map(|client| ClientView {
                 ip: client.ip,
@@ -92,6 +92,57 @@ impl From<&Session> for SessionView {
             }),
         }
     }
+}
+
+/// The same text as [`Timestamp::to_rfc3339`] (`2026-11-26T12:00:00.000Z`),
+/// written directly: five of these per session view are on the hot path of
+/// every validation. Years outside 0000–9999 fall back to the general one.
+pub fn rfc3339(at: Timestamp) -> String {
+    let millis = at.as_millis();
+    let days = millis.div_euclid(86_400_000);
+    let of_day = millis.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return at.to_rfc3339();
+    }
+    let (hour, minute) = (of_day / 3_600_000, of_day / 60_000 % 60);
+    let (second, milli) = (of_day / 1000 % 60, of_day % 1000);
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, value: i64, width: usize| {
+        let mut value = value;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, hour, 2);
+    put(14, minute, 2);
+    put(17, second, 2);
+    put(20, milli, 3);
+    for (index, byte) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[index] = byte;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `POST /v1/sessions`.
@@ -278,4 +329,39 @@ pub struct StatsResponse {
     pub operations: Vec<OperationCount>,
     /// Events by kind (only those that happened).
     pub events: Vec<EventCount>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_rfc3339_matches_the_engine() {
+        let mut samples = vec![
+            0,
+            1,
+            -1,
+            86_399_999,
+            951_782_400_000,   // 2000-02-29
+            4_107_542_400_000, // 2100-02-28
+            253_402_300_799_999,
+            -62_167_219_200_000,
+            1_800_000_000_123,
+        ];
+        let mut x: i64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            samples.push(x.rem_euclid(253_402_300_800_000));
+        }
+        for millis in samples {
+            let at = Timestamp(millis);
+            assert_eq!(rfc3339(at), at.to_rfc3339(), "{millis}");
+        }
+        assert_eq!(
+            rfc3339(Timestamp(1_800_000_000_123)),
+            "2027-01-15T08:00:00.123Z"
+        );
+    }
 }

@@ -1,14 +1,14 @@
 //! Operational endpoints: liveness, readiness, Prometheus metrics and the
 //! OpenAPI document.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 
+use super::SharedState;
 use super::error::{ApiError, ErrorBody, store_unavailable};
 use super::model::HealthResponse;
-use super::{AppState, OpenApiDocument};
 
 /// The process is up.
 #[utoipa::path(
@@ -34,7 +34,7 @@ pub(super) async fn healthz() -> Json<HealthResponse> {
     )
 )]
 pub(super) async fn readyz(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
 ) -> Result<Json<HealthResponse>, ApiError> {
     state
         .manager
@@ -54,7 +54,7 @@ pub(super) async fn readyz(
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
 )]
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+pub(super) async fn metrics(State(state): State<SharedState>) -> Response {
     match state.metrics.encode() {
         Ok(text) => (
             [(
@@ -75,13 +75,13 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     tag = "operations",
     responses((status = 200, description = "The OpenAPI document", body = Object))
 )]
-pub(super) async fn openapi_json(Extension(document): Extension<OpenApiDocument>) -> Response {
+pub(super) async fn openapi_json(State(state): State<SharedState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        document.0.to_string(),
+        state.openapi.to_string(),
     )
         .into_response()
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use tessera::{ClientInfo, DataChange, IssuedSession, Login, NewSession, SessionData};
 use utoipa::IntoResponses;
 
-use super::AppState;
+use super::SharedState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use super::model::{
@@ -61,7 +61,7 @@ fn issued(issued: IssuedSession) -> IssuedResponse {
     security(("api_key" = []))
 )]
 pub(super) async fn create(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<IssuedResponse>), ApiError> {
     let new = NewSession {
@@ -91,7 +91,7 @@ pub(super) async fn create(
     security(("api_key" = []))
 )]
 pub(super) async fn validate(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<ValidateRequest>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
     let client = request.client.map(ClientInfo::from);
@@ -120,7 +120,7 @@ pub(super) async fn validate(
     security(("api_key" = []))
 )]
 pub(super) async fn update(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<UpdateRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let change = match (request.data, request.patch) {
@@ -163,7 +163,7 @@ pub(super) async fn update(
     security(("api_key" = []))
 )]
 pub(super) async fn login(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<IssuedResponse>, ApiError> {
     let login = Login {
@@ -190,7 +190,7 @@ pub(super) async fn login(
     security(("api_key" = []))
 )]
 pub(super) async fn rotate(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> Result<Json<IssuedResponse>, ApiError> {
     let session = state.manager.rotate(&request.token).await?;
@@ -210,7 +210,7 @@ pub(super) async fn rotate(
     security(("api_key" = []))
 )]
 pub(super) async fn logout(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> Result<StatusCode, ApiError> {
     state.manager.logout(&request.token).await?;
