@@ -138,7 +138,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     listener.set_nonblocking(true).map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
     let handle: Handle<SocketAddr> = Handle::new();
-    let signals = tokio::spawn(shutdown_on_signal(handle.clone(), args.shutdown_grace));
+    let signals = Signals::register().map_err(listen_error)?;
+    let signals = tokio::spawn(shutdown_on_signal(
+        signals,
+        handle.clone(),
+        args.shutdown_grace,
+    ));
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
 
     let served = match (&args.tls_cert, &args.tls_key) {
@@ -179,28 +184,50 @@ fn announce(scheme: &str, local: SocketAddr, store: &str) {
     tracing::info!(%local, scheme, store, "listening");
 }
 
-/// Waits for SIGTERM or SIGINT, then lets in-flight requests finish
-/// (at most `grace`) while accepting no new connections.
-async fn shutdown_on_signal(handle: Handle<SocketAddr>, grace: Duration) {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, registered before the server announces itself so that
+/// a signal sent right after start is never lost to the default action.
+struct Signals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn received(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => "SIGTERM",
+                _ = self.interrupt.recv() => "SIGINT",
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
+}
+
+/// Waits for SIGTERM or SIGINT, then lets in-flight requests finish
+/// (at most `grace`) while accepting no new connections.
+async fn shutdown_on_signal(mut signals: Signals, handle: Handle<SocketAddr>, grace: Duration) {
+    let name = signals.received().await;
+    tracing::info!("{name} received");
     tracing::info!(
         ?grace,
         connections = handle.connection_count(),
