@@ -9,7 +9,7 @@
 //! let url: StoreUrl = "memory:".parse()?;
 //! let opened = open_store(&url).await?;
 //! opened.store.ping().await?;
-//! opened.shutdown();
+//! opened.shutdown()?;
 //! # Ok(())
 //! # }
 //! ```
@@ -107,6 +107,15 @@ pub enum OpenStoreError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// The store did not close cleanly.
+    #[error("the {scheme} store did not close cleanly: {source}")]
+    Close {
+        /// The scheme.
+        scheme: &'static str,
+        /// The backend's error.
+        #[source]
+        source: tessera_core::BoxError,
+    },
     /// The backend refused to open.
     #[error("cannot open the {scheme} store: {source}")]
     Backend {
@@ -158,6 +167,9 @@ impl FromStr for StoreUrl {
 /// effort: it may count records that expired and were not yet swept).
 pub type RecordCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// Closes a store cleanly (flushes and unlocks what it holds).
+pub type StoreCloser = Box<dyn FnOnce() -> Result<(), tessera_core::BoxError> + Send>;
+
 /// An open store and the background tasks that keep it tidy.
 pub struct OpenedStore {
     /// The store.
@@ -168,6 +180,8 @@ pub struct OpenedStore {
     pub record_counter: Option<RecordCounter>,
     /// The URL it was opened from.
     pub url: StoreUrl,
+    /// Closes the store, for stores that hold files or connections.
+    pub closer: Option<StoreCloser>,
 }
 
 impl fmt::Debug for OpenedStore {
@@ -180,11 +194,19 @@ impl fmt::Debug for OpenedStore {
 }
 
 impl OpenedStore {
-    /// Stops the background tasks. The store itself closes when the last
-    /// clone of [`store`](Self::store) is dropped.
-    pub fn shutdown(self) {
+    /// Stops the background tasks and closes the store (for stores that
+    /// hold files or connections; others close when the last clone of
+    /// [`store`](Self::store) is dropped).
+    pub fn shutdown(self) -> Result<(), OpenStoreError> {
         for task in &self.tasks {
             task.abort();
+        }
+        match self.closer {
+            Some(close) => close().map_err(|source| OpenStoreError::Close {
+                scheme: self.url.scheme(),
+                source,
+            }),
+            None => Ok(()),
         }
     }
 }
@@ -202,6 +224,7 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
                 tasks: vec![sweeper],
                 record_counter: Some(Arc::new(move || counted.len() as u64)),
                 url: url.clone(),
+                closer: None,
             })
         }
         StoreUrl::Embedded { .. } => Err(OpenStoreError::NotCompiledIn {
@@ -262,6 +285,6 @@ mod tests {
         let opened = open_store(&StoreUrl::Memory).await.expect("memory store");
         opened.store.ping().await.expect("ping");
         assert_eq!(opened.record_counter.as_ref().map(|count| count()), Some(0));
-        opened.shutdown();
+        opened.shutdown().expect("close");
     }
 }

@@ -173,7 +173,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     signals.abort();
     key_reloader.abort();
-    opened.shutdown();
+    // Every connection has finished: nothing uses the store any more.
+    if let Err(error) = opened.shutdown() {
+        tracing::error!(%error, "the store did not close cleanly");
+    }
     served.map_err(listen_error)?;
     tracing::info!("tesserad stopped");
     Ok(())
