@@ -227,6 +227,30 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
                 closer: None,
             })
         }
+        #[cfg(feature = "embedded")]
+        StoreUrl::Embedded { dir } => {
+            let store = tessera_embedded::EmbeddedStore::open(dir).map_err(|source| {
+                OpenStoreError::Backend {
+                    scheme: "embedded",
+                    source: Box::new(source),
+                }
+            })?;
+            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            let counted = store.clone();
+            let closing = store.clone();
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                tasks: vec![sweeper],
+                record_counter: Some(Arc::new(move || counted.len() as u64)),
+                url: url.clone(),
+                closer: Some(Box::new(move || {
+                    closing
+                        .close()
+                        .map_err(|e| Box::new(e) as tessera_core::BoxError)
+                })),
+            })
+        }
+        #[cfg(not(feature = "embedded"))]
         StoreUrl::Embedded { .. } => Err(OpenStoreError::NotCompiledIn {
             scheme: "embedded",
             feature: "embedded",
@@ -278,6 +302,45 @@ mod tests {
             "memory:/x".parse::<StoreUrl>(),
             Err(OpenStoreError::Invalid { .. })
         ));
+    }
+
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
+    async fn embedded_opens_persists_and_closes() {
+        use tessera_core::{NewSession, SessionManager};
+        let dir = std::env::temp_dir().join(format!(
+            "tessera-open-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let url: StoreUrl = format!("embedded:{}", dir.display()).parse().expect("url");
+        let opened = open_store(&url).await.expect("open");
+        let manager = SessionManager::builder_shared(opened.store.clone())
+            .build()
+            .expect("manager");
+        let issued = manager.create(NewSession::default()).await.expect("create");
+        drop(manager);
+        opened.shutdown().expect("close");
+
+        let reopened = open_store(&url).await.expect("reopen");
+        let manager = SessionManager::builder_shared(reopened.store.clone())
+            .build()
+            .expect("manager");
+        let valid = manager
+            .validate(issued.token.expose(), None)
+            .await
+            .expect("the session survived the restart");
+        assert_eq!(valid.session.id, issued.session.id);
+        assert_eq!(
+            reopened.record_counter.as_ref().map(|count| count()),
+            Some(1)
+        );
+        drop(manager);
+        reopened.shutdown().expect("close");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -45,11 +45,22 @@ fn assert_session_shape(session: &Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn whole_lifecycle_over_http() {
-    let server = Server::start(&[]);
+    lifecycle(&Server::start(&[])).await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_lifecycle_on_the_embedded_store() {
+    let data_dir = common::temp_dir("embedded-lifecycle");
+    let store = format!("embedded:{}", data_dir.join("store").display());
+    let server = Server::start_raw(&data_dir, &["--store", &store, "--api-key", API_KEY], &[]);
+    lifecycle(&server).await;
+    subjects_admin(&server).await;
+}
+
+async fn lifecycle(server: &Server) {
     // Create: anonymous, with data and client.
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions",
         Some(json!({
@@ -76,7 +87,7 @@ async fn whole_lifecycle_over_http() {
 
     // Validate.
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/validate",
         Some(json!({"token": token, "client": {"ip": "203.0.113.10"}})),
@@ -88,7 +99,7 @@ async fn whole_lifecycle_over_http() {
 
     // Update: replace, patch, compare-and-swap.
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/update",
         Some(json!({"token": token, "data": {"theme": "dark"}})),
@@ -98,7 +109,7 @@ async fn whole_lifecycle_over_http() {
     assert_eq!(body["session"]["data"], json!({"theme": "dark"}));
     assert_eq!(body["session"]["version"], 2);
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/update",
         Some(json!({"token": token, "patch": {"lang": "fr", "theme": null}, "version": 2})),
@@ -107,7 +118,7 @@ async fn whole_lifecycle_over_http() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["session"]["data"], json!({"lang": "fr"}));
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/update",
         Some(json!({"token": token, "patch": {"x": 1}, "version": 2})),
@@ -120,7 +131,7 @@ async fn whole_lifecycle_over_http() {
 
     // Login: a new token, the old one dead at once (revoked).
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/login",
         Some(json!({"token": token, "subject": "alice", "auth_level": 2})),
@@ -134,7 +145,7 @@ async fn whole_lifecycle_over_http() {
     assert_eq!(body["session"]["data"], json!({"lang": "fr"}));
     assert!(body["session"]["authenticated_at"].is_string());
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/validate",
         Some(json!({"token": token})),
@@ -146,7 +157,7 @@ async fn whole_lifecycle_over_http() {
 
     // Rotate: a new token; the old one works during the grace.
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/rotate",
         Some(json!({"token": signed_in})),
@@ -156,7 +167,7 @@ async fn whole_lifecycle_over_http() {
     let rotated = body["token"].as_str().expect("token").to_owned();
     assert_eq!(body["session"]["id"], id.as_str());
     let (status, _) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/validate",
         Some(json!({"token": signed_in})),
@@ -168,13 +179,13 @@ async fn whole_lifecycle_over_http() {
     );
 
     // By id.
-    let (status, body) = call(&server, "GET", &format!("/v1/sessions/{id}"), None).await;
+    let (status, body) = call(server, "GET", &format!("/v1/sessions/{id}"), None).await;
     assert_eq!(status, 200);
     assert_session_shape(&body["session"]);
 
     // Logout: 204, then the token is revoked; logout of unknown tokens is 204 too.
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/logout",
         Some(json!({"token": rotated})),
@@ -182,7 +193,7 @@ async fn whole_lifecycle_over_http() {
     .await;
     assert_eq!((status, body), (204, Value::Null));
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/validate",
         Some(json!({"token": rotated})),
@@ -197,7 +208,7 @@ async fn whole_lifecycle_over_http() {
         "tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
         let (status, _) = call(
-            &server,
+            server,
             "POST",
             "/v1/sessions/logout",
             Some(json!({"token": unknown})),
@@ -205,15 +216,15 @@ async fn whole_lifecycle_over_http() {
         .await;
         assert_eq!(status, 204);
     }
-    let (status, body) = call(&server, "GET", &format!("/v1/sessions/{id}"), None).await;
+    let (status, body) = call(server, "GET", &format!("/v1/sessions/{id}"), None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");
-    let (status, _) = call(&server, "DELETE", &format!("/v1/sessions/{id}"), None).await;
+    let (status, _) = call(server, "DELETE", &format!("/v1/sessions/{id}"), None).await;
     assert_eq!(status, 404);
 
     // Malformed and unknown tokens.
     let (status, body) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/validate",
         Some(json!({"token": "garbage"})),
@@ -226,80 +237,7 @@ async fn whole_lifecycle_over_http() {
 #[tokio::test(flavor = "multi_thread")]
 async fn subjects_admin_and_revoke_all() {
     let server = Server::start(&[]);
-    let (_, first) = create(&server, Some("bob")).await;
-    let (second_token, second) = create(&server, Some("bob")).await;
-    let (third_token, _) = create(&server, Some("bob")).await;
-    let (carol_token, _) = create(&server, Some("carol")).await;
-
-    let (status, body) = call(&server, "GET", "/v1/subjects/bob/sessions", None).await;
-    assert_eq!(status, 200);
-    let sessions = body["sessions"].as_array().expect("sessions");
-    assert_eq!(sessions.len(), 3);
-    assert_eq!(sessions[0]["id"], first["id"]);
-
-    // Revoke one by id.
-    let first_id = first["id"].as_str().expect("id");
-    let (status, body) = call(&server, "DELETE", &format!("/v1/sessions/{first_id}"), None).await;
-    assert_eq!((status, body), (204, Value::Null));
-
-    // Revoke the subject except one.
-    let keep = second["id"].as_str().expect("id");
-    let (status, body) = call(
-        &server,
-        "DELETE",
-        &format!("/v1/subjects/bob/sessions?except={keep}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(body, json!({"revoked": 1}));
-    let (status, _) = call(
-        &server,
-        "POST",
-        "/v1/sessions/validate",
-        Some(json!({"token": third_token})),
-    )
-    .await;
-    assert_eq!(status, 401);
-    let (status, _) = call(
-        &server,
-        "POST",
-        "/v1/sessions/validate",
-        Some(json!({"token": second_token})),
-    )
-    .await;
-    assert_eq!(status, 200);
-
-    // A subject with no sessions; a subject that needs percent-encoding.
-    let (status, body) = call(&server, "GET", "/v1/subjects/nobody/sessions", None).await;
-    assert_eq!((status, body), (200, json!({"sessions": []})));
-    let (_, _) = create(&server, Some("zoë/x y")).await;
-    let (status, body) = call(
-        &server,
-        "GET",
-        "/v1/subjects/zo%C3%AB%2Fx%20y/sessions",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(body["sessions"][0]["subject"], "zoë/x y");
-
-    // Revoke everything.
-    let (status, body) = call(&server, "POST", "/v1/admin/revoke-all", None).await;
-    assert_eq!(status, 200);
-    assert!(body["epoch"].as_u64().is_some_and(|e| e >= 1));
-    for token in [second_token, carol_token] {
-        let (status, body) = call(
-            &server,
-            "POST",
-            "/v1/sessions/validate",
-            Some(json!({"token": token})),
-        )
-        .await;
-        assert_eq!(status, 401);
-        assert_eq!(body["reason"], "revoked");
-    }
-
+    subjects_admin(&server).await;
     // Stats and metrics saw it all.
     let (status, stats) = call(&server, "GET", "/v1/stats", None).await;
     assert_eq!(status, 200);
@@ -312,6 +250,82 @@ async fn subjects_admin_and_revoke_all() {
     );
     let events = stats["events"].as_array().expect("events");
     assert!(events.iter().any(|e| e["kind"] == "revoked"));
+}
+
+async fn subjects_admin(server: &Server) {
+    let (_, first) = create(server, Some("bob")).await;
+    let (second_token, second) = create(server, Some("bob")).await;
+    let (third_token, _) = create(server, Some("bob")).await;
+    let (carol_token, _) = create(server, Some("carol")).await;
+
+    let (status, body) = call(server, "GET", "/v1/subjects/bob/sessions", None).await;
+    assert_eq!(status, 200);
+    let sessions = body["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 3);
+    assert_eq!(sessions[0]["id"], first["id"]);
+
+    // Revoke one by id.
+    let first_id = first["id"].as_str().expect("id");
+    let (status, body) = call(server, "DELETE", &format!("/v1/sessions/{first_id}"), None).await;
+    assert_eq!((status, body), (204, Value::Null));
+
+    // Revoke the subject except one.
+    let keep = second["id"].as_str().expect("id");
+    let (status, body) = call(
+        server,
+        "DELETE",
+        &format!("/v1/subjects/bob/sessions?except={keep}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"revoked": 1}));
+    let (status, _) = call(
+        server,
+        "POST",
+        "/v1/sessions/validate",
+        Some(json!({"token": third_token})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        server,
+        "POST",
+        "/v1/sessions/validate",
+        Some(json!({"token": second_token})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A subject with no sessions; a subject that needs percent-encoding.
+    let (status, body) = call(server, "GET", "/v1/subjects/nobody/sessions", None).await;
+    assert_eq!((status, body), (200, json!({"sessions": []})));
+    let (_, _) = create(server, Some("zoë/x y")).await;
+    let (status, body) = call(
+        server,
+        "GET",
+        "/v1/subjects/zo%C3%AB%2Fx%20y/sessions",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["sessions"][0]["subject"], "zoë/x y");
+
+    // Revoke everything.
+    let (status, body) = call(server, "POST", "/v1/admin/revoke-all", None).await;
+    assert_eq!(status, 200);
+    assert!(body["epoch"].as_u64().is_some_and(|e| e >= 1));
+    for token in [second_token, carol_token] {
+        let (status, body) = call(
+            server,
+            "POST",
+            "/v1/sessions/validate",
+            Some(json!({"token": token})),
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert_eq!(body["reason"], "revoked");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

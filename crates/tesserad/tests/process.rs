@@ -323,3 +323,75 @@ async fn no_token_ever_appears_in_the_logs() {
         assert!(!output.contains(API_KEY), "the API key leaked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_command_serves_the_embedded_store_and_keeps_sessions() {
+    // `tesserad` with no arguments, as `cargo run --release` starts it, in a
+    // fresh directory (only the port is chosen by the test).
+    let workdir = temp_dir("default");
+    // `cleanup` is the directory the harness removes when the server is dropped.
+    let start = |cleanup: &std::path::Path| {
+        let mut command = tesserad_command();
+        command
+            .current_dir(&workdir)
+            .env("TESSERA_LISTEN", "127.0.0.1:0");
+        Server::spawn(command, cleanup)
+    };
+    let mut first = start(&temp_dir("default-scratch"));
+    assert!(first.output().contains("(store embedded:./tessera-data)"));
+    let key = first
+        .output()
+        .split_whitespace()
+        .find(|word| word.starts_with("tsk_"))
+        .expect("the generated key is printed")
+        .to_owned();
+    let data = workdir.join("tessera-data");
+    assert!(data.join("api-keys.json").is_file());
+    let http = client();
+    let created: serde_json::Value = http
+        .post(first.at("/v1/sessions"))
+        .bearer_auth(&key)
+        .json(&json!({"subject": "persisted", "data": {"n": 1}}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let token = created["token"].as_str().expect("token").to_owned();
+
+    // A second server on the same data directory is refused at start.
+    let second = tesserad_command()
+        .current_dir(&workdir)
+        .env("TESSERA_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("cannot open the embedded store"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    first.signal("TERM");
+    assert!(first.wait().success());
+    assert!(first.output().contains("tesserad stopped"));
+    assert!(!first.output().contains("did not close cleanly"));
+    drop(first);
+
+    // Restarted: same key, no new key printed, the session is still there.
+    let restarted = start(&workdir);
+    assert!(!restarted.output().contains("tsk_"));
+    let validated: serde_json::Value = http
+        .post(restarted.at("/v1/sessions/validate"))
+        .bearer_auth(&key)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .expect("validate")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(validated["session"]["subject"], "persisted");
+    assert_eq!(validated["session"]["data"], json!({"n": 1}));
+}
