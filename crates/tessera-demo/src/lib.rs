@@ -12,10 +12,10 @@ pub mod users;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use http::StatusCode;
 use serde::Deserialize;
 use tessera_axum::{Error, LayerConfigError, Session, SessionLayer};

@@ -128,7 +128,9 @@ async fn run(args: Args) -> Result<(), DemoError> {
             addr: args.listen,
             source,
         })?;
-    let port = listener.local_addr().map_or(args.listen.port(), |a| a.port());
+    let port = listener
+        .local_addr()
+        .map_or(args.listen.port(), |a| a.port());
     tracing::info!(
         mode = ?args.mode,
         store = %args.store,

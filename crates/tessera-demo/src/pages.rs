@@ -87,7 +87,12 @@ pub fn login(csrf_token: &str, error: Option<&str>) -> Markup {
 }
 
 /// `GET /sessions`.
-pub fn sessions(sessions: &[std::sync::Arc<Session>], current: &str, csrf_token: &str, mode: &str) -> Markup {
+pub fn sessions(
+    sessions: &[std::sync::Arc<Session>],
+    current: &str,
+    csrf_token: &str,
+    mode: &str,
+) -> Markup {
     layout(
         "Your sessions",
         html! {
@@ -136,5 +141,6 @@ fn device(session: &Session) -> String {
 
 fn when(at: Timestamp) -> String {
     let text = at.to_rfc3339();
-    text.get(..19).map_or(text.clone(), |t| t.replace('T', " ") + " UTC")
+    text.get(..19)
+        .map_or(text.clone(), |t| t.replace('T', " ") + " UTC")
 }

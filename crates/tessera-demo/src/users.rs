@@ -1,7 +1,7 @@
 //! The demo's user directory: two users with argon2id-hashed passwords.
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
 /// The demo users and the argon2id (m=19 MiB, t=2, p=1) hashes of their
 /// passwords `alice-demo-password` and `bob-demo-password`.
