@@ -241,8 +241,8 @@ impl SessionManager {
             absolute_expires_at: now.plus(absolute),
             version: 1,
             epoch,
-            binding: request.client.as_ref().map(ClientInfo::binding),
-            client: request.client.as_ref().map(ClientInfo::for_display),
+            binding: request.client.as_ref().map(|c| Box::new(c.binding())),
+            client: request.client.as_ref().map(|c| Box::new(c.for_display())),
         })
     }
 
@@ -931,8 +931,8 @@ pub(crate) fn apply_login(mut s: Session, login: Login, now: Timestamp) -> Sessi
     s.auth_level = login.auth_level;
     s.authenticated_at = Some(now);
     if let Some(client) = &login.client {
-        s.binding = Some(client.binding());
-        s.client = Some(client.for_display());
+        s.binding = Some(Box::new(client.binding()));
+        s.client = Some(Box::new(client.for_display()));
     }
     s.version += 1;
     s

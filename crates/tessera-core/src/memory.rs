@@ -69,6 +69,12 @@ impl MemoryStore {
         self.maps.entries.len()
     }
 
+    /// How many entries the tables have room for without growing; follows
+    /// [`len`](Self::len) down after sweeping a mass expiry.
+    pub fn capacity(&self) -> usize {
+        self.maps.entries.capacity()
+    }
+
     /// Whether the store holds nothing.
     pub fn is_empty(&self) -> bool {
         self.maps.entries.is_empty()
@@ -152,6 +158,13 @@ impl MemoryStore {
                     self.unindex_subject(session.subject.as_deref(), &session.id);
                 }
             }
+        }
+        // Memory follows the live sessions: after a mass expiry the tables
+        // give back what they no longer need.
+        if removed > 0 && self.maps.entries.len() * 4 < self.maps.entries.capacity() {
+            self.maps.entries.shrink_to_fit();
+            self.maps.ids.shrink_to_fit();
+            self.maps.subjects.shrink_to_fit();
         }
         removed
     }

@@ -254,12 +254,14 @@ pub struct Session {
     pub version: u64,
     /// The global revocation epoch the session was created in.
     pub epoch: u64,
-    /// The creating client, for display ("your sessions").
+    /// The creating (or logging-in) client, for display ("your sessions").
+    /// Boxed: most sessions in memory do without, and a million of them
+    /// should not pay for the space.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<ClientInfo>,
-    /// The creating client's binding fingerprint.
+    pub client: Option<Box<ClientInfo>>,
+    /// The creating (or logging-in) client's binding fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binding: Option<ClientBinding>,
+    pub binding: Option<Box<ClientBinding>>,
 }
 
 impl Session {

@@ -43,3 +43,34 @@ async fn memory_store_background_sweeper_frees_expired_sessions() {
     );
     assert_eq!(store.sweep_expired(clock.now()).await.expect("sweep"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_follows_live_sessions_after_mass_expiry() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::new();
+    let manager = SessionManager::builder(store.clone())
+        .clock(clock.clone())
+        .build()
+        .expect("config");
+    for _ in 0..20_000 {
+        manager.create(NewSession::default()).await.expect("create");
+    }
+    let full = store.capacity();
+    assert!(full >= 20_000);
+    clock.advance(manager.config().idle_timeout + tessera_core::EXPIRED_RETENTION);
+    let keep = manager.create(NewSession::default()).await.expect("create");
+    assert_eq!(
+        store.sweep_expired(clock.now()).await.expect("sweep"),
+        20_000
+    );
+    assert_eq!(store.len(), 1);
+    assert!(
+        store.capacity() * 8 < full,
+        "capacity {} did not shrink from {full}",
+        store.capacity()
+    );
+    manager
+        .validate(keep.token.expose(), None)
+        .await
+        .expect("the live session survives the shrink");
+}

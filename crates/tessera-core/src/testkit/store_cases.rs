@@ -72,11 +72,11 @@ async fn store_load_returns_what_was_stored(h: Harness) -> CaseResult {
         r#"{"cart":[1,2,3],"nested":{"deep":"ü"},"n":1.5,"none":null}"#,
     )
     .context("data")?;
-    session.client = Some(crate::record::ClientInfo::new(
+    session.client = Some(Box::new(crate::record::ClientInfo::new(
         "2001:db8::1".parse().ok(),
         Some("Mozilla/5.0 ✓"),
-    ));
-    session.binding = session.client.as_ref().map(|c| c.binding());
+    )));
+    session.binding = session.client.as_ref().map(|c| Box::new(c.binding()));
     h.store.create(&k, &session).await.context("create")?;
     match h.store.load(&k, h.now()).await.context("load")? {
         Some(StoredEntry::Live(stored)) => ensure_eq!(*stored, session, "round trip"),
