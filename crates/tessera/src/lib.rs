@@ -7,3 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub use tessera_core::*;
+
+/// Sessions for axum and tower apps: [`SessionLayer`](tessera_axum::SessionLayer),
+/// the [`Session`](tessera_axum::Session) extractor, cookies, CSRF, sealed mode.
+#[cfg(feature = "axum")]
+pub use tessera_axum as axum;
