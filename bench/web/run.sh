@@ -1,54 +1,71 @@
 #!/usr/bin/env bash
 # The session layer's cost over HTTP: wrk (64 connections) against the same
 # axum app with Tessera's session layer on a memory store and without any
-# sessions, route by route, on loopback. Bounded: DURATION per route and app
-# (default 5s), so about 6 × DURATION in all.
+# sessions, route by route, on loopback. Both apps run side by side and the
+# runs alternate between them (ROUNDS times, median reported), so load from
+# elsewhere on the machine hits both alike. Bounded: 2 × 3 routes × ROUNDS
+# runs of DURATION (defaults 3 × 3s: about 1 minute).
 #
-#   bench/web/run.sh              # POST /login, GET /me, POST /incr
-#   DURATION=10s bench/web/run.sh
+#   bench/web/run.sh
+#   DURATION=10s ROUNDS=5 bench/web/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-duration="${DURATION:-5s}"
+duration="${DURATION:-3s}"
+rounds="${ROUNDS:-3}"
 connections="${CONNECTIONS:-64}"
 port="${PORT:-7480}"
-base="http://127.0.0.1:$port"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p tessera-bench-web
 bin=target/release/tessera-bench-web
 
 work=$(mktemp -d)
-server=""
+pids=()
 cleanup() {
-  [[ -n "$server" ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
+declare -A base=([none]="http://127.0.0.1:$port" [tessera]="http://127.0.0.1:$((port + 1))")
+
 start() {
-  "$bin" --listen "127.0.0.1:$port" --sessions "$1" &
-  server=$!
+  local app="$1" url="${base[$1]}"
+  "$bin" --listen "${url#http://}" --sessions "$app" &
+  pids+=($!)
   for _ in $(seq 100); do
-    curl -sf -o /dev/null "$base/csrf" && return 0
+    curl -sf -o /dev/null "$url/csrf" && return 0
     sleep 0.1
   done
-  echo "the bench server did not start" >&2
+  echo "the $app bench server did not start" >&2
   exit 1
 }
 
-stop() {
-  kill "$server" && wait "$server" 2>/dev/null || true
-  server=""
+# Signs in `connections` clients and writes their cookie and CSRF token as
+# Lua table entries.
+prepare() {
+  local url="${base[$1]}" out="$work/sessions-$1.lua"
+  : >"$out"
+  for _ in $(seq "$connections"); do
+    cookie=$(curl -s -D - -o /dev/null -X POST "$url/login" | tr -d '\r' \
+      | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | tail -1)
+    token=$(curl -s -H "Cookie: $cookie" "$url/csrf")
+    echo "  {\"$cookie\", \"$token\"}," >>"$out"
+  done
 }
 
-# A wrk script sending METHOD with one of the prepared sessions per request
-# (round-robin), or with no cookie when none were prepared.
+# A wrk script sending METHOD, with the app's prepared sessions round-robin
+# when `with_sessions` is 1, else with no cookie.
 script() {
-  local method="$1" sessions="$2" out="$work/$method-$RANDOM.lua"
+  local app="$1" method="$2" with_sessions="$3"
+  local out="$work/$app-$method-$with_sessions.lua"
   {
     echo "wrk.method = \"$method\""
     echo "local sessions = {"
-    [[ -s "$sessions" ]] && cat "$sessions"
+    if [[ $with_sessions == 1 ]]; then cat "$work/sessions-$app.lua"; fi
     echo "}"
     cat <<'LUA'
 local n = 0
@@ -63,39 +80,37 @@ LUA
   echo "$out"
 }
 
-# Signs in `connections` clients and records their cookie and CSRF token.
-prepare() {
-  local out="$work/sessions-$1.lua"
-  : >"$out"
-  for _ in $(seq "$connections"); do
-    cookie=$(curl -s -D - -o /dev/null -X POST "$base/login" | tr -d '\r' \
-      | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | tail -1)
-    token=$(curl -s -H "Cookie: $cookie" "$base/csrf")
-    echo "  {\"$cookie\", \"$token\"}," >>"$out"
-  done
-  echo "$out"
-}
-
+# Requests per second of one wrk run; refuses a run with failed requests.
 rps() {
-  wrk -t2 -c"$connections" -d"$duration" -s "$2" "$base$1" | awk '/^Requests\/sec:/ {print $2}'
+  local app="$1" path="$2" lua="$3" report
+  report=$(wrk -t2 -c"$connections" -d"$duration" -s "$lua" "${base[$app]}$path")
+  if grep -qE 'Non-2xx|Socket errors' <<<"$report"; then
+    echo "wrk saw failed requests on $app $path:" >&2
+    echo "$report" >&2
+    exit 1
+  fi
+  awk '/^Requests\/sec:/ {print $2}' <<<"$report"
 }
 
-declare -A result
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 for app in none tessera; do
   start "$app"
-  sessions=$(prepare "$app")
-  result[$app,login]=$(rps /login "$(script POST /dev/null)")
-  result[$app,me]=$(rps /me "$(script GET "$sessions")")
-  result[$app,incr]=$(rps /incr "$(script POST "$sessions")")
-  stop
+  prepare "$app"
 done
 
 printf '\n%-12s %14s %14s %8s\n' route "no sessions" "tessera" ratio
-for route in login me incr; do
-  none=${result[none,$route]}
-  with=${result[tessera,$route]}
+for route in "POST /login 0" "GET /me 1" "POST /incr 1"; do
+  read -r method path with_sessions <<<"$route"
+  declare -A runs=([none]="" [tessera]="")
+  for _ in $(seq "$rounds"); do
+    for app in none tessera; do
+      runs[$app]+=" $(rps "$app" "$path" "$(script "$app" "$method" "$with_sessions")")"
+    done
+  done
+  none=$(median <<<"${runs[none]}")
+  with=$(median <<<"${runs[tessera]}")
   ratio=$(awk -v a="$with" -v b="$none" 'BEGIN { printf "%.1f%%", 100 * a / b }')
-  label=$([[ $route == me ]] && echo "GET /me" || echo "POST /$route")
-  printf '%-12s %12s/s %12s/s %8s\n' "$label" "$none" "$with" "$ratio"
+  printf '%-12s %12s/s %12s/s %8s\n' "$method $path" "$none" "$with" "$ratio"
 done
-echo "(wrk -t2 -c$connections -d$duration on loopback; memory store)"
+echo "(median of $rounds alternating wrk -t2 -c$connections -d$duration runs each, loopback, memory store)"

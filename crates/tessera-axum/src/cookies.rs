@@ -9,12 +9,12 @@
 //! would not fit is refused with [`CookieTooLarge`] instead of being sent to
 //! a browser that would silently drop it.
 //!
-//! Reading is forgiving in the only safe way: a request whose session cookie
+//! `Set-Cookie` values are built with the `cookie` crate; `Cookie` headers
+//! are scanned directly for our names (on every request, so without
+//! allocating for other cookies). Reading is forgiving in the only safe way: a request whose session cookie
 //! is missing, duplicated, oversized, not UTF-8 or otherwise unreadable
 //! simply carries no credential ([`Presented::Unreadable`]), and is served
 //! as an anonymous visitor.
-
-use std::collections::HashMap;
 
 use cookie::{Cookie, SameSite as CookieSameSite};
 use http::header::{COOKIE, HeaderMap, HeaderValue};
@@ -166,26 +166,19 @@ pub trait CookieController: Send + Sync + 'static {
     fn capacity(&self) -> usize;
 }
 
-/// Collects the values of the cookies whose names are wanted, from every
-/// `Cookie` header. Non-UTF-8 bytes are replaced, so a session cookie that
-/// carried them no longer parses as a credential.
-fn collect_cookies(
-    headers: &HeaderMap,
-    wanted: impl Fn(&str) -> bool,
-) -> HashMap<String, Vec<String>> {
-    let mut found: HashMap<String, Vec<String>> = HashMap::new();
-    for header in headers.get_all(COOKIE) {
-        let text = String::from_utf8_lossy(header.as_bytes());
-        for cookie in Cookie::split_parse(text.as_ref()).flatten() {
-            if wanted(cookie.name()) {
-                found
-                    .entry(cookie.name().to_owned())
-                    .or_default()
-                    .push(cookie.value().to_owned());
-            }
-        }
-    }
-    found
+/// Every `name=value` pair of the request's `Cookie` headers, as raw
+/// bytes (a hand-rolled scan: this runs on every request, and only our own
+/// names matter). Pairs without `=` are skipped.
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|header| header.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+        })
 }
 
 fn is_credential_text(value: &str) -> bool {
@@ -210,26 +203,37 @@ impl SingleCookie {
 
 impl CookieController for SingleCookie {
     fn read(&self, headers: &HeaderMap) -> Presented {
-        let name = self.attributes.name.as_str();
-        let mut found = collect_cookies(headers, |n| n == name);
-        let Some(mut values) = found.remove(name) else {
-            return Presented::Nothing;
-        };
-        let cookies = values.len();
-        if cookies > 1 {
-            return Presented::Unreadable {
-                problem: "duplicated session cookie",
-                cookies,
-            };
+        let name = self.attributes.name.as_bytes();
+        let mut cookies = 0;
+        let mut found: &[u8] = &[];
+        for (pair_name, value) in cookie_pairs(headers) {
+            if pair_name == name {
+                cookies += 1;
+                found = value;
+            }
         }
-        let value = values.pop().unwrap_or_default();
-        if value.len() > MAX_COOKIE_BYTES || !is_credential_text(&value) {
-            return Presented::Unreadable {
-                problem: "session cookie is oversized or not credential text",
-                cookies,
-            };
+        match cookies {
+            0 => return Presented::Nothing,
+            1 => {}
+            _ => {
+                return Presented::Unreadable {
+                    problem: "duplicated session cookie",
+                    cookies,
+                };
+            }
         }
-        Presented::Credential { value, cookies }
+        match std::str::from_utf8(found) {
+            Ok(value) if value.len() <= MAX_COOKIE_BYTES && is_credential_text(value) => {
+                Presented::Credential {
+                    value: value.to_owned(),
+                    cookies,
+                }
+            }
+            _ => Presented::Unreadable {
+                problem: "session cookie is oversized, not UTF-8 or not credential text",
+                cookies,
+            },
+        }
     }
 
     fn set(&self, credential: &str, _presented: usize) -> Result<Vec<HeaderValue>, CookieTooLarge> {
@@ -286,27 +290,31 @@ impl ChunkedCookie {
 
 impl CookieController for ChunkedCookie {
     fn read(&self, headers: &HeaderMap) -> Presented {
-        let name = self.attributes.name.as_str();
-        let chunk_prefix = format!("{name}.");
-        let found = collect_cookies(headers, |n| {
-            n == name
-                || n.strip_prefix(chunk_prefix.as_str())
-                    .is_some_and(|i| i.len() == 1 && i.as_bytes()[0].is_ascii_digit())
-        });
-        if found.is_empty() {
-            return Presented::Nothing;
+        let name = self.attributes.name.as_bytes();
+        // parts[i]: the values of cookie `NAME` (i = 0) or `NAME.i`.
+        let mut parts: [Vec<&[u8]>; 10] = Default::default();
+        for (pair_name, value) in cookie_pairs(headers) {
+            let Some(rest) = pair_name.strip_prefix(name) else {
+                continue;
+            };
+            match rest {
+                [] => parts[0].push(value),
+                [b'.', digit] if digit.is_ascii_digit() => {
+                    parts[usize::from(digit - b'0')].push(value);
+                }
+                _ => {}
+            }
         }
-        let cookies = (0..10)
-            .filter(|i| found.contains_key(&self.chunk_name(*i)))
-            .map(|i| i + 1)
-            .max()
-            .unwrap_or(0);
+        let Some(last) = parts.iter().rposition(|p| !p.is_empty()) else {
+            return Presented::Nothing;
+        };
+        let cookies = last + 1;
         let unreadable = |problem| Presented::Unreadable { problem, cookies };
-        if found.values().any(|values| values.len() > 1) {
+        if parts.iter().any(|values| values.len() > 1) {
             return unreadable("duplicated session cookie");
         }
-        let Some(first) = found.get(name).and_then(|v| v.first()) else {
-            return unreadable("session cookie parts without the first part");
+        let Some(first) = parts[0].first().and_then(|v| std::str::from_utf8(v).ok()) else {
+            return unreadable("session cookie parts without a readable first part");
         };
         let Some((count, first_part)) = first.split_once('.') else {
             return unreadable("session cookie without a part count");
@@ -316,14 +324,15 @@ impl CookieController for ChunkedCookie {
             _ => return unreadable("session cookie part count out of range"),
         };
         let mut value = first_part.to_owned();
-        for index in 1..count {
-            match found.get(&self.chunk_name(index)).and_then(|v| v.first()) {
-                Some(part) => value.push_str(part),
-                None => return unreadable("session cookie part missing"),
+        for part in &parts[1..count] {
+            match part.first().and_then(|v| std::str::from_utf8(v).ok()) {
+                Some(part) if value.len() + part.len() <= self.capacity() => value.push_str(part),
+                Some(_) => return unreadable("session cookie is oversized"),
+                None => return unreadable("session cookie part missing or not UTF-8"),
             }
         }
-        if value.len() > self.capacity() || !is_credential_text(&value) {
-            return unreadable("session cookie is oversized or not credential text");
+        if !is_credential_text(&value) {
+            return unreadable("session cookie is not credential text");
         }
         Presented::Credential { value, cookies }
     }

@@ -135,7 +135,8 @@ where
         !exempt
     };
     let response = if needs_csrf {
-        match check_csrf(&shared, &state, request).await {
+        // Boxed: only unsafe requests pay for the CSRF check's future.
+        match Box::pin(check_csrf(&shared, &state, request)).await {
             Ok(request) => call(&mut inner, request).await,
             Err(err) => err.into_response(),
         }
@@ -211,7 +212,7 @@ async fn check_csrf(
 /// Writes the request's cookie change into the response.
 async fn finish(shared: &Shared, state: &Mutex<State>, mut response: Response) -> Response {
     let mut state = state.lock().await;
-    let presented = state.presented.cookie_count();
+    let presented = state.presented_cookies;
     let no_store = HeaderValue::from_static("no-store");
     match std::mem::replace(&mut state.cookie, CookieChange::Keep) {
         CookieChange::Keep => {

@@ -67,12 +67,7 @@ impl Session {
         let Some(session) = state.load().await? else {
             return Ok(None);
         };
-        match session.data.to_map().remove(key) {
-            None => Ok(None),
-            Some(value) => serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| serde_error(key, e)),
-        }
+        crate::state::data_field(&session.data, key).map_err(|e| serde_error(key, e))
     }
 
     /// Stores `value` under `key`, creating the session if there is none.

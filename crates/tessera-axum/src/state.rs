@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tessera_core::sealed::ClientSideSession;
 use tessera_core::{
     ClientInfo, DataChange, InvalidReason, Login, NewSession, Session, SessionData, SessionError,
-    SessionId, SessionToken,
+    SessionId,
 };
 
 use crate::config::{Shared, Storage};
@@ -26,7 +26,8 @@ const MAX_CAS_ATTEMPTS: usize = 16;
 enum Current {
     /// A stored session and the token that reaches it.
     Server {
-        token: SessionToken,
+        /// The token text (as presented, or newly issued).
+        token: String,
         session: Arc<Session>,
     },
     /// A sealed session, and its seal when it changed in this request.
@@ -58,7 +59,10 @@ pub(crate) enum CookieChange {
 /// The per-request state behind the [`Session`](crate::Session) extractor.
 pub(crate) struct State {
     shared: Arc<Shared>,
-    pub(crate) presented: Presented,
+    /// The credential the request carried, until it is loaded.
+    presented: Presented,
+    /// How many session cookies the request carried (to replace or remove them).
+    pub(crate) presented_cookies: usize,
     client: ClientInfo,
     loaded: bool,
     current: Option<Current>,
@@ -70,6 +74,7 @@ impl State {
     pub(crate) fn new(shared: Arc<Shared>, presented: Presented, client: ClientInfo) -> Self {
         Self {
             shared,
+            presented_cookies: presented.cookie_count(),
             presented,
             client,
             loaded: false,
@@ -98,41 +103,35 @@ impl State {
             self.loaded = true;
             match std::mem::replace(&mut self.presented, Presented::Nothing) {
                 Presented::Nothing => {}
-                Presented::Unreadable { problem, cookies } => {
+                Presented::Unreadable { problem, .. } => {
                     tracing::debug!(problem, "unreadable session cookie; serving as anonymous");
                     self.rejected = Some(InvalidReason::Malformed);
                     self.shared.manager.report_invalid_credential(self.client());
-                    self.presented = Presented::Unreadable { problem, cookies };
                 }
-                Presented::Credential { value, cookies } => {
-                    let outcome = self.open(&value).await;
-                    self.presented = Presented::Credential { value, cookies };
-                    match outcome {
-                        Ok(()) => {}
-                        Err(Error::Session(SessionError::Invalid { reason })) => {
-                            self.rejected = Some(reason);
-                        }
-                        Err(other) => return Err(other),
+                Presented::Credential { value, .. } => match self.open(value).await {
+                    Ok(()) => {}
+                    Err(Error::Session(SessionError::Invalid { reason })) => {
+                        self.rejected = Some(reason);
                     }
-                }
+                    Err(other) => return Err(other),
+                },
             }
         }
         Ok(self.current.as_ref().map(Current::session))
     }
 
-    async fn open(&mut self, credential: &str) -> Result<(), Error> {
+    async fn open(&mut self, credential: String) -> Result<(), Error> {
         let manager = &self.shared.manager;
         match &self.shared.storage {
             Storage::Server => {
-                let valid = manager.validate(credential, self.client()).await?;
+                let valid = manager.validate(&credential, self.client()).await?;
                 let token = match valid.renewed_token {
                     Some(token) => {
-                        self.cookie = CookieChange::Set(token.expose().to_owned());
+                        let token = token.expose().to_owned();
+                        self.cookie = CookieChange::Set(token.clone());
                         token
                     }
-                    None => SessionToken::parse(credential).map_err(|_| SessionError::Invalid {
-                        reason: InvalidReason::Malformed,
-                    })?,
+                    None => credential,
                 };
                 self.current = Some(Current::Server {
                     token,
@@ -140,7 +139,7 @@ impl State {
                 });
             }
             Storage::Sealed(keys) => {
-                let record = match keys.open(credential, self.shared.cookie_name.as_bytes()) {
+                let record = match keys.open(&credential, self.shared.cookie_name.as_bytes()) {
                     Ok(record) => record,
                     Err(err) => {
                         tracing::debug!(error = %err, "sealed session cookie refused");
@@ -200,9 +199,10 @@ impl State {
         match &self.shared.storage {
             Storage::Server => {
                 let issued = self.shared.manager.create(request).await?;
-                self.cookie = CookieChange::Set(issued.token.expose().to_owned());
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
-                    token: issued.token,
+                    token,
                     session: issued.session,
                 });
             }
@@ -231,7 +231,7 @@ impl State {
         match self.current.take() {
             Some(Current::Server { token, session }) => {
                 let result = manager
-                    .update(token.expose(), change, expected_version, self.client())
+                    .update(token.as_str(), change, expected_version, self.client())
                     .await;
                 let session = match result {
                     Ok(updated) => updated,
@@ -261,12 +261,12 @@ impl State {
         let Some(Current::Server { token, .. }) = &self.current else {
             return Ok(());
         };
-        let token = token.expose().to_owned();
+        let token = token.clone();
         self.loaded = false;
         self.current = None;
         self.presented = Presented::Credential {
             value: token,
-            cookies: self.presented.cookie_count(),
+            cookies: self.presented_cookies,
         };
         self.load().await?;
         Ok(())
@@ -280,6 +280,7 @@ impl State {
         f: &mut (dyn FnMut(Option<Value>) -> Result<Value, Error> + Send),
     ) -> Result<Value, Error> {
         self.ensure().await?;
+        let mut last_version = 0;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let Some(current) = &self.current else {
                 return Err(SessionError::Invalid {
@@ -289,6 +290,7 @@ impl State {
             };
             let session = current.session();
             let version = session.version;
+            last_version = version;
             let old = session.data.to_map().remove(key);
             let new = f(old)?;
             let patch = Value::Object(Map::from_iter([(key.to_owned(), new.clone())]));
@@ -306,9 +308,10 @@ impl State {
                 Err(other) => return Err(other),
             }
         }
+        // Lost every race: the session is written faster than it can be read.
         Err(SessionError::VersionConflict {
-            expected: 0,
-            current_version: 0,
+            expected: last_version,
+            current_version: last_version,
         }
         .into())
     }
@@ -347,13 +350,14 @@ impl State {
         match (&self.shared.storage, self.current.take()) {
             (Storage::Server, current) => {
                 let token = match &current {
-                    Some(Current::Server { token, .. }) => Some(token.expose()),
+                    Some(Current::Server { token, .. }) => Some(token.as_str()),
                     _ => None,
                 };
                 let issued = manager.login(token, login).await?;
-                self.cookie = CookieChange::Set(issued.token.expose().to_owned());
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
-                    token: issued.token,
+                    token,
                     session: issued.session,
                 });
             }
@@ -380,11 +384,12 @@ impl State {
         match self.current.take() {
             Some(Current::Server { token, .. }) => {
                 let issued = manager
-                    .step_up(token.expose(), level, self.client())
+                    .step_up(token.as_str(), level, self.client())
                     .await?;
-                self.cookie = CookieChange::Set(issued.token.expose().to_owned());
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
-                    token: issued.token,
+                    token,
                     session: issued.session,
                 });
             }
@@ -400,11 +405,11 @@ impl State {
 
     /// Ends the session and removes the cookie.
     pub(crate) async fn logout(&mut self) -> Result<(), Error> {
-        let had_cookie = self.presented.cookie_count() > 0;
+        let had_cookie = self.presented_cookies > 0;
         self.load().await?;
         match self.current.take() {
             Some(Current::Server { token, .. }) => {
-                self.shared.manager.logout(token.expose()).await?;
+                self.shared.manager.logout(token.as_str()).await?;
             }
             Some(Current::Sealed { record, .. }) => {
                 self.shared.manager.logout_client_side(&record).await?;
@@ -423,10 +428,11 @@ impl State {
         let manager = self.shared.manager.clone();
         match self.current.take() {
             Some(Current::Server { token, .. }) => {
-                let issued = manager.rotate(token.expose()).await?;
-                self.cookie = CookieChange::Set(issued.token.expose().to_owned());
+                let issued = manager.rotate(token.as_str()).await?;
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
-                    token: issued.token,
+                    token,
                     session: issued.session,
                 });
             }
@@ -535,10 +541,49 @@ impl State {
         let Some(session) = self.load().await? else {
             return Err(csrf::CsrfError::NoSession.into());
         };
-        match session.data.get::<String>(CSRF_DATA_KEY) {
+        match data_field::<String>(&session.data, CSRF_DATA_KEY).ok().flatten() {
             Some(secret) if csrf::verify(&secret, presented) => Ok(()),
             Some(_) => Err(csrf::CsrfError::InvalidToken.into()),
             None => Err(csrf::CsrfError::NoSession.into()),
         }
+    }
+}
+
+/// One field of session data, deserialised without building the whole
+/// object: a borrowing parse that keeps the other values as raw JSON.
+pub(crate) fn data_field<T: serde::de::DeserializeOwned>(
+    data: &SessionData,
+    key: &str,
+) -> Result<Option<T>, serde_json::Error> {
+    let json = data.as_json();
+    match serde_json::from_str::<std::collections::BTreeMap<&str, &serde_json::value::RawValue>>(json) {
+        Ok(fields) => fields
+            .get(key)
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose(),
+        // A key with escapes cannot be borrowed: read the whole object.
+        Err(_) => data
+            .to_map()
+            .remove(key)
+            .map(serde_json::from_value)
+            .transpose(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_fields_are_read_with_and_without_escaped_keys() {
+        let data = SessionData::from_json(r#"{"a":1,"b":{"c":[1,2]},"e\u0073c":"x"}"#).expect("json");
+        assert_eq!(data_field::<u32>(&data, "a").expect("ok"), Some(1));
+        assert_eq!(
+            data_field::<serde_json::Value>(&data, "b").expect("ok"),
+            Some(serde_json::json!({"c": [1, 2]}))
+        );
+        assert_eq!(data_field::<String>(&data, "esc").expect("ok"), Some("x".into()));
+        assert_eq!(data_field::<u32>(&data, "missing").expect("ok"), None);
+        assert!(data_field::<u32>(&data, "b").is_err());
     }
 }
