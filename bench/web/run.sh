@@ -31,11 +31,14 @@ cleanup() {
 trap cleanup EXIT
 
 declare -A base=([none]="http://127.0.0.1:$port" [tessera]="http://127.0.0.1:$((port + 1))")
+declare -A server_pid=()
+tick=$(getconf CLK_TCK)
 
 start() {
   local app="$1" url="${base[$1]}"
   "$bin" --listen "${url#http://}" --sessions "$app" &
   pids+=($!)
+  server_pid[$app]=$!
   for _ in $(seq 100); do
     curl -sf -o /dev/null "$url/csrf" && return 0
     sleep 0.1
@@ -80,16 +83,23 @@ LUA
   echo "$out"
 }
 
-# Requests per second of one wrk run; refuses a run with failed requests.
-rps() {
-  local app="$1" path="$2" lua="$3" report
+# One wrk run: "REQUESTS_PER_SECOND SERVER_CPU_MICROSECONDS_PER_REQUEST".
+# The CPU time the server spent per request is steadier than throughput on
+# a shared machine. Refuses a run with failed requests.
+measure() {
+  local app="$1" path="$2" lua="$3" report before after
+  before=$(awk '{ print $14 + $15 }' "/proc/${server_pid[$app]}/stat")
   report=$(wrk -t2 -c"$connections" -d"$duration" -s "$lua" "${base[$app]}$path")
+  after=$(awk '{ print $14 + $15 }' "/proc/${server_pid[$app]}/stat")
   if grep -qE 'Non-2xx|Socket errors' <<<"$report"; then
     echo "wrk saw failed requests on $app $path:" >&2
     echo "$report" >&2
     exit 1
   fi
-  awk '/^Requests\/sec:/ {print $2}' <<<"$report"
+  awk -v cpu=$((after - before)) -v tick="$tick" '
+    /requests in/ { n = $1 }
+    /^Requests\/sec:/ { rps = $2 }
+    END { printf "%s %.2f\n", rps, cpu / tick * 1e6 / n }' <<<"$report"
 }
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -99,18 +109,21 @@ for app in none tessera; do
   prepare "$app"
 done
 
-printf '\n%-12s %14s %14s %8s\n' route "no sessions" "tessera" ratio
+printf '\n%-12s %13s %13s %7s   %s\n' route "no sessions" tessera ratio "server CPU per request (none / tessera)"
 for route in "POST /login 0" "GET /me 1" "POST /incr 1"; do
   read -r method path with_sessions <<<"$route"
-  declare -A runs=([none]="" [tessera]="")
+  declare -A rps=([none]="" [tessera]="") cpu=([none]="" [tessera]="")
   for _ in $(seq "$rounds"); do
     for app in none tessera; do
-      runs[$app]+=" $(rps "$app" "$path" "$(script "$app" "$method" "$with_sessions")")"
+      read -r r c <<<"$(measure "$app" "$path" "$(script "$app" "$method" "$with_sessions")")"
+      rps[$app]+=" $r"
+      cpu[$app]+=" $c"
     done
   done
-  none=$(median <<<"${runs[none]}")
-  with=$(median <<<"${runs[tessera]}")
+  none=$(median <<<"${rps[none]}")
+  with=$(median <<<"${rps[tessera]}")
   ratio=$(awk -v a="$with" -v b="$none" 'BEGIN { printf "%.1f%%", 100 * a / b }')
-  printf '%-12s %12s/s %12s/s %8s\n' "$method $path" "$none" "$with" "$ratio"
+  printf '%-12s %11s/s %11s/s %7s   %s µs / %s µs\n' "$method $path" "$none" "$with" "$ratio" \
+    "$(median <<<"${cpu[none]}")" "$(median <<<"${cpu[tessera]}")"
 done
-echo "(median of $rounds alternating wrk -t2 -c$connections -d$duration runs each, loopback, memory store)"
+echo "(medians of $rounds alternating wrk -t2 -c$connections -d$duration runs per app, loopback, memory store)"

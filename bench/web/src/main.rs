@@ -18,6 +18,11 @@ use clap::{Parser, ValueEnum};
 use tessera_axum::{Error, Session, SessionLayer};
 use tessera_core::{MemoryStore, SessionManager};
 
+// Both apps use the same production allocator; glibc's malloc would make
+// the comparison mostly about allocator contention between the workers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serves the benchmark app.
 #[derive(Debug, Parser)]
 struct Args {
