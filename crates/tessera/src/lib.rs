@@ -12,3 +12,10 @@ pub use tessera_core::*;
 /// the [`Session`](tessera_axum::Session) extractor, cookies, CSRF, sealed mode.
 #[cfg(feature = "axum")]
 pub use tessera_axum as axum;
+/// The persistent single-node store on an embedded database (feature `embedded`).
+#[cfg(feature = "embedded")]
+pub use tessera_embedded as embedded;
+
+/// The PostgreSQL store ([`tessera_postgres`]).
+#[cfg(feature = "postgres")]
+pub use tessera_postgres as postgres;
