@@ -70,7 +70,9 @@ fn with_sessions() -> Result<Router, Box<dyn std::error::Error>> {
         .route(
             "/incr",
             post(|session: Session| async move {
-                let n: u64 = session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1).await?;
+                let n: u64 = session
+                    .update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+                    .await?;
                 Ok::<_, Error>(n.to_string())
             }),
         )

@@ -541,7 +541,10 @@ impl State {
         let Some(session) = self.load().await? else {
             return Err(csrf::CsrfError::NoSession.into());
         };
-        match data_field::<String>(&session.data, CSRF_DATA_KEY).ok().flatten() {
+        match data_field::<String>(&session.data, CSRF_DATA_KEY)
+            .ok()
+            .flatten()
+        {
             Some(secret) if csrf::verify(&secret, presented) => Ok(()),
             Some(_) => Err(csrf::CsrfError::InvalidToken.into()),
             None => Err(csrf::CsrfError::NoSession.into()),
@@ -556,7 +559,9 @@ pub(crate) fn data_field<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>, serde_json::Error> {
     let json = data.as_json();
-    match serde_json::from_str::<std::collections::BTreeMap<&str, &serde_json::value::RawValue>>(json) {
+    match serde_json::from_str::<std::collections::BTreeMap<&str, &serde_json::value::RawValue>>(
+        json,
+    ) {
         Ok(fields) => fields
             .get(key)
             .map(|raw| serde_json::from_str(raw.get()))
@@ -576,13 +581,17 @@ mod tests {
 
     #[test]
     fn data_fields_are_read_with_and_without_escaped_keys() {
-        let data = SessionData::from_json(r#"{"a":1,"b":{"c":[1,2]},"e\u0073c":"x"}"#).expect("json");
+        let data =
+            SessionData::from_json(r#"{"a":1,"b":{"c":[1,2]},"e\u0073c":"x"}"#).expect("json");
         assert_eq!(data_field::<u32>(&data, "a").expect("ok"), Some(1));
         assert_eq!(
             data_field::<serde_json::Value>(&data, "b").expect("ok"),
             Some(serde_json::json!({"c": [1, 2]}))
         );
-        assert_eq!(data_field::<String>(&data, "esc").expect("ok"), Some("x".into()));
+        assert_eq!(
+            data_field::<String>(&data, "esc").expect("ok"),
+            Some("x".into())
+        );
         assert_eq!(data_field::<u32>(&data, "missing").expect("ok"), None);
         assert!(data_field::<u32>(&data, "b").is_err());
     }

@@ -268,7 +268,8 @@ impl GuessingDetector {
         entry.invalid = entry.invalid.saturating_add(1);
         if entry.invalid >= self.threshold && !entry.reported {
             entry.reported = true;
-            self.last_report_at.store(now.as_millis(), Ordering::Release);
+            self.last_report_at
+                .store(now.as_millis(), Ordering::Release);
             return Some(entry.invalid);
         }
         None
