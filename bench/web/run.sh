@@ -3,10 +3,10 @@
 # axum app with Tessera's session layer on a memory store and without any
 # sessions, route by route, on loopback. Both apps run side by side and the
 # runs alternate between them (ROUNDS times, median reported), so load from
-# elsewhere on the machine hits both alike. Bounded: 2 × 3 routes × ROUNDS
-# runs of DURATION (defaults 3 × 3s: about 1 minute).
+# elsewhere on the machine hits both alike. Bounded: 2 × 4 routes × ROUNDS
+# runs of DURATION (defaults 3 × 3s: about 1.5 minutes).
 #
-#   bench/web/run.sh
+#   bench/web/run.sh              # GET /hello (session untouched), POST /login, GET /me, POST /incr
 #   DURATION=10s ROUNDS=5 bench/web/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -110,7 +110,7 @@ for app in none tessera; do
 done
 
 printf '\n%-12s %13s %13s %7s   %s\n' route "no sessions" tessera ratio "server CPU per request (none / tessera)"
-for route in "POST /login 0" "GET /me 1" "POST /incr 1"; do
+for route in "GET /hello 1" "POST /login 0" "GET /me 1" "POST /incr 1"; do
   read -r method path with_sessions <<<"$route"
   declare -A rps=([none]="" [tessera]="") cpu=([none]="" [tessera]="")
   for _ in $(seq "$rounds"); do

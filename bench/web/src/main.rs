@@ -5,6 +5,7 @@
 //! * `POST /login` — create a session and sign in (a rotation);
 //! * `GET /me` — read one value;
 //! * `POST /incr` — read and write (compare-and-swap);
+//! * `GET /hello` — a constant; the handler never touches the session;
 //! * `GET /csrf` — a CSRF token, for the load generator's set-up.
 #![forbid(unsafe_code)]
 
@@ -76,6 +77,7 @@ fn with_sessions() -> Result<Router, Box<dyn std::error::Error>> {
                 Ok::<_, Error>(n.to_string())
             }),
         )
+        .route("/hello", get(|| async { "hello" }))
         .route(
             "/csrf",
             get(|session: Session| async move { session.csrf_token().await }),
@@ -95,6 +97,7 @@ fn without_sessions() -> Router {
                 async move { (counter.fetch_add(1, Ordering::Relaxed) + 1).to_string() }
             }),
         )
+        .route("/hello", get(|| async { "hello" }))
         .route("/csrf", get(|| async { "none" }))
 }
 
