@@ -2,12 +2,12 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use tessera::open::{OpenStoreError, StoreUrl, open_store};
 use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::{BindingPolicy, MemoryStore, SessionManager, SessionStore};
+use tessera_core::{BindingPolicy, SessionManager};
 use tessera_demo::DemoMode;
 
 /// The Tessera demo site: sign in, count, list and revoke your sessions.
@@ -17,9 +17,9 @@ struct Args {
     /// Address to listen on (open http://localhost:PORT in a browser).
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:7451")]
     listen: SocketAddr,
-    /// Session store URL, as tesserad's `--store`.
+    /// Session store URL, as tesserad's `--store`: `memory:` or `embedded:PATH`.
     #[arg(long, env = "TESSERA_STORE", default_value = "memory:")]
-    store: String,
+    store: StoreUrl,
     /// Where sessions live: on the server, or sealed in the cookie.
     #[arg(long, env = "TESSERA_MODE", value_enum, default_value_t = Mode::Server)]
     mode: Mode,
@@ -58,8 +58,8 @@ enum Mode {
 
 #[derive(Debug, thiserror::Error)]
 enum DemoError {
-    #[error("--store {0}: this demo opens only `memory:` stores")]
-    Store(String),
+    #[error("--store: {0}")]
+    Store(#[from] OpenStoreError),
     #[error("invalid session settings: {0}")]
     Config(#[from] tessera_core::ConfigError),
     #[error("invalid cookie settings: {0}")]
@@ -75,16 +75,6 @@ enum DemoError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
-}
-
-/// Opens the session store named by `--store`.
-fn open_store(url: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
-    if url == "memory:" {
-        let store = MemoryStore::new();
-        store.spawn_sweeper(Duration::from_secs(60));
-        return Ok(Arc::new(store));
-    }
-    Err(DemoError::Store(url.to_owned()))
 }
 
 #[tokio::main]
@@ -105,8 +95,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), DemoError> {
-    let store = open_store(&args.store)?;
-    let manager = SessionManager::builder_shared(store)
+    let opened = open_store(&args.store).await?;
+    let manager = SessionManager::builder_shared(opened.store.clone())
         .idle_timeout(args.idle_timeout)
         .absolute_timeout(args.absolute_timeout)
         .renew_after(args.renew_after)
@@ -136,7 +126,7 @@ async fn run(args: Args) -> Result<(), DemoError> {
         store = %args.store,
         "tessera-demo at http://localhost:{port}/"
     );
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
@@ -144,5 +134,7 @@ async fn run(args: Args) -> Result<(), DemoError> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
-    .map_err(DemoError::Serve)
+    .map_err(DemoError::Serve);
+    opened.shutdown()?;
+    served
 }
