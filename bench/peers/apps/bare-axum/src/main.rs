@@ -58,11 +58,12 @@ async fn main() -> anyhow::Result<()> {
     if args.store != "memory:" && args.store != "none:" {
         anyhow::bail!("bare axum stores nothing; --store must be `none:` or `memory:`");
     }
-    if let Some(path) = &args.cookies_out {
-        let ids = UserIds::default();
-        let cookies = (0..args.preload).map(|_| format!("{COOKIE}={}", ids.next()));
-        peers_common::write_cookies(path, cookies)?;
+    let mut cookies = peers_common::CookieFile::create(&args)?;
+    let ids = UserIds::default();
+    for _ in 0..args.preload {
+        cookies.push(&format!("{COOKIE}={}", ids.next()))?;
     }
+    cookies.finish()?;
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))

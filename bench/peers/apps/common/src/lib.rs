@@ -62,21 +62,44 @@ impl UserIds {
     }
 }
 
-/// Writes one `Cookie` header value per line (e.g. `id=abc`).
-pub fn write_cookies<I, S>(path: &PathBuf, cookies: I) -> anyhow::Result<()>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create the cookie file {}", path.display()))?;
-    let mut out = BufWriter::new(file);
-    for cookie in cookies {
-        writeln!(out, "{}", cookie.as_ref())?;
+/// Where `--preload` writes cookies: one `Cookie` header value per line,
+/// streamed to the file so that the cookies of a million sessions are never
+/// all held in memory (they would inflate the resident memory measured).
+pub struct CookieFile {
+    path: PathBuf,
+    out: Option<BufWriter<std::fs::File>>,
+}
+
+impl CookieFile {
+    /// Opens `--cookies-out` for writing; without it, cookies are dropped.
+    pub fn create(args: &Args) -> anyhow::Result<Self> {
+        let path = args.cookies_out.clone().unwrap_or_default();
+        let out = match &args.cookies_out {
+            Some(path) => Some(BufWriter::new(std::fs::File::create(path).with_context(
+                || format!("cannot create the cookie file {}", path.display()),
+            )?)),
+            None => None,
+        };
+        Ok(Self { path, out })
     }
-    out.flush()
-        .with_context(|| format!("cannot write the cookie file {}", path.display()))?;
-    Ok(())
+
+    /// Writes one cookie line (e.g. `id=abc`).
+    pub fn push(&mut self, cookie: &str) -> anyhow::Result<()> {
+        if let Some(out) = &mut self.out {
+            writeln!(out, "{cookie}")
+                .with_context(|| format!("cannot write the cookie file {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the file.
+    pub fn finish(self) -> anyhow::Result<()> {
+        if let Some(mut out) = self.out {
+            out.flush()
+                .with_context(|| format!("cannot write the cookie file {}", self.path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Prints the line the benchmark scripts wait for, once the socket is bound.

@@ -23,24 +23,22 @@ use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::from_env();
-    let (app, cookies) = if args.store == "memory:" {
+    let mut cookies = peers_common::CookieFile::create(&args)?;
+    let app = if args.store == "memory:" {
         let store = tower_sessions::MemoryStore::default();
-        let cookies = latest::preload(store.clone(), args.preload).await?;
-        (latest::app(store), cookies)
+        latest::preload(store.clone(), args.preload, &mut cookies).await?;
+        latest::app(store)
     } else if args.store.starts_with("redis://") {
         let config = Config::from_url(&args.store)?;
         let pool = Pool::new(config, None, None, None, 6)?;
         pool.init().await?;
         let store = RedisStore::new(pool);
-        let cookies = redis_compatible::preload(store.clone(), args.preload).await?;
-        (redis_compatible::app(store), cookies)
+        redis_compatible::preload(store.clone(), args.preload, &mut cookies).await?;
+        redis_compatible::app(store)
     } else {
         anyhow::bail!("--store must be `memory:` or `redis://HOST:PORT`");
     };
-    if let Some(path) = &args.cookies_out {
-        peers_common::write_cookies(path, &cookies)?;
-    }
-    drop(cookies);
+    cookies.finish()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     peers_common::announce("tower-sessions", &args);
     axum::serve(listener, app).await?;

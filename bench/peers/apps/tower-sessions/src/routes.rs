@@ -75,24 +75,29 @@ pub fn app<S: SessionStore + Clone>(store: S) -> Router {
 }
 
 /// Bench only: creates `count` sessions as `POST /login` would (64 at a
-/// time) and returns their `Cookie` header values.
-pub async fn preload<S: SessionStore + Clone>(store: S, count: usize) -> anyhow::Result<Vec<String>> {
-    use futures_util::{StreamExt, TryStreamExt};
+/// time) and writes their `Cookie` header values to `cookies`.
+pub async fn preload<S: SessionStore + Clone>(
+    store: S,
+    count: usize,
+    cookies: &mut peers_common::CookieFile,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
     let store = Arc::new(store);
-    futures_util::stream::iter(1..=count as u64)
+    let mut created = futures_util::stream::iter(1..=count as u64)
         .map(|user_id| {
             let session = Session::new(None, store.clone(), Some(expiry()));
             async move {
                 session.insert(USER_ID, user_id).await?;
                 session.insert(COUNTER, 0u64).await?;
                 session.save().await?;
-                let id = session
+                session
                     .id()
-                    .ok_or_else(|| anyhow::anyhow!("a saved session has no id"))?;
-                Ok::<_, anyhow::Error>(format!("id={id}"))
+                    .ok_or_else(|| anyhow::anyhow!("a saved session has no id"))
             }
         })
-        .buffered(64)
-        .try_collect()
-        .await
+        .buffer_unordered(64);
+    while let Some(id) = created.next().await {
+        cookies.push(&format!("id={}", id?))?;
+    }
+    Ok(())
 }
