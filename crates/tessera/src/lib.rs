@@ -7,3 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub use tessera_core::*;
+
+/// The persistent single-node store on an embedded database (feature `embedded`).
+#[cfg(feature = "embedded")]
+pub use tessera_embedded as embedded;

@@ -1,0 +1,216 @@
+//! The writer thread: every write runs here, in a durable redb transaction,
+//! and writes that arrive together share one commit (group commit).
+//!
+//! A caller sends a job and awaits its answer, so the async runtime never
+//! blocks on the disk. The thread takes every job waiting in the queue (up
+//! to [`MAX_BATCH`]), runs them one after another in one write transaction,
+//! commits it with an fsync, applies their [`Effect`]s to the mirror and only
+//! then answers them. While it waits for the disk, new jobs queue up and form
+//! the next group, so the number of fsyncs per second stays roughly constant
+//! while the number of writes per fsync grows with concurrency.
+//!
+//! Each job is all-or-nothing: it reads first (see [`crate::batch`]) and
+//! writes only once it has decided; a job that fails after writing, or a
+//! write the engine refuses, aborts the whole group and every job in it gets
+//! an error (nothing of the group is stored).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, RwLock};
+
+use tessera_core::StoreError;
+
+use tokio::sync::oneshot;
+
+use crate::batch::{Batch, Tables};
+use crate::error::{EmbeddedError, unavailable};
+use crate::mirror::Mirror;
+
+/// Most jobs committed together.
+pub(crate) const MAX_BATCH: usize = 512;
+
+/// What a job hands back after running: called once the group's fate is
+/// known, with the commit error if the group was not stored.
+type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// A unit of work for the writer thread, with the channel its answer goes to.
+pub(crate) struct Job(Box<dyn Work>);
+
+trait Work: Send {
+    /// Runs in the group's transaction; the `bool` tells whether it succeeded.
+    fn run(self: Box<Self>, batch: &mut Batch<'_>) -> (Finish, bool);
+    /// Answers without running (the group could not start).
+    fn reject(self: Box<Self>, message: &str);
+}
+
+struct Reply<F, T> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Work for Reply<F, T>
+where
+    F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, batch: &mut Batch<'_>) -> (Finish, bool) {
+        let Reply { work, reply } = *self;
+        // After a failure nothing of the group is stored: skip the work.
+        let result = match batch.failure() {
+            Some(message) => Err(StoreError::Unavailable {
+                message: message.to_owned(),
+                source: None,
+            }),
+            None => work(batch),
+        };
+        let ok = result.is_ok();
+        let finish: Finish = Box::new(move |commit_error: Option<&str>| {
+            let answer = match commit_error {
+                None => result,
+                Some(message) => Err(StoreError::Unavailable {
+                    message: message.to_owned(),
+                    source: None,
+                }),
+            };
+            // The caller may have given up waiting; the outcome stands.
+            let _ = reply.send(answer);
+        });
+        (finish, ok)
+    }
+
+    fn reject(self: Box<Self>, message: &str) {
+        let _ = self.reply.send(Err(StoreError::Unavailable {
+            message: message.to_owned(),
+            source: None,
+        }));
+    }
+}
+
+/// A job running `work` in a write transaction, and where its answer arrives.
+pub(crate) fn job<F, T>(work: F) -> (Job, oneshot::Receiver<Result<T, StoreError>>)
+where
+    F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    (Job(Box::new(Reply { work, reply })), answer)
+}
+
+/// What the writer thread owns.
+pub(crate) struct Writer {
+    pub(crate) db: redb::Database,
+    pub(crate) path: PathBuf,
+    pub(crate) mirror: Arc<RwLock<Mirror>>,
+    pub(crate) jobs: Receiver<Job>,
+}
+
+impl Writer {
+    /// Runs until every sender is gone and the queue is empty, then closes
+    /// the database (which releases its lock).
+    pub(crate) fn run(self) -> Result<(), EmbeddedError> {
+        let mut group = Vec::with_capacity(MAX_BATCH);
+        while let Ok(first) = self.jobs.recv() {
+            group.push(first);
+            while group.len() < MAX_BATCH {
+                match self.jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            self.commit_group(&mut group);
+        }
+        let Writer { db, path, .. } = self;
+        db.close().map_err(|e| EmbeddedError::database(&path, e))
+    }
+
+    fn commit_group(&self, group: &mut Vec<Job>) {
+        let txn = match self.db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let message = unavailable("begin a write transaction", e).to_string();
+                return fail_unrun(group, &message);
+            }
+        };
+        let (finishes, effects, failure) = {
+            let Ok(mirror) = self.mirror.read() else {
+                return fail_unrun(group, "the embedded store's memory mirror is poisoned");
+            };
+            let tables = match Tables::open(&txn) {
+                Ok(tables) => tables,
+                Err(e) => {
+                    let message = unavailable("open the tables", e).to_string();
+                    return fail_unrun(group, &message);
+                }
+            };
+            let mut batch = Batch::new(tables, &mirror);
+            let mut finishes = Vec::with_capacity(group.len());
+            for job in group.drain(..) {
+                let before = batch.effects.len();
+                let (finish, ok) = job.0.run(&mut batch);
+                if !ok && batch.effects.len() > before && batch.failure.is_none() {
+                    batch.failure =
+                        Some("a write failed part way; its group was not stored".into());
+                }
+                finishes.push(finish);
+            }
+            (finishes, batch.effects, batch.failure)
+        };
+        let outcome = match failure {
+            Some(message) => {
+                // Dropping the transaction aborts it.
+                drop(txn);
+                Err(message)
+            }
+            None if effects.is_empty() => {
+                drop(txn);
+                Ok(())
+            }
+            None => txn
+                .commit()
+                .map_err(|e| unavailable("commit", e).to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                if !effects.is_empty() {
+                    match self.mirror.write() {
+                        Ok(mut mirror) => mirror.apply(effects),
+                        Err(_) => return finish_all(finishes, Some("mirror lock poisoned")),
+                    }
+                }
+                finish_all(finishes, None);
+            }
+            Err(message) => {
+                tracing::error!(error = %message, path = %self.path.display(), "session database write failed");
+                self.reload_mirror();
+                finish_all(finishes, Some(&message));
+            }
+        }
+    }
+
+    /// After a failed commit, rebuilds the mirror from what the database
+    /// holds, in case the engine's view is not what it was before.
+    fn reload_mirror(&self) {
+        match Mirror::load(&self.db, &self.path) {
+            Ok(fresh) => {
+                if let Ok(mut mirror) = self.mirror.write() {
+                    *mirror = fresh;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload the session mirror"),
+        }
+    }
+}
+
+fn finish_all(finishes: Vec<Finish>, error: Option<&str>) {
+    for finish in finishes {
+        finish(error);
+    }
+}
+
+/// Answers jobs that never ran.
+fn fail_unrun(group: &mut Vec<Job>, message: &str) {
+    tracing::error!(error = %message, "session database write failed");
+    for job in group.drain(..) {
+        job.0.reject(message);
+    }
+}
