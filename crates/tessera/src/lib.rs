@@ -11,3 +11,7 @@ pub use tessera_core::*;
 /// The persistent single-node store on an embedded database (feature `embedded`).
 #[cfg(feature = "embedded")]
 pub use tessera_embedded as embedded;
+
+/// The PostgreSQL store ([`tessera_postgres`]).
+#[cfg(feature = "postgres")]
+pub use tessera_postgres as postgres;

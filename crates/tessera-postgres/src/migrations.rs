@@ -1,0 +1,186 @@
+//! The embedded, versioned schema migrations and the runner that applies them.
+//!
+//! Each migration is SQL with `{schema}` and `{prefix}` placeholders,
+//! applied once, in version order, in one transaction per run, and recorded
+//! in `{schema}.{prefix}schema_migrations`. A transaction-scoped advisory
+//! lock per schema lets several nodes start at once: one migrates, the
+//! others wait and then find nothing left to do.
+
+use tokio_postgres::GenericClient;
+
+use crate::error::{PostgresError, store_error};
+
+/// One schema migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its version; applied in increasing order.
+    pub version: i32,
+    /// A short name for logs and the migrations table.
+    pub name: &'static str,
+    /// The SQL, with `{schema}` and `{prefix}` placeholders.
+    sql: &'static str,
+}
+
+/// Every migration this build knows, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "sessions",
+    sql: include_str!("../migrations/0001_sessions.sql"),
+}];
+
+/// The newest migration this build knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Fills the placeholders. Both names were checked to be plain identifiers,
+/// so they cannot break out of the quotes they stand in.
+pub(crate) fn render(sql: &str, schema: &str, prefix: &str) -> String {
+    sql.replace("{schema}", schema).replace("{prefix}", prefix)
+}
+
+/// Applies every pending migration; returns the versions applied.
+pub(crate) async fn apply(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    prefix: &str,
+) -> Result<Vec<i32>, PostgresError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| store_error("begin migration", e))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("tessera-migrate:{schema}")],
+    )
+    .await
+    .map_err(|e| store_error("lock for migration", e))?;
+    let bookkeeping = render(
+        r#"CREATE SCHEMA IF NOT EXISTS "{schema}";
+           CREATE TABLE IF NOT EXISTS "{schema}"."{prefix}schema_migrations" (
+               version    integer     PRIMARY KEY,
+               name       text        NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now()
+           );"#,
+        schema,
+        prefix,
+    );
+    tx.batch_execute(&bookkeeping)
+        .await
+        .map_err(|e| store_error("create the migrations table", e))?;
+    let current = current_version(&tx, schema, prefix).await?;
+    let known = latest_version();
+    if current > known {
+        return Err(PostgresError::SchemaTooNew {
+            schema: schema.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    let record = render(
+        r#"INSERT INTO "{schema}"."{prefix}schema_migrations" (version, name) VALUES ($1, $2)"#,
+        schema,
+        prefix,
+    );
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let failed = |source| PostgresError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        tx.batch_execute(&render(migration.sql, schema, prefix))
+            .await
+            .map_err(failed)?;
+        tx.execute(&record, &[&migration.version, &migration.name])
+            .await
+            .map_err(failed)?;
+        tracing::info!(
+            schema,
+            prefix,
+            version = migration.version,
+            name = migration.name,
+            "applied PostgreSQL migration"
+        );
+        applied.push(migration.version);
+    }
+    tx.commit()
+        .await
+        .map_err(|e| store_error("commit migration", e))?;
+    Ok(applied)
+}
+
+/// The newest migration applied to a schema (0 when none is).
+pub(crate) async fn current_version(
+    client: &impl GenericClient,
+    schema: &str,
+    prefix: &str,
+) -> Result<i32, PostgresError> {
+    let table = format!(r#""{schema}"."{prefix}schema_migrations""#);
+    let exists = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(|e| store_error("look for the migrations table", e))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+            &[],
+        )
+        .await
+        .map_err(|e| store_error("read the schema version", e))?;
+    Ok(row.get(0))
+}
+
+/// Fails unless the schema is exactly at this build's version.
+pub(crate) async fn check(
+    client: &impl GenericClient,
+    schema: &str,
+    prefix: &str,
+) -> Result<(), PostgresError> {
+    let found = current_version(client, schema, prefix).await?;
+    let known = latest_version();
+    match found.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(PostgresError::SchemaTooNew {
+            schema: schema.to_owned(),
+            found,
+            known,
+        }),
+        std::cmp::Ordering::Less => Err(PostgresError::SchemaTooOld {
+            schema: schema.to_owned(),
+            found,
+            known,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_strictly_increasing_order() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert_eq!(MIGRATIONS.first().map(|m| m.version), Some(1));
+    }
+
+    #[test]
+    fn every_name_in_the_sql_is_placed_in_the_schema_and_prefixed() {
+        for migration in MIGRATIONS {
+            let sql = render(migration.sql, "s", "p_");
+            assert!(
+                !sql.contains("{schema}") && !sql.contains("{prefix}"),
+                "unfilled placeholder"
+            );
+            for line in sql.lines().filter(|l| !l.trim_start().starts_with("--")) {
+                let upper = line.to_ascii_uppercase();
+                if upper.contains("CREATE TABLE") || upper.contains(" ON ") {
+                    assert!(line.contains(r#""s"."p_"#), "unqualified name: {line}");
+                }
+            }
+        }
+    }
+}
