@@ -71,7 +71,8 @@ run_contender() {
       log "skipped: $(cat "$dir/skipped")"
       return
     fi
-    command=${command//\{postgres\}/$(postgres_url "$dir")}
+    postgres_url "$dir"
+    command=${command//\{postgres\}/$postgres_url_value}
   fi
   command=${command//\{dir\}/$dir/data}
   local port
@@ -85,7 +86,7 @@ run_contender() {
     echo "the server did not start (see server.log)" >"$dir/rejected"
     log "rejected: $(cat "$dir/rejected")"
     tail -5 "$dir/server.log" >&2 || true
-    stop_pid "$pid"; stop_pid "$redis_pid"
+    stop_pid "$pid"; stop_pid "$redis_pid"; drop_postgres_schema
     return
   fi
 
@@ -93,7 +94,7 @@ run_contender() {
     --count "$SESSIONS" --out "$dir/cookies.txt" >"$dir/load.json" 2>"$dir/load.err"; then
     cp "$dir/load.err" "$dir/rejected"
     log "rejected: $(cat "$dir/rejected")"
-    stop_pid "$pid"; stop_pid "$redis_pid"
+    stop_pid "$pid"; stop_pid "$redis_pid"; drop_postgres_schema
     return
   fi
   sleep 1
@@ -126,11 +127,21 @@ sys.exit(0 if r["requests"] > 0 and sum(r["errors"].values()) == 0 else 1)' "$re
   [[ -f "$dir/rejected" ]] && log "rejected: $(cat "$dir/rejected")"
   stop_pid "$pid"
   stop_pid "$redis_pid"
+  drop_postgres_schema
 }
 
-# A fresh schema in database test for one run of the PostgreSQL contender.
+# A fresh schema in database test for one run of the PostgreSQL contender
+# (the store creates it; drop_postgres_schema removes it afterwards).
+postgres_schema=""
+postgres_url_value=""
 postgres_url() {
-  echo "postgres://postgres@127.0.0.1:5432/test"
+  postgres_schema="bench_peers_${run_id//-/_}_$(basename "$1")"
+  postgres_url_value="postgres://postgres@127.0.0.1:5432/test?schema=$postgres_schema"
+}
+drop_postgres_schema() {
+  [[ -n "$postgres_schema" ]] || return 0
+  psql -h 127.0.0.1 -p 5432 -U postgres -d test -qc "drop schema if exists $postgres_schema cascade" >/dev/null 2>&1 || true
+  postgres_schema=""
 }
 
 ensure_tools

@@ -24,5 +24,6 @@ async fn postgres_store_passes_the_conformance_suite() {
     })
     .await;
     schemas.drop_all().await;
+    println!("{report}");
     assert!(report.is_success(), "conformance suite failed:\n{report}");
 }

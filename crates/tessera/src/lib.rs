@@ -15,3 +15,5 @@ pub use tessera_embedded as embedded;
 /// The PostgreSQL store ([`tessera_postgres`]).
 #[cfg(feature = "postgres")]
 pub use tessera_postgres as postgres;
+
+pub mod open;

@@ -384,6 +384,7 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
         let (m, token) = (m.clone(), token.clone());
         writers.push(tokio::spawn(async move {
             let mut done = 0;
+            let mut conflicts = 0u32;
             while done < 100 {
                 let current = m.validate(&token, None).await.context("read")?.session;
                 let counter: u64 = current.data.get("counter").unwrap_or(0);
@@ -398,8 +399,17 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
                     )
                     .await
                 {
-                    Ok(_) => done += 1,
-                    Err(SessionError::VersionConflict { .. }) => tokio::task::yield_now().await,
+                    Ok(_) => {
+                        done += 1;
+                        conflicts = 0;
+                    }
+                    Err(SessionError::VersionConflict { .. }) => {
+                        // Jittered exponential backoff, as a real client would
+                        // do: 64 writers retrying at once on a networked store
+                        // would otherwise spend most round trips on conflicts.
+                        conflicts = conflicts.saturating_add(1);
+                        tokio::time::sleep(backoff(conflicts)).await;
+                    }
                     Err(other) => return Err(format!("update: {other}")),
                 }
             }
@@ -423,6 +433,14 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
     );
     ensure_eq!(last.version, 6401, "one version per successful write");
     Ok(())
+}
+
+/// A random pause of up to 0.1 ms × 2^conflicts, at most 6.4 ms.
+fn backoff(conflicts: u32) -> Duration {
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    let ceiling_micros = 100u32 << conflicts.min(6);
+    Duration::from_micros(u64::from(u32::from_le_bytes(random) % ceiling_micros))
 }
 
 async fn merge_patch_and_typed_version_conflict(h: Harness) -> CaseResult {

@@ -177,6 +177,8 @@ pub struct ConformanceReport {
     pub passed: Vec<&'static str>,
     /// Names of the cases that failed, with what went wrong.
     pub failed: Vec<(&'static str, String)>,
+    /// How long each case took, in the order they ran.
+    pub timings: Vec<(&'static str, Duration)>,
 }
 
 impl ConformanceReport {
@@ -201,6 +203,11 @@ impl std::fmt::Display for ConformanceReport {
         )?;
         for (name, why) in &self.failed {
             writeln!(f, "  FAILED {name}: {why}")?;
+        }
+        let mut slowest = self.timings.clone();
+        slowest.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+        for (name, took) in slowest.iter().take(3) {
+            writeln!(f, "  slowest: {name} took {took:.2?}")?;
         }
         Ok(())
     }
@@ -240,6 +247,7 @@ where
             report.passed.push(case.name);
             continue;
         }
+        let started = std::time::Instant::now();
         let store: Arc<dyn SessionStore> = Arc::new(make_store().await);
         let harness = Harness::new(store);
         let task = tokio::spawn((case.run)(harness));
@@ -248,6 +256,7 @@ where
             Ok(Err(join)) => Err(format!("panicked: {join}")),
             Ok(Ok(result)) => result,
         };
+        report.timings.push((case.name, started.elapsed()));
         match outcome {
             Ok(()) => report.passed.push(case.name),
             Err(why) => report.failed.push((case.name, why)),

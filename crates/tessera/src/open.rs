@@ -1,0 +1,353 @@
+//! Opening a session store from a URL (`memory:`, `embedded:PATH`, …): the
+//! one place that knows every store URL, shared by `tesserad` and the demo.
+//!
+//! ```
+//! use tessera::open::{StoreUrl, open_store};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let url: StoreUrl = "memory:".parse()?;
+//! let opened = open_store(&url).await?;
+//! opened.store.ping().await?;
+//! opened.shutdown()?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_core::{MemoryStore, SessionStore};
+use tokio::task::JoinHandle;
+
+/// How often background sweepers remove expired records.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Every URL scheme a build may understand, for error messages.
+const KNOWN_SCHEMES: &str = "memory:, embedded:PATH";
+
+/// A parsed store URL.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreUrl {
+    /// `memory:` — sessions in this process's memory, lost on restart.
+    Memory,
+    /// `embedded:PATH` — the embedded persistent store in data directory `PATH`.
+    Embedded {
+        /// The data directory.
+        dir: PathBuf,
+    },
+}
+
+impl StoreUrl {
+    /// The URL's scheme (`memory`, `embedded`, …).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            StoreUrl::Memory => "memory",
+            StoreUrl::Embedded { .. } => "embedded",
+        }
+    }
+
+    /// The data directory the store keeps its files in, for stores that
+    /// have one (servers keep their own files beside it).
+    pub fn data_dir(&self) -> Option<&Path> {
+        match self {
+            StoreUrl::Embedded { dir } => Some(dir),
+            StoreUrl::Memory => None,
+        }
+    }
+}
+
+/// Shows the URL without secrets (safe to log).
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("memory:"),
+            StoreUrl::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenStoreError {
+    /// The URL has no scheme this build knows.
+    #[error("unknown store URL `{url}`: expected one of {known}")]
+    UnknownScheme {
+        /// The URL as given.
+        url: String,
+        /// The schemes understood.
+        known: &'static str,
+    },
+    /// The scheme is known but this build was made without its backend.
+    #[error(
+        "store `{scheme}:` is not available in this build (enable the `{feature}` feature of the `tessera` crate)"
+    )]
+    NotCompiledIn {
+        /// The scheme.
+        scheme: &'static str,
+        /// The cargo feature that adds it.
+        feature: &'static str,
+    },
+    /// The URL has the right scheme but is malformed.
+    #[error("invalid store URL `{url}`: {problem}")]
+    Invalid {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The store did not close cleanly.
+    #[error("the {scheme} store did not close cleanly: {source}")]
+    Close {
+        /// The scheme.
+        scheme: &'static str,
+        /// The backend's error.
+        #[source]
+        source: tessera_core::BoxError,
+    },
+    /// The backend refused to open.
+    #[error("cannot open the {scheme} store: {source}")]
+    Backend {
+        /// The scheme.
+        scheme: &'static str,
+        /// The backend's error.
+        #[source]
+        source: tessera_core::BoxError,
+    },
+}
+
+impl FromStr for StoreUrl {
+    type Err = OpenStoreError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let invalid = |problem| OpenStoreError::Invalid {
+            url: url.to_owned(),
+            problem,
+        };
+        let Some((scheme, rest)) = url.split_once(':') else {
+            return Err(OpenStoreError::UnknownScheme {
+                url: url.to_owned(),
+                known: KNOWN_SCHEMES,
+            });
+        };
+        match scheme {
+            "memory" if rest.is_empty() || rest == "//" => Ok(StoreUrl::Memory),
+            "memory" => Err(invalid("`memory:` takes no path or options")),
+            "embedded" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(invalid(
+                        "`embedded:` needs a data directory, e.g. `embedded:./tessera-data`",
+                    ));
+                }
+                Ok(StoreUrl::Embedded {
+                    dir: PathBuf::from(path),
+                })
+            }
+            _ => Err(OpenStoreError::UnknownScheme {
+                url: url.to_owned(),
+                known: KNOWN_SCHEMES,
+            }),
+        }
+    }
+}
+
+/// A function that tells how many session records a store holds (best
+/// effort: it may count records that expired and were not yet swept).
+pub type RecordCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Closes a store cleanly (flushes and unlocks what it holds).
+pub type StoreCloser = Box<dyn FnOnce() -> Result<(), tessera_core::BoxError> + Send>;
+
+/// An open store and the background tasks that keep it tidy.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn SessionStore>,
+    /// Background tasks started for the store (sweepers); [`shutdown`](Self::shutdown) ends them.
+    pub tasks: Vec<JoinHandle<()>>,
+    /// Counts the records held, when the store can tell cheaply.
+    pub record_counter: Option<RecordCounter>,
+    /// The URL it was opened from.
+    pub url: StoreUrl,
+    /// Closes the store, for stores that hold files or connections.
+    pub closer: Option<StoreCloser>,
+}
+
+impl fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedStore")
+            .field("url", &self.url)
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenedStore {
+    /// Stops the background tasks and closes the store (for stores that
+    /// hold files or connections; others close when the last clone of
+    /// [`store`](Self::store) is dropped).
+    pub fn shutdown(self) -> Result<(), OpenStoreError> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        match self.closer {
+            Some(close) => close().map_err(|source| OpenStoreError::Close {
+                scheme: self.url.scheme(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens the store a URL names, starting its background tasks on the current
+/// tokio runtime.
+pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
+    match url {
+        StoreUrl::Memory => {
+            let store = MemoryStore::new();
+            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            let counted = store.clone();
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                tasks: vec![sweeper],
+                record_counter: Some(Arc::new(move || counted.len() as u64)),
+                url: url.clone(),
+                closer: None,
+            })
+        }
+        #[cfg(feature = "embedded")]
+        StoreUrl::Embedded { dir } => {
+            let store = tessera_embedded::EmbeddedStore::open(dir).map_err(|source| {
+                OpenStoreError::Backend {
+                    scheme: "embedded",
+                    source: Box::new(source),
+                }
+            })?;
+            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            let counted = store.clone();
+            let closing = store.clone();
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                tasks: vec![sweeper],
+                record_counter: Some(Arc::new(move || counted.len() as u64)),
+                url: url.clone(),
+                closer: Some(Box::new(move || {
+                    closing
+                        .close()
+                        .map_err(|e| Box::new(e) as tessera_core::BoxError)
+                })),
+            })
+        }
+        #[cfg(not(feature = "embedded"))]
+        StoreUrl::Embedded { .. } => Err(OpenStoreError::NotCompiledIn {
+            scheme: "embedded",
+            feature: "embedded",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_known_schemes() {
+        assert_eq!("memory:".parse::<StoreUrl>().ok(), Some(StoreUrl::Memory));
+        assert_eq!(
+            "embedded:./tessera-data".parse::<StoreUrl>().ok(),
+            Some(StoreUrl::Embedded {
+                dir: PathBuf::from("./tessera-data")
+            })
+        );
+        assert_eq!(
+            "embedded:///var/lib/tessera"
+                .parse::<StoreUrl>()
+                .ok()
+                .and_then(|u| u.data_dir().map(Path::to_path_buf)),
+            Some(PathBuf::from("/var/lib/tessera"))
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_urls_are_clear_errors() {
+        let unknown = "mongodb://x"
+            .parse::<StoreUrl>()
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            unknown.as_deref(),
+            Some("unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH")
+        );
+        assert!(matches!(
+            "nothing".parse::<StoreUrl>(),
+            Err(OpenStoreError::UnknownScheme { .. })
+        ));
+        assert!(matches!(
+            "embedded:".parse::<StoreUrl>(),
+            Err(OpenStoreError::Invalid { .. })
+        ));
+        assert!(matches!(
+            "memory:/x".parse::<StoreUrl>(),
+            Err(OpenStoreError::Invalid { .. })
+        ));
+    }
+
+    #[cfg(feature = "embedded")]
+    #[tokio::test]
+    async fn embedded_opens_persists_and_closes() {
+        use tessera_core::{NewSession, SessionManager};
+        let dir = std::env::temp_dir().join(format!(
+            "tessera-open-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let url: StoreUrl = format!("embedded:{}", dir.display()).parse().expect("url");
+        let opened = open_store(&url).await.expect("open");
+        let manager = SessionManager::builder_shared(opened.store.clone())
+            .build()
+            .expect("manager");
+        let issued = manager.create(NewSession::default()).await.expect("create");
+        drop(manager);
+        opened.shutdown().expect("close");
+
+        let reopened = open_store(&url).await.expect("reopen");
+        let manager = SessionManager::builder_shared(reopened.store.clone())
+            .build()
+            .expect("manager");
+        let valid = manager
+            .validate(issued.token.expose(), None)
+            .await
+            .expect("the session survived the restart");
+        assert_eq!(valid.session.id, issued.session.id);
+        assert_eq!(
+            reopened.record_counter.as_ref().map(|count| count()),
+            Some(1)
+        );
+        drop(manager);
+        reopened.shutdown().expect("close");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn memory_opens_and_answers() {
+        let opened = open_store(&StoreUrl::Memory).await.expect("memory store");
+        opened.store.ping().await.expect("ping");
+        assert_eq!(opened.record_counter.as_ref().map(|count| count()), Some(0));
+        opened.shutdown().expect("close");
+    }
+}

@@ -1,0 +1,186 @@
+//! Forward-auth (`GET /v1/auth`) for reverse proxies such as nginx's
+//! `auth_request`: the browser's session cookie in, `200` with the subject
+//! or `401` out — and a renewed token back as `Set-Cookie`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera::ClientInfo;
+
+use super::SharedState;
+use super::error::{ApiError, ErrorBody, ErrorCode};
+
+/// The header that carries the signed-in subject to the upstream.
+pub const SUBJECT_HEADER: HeaderName = HeaderName::from_static("tessera-subject");
+/// The header that carries the public session id to the upstream.
+pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-session-id");
+
+/// Checks the session cookie of the original request. `200` with
+/// `Tessera-Subject` and `Tessera-Session-Id` when it belongs to a signed-in
+/// session (plus `Set-Cookie` with the new token when validation renewed
+/// it: pass it on to the browser); `401` otherwise, including when the
+/// store is down (fail closed).
+#[utoipa::path(
+    get,
+    path = "/v1/auth",
+    tag = "forward-auth",
+    params(
+        ("Cookie" = Option<String>, Header, description = "The browser's cookies; the session cookie is `__Host-tessera` unless `--cookie-name` says otherwise"),
+        ("User-Agent" = Option<String>, Header, description = "The browser's User-Agent (for client binding)"),
+        ("X-Real-IP" = Option<String>, Header, description = "The browser's IP as the proxy saw it (for client binding and guessing detection)")
+    ),
+    responses(
+        (status = 200, description = "A signed-in session",
+            headers(
+                ("Tessera-Subject" = String, description = "The subject; bytes outside printable ASCII, and `%`, are percent-encoded"),
+                ("Tessera-Session-Id" = String, description = "The public session id"),
+                ("Set-Cookie" = String, description = "Only when the token was renewed: the new session cookie for the browser")
+            )
+        ),
+        (status = 401, description = "No cookie, an invalid session, an anonymous session, or the store is unavailable", body = ErrorBody)
+    )
+)]
+pub(super) async fn forward_auth(State(state): State<SharedState>, request: Request) -> Response {
+    let headers = request.headers();
+    let Some(token) = session_cookie(headers, &state.cookie_name) else {
+        return refuse(ApiError::new(
+            ErrorCode::InvalidSession,
+            format!("no `{}` cookie", state.cookie_name),
+        ));
+    };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client = ClientInfo {
+        ip: forwarded_ip(headers).or(peer),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|ua| ua.to_str().ok())
+            .map(str::to_owned),
+    };
+    let valid = match state.manager.validate(token, Some(&client)).await {
+        Ok(valid) => valid,
+        Err(error) => return refuse(ApiError::from(error)),
+    };
+    let session = &valid.session;
+    let Some(subject) = session.subject.as_deref() else {
+        return refuse(ApiError::new(
+            ErrorCode::InvalidSession,
+            "the session is not signed in",
+        ));
+    };
+    let mut response = StatusCode::OK.into_response();
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&encode_subject(subject)) {
+        out.insert(SUBJECT_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&session.id.to_string()) {
+        out.insert(SESSION_ID_HEADER, value);
+    }
+    if let Some(renewed) = valid.renewed_token {
+        let cookie = format!(
+            "{}={}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            state.cookie_name,
+            renewed.expose()
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            out.insert(header::SET_COOKIE, value);
+            out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    response
+}
+
+/// Every refusal is a 401 (nginx turns anything but 2xx, 401 and 403 into a
+/// 500); the body still says why, and the outcome is counted as it was.
+fn refuse(error: ApiError) -> Response {
+    let code = error.code();
+    let mut response = error.into_response();
+    if code == ErrorCode::StoreUnavailable {
+        tracing::warn!("forward-auth refused because the store is unavailable");
+    }
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
+}
+
+/// The value of the session cookie among the request's `Cookie` headers.
+fn session_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim().trim_matches('"'))
+}
+
+/// The browser's IP as the proxy reports it (`X-Real-IP`, else the first
+/// `X-Forwarded-For` entry).
+fn forwarded_ip(headers: &HeaderMap) -> Option<IpAddr> {
+    let real_ip = headers
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    real_ip.or_else(|| {
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// The subject as a header value: printable ASCII except `%` as is, every
+/// other byte percent-encoded.
+fn encode_subject(subject: &str) -> String {
+    let mut encoded = String::with_capacity(subject.len());
+    for byte in subject.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; __Host-tessera=tss_abc ; other=1"),
+        );
+        assert_eq!(session_cookie(&headers, "__Host-tessera"), Some("tss_abc"));
+        assert_eq!(session_cookie(&headers, "missing"), None);
+        headers.append(header::COOKIE, HeaderValue::from_static("x=\"quoted\""));
+        assert_eq!(session_cookie(&headers, "x"), Some("quoted"));
+    }
+
+    #[test]
+    fn subjects_become_safe_header_values() {
+        assert_eq!(encode_subject("alice@example.com"), "alice@example.com");
+        assert_eq!(encode_subject("zoë"), "zo%C3%AB");
+        assert_eq!(encode_subject("a%b\nc"), "a%25b%0Ac");
+    }
+
+    #[test]
+    fn forwarded_ip_prefers_x_real_ip() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("192.0.2.7, 10.0.0.1"),
+        );
+        assert_eq!(forwarded_ip(&headers), "192.0.2.7".parse().ok());
+        headers.insert("x-real-ip", HeaderValue::from_static("198.51.100.2"));
+        assert_eq!(forwarded_ip(&headers), "198.51.100.2".parse().ok());
+    }
+}

@@ -1,0 +1,289 @@
+//! The command line of DESIGN.md §4: `serve` (the default) and the local
+//! and remote admin commands. Every flag also reads `TESSERA_<NAME>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tessera::BindingPolicy;
+use tessera::open::StoreUrl;
+
+/// Tessera's session server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tesserad",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: `serve`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The flags of `serve`, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(Box<ServeArgs>),
+    /// Manage API keys in the data directory (local; no server needed).
+    Keys {
+        /// Where the keys live.
+        #[command(flatten)]
+        location: DataDirArgs,
+        /// The key operation.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// List and revoke sessions on a running server.
+    Sessions {
+        /// Which server, with which key.
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The session operation.
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Show what a running server has done since it started.
+    Stats {
+        /// Which server, with which key.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+/// `tesserad keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once (only its hash is kept).
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List the keys (ids and labels, never the keys).
+    List,
+    /// Revoke a key by id (running servers notice within seconds).
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
+}
+
+/// `tesserad sessions …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List the sessions of a subject.
+    List {
+        /// The subject (user).
+        #[arg(long)]
+        subject: String,
+    },
+    /// End one session by its public id.
+    Revoke {
+        /// The session id.
+        id: String,
+    },
+    /// End every session of a subject.
+    RevokeSubject {
+        /// The subject (user).
+        subject: String,
+        /// Keep this session.
+        #[arg(long)]
+        except: Option<String>,
+    },
+}
+
+/// Where the server keeps its own files.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// The store URL: `embedded:PATH`, `memory:`, … .
+    #[arg(long, env = "TESSERA_STORE", default_value = "embedded:./tessera-data")]
+    pub store: StoreUrl,
+    /// Directory for the server's own files (API key hashes). Default: the
+    /// embedded store's directory, otherwise `./tessera-data`.
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    /// The data directory in force.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| self.store.data_dir().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("./tessera-data"))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write durations like `30m`, `2s`, `12h`)"))
+}
+
+fn binding(text: &str) -> Result<BindingPolicy, String> {
+    text.parse::<BindingPolicy>().map_err(|e| e.to_string())
+}
+
+/// `tesserad serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:7450")]
+    pub listen: SocketAddr,
+    /// The store and the data directory.
+    #[command(flatten)]
+    pub location: DataDirArgs,
+    /// An API key to accept (besides those in the data directory). With
+    /// none given and none stored, one is generated and printed once.
+    #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A session ends this long after its last use.
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", default_value = "30m", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// A session ends this long after creation, however active.
+    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = duration)]
+    pub absolute_timeout: Duration,
+    /// Validation rotates a token older than this.
+    #[arg(long, env = "TESSERA_RENEW_AFTER", default_value = "15m", value_parser = duration)]
+    pub renew_after: Duration,
+    /// A rotated-away token still works this long (requests in flight).
+    #[arg(long, env = "TESSERA_ROTATION_GRACE", default_value = "10s", value_parser = duration)]
+    pub rotation_grace: Duration,
+    /// Validation writes the idle deadline only when it is older than this.
+    #[arg(long, env = "TESSERA_TOUCH_AFTER", default_value = "60s", value_parser = duration)]
+    pub touch_after: Duration,
+    /// What to do when a client's User-Agent or IP prefix changes: off, log or reject.
+    #[arg(long, env = "TESSERA_BINDING", default_value = "log", value_parser = binding)]
+    pub binding: BindingPolicy,
+    /// Sessions one subject may hold; logging in beyond it ends the oldest.
+    #[arg(long, env = "TESSERA_MAX_SESSIONS_PER_SUBJECT")]
+    pub max_sessions_per_subject: Option<std::num::NonZeroUsize>,
+    /// The session cookie forward-auth reads (and renews).
+    #[arg(long, env = "TESSERA_COOKIE_NAME", default_value = crate::api::DEFAULT_COOKIE_NAME)]
+    pub cookie_name: String,
+    /// A request still unanswered after this gets `503 store_unavailable`.
+    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "TESSERA_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// PEM certificate chain: serve HTTPS (with `--tls-key`).
+    #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "TESSERA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// Log filter: a level (`info`, `debug`, …) or `tracing` directives.
+    #[arg(long, env = "TESSERA_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// How the admin commands reach a running server.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_SERVER",
+        default_value = "http://127.0.0.1:7450"
+    )]
+    pub server: String,
+    /// An API key of that server.
+    #[arg(long, global = true, env = "TESSERA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A PEM CA certificate to trust for an `https://` server (besides the usual roots).
+    #[arg(long, global = true, env = "TESSERA_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_with_the_design_defaults() {
+        let cli = Cli::try_parse_from(["tesserad"]).expect("parse");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:7450");
+        assert_eq!(
+            cli.serve.location.store.to_string(),
+            "embedded:./tessera-data"
+        );
+        assert_eq!(
+            cli.serve.location.data_dir(),
+            PathBuf::from("./tessera-data")
+        );
+        assert_eq!(cli.serve.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(cli.serve.absolute_timeout, Duration::from_secs(12 * 3600));
+        assert_eq!(cli.serve.renew_after, Duration::from_secs(900));
+        assert_eq!(cli.serve.rotation_grace, Duration::from_secs(10));
+        assert_eq!(cli.serve.touch_after, Duration::from_secs(60));
+        assert_eq!(cli.serve.binding, BindingPolicy::Log);
+        assert_eq!(cli.serve.cookie_name, "__Host-tessera");
+    }
+
+    #[test]
+    fn durations_and_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "tesserad",
+            "serve",
+            "--store",
+            "memory:",
+            "--idle-timeout",
+            "2s",
+            "--binding",
+            "reject",
+        ])
+        .expect("parse");
+        let Some(Command::Serve(serve)) = cli.command else {
+            panic!("serve expected");
+        };
+        assert_eq!(serve.idle_timeout, Duration::from_secs(2));
+        assert_eq!(serve.binding, BindingPolicy::Reject);
+        assert!(Cli::try_parse_from(["tesserad", "--idle-timeout", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["tesserad", "--store", "mongodb://x"]).is_err());
+        assert!(Cli::try_parse_from(["tesserad", "--binding", "maybe"]).is_err());
+        let cli = Cli::try_parse_from([
+            "tesserad",
+            "sessions",
+            "--api-key",
+            "k",
+            "list",
+            "--subject",
+            "alice",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Sessions {
+                command: SessionsCommand::List { .. },
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,14 @@
+//! `tesserad`: Tessera's session server. It gives the sessions of
+//! [`tessera`] to services in any language over HTTP (DESIGN.md §4), guards
+//! upstreams behind a reverse proxy (forward-auth), exports Prometheus
+//! metrics, and carries its own admin command line.
+#![forbid(unsafe_code)]
+
+pub mod admin_client;
+pub mod api;
+pub mod cli;
+pub mod keys;
+pub mod logging;
+pub mod metered_store;
+pub mod metrics;
+pub mod serve;

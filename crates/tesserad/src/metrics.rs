@@ -1,0 +1,487 @@
+//! Prometheus metrics (all prefixed `tessera_`): operations by outcome,
+//! request and store latency, events by kind, and stored records.
+//!
+//! Every series is created up front, so recording is a lock-free atomic
+//! add on the request path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tessera::open::RecordCounter;
+use tessera::{EventSink, SessionEvent};
+
+use crate::api::error::ErrorCode;
+use crate::api::model::{EventCount, OperationCount};
+
+/// An API operation, as metrics and stats name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `POST /v1/sessions`.
+    Create,
+    /// `POST /v1/sessions/validate`.
+    Validate,
+    /// `POST /v1/sessions/update`.
+    Update,
+    /// `POST /v1/sessions/login`.
+    Login,
+    /// `POST /v1/sessions/rotate`.
+    Rotate,
+    /// `POST /v1/sessions/logout`.
+    Logout,
+    /// `GET /v1/sessions/{id}`.
+    Get,
+    /// `DELETE /v1/sessions/{id}`.
+    Revoke,
+    /// `GET /v1/subjects/{subject}/sessions`.
+    ListSubject,
+    /// `DELETE /v1/subjects/{subject}/sessions`.
+    RevokeSubject,
+    /// `POST /v1/admin/revoke-all`.
+    RevokeAll,
+    /// `GET /v1/auth`.
+    ForwardAuth,
+    /// `GET /v1/stats`.
+    Stats,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 13] = [
+        Operation::Create,
+        Operation::Validate,
+        Operation::Update,
+        Operation::Login,
+        Operation::Rotate,
+        Operation::Logout,
+        Operation::Get,
+        Operation::Revoke,
+        Operation::ListSubject,
+        Operation::RevokeSubject,
+        Operation::RevokeAll,
+        Operation::ForwardAuth,
+        Operation::Stats,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Validate => "validate",
+            Operation::Update => "update",
+            Operation::Login => "login",
+            Operation::Rotate => "rotate",
+            Operation::Logout => "logout",
+            Operation::Get => "get",
+            Operation::Revoke => "revoke",
+            Operation::ListSubject => "list_subject",
+            Operation::RevokeSubject => "revoke_subject",
+            Operation::RevokeAll => "revoke_all",
+            Operation::ForwardAuth => "forward_auth",
+            Operation::Stats => "stats",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How an operation ended: `ok` or an error code.
+pub type Outcome = Option<ErrorCode>;
+
+const OUTCOMES: usize = 1 + ErrorCode::ALL.len();
+
+fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        None => 0,
+        Some(code) => 1 + ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0),
+    }
+}
+
+fn outcome_name(index: usize) -> &'static str {
+    match index {
+        0 => "ok",
+        i => ErrorCode::ALL.get(i - 1).map_or("unknown", |c| c.as_str()),
+    }
+}
+
+/// A store method, as the latency histogram names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// `create`.
+    Create,
+    /// `load`.
+    Load,
+    /// `load_by_id`.
+    LoadById,
+    /// `update`.
+    Update,
+    /// `touch`.
+    Touch,
+    /// `rotate`.
+    Rotate,
+    /// `delete`.
+    Delete,
+    /// `list_by_subject`.
+    ListBySubject,
+    /// `delete_by_subject`.
+    DeleteBySubject,
+    /// `global_epoch`.
+    GlobalEpoch,
+    /// `bump_global_epoch`.
+    BumpGlobalEpoch,
+    /// `subject_epoch`.
+    SubjectEpoch,
+    /// `bump_subject_epoch`.
+    BumpSubjectEpoch,
+    /// `sweep_expired`.
+    SweepExpired,
+    /// `ping`.
+    Ping,
+}
+
+impl StoreOp {
+    const ALL: [StoreOp; 15] = [
+        StoreOp::Create,
+        StoreOp::Load,
+        StoreOp::LoadById,
+        StoreOp::Update,
+        StoreOp::Touch,
+        StoreOp::Rotate,
+        StoreOp::Delete,
+        StoreOp::ListBySubject,
+        StoreOp::DeleteBySubject,
+        StoreOp::GlobalEpoch,
+        StoreOp::BumpGlobalEpoch,
+        StoreOp::SubjectEpoch,
+        StoreOp::BumpSubjectEpoch,
+        StoreOp::SweepExpired,
+        StoreOp::Ping,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Create => "create",
+            StoreOp::Load => "load",
+            StoreOp::LoadById => "load_by_id",
+            StoreOp::Update => "update",
+            StoreOp::Touch => "touch",
+            StoreOp::Rotate => "rotate",
+            StoreOp::Delete => "delete",
+            StoreOp::ListBySubject => "list_by_subject",
+            StoreOp::DeleteBySubject => "delete_by_subject",
+            StoreOp::GlobalEpoch => "global_epoch",
+            StoreOp::BumpGlobalEpoch => "bump_global_epoch",
+            StoreOp::SubjectEpoch => "subject_epoch",
+            StoreOp::BumpSubjectEpoch => "bump_subject_epoch",
+            StoreOp::SweepExpired => "sweep_expired",
+            StoreOp::Ping => "ping",
+        }
+    }
+}
+
+/// Every event kind the engine emits (see `SessionEvent::kind`).
+const EVENT_KINDS: [&str; 9] = [
+    "created",
+    "logged_in",
+    "renewed",
+    "rotated",
+    "expired",
+    "revoked",
+    "token_reuse",
+    "binding_mismatch",
+    "token_guessing",
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 10 µs … ~5 s.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
+/// The server's metrics registry and pre-created series.
+pub struct Metrics {
+    registry: Registry,
+    operations: Vec<Counter>,
+    request_seconds: Vec<Histogram>,
+    store_seconds: Vec<Histogram>,
+    events: Vec<Counter>,
+    other_events: Family<KindLabel, Counter>,
+    sessions_active: Gauge,
+    record_counter: Option<RecordCounter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates every series; `record_counter` feeds the active-sessions gauge.
+    pub fn new(record_counter: Option<RecordCounter>) -> Self {
+        let mut registry = Registry::with_prefix("tessera");
+
+        let operations_family = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "operations",
+            "API operations by outcome (`ok` or the error code)",
+            operations_family.clone(),
+        );
+        let mut operations = Vec::with_capacity(Operation::ALL.len() * OUTCOMES);
+        for operation in Operation::ALL {
+            for outcome in 0..OUTCOMES {
+                operations.push(
+                    operations_family
+                        .get_or_create(&OperationLabels {
+                            operation: operation.as_str(),
+                            outcome: outcome_name(outcome),
+                        })
+                        .clone(),
+                );
+            }
+        }
+
+        let request_family: HistogramFamily<OperationLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer an API operation",
+            request_family.clone(),
+        );
+        let request_seconds = Operation::ALL
+            .iter()
+            .map(|op| {
+                request_family
+                    .get_or_create(&OperationLabel {
+                        operation: op.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
+
+        let store_family: HistogramFamily<OperationLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "store_operation_duration_seconds",
+            "Latency of session store calls by method and outcome (`ok` or `error`)",
+            store_family.clone(),
+        );
+        let mut store_seconds = Vec::with_capacity(StoreOp::ALL.len() * 2);
+        for op in StoreOp::ALL {
+            for outcome in ["ok", "error"] {
+                store_seconds.push(
+                    store_family
+                        .get_or_create(&OperationLabels {
+                            operation: op.as_str(),
+                            outcome,
+                        })
+                        .clone(),
+                );
+            }
+        }
+
+        let other_events = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "events",
+            "Session lifecycle and security events by kind",
+            other_events.clone(),
+        );
+        let events = EVENT_KINDS
+            .iter()
+            .map(|kind| {
+                other_events
+                    .get_or_create(&KindLabel {
+                        kind: (*kind).to_owned(),
+                    })
+                    .clone()
+            })
+            .collect();
+
+        let sessions_active = Gauge::default();
+        if record_counter.is_some() {
+            registry.register(
+                "sessions_active",
+                "Session records the store holds (best effort: includes rotation tombstones and expired records not yet swept)",
+                sessions_active.clone(),
+            );
+        }
+
+        Self {
+            registry,
+            operations,
+            request_seconds,
+            store_seconds,
+            events,
+            other_events,
+            sessions_active,
+            record_counter,
+        }
+    }
+
+    /// Records one finished API operation.
+    pub fn record_operation(&self, operation: Operation, outcome: Outcome, elapsed: Duration) {
+        let index = operation.index() * OUTCOMES + outcome_index(outcome);
+        if let Some(counter) = self.operations.get(index) {
+            counter.inc();
+        }
+        if let Some(histogram) = self.request_seconds.get(operation.index()) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records one store call.
+    pub fn record_store(&self, op: StoreOp, ok: bool, elapsed: Duration) {
+        let index = op as usize * 2 + usize::from(!ok);
+        if let Some(histogram) = self.store_seconds.get(index) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records one event.
+    pub fn record_event(&self, kind: &'static str) {
+        match EVENT_KINDS.iter().position(|k| *k == kind) {
+            Some(index) => {
+                if let Some(counter) = self.events.get(index) {
+                    counter.inc();
+                }
+            }
+            None => {
+                self.other_events
+                    .get_or_create(&KindLabel {
+                        kind: kind.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// How many records the store holds, when it can tell.
+    pub fn store_records(&self) -> Option<u64> {
+        self.record_counter.as_ref().map(|count| count())
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        if let Some(records) = self.store_records() {
+            self.sessions_active
+                .set(i64::try_from(records).unwrap_or(i64::MAX));
+        }
+        let mut text = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    /// Operations that happened, by outcome.
+    pub fn operation_counts(&self) -> Vec<OperationCount> {
+        let mut counts = Vec::new();
+        for operation in Operation::ALL {
+            for outcome in 0..OUTCOMES {
+                let index = operation.index() * OUTCOMES + outcome;
+                let count = self.operations.get(index).map_or(0, Counter::get);
+                if count > 0 {
+                    counts.push(OperationCount {
+                        operation: operation.as_str().to_owned(),
+                        outcome: outcome_name(outcome).to_owned(),
+                        count,
+                    });
+                }
+            }
+        }
+        counts
+    }
+
+    /// Events that happened, by kind.
+    pub fn event_counts(&self) -> Vec<EventCount> {
+        EVENT_KINDS
+            .iter()
+            .zip(&self.events)
+            .filter(|(_, counter)| counter.get() > 0)
+            .map(|(kind, counter)| EventCount {
+                kind: (*kind).to_owned(),
+                count: counter.get(),
+            })
+            .collect()
+    }
+}
+
+/// Counts every event by kind in [`Metrics`].
+#[derive(Debug, Clone)]
+pub struct MetricsEventSink {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsEventSink {
+    /// A sink counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl EventSink for MetricsEventSink {
+    fn emit(&self, event: &SessionEvent) {
+        self.metrics.record_event(event.kind());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family_prefixed() {
+        let metrics = Metrics::new(Some(Arc::new(|| 3)));
+        metrics.record_operation(
+            Operation::Validate,
+            Some(ErrorCode::InvalidSession),
+            Duration::from_micros(40),
+        );
+        metrics.record_store(StoreOp::Load, true, Duration::from_micros(5));
+        metrics.record_event("created");
+        metrics.record_event("something_new");
+        let text = metrics.encode().expect("encode");
+        assert!(text.contains(
+            "tessera_operations_total{operation=\"validate\",outcome=\"invalid_session\"} 1"
+        ));
+        assert!(text.contains("tessera_request_duration_seconds_count{operation=\"validate\"} 1"));
+        assert!(text.contains(
+            "tessera_store_operation_duration_seconds_count{operation=\"load\",outcome=\"ok\"} 1"
+        ));
+        assert!(text.contains("tessera_events_total{kind=\"created\"} 1"));
+        assert!(text.contains("tessera_events_total{kind=\"something_new\"} 1"));
+        assert!(text.contains("tessera_sessions_active 3"));
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            assert!(line.starts_with("tessera_"), "{line}");
+        }
+        let counts = metrics.operation_counts();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(counts[0].outcome, "invalid_session");
+        assert_eq!(metrics.event_counts().len(), 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! API keys on first start and `tesserad keys …`, and the admin commands
+//! talking to a running server (`sessions list|revoke|revoke-subject`, `stats`).
+
+mod common;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{Server, client, temp_dir, tesserad_command};
+use serde_json::json;
+
+fn run(args: &[&str]) -> Output {
+    tesserad_command()
+        .args(args)
+        .output()
+        .expect("run tesserad")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn key_in(text: &str) -> String {
+    text.split_whitespace()
+        .find(|word| word.starts_with("tsk_"))
+        .expect("a key is printed")
+        .to_owned()
+}
+
+async fn status_with_key(server: &Server, key: &str) -> u16 {
+    client()
+        .get(server.at("/v1/stats"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Waits (bounded) until the running server has reloaded its keys file.
+async fn eventually_status(server: &Server, key: &str, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status_with_key(server, key).await != want {
+        assert!(
+            Instant::now() < deadline,
+            "the server never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_generates_a_key_and_keys_commands_manage_them() {
+    let data_dir = temp_dir("keys");
+    let dir = data_dir.to_string_lossy().into_owned();
+    let mut server = Server::start_raw(&data_dir, &["--store", "memory:"], &[]);
+    let generated = key_in(&server.output());
+    assert!(server.output().contains("shown only this once"));
+    let file = std::fs::read_to_string(data_dir.join("api-keys.json")).expect("keys file");
+    assert!(!file.contains(&generated), "only the hash is kept");
+    assert_eq!(status_with_key(&server, &generated).await, 200);
+
+    // `keys create` adds a key the running server accepts without a restart.
+    let created = stdout(&run(&[
+        "keys",
+        "--data-dir",
+        &dir,
+        "create",
+        "--label",
+        "ci",
+    ]));
+    let second = key_in(&created);
+    eventually_status(&server, &second, 200).await;
+
+    let listed = stdout(&run(&["keys", "--data-dir", &dir, "list"]));
+    assert!(listed.contains("ci") && listed.contains("generated on first start"));
+    assert!(!listed.contains(&generated) && !listed.contains(&second));
+
+    // `keys revoke` takes it away again.
+    let id = created
+        .split_whitespace()
+        .nth(3)
+        .expect("created API key <id>")
+        .to_owned();
+    stdout(&run(&["keys", "--data-dir", &dir, "revoke", &id]));
+    eventually_status(&server, &second, 401).await;
+    assert_eq!(status_with_key(&server, &generated).await, 200);
+    let missing = run(&["keys", "--data-dir", &dir, "revoke", &id]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no API key with id"));
+
+    // A restart on the same data directory prints no new key.
+    server.signal("TERM");
+    assert!(server.wait().success());
+    let restarted = Server::start_raw(&data_dir, &["--store", "memory:"], &[]);
+    assert!(!restarted.output().contains("tsk_"));
+    assert_eq!(status_with_key(&restarted, &generated).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_and_stats_commands_talk_to_the_server() {
+    let server = Server::start(&[]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, session) = common::create(&server, Some("dora")).await;
+        ids.push(session["id"].as_str().expect("id").to_owned());
+    }
+    let remote = [
+        "--server",
+        server.url.as_str(),
+        "--api-key",
+        common::API_KEY,
+    ];
+
+    let mut args = vec!["sessions", "list", "--subject", "dora"];
+    args.extend_from_slice(&remote);
+    let table = stdout(&run(&args));
+    for id in &ids {
+        assert!(table.contains(id.as_str()), "{table}");
+    }
+    assert!(table.contains("3 session(s)"));
+
+    let mut args = vec!["sessions", "revoke", ids[0].as_str()];
+    args.extend_from_slice(&remote);
+    assert!(stdout(&run(&args)).contains("revoked session"));
+    let mut args = vec!["sessions", "revoke", ids[0].as_str()];
+    args.extend_from_slice(&remote);
+    let again = run(&args);
+    assert!(!again.status.success(), "already revoked: 404");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("404"));
+
+    let mut args = vec![
+        "sessions",
+        "revoke-subject",
+        "dora",
+        "--except",
+        ids[1].as_str(),
+    ];
+    args.extend_from_slice(&remote);
+    assert!(stdout(&run(&args)).contains("revoked 1 session(s)"));
+    let (status, body) = common::call(&server, "GET", "/v1/subjects/dora/sessions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["sessions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["sessions"][0]["id"], ids[1].as_str());
+
+    let mut args = vec!["sessions", "list", "--subject", "nobody"];
+    args.extend_from_slice(&remote);
+    assert!(stdout(&run(&args)).contains("no sessions"));
+
+    let mut args = vec!["stats"];
+    args.extend_from_slice(&remote);
+    let stats = stdout(&run(&args));
+    for needle in ["memory:", "create", "revoke_subject", "created", "revoked"] {
+        assert!(stats.contains(needle), "{needle} in {stats}");
+    }
+
+    // A wrong key and an unreachable server are clear errors.
+    let wrong = run(&["stats", "--server", &server.url, "--api-key", "nope"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("401"));
+    let down = run(&["stats", "--server", "http://127.0.0.1:1", "--api-key", "k"]);
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach"));
+    let (status, _) = common::call(&server, "POST", "/v1/sessions", Some(json!({}))).await;
+    assert_eq!(status, 201);
+}

@@ -1,0 +1,275 @@
+//! Forward-auth behind a real nginx (`auth_request`): without a cookie the
+//! proxy refuses, with a valid one the upstream receives `Tessera-Subject`,
+//! and after logout it refuses again. The nginx configuration is the one
+//! the README documents.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use common::{Server, call, client, temp_dir};
+use serde_json::json;
+
+fn nginx_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("nginx is not installed: run scripts/setup/nginx.sh");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The forward-auth configuration of the README, around one server block.
+fn nginx_conf(dir: &Path, port: u16, tesserad: &str, upstream: SocketAddr) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        # tesserad checks the session cookie of every request.
+        location = /_tessera_auth {{
+            internal;
+            proxy_pass {tesserad}/v1/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Real-IP $remote_addr;
+        }}
+
+        location / {{
+            auth_request /_tessera_auth;
+            # Who is signed in, for the upstream (overwriting anything the client sent).
+            auth_request_set $tessera_subject $upstream_http_tessera_subject;
+            auth_request_set $tessera_session_id $upstream_http_tessera_session_id;
+            proxy_set_header Tessera-Subject $tessera_subject;
+            proxy_set_header Tessera-Session-Id $tessera_session_id;
+            # A renewed token goes back to the browser (nothing is added when empty).
+            auth_request_set $tessera_cookie $upstream_http_set_cookie;
+            add_header Set-Cookie $tessera_cookie always;
+            proxy_pass http://{upstream};
+        }}
+    }}
+}}
+"#
+    )
+}
+
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: fast shutdown of the master and its workers.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_nginx(tesserad: &str, upstream: SocketAddr) -> (Nginx, u16) {
+    let dir = temp_dir("nginx");
+    let port = free_port();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(&dir, port, tesserad, upstream)).expect("conf");
+    let child = Command::new(nginx_binary())
+        .arg("-p")
+        .arg(&dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let nginx = Nginx { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not start: {}",
+            std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (nginx, port)
+}
+
+/// The protected application: shows the subject nginx hands it.
+async fn start_upstream() -> SocketAddr {
+    let app = Router::new().route(
+        "/{*path}",
+        get(|headers: HeaderMap| async move {
+            let subject = headers
+                .get("tessera-subject")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let session = headers
+                .get("tessera-session-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            format!("subject={subject} session={session}")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_auth_request_guards_the_upstream() {
+    let server = Server::start(&[]);
+    let upstream = start_upstream().await;
+    let (_nginx, port) = start_nginx(&server.url, upstream);
+    let page = format!("http://127.0.0.1:{port}/account/page");
+    let http = client();
+
+    // No cookie (and a forged subject header): refused.
+    let response = http
+        .get(&page)
+        .header("tessera-subject", "mallory")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+
+    // An invalid cookie: refused.
+    let response = http
+        .get(&page)
+        .header("cookie", "__Host-tessera=tss_forged")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+
+    // Signed in through the API: the upstream sees the subject, and not the
+    // forged header.
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/v1/sessions/login",
+        Some(json!({"subject": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    let id = body["session"]["id"].as_str().expect("id").to_owned();
+    let response = http
+        .get(&page)
+        .header("cookie", format!("lang=en; __Host-tessera={token}"))
+        .header("tessera-subject", "mallory")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "no cookie unless renewed"
+    );
+    assert_eq!(
+        response.text().await.expect("body"),
+        format!("subject=alice session={id}")
+    );
+
+    // After logout: refused again.
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/v1/sessions/logout",
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let response = http
+        .get(&page)
+        .header("cookie", format!("__Host-tessera={token}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_passes_renewed_tokens_to_the_browser() {
+    // Renew on every request that comes a millisecond or more after the
+    // token was issued; the rotated-away token dies at once (no grace).
+    let server = Server::start(&["--renew-after", "1ms", "--rotation-grace", "0s"]);
+    let upstream = start_upstream().await;
+    let (_nginx, port) = start_nginx(&server.url, upstream);
+    let page = format!("http://127.0.0.1:{port}/home");
+    let http = client();
+    let (_, body) = call(
+        &server,
+        "POST",
+        "/v1/sessions/login",
+        Some(json!({"subject": "bob"})),
+    )
+    .await;
+    let mut token = body["token"].as_str().expect("token").to_owned();
+    let mut renewals = 0;
+    for _ in 0..20 {
+        let response = http
+            .get(&page)
+            .header("cookie", format!("__Host-tessera={token}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "the browser keeps up with renewals");
+        if let Some(cookie) = response.headers().get("set-cookie") {
+            let cookie = cookie.to_str().expect("ascii");
+            assert!(
+                cookie.contains("; Secure; HttpOnly; SameSite=Lax"),
+                "{cookie}"
+            );
+            let renewed = cookie
+                .strip_prefix("__Host-tessera=")
+                .and_then(|rest| rest.split(';').next())
+                .expect("cookie value");
+            assert_ne!(renewed, token);
+            token = renewed.to_owned();
+            renewals += 1;
+        }
+        assert_eq!(
+            response.text().await.expect("body").split(' ').next(),
+            Some("subject=bob")
+        );
+    }
+    assert!(renewals > 0, "nginx passed no renewed cookie on");
+}
