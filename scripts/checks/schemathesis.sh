@@ -6,9 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v st >/dev/null 2>&1; then
-  pip install -q schemathesis
+if ! python3 -c 'import schemathesis' 2>/dev/null; then
+  python3 -m pip install -q schemathesis
 fi
+# The console script, found without relying on PATH shims being refreshed.
+st="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st"
+[[ -x "$st" ]] || st=$(command -v st)
 
 cargo build -q -p tesserad
 work=$(mktemp -d)
@@ -32,7 +35,7 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$url" ]] || { echo "tesserad did not start" >&2; cat "$work/err" >&2; exit 1; }
 
-st run "$url/openapi.json" \
+"$st" run "$url/openapi.json" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-time 100 \

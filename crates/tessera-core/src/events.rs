@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -223,6 +224,10 @@ pub(crate) struct GuessingDetector {
     threshold: u32,
     window: Duration,
     windows: Mutex<HashMap<IpAddr, Window>>,
+    /// When an IP last reached the threshold (ms; `i64::MIN` never). No IP
+    /// can be guessing once a whole window has passed since, which lets
+    /// [`is_guessing`](Self::is_guessing) skip the lock on every request.
+    last_report_at: AtomicI64,
 }
 
 impl GuessingDetector {
@@ -231,6 +236,7 @@ impl GuessingDetector {
             threshold,
             window,
             windows: Mutex::new(HashMap::new()),
+            last_report_at: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -262,6 +268,8 @@ impl GuessingDetector {
         entry.invalid = entry.invalid.saturating_add(1);
         if entry.invalid >= self.threshold && !entry.reported {
             entry.reported = true;
+            self.last_report_at
+                .store(now.as_millis(), Ordering::Release);
             return Some(entry.invalid);
         }
         None
@@ -269,6 +277,10 @@ impl GuessingDetector {
 
     /// Whether this IP is over the threshold in its current window.
     pub(crate) fn is_guessing(&self, ip: IpAddr, now: Timestamp) -> bool {
+        let last_report = self.last_report_at.load(Ordering::Acquire);
+        if last_report == i64::MIN || now.since(Timestamp(last_report)) >= self.window {
+            return false;
+        }
         let Ok(windows) = self.windows.lock() else {
             return false;
         };

@@ -11,6 +11,8 @@
 //!   compare-and-swap, login and step-up, rotate, logout, revoke;
 //! * [`SessionStore`]: the storage contract, with [`MemoryStore`] here and
 //!   persistent backends in their own crates;
+//! * [`sealed`]: client-side sessions sealed into the cookie
+//!   (XChaCha20-Poly1305, key ring), validated by the same manager;
 //! * `testkit` (feature `testkit`): the conformance suite every store runs.
 //!
 //! # Quick start
@@ -44,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod client_side;
 mod clock;
 pub mod codec;
 mod config;
@@ -52,6 +55,7 @@ mod events;
 mod manager;
 mod memory;
 mod record;
+pub mod sealed;
 mod store;
 mod token;
 
@@ -60,6 +64,7 @@ pub mod testkit;
 
 pub use async_trait::async_trait;
 pub use builder::SessionManagerBuilder;
+pub use client_side::ValidatedClientSide;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     BindingPolicy, ConfigError, DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_SUBJECT_BYTES, SessionConfig,

@@ -181,7 +181,7 @@ impl SessionManager {
         self.inner.clock.now()
     }
 
-    fn emit(&self, event: SessionEvent) {
+    pub(crate) fn emit(&self, event: SessionEvent) {
         self.inner.events.emit(&event);
     }
 
@@ -189,6 +189,27 @@ impl SessionManager {
 
     /// Creates a session and issues its first token.
     pub async fn create(&self, request: NewSession) -> Result<IssuedSession, SessionError> {
+        let now = self.now();
+        let session = self.new_record(request, now).await?;
+        let issued = self.insert_new(session).await?;
+        self.emit(SessionEvent::Created {
+            session_id: issued.session.id,
+            subject: issued.session.subject.clone(),
+        });
+        if let Some(subject) = issued.session.subject.clone() {
+            self.enforce_subject_cap(&subject, &issued.session.id)
+                .await?;
+        }
+        Ok(issued)
+    }
+
+    /// A new session record from a request, checked against the policy;
+    /// shared by server-side and client-side sessions.
+    pub(crate) async fn new_record(
+        &self,
+        request: NewSession,
+        now: Timestamp,
+    ) -> Result<Session, SessionError> {
         let config = &self.inner.config;
         let idle = per_session_timeout("idle_timeout", request.idle_timeout, config.idle_timeout)?;
         let absolute = per_session_timeout(
@@ -201,10 +222,9 @@ impl SessionManager {
         }
         let data = request.data.unwrap_or_default();
         self.check_data(&data)?;
-        let now = self.now();
         let epoch = self.current_epoch(now).await?;
         let authenticated = request.subject.is_some();
-        let session = Session {
+        Ok(Session {
             id: SessionId::generate()?,
             auth_level: if authenticated {
                 request.auth_level.unwrap_or(1)
@@ -223,17 +243,7 @@ impl SessionManager {
             epoch,
             binding: request.client.as_ref().map(|c| Box::new(c.binding())),
             client: request.client.as_ref().map(|c| Box::new(c.for_display())),
-        };
-        let issued = self.insert_new(session).await?;
-        self.emit(SessionEvent::Created {
-            session_id: issued.session.id,
-            subject: issued.session.subject.clone(),
-        });
-        if let Some(subject) = issued.session.subject.clone() {
-            self.enforce_subject_cap(&subject, &issued.session.id)
-                .await?;
-        }
-        Ok(issued)
+        })
     }
 
     async fn insert_new(&self, mut session: Session) -> Result<IssuedSession, SessionError> {
@@ -390,32 +400,8 @@ impl SessionManager {
 
     /// Deadlines and the global epoch. An ended session is deleted at once.
     async fn check_live(&self, session: &Session, now: Timestamp) -> Result<(), SessionError> {
-        let (reason, event) = if session.epoch < self.current_epoch(now).await? {
-            (
-                InvalidReason::Revoked,
-                SessionEvent::Revoked {
-                    session_id: session.id,
-                    subject: session.subject.clone(),
-                    cause: RevokeCause::Global,
-                },
-            )
-        } else if now >= session.absolute_expires_at {
-            (
-                InvalidReason::ExpiredAbsolute,
-                SessionEvent::Expired {
-                    session_id: session.id,
-                    kind: ExpiryKind::Absolute,
-                },
-            )
-        } else if now >= session.idle_expires_at() {
-            (
-                InvalidReason::ExpiredIdle,
-                SessionEvent::Expired {
-                    session_id: session.id,
-                    kind: ExpiryKind::Idle,
-                },
-            )
-        } else {
+        let epoch = self.current_epoch(now).await?;
+        let Some((reason, event)) = ended(session, now, epoch) else {
             return Ok(());
         };
         if self.inner.store.delete(&session.id).await? {
@@ -424,7 +410,7 @@ impl SessionManager {
         Err(SessionError::invalid(reason))
     }
 
-    fn check_binding(
+    pub(crate) fn check_binding(
         &self,
         session: &Session,
         client: Option<&ClientInfo>,
@@ -448,7 +434,7 @@ impl SessionManager {
         Ok(())
     }
 
-    fn count_invalid(&self, ip: Option<IpAddr>, now: Timestamp) {
+    pub(crate) fn count_invalid(&self, ip: Option<IpAddr>, now: Timestamp) {
         let Some(ip) = ip else { return };
         if let Some(invalid_tokens) = self.inner.guessing.record_invalid(ip, now) {
             self.emit(SessionEvent::TokenGuessing { ip, invalid_tokens });
@@ -461,7 +447,7 @@ impl SessionManager {
         self.inner.guessing.is_guessing(ip, self.now())
     }
 
-    async fn current_epoch(&self, now: Timestamp) -> Result<u64, SessionError> {
+    pub(crate) async fn current_epoch(&self, now: Timestamp) -> Result<u64, SessionError> {
         let checked_at = self.inner.epoch_checked_at.load(Ordering::Acquire);
         let refresh = self.inner.config.epoch_refresh;
         if checked_at != i64::MIN && now.since(Timestamp(checked_at)) < refresh {
@@ -595,24 +581,7 @@ impl SessionManager {
         };
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let attempt = login.clone();
-            let change = |mut s: Session| {
-                if s.subject.is_some() && s.subject.as_deref() != Some(attempt.subject.as_str()) {
-                    // Another user's data never carries over.
-                    s.data = SessionData::empty();
-                }
-                if let Some(data) = attempt.data {
-                    s.data = data;
-                }
-                s.subject = Some(attempt.subject);
-                s.auth_level = attempt.auth_level;
-                s.authenticated_at = Some(now);
-                if let Some(client) = &attempt.client {
-                    s.binding = Some(Box::new(client.binding()));
-                    s.client = Some(Box::new(client.for_display()));
-                }
-                s.version += 1;
-                s
-            };
+            let change = |s: Session| apply_login(s, attempt, now);
             if let Some(issued) = self.rotate_resolved(&resolved, now, None, change).await? {
                 self.emit(SessionEvent::LoggedIn {
                     session_id: issued.session.id,
@@ -870,7 +839,7 @@ impl SessionManager {
 
     // ----- input checks -----------------------------------------------------
 
-    fn check_subject(&self, subject: &str) -> Result<(), SessionError> {
+    pub(crate) fn check_subject(&self, subject: &str) -> Result<(), SessionError> {
         if subject.is_empty() {
             return Err(SessionError::EmptySubject);
         }
@@ -884,7 +853,7 @@ impl SessionManager {
         Ok(())
     }
 
-    fn check_data(&self, data: &SessionData) -> Result<(), SessionError> {
+    pub(crate) fn check_data(&self, data: &SessionData) -> Result<(), SessionError> {
         let limit = self.inner.config.max_data_bytes;
         if data.len_bytes() > limit {
             return Err(SessionError::DataTooLarge {
@@ -910,4 +879,61 @@ fn per_session_timeout(
             limit,
         }),
     }
+}
+
+/// Whether a session has ended by `now` given the current global epoch:
+/// the reason and the event to emit, or `None` while it is valid.
+pub(crate) fn ended(
+    session: &Session,
+    now: Timestamp,
+    global_epoch: u64,
+) -> Option<(InvalidReason, SessionEvent)> {
+    if session.epoch < global_epoch {
+        Some((
+            InvalidReason::Revoked,
+            SessionEvent::Revoked {
+                session_id: session.id,
+                subject: session.subject.clone(),
+                cause: RevokeCause::Global,
+            },
+        ))
+    } else if now >= session.absolute_expires_at {
+        Some((
+            InvalidReason::ExpiredAbsolute,
+            SessionEvent::Expired {
+                session_id: session.id,
+                kind: ExpiryKind::Absolute,
+            },
+        ))
+    } else if now >= session.idle_expires_at() {
+        Some((
+            InvalidReason::ExpiredIdle,
+            SessionEvent::Expired {
+                session_id: session.id,
+                kind: ExpiryKind::Idle,
+            },
+        ))
+    } else {
+        None
+    }
+}
+
+/// A session after a login or step-up (the caller issues the new token or seal).
+pub(crate) fn apply_login(mut s: Session, login: Login, now: Timestamp) -> Session {
+    if s.subject.is_some() && s.subject.as_deref() != Some(login.subject.as_str()) {
+        // Another user's data never carries over.
+        s.data = SessionData::empty();
+    }
+    if let Some(data) = login.data {
+        s.data = data;
+    }
+    s.subject = Some(login.subject);
+    s.auth_level = login.auth_level;
+    s.authenticated_at = Some(now);
+    if let Some(client) = &login.client {
+        s.binding = Some(Box::new(client.binding()));
+        s.client = Some(Box::new(client.for_display()));
+    }
+    s.version += 1;
+    s
 }

@@ -8,6 +8,10 @@
 
 pub use tessera_core::*;
 
+/// Sessions for axum and tower apps: [`SessionLayer`](tessera_axum::SessionLayer),
+/// the [`Session`](tessera_axum::Session) extractor, cookies, CSRF, sealed mode.
+#[cfg(feature = "axum")]
+pub use tessera_axum as axum;
 /// The persistent single-node store on an embedded database (feature `embedded`).
 #[cfg(feature = "embedded")]
 pub use tessera_embedded as embedded;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::routing::any;
 use common::{Server, call, client, temp_dir};
 use serde_json::json;
 
@@ -56,6 +56,7 @@ http {{
         location = /_tessera_auth {{
             internal;
             proxy_pass {tesserad}/v1/auth;
+            proxy_method GET;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Real-IP $remote_addr;
@@ -129,7 +130,7 @@ fn start_nginx(tesserad: &str, upstream: SocketAddr) -> (Nginx, u16) {
 async fn start_upstream() -> SocketAddr {
     let app = Router::new().route(
         "/{*path}",
-        get(|headers: HeaderMap| async move {
+        any(|headers: HeaderMap| async move {
             let subject = headers
                 .get("tessera-subject")
                 .and_then(|v| v.to_str().ok())
@@ -207,6 +208,16 @@ async fn nginx_auth_request_guards_the_upstream() {
         response.text().await.expect("body"),
         format!("subject=alice session={id}")
     );
+
+    // Whatever the browser's method, the check is a GET.
+    let response = http
+        .post(&page)
+        .header("cookie", format!("__Host-tessera={token}"))
+        .body("form=1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
 
     // After logout: refused again.
     let (status, _) = call(

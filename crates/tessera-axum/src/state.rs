@@ -1,0 +1,598 @@
+//! One request's session: loaded lazily, written through the manager, and
+//! turned into at most one cookie change when the response leaves.
+//!
+//! Server-side mode keeps the record in the store and the token in the
+//! cookie; sealed mode keeps the record in the cookie. Both go through the
+//! same [`SessionManager`] policy, and the handler sees the same API.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tessera_core::sealed::ClientSideSession;
+use tessera_core::{
+    ClientInfo, DataChange, InvalidReason, Login, NewSession, Session, SessionData, SessionError,
+    SessionId,
+};
+
+use crate::config::{Shared, Storage};
+use crate::cookies::{CookieTooLarge, Presented};
+use crate::csrf::{self, CSRF_DATA_KEY};
+use crate::error::Error;
+
+/// How often a compare-and-swap update is retried after losing a race.
+const MAX_CAS_ATTEMPTS: usize = 16;
+
+/// The session behind the request's credential.
+enum Current {
+    /// A stored session and the token that reaches it.
+    Server {
+        /// The token text (as presented, or newly issued).
+        token: String,
+        session: Arc<Session>,
+    },
+    /// A sealed session, and its seal when it changed in this request.
+    Sealed {
+        record: Box<ClientSideSession>,
+        session: Arc<Session>,
+    },
+}
+
+impl Current {
+    fn session(&self) -> &Arc<Session> {
+        match self {
+            Current::Server { session, .. } | Current::Sealed { session, .. } => session,
+        }
+    }
+}
+
+/// What the response does to the session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CookieChange {
+    /// Nothing.
+    Keep,
+    /// Set it to this credential.
+    Set(String),
+    /// Remove it (logout), with `Clear-Site-Data`.
+    Remove,
+}
+
+/// The per-request state behind the [`Session`](crate::Session) extractor.
+pub(crate) struct State {
+    shared: Arc<Shared>,
+    /// The credential the request carried, until it is loaded.
+    presented: Presented,
+    /// How many session cookies the request carried (to replace or remove them).
+    pub(crate) presented_cookies: usize,
+    client: ClientInfo,
+    loaded: bool,
+    current: Option<Current>,
+    rejected: Option<InvalidReason>,
+    pub(crate) cookie: CookieChange,
+}
+
+impl State {
+    pub(crate) fn new(shared: Arc<Shared>, presented: Presented, client: ClientInfo) -> Self {
+        Self {
+            shared,
+            presented_cookies: presented.cookie_count(),
+            presented,
+            client,
+            loaded: false,
+            current: None,
+            rejected: None,
+            cookie: CookieChange::Keep,
+        }
+    }
+
+    /// Whether a live session was read (the response is personal).
+    pub(crate) fn served_session(&self) -> bool {
+        self.current.is_some()
+    }
+
+    fn client(&self) -> Option<&ClientInfo> {
+        Some(&self.client)
+    }
+
+    // ----- loading ----------------------------------------------------------
+
+    /// Validates the presented credential once; an invalid one leaves the
+    /// request anonymous (and does not touch the cookie: a request still in
+    /// flight from before a login must not undo it).
+    pub(crate) async fn load(&mut self) -> Result<Option<&Arc<Session>>, Error> {
+        if !self.loaded {
+            self.loaded = true;
+            match std::mem::replace(&mut self.presented, Presented::Nothing) {
+                Presented::Nothing => {}
+                Presented::Unreadable { problem, .. } => {
+                    tracing::debug!(problem, "unreadable session cookie; serving as anonymous");
+                    self.rejected = Some(InvalidReason::Malformed);
+                    self.shared.manager.report_invalid_credential(self.client());
+                }
+                Presented::Credential { value, .. } => match self.open(value).await {
+                    Ok(()) => {}
+                    Err(Error::Session(SessionError::Invalid { reason })) => {
+                        self.rejected = Some(reason);
+                    }
+                    Err(other) => return Err(other),
+                },
+            }
+        }
+        Ok(self.current.as_ref().map(Current::session))
+    }
+
+    async fn open(&mut self, credential: String) -> Result<(), Error> {
+        let manager = &self.shared.manager;
+        match &self.shared.storage {
+            Storage::Server => {
+                let valid = manager.validate(&credential, self.client()).await?;
+                let token = match valid.renewed_token {
+                    Some(token) => {
+                        let token = token.expose().to_owned();
+                        self.cookie = CookieChange::Set(token.clone());
+                        token
+                    }
+                    None => credential,
+                };
+                self.current = Some(Current::Server {
+                    token,
+                    session: valid.session,
+                });
+            }
+            Storage::Sealed(keys) => {
+                let record = match keys.open(&credential, self.shared.cookie_name.as_bytes()) {
+                    Ok(record) => record,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "sealed session cookie refused");
+                        manager.report_invalid_credential(self.client());
+                        let reason = match err {
+                            tessera_core::sealed::OpenError::UnknownKey { .. } => {
+                                InvalidReason::Unknown
+                            }
+                            _ => InvalidReason::Malformed,
+                        };
+                        return Err(SessionError::Invalid { reason }.into());
+                    }
+                };
+                let valid = manager.validate_client_side(record, self.client()).await?;
+                self.set_sealed(valid.record, valid.reseal)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a sealed record as current; with `reseal`, seals it into the
+    /// response cookie (refusing a session that would not fit).
+    fn set_sealed(&mut self, record: ClientSideSession, reseal: bool) -> Result<(), Error> {
+        if reseal {
+            let Storage::Sealed(keys) = &self.shared.storage else {
+                return Ok(());
+            };
+            let sealed = keys.seal(&record, self.shared.cookie_name.as_bytes())?;
+            let capacity = self.shared.cookies.capacity();
+            if sealed.len() > capacity {
+                return Err(CookieTooLarge {
+                    size: sealed.len(),
+                    limit: capacity,
+                }
+                .into());
+            }
+            self.cookie = CookieChange::Set(sealed);
+        }
+        let session = Arc::new(record.session.clone());
+        self.current = Some(Current::Sealed {
+            record: Box::new(record),
+            session,
+        });
+        Ok(())
+    }
+
+    /// The current session, created (anonymous) if there is none.
+    async fn ensure(&mut self) -> Result<(), Error> {
+        self.load().await?;
+        if self.current.is_some() {
+            return Ok(());
+        }
+        let request = NewSession {
+            client: Some(self.client.clone()),
+            ..NewSession::default()
+        };
+        match &self.shared.storage {
+            Storage::Server => {
+                let issued = self.shared.manager.create(request).await?;
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
+                self.current = Some(Current::Server {
+                    token,
+                    session: issued.session,
+                });
+            }
+            Storage::Sealed(_) => {
+                let record = self.shared.manager.create_client_side(request).await?;
+                self.set_sealed(record, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rejected(&self) -> Option<InvalidReason> {
+        self.rejected
+    }
+
+    // ----- data -------------------------------------------------------------
+
+    /// Applies a data change to the current session (creating one if needed).
+    pub(crate) async fn change(
+        &mut self,
+        change: DataChange,
+        expected_version: Option<u64>,
+    ) -> Result<(), Error> {
+        self.ensure().await?;
+        let manager = self.shared.manager.clone();
+        match self.current.take() {
+            Some(Current::Server { token, session }) => {
+                let result = manager
+                    .update(token.as_str(), change, expected_version, self.client())
+                    .await;
+                let session = match result {
+                    Ok(updated) => updated,
+                    Err(err) => {
+                        self.current = Some(Current::Server { token, session });
+                        return Err(err.into());
+                    }
+                };
+                self.current = Some(Current::Server { token, session });
+            }
+            Some(Current::Sealed { record, session }) => {
+                match manager.update_client_side(&record, change, expected_version) {
+                    Ok(next) => self.set_sealed(next, true)?,
+                    Err(err) => {
+                        self.current = Some(Current::Sealed { record, session });
+                        return Err(err.into());
+                    }
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Re-reads the session after a lost compare-and-swap.
+    async fn refresh(&mut self) -> Result<(), Error> {
+        let Some(Current::Server { token, .. }) = &self.current else {
+            return Ok(());
+        };
+        let token = token.clone();
+        self.loaded = false;
+        self.current = None;
+        self.presented = Presented::Credential {
+            value: token,
+            cookies: self.presented_cookies,
+        };
+        self.load().await?;
+        Ok(())
+    }
+
+    /// Read-modify-write of one key with compare-and-swap: `f` sees the
+    /// freshest value and runs again if another request wrote in between.
+    pub(crate) async fn modify(
+        &mut self,
+        key: &str,
+        f: &mut (dyn FnMut(Option<Value>) -> Result<Value, Error> + Send),
+    ) -> Result<Value, Error> {
+        self.ensure().await?;
+        let mut last_version = 0;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Some(current) = &self.current else {
+                return Err(SessionError::Invalid {
+                    reason: InvalidReason::Revoked,
+                }
+                .into());
+            };
+            let session = current.session();
+            let version = session.version;
+            last_version = version;
+            let old = session.data.to_map().remove(key);
+            let new = f(old)?;
+            let patch = Value::Object(Map::from_iter([(key.to_owned(), new.clone())]));
+            match self
+                .change(DataChange::MergePatch(patch), Some(version))
+                .await
+            {
+                Ok(()) => return Ok(new),
+                Err(Error::Session(SessionError::VersionConflict { .. })) => {
+                    self.refresh().await?;
+                    if self.current.is_none() {
+                        self.ensure().await?;
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        // Lost every race: the session is written faster than it can be read.
+        Err(SessionError::VersionConflict {
+            expected: last_version,
+            current_version: last_version,
+        }
+        .into())
+    }
+
+    /// Replaces the data with `{}`, keeping the CSRF secret.
+    pub(crate) async fn clear(&mut self) -> Result<(), Error> {
+        let Some(session) = self.load().await?.cloned() else {
+            return Ok(());
+        };
+        let mut kept = Map::new();
+        if let Some(secret) = session.data.to_map().remove(CSRF_DATA_KEY) {
+            kept.insert(CSRF_DATA_KEY.to_owned(), secret);
+        }
+        let data = SessionData::from_map(&kept).map_err(SessionError::from)?;
+        self.change(DataChange::Replace(data), None).await
+    }
+
+    // ----- authentication ---------------------------------------------------
+
+    /// Signs `subject` in at `level`: always a new token (or seal), a fresh
+    /// CSRF secret, and the anonymous data carried over (never another
+    /// subject's).
+    pub(crate) async fn login(&mut self, subject: &str, level: u8) -> Result<(), Error> {
+        self.load().await?;
+        let mut data = match self.current.as_ref().map(Current::session) {
+            Some(s) if s.subject.is_none() || s.subject.as_deref() == Some(subject) => {
+                s.data.to_map()
+            }
+            _ => Map::new(),
+        };
+        let secret = csrf::new_secret().map_err(|_| Error::Entropy)?;
+        data.insert(CSRF_DATA_KEY.to_owned(), Value::String(secret));
+        let mut login = Login::new(subject).level(level).client(self.client.clone());
+        login.data = Some(SessionData::from_map(&data).map_err(SessionError::from)?);
+        let manager = self.shared.manager.clone();
+        match (&self.shared.storage, self.current.take()) {
+            (Storage::Server, current) => {
+                let token = match &current {
+                    Some(Current::Server { token, .. }) => Some(token.as_str()),
+                    _ => None,
+                };
+                let issued = manager.login(token, login).await?;
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
+                self.current = Some(Current::Server {
+                    token,
+                    session: issued.session,
+                });
+            }
+            (Storage::Sealed(_), current) => {
+                let record = match &current {
+                    Some(Current::Sealed { record, .. }) => Some(record.as_ref()),
+                    _ => None,
+                };
+                let next = manager.login_client_side(record, login).await?;
+                self.set_sealed(next, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises the authentication level of a signed-in session (new token).
+    pub(crate) async fn step_up(&mut self, level: u8) -> Result<(), Error> {
+        let subject = self
+            .load()
+            .await?
+            .and_then(|s| s.subject.clone())
+            .ok_or(SessionError::NotAuthenticated)?;
+        let manager = self.shared.manager.clone();
+        match self.current.take() {
+            Some(Current::Server { token, .. }) => {
+                let issued = manager
+                    .step_up(token.as_str(), level, self.client())
+                    .await?;
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
+                self.current = Some(Current::Server {
+                    token,
+                    session: issued.session,
+                });
+            }
+            Some(Current::Sealed { record, .. }) => {
+                let login = Login::new(subject).level(level).client(self.client.clone());
+                let next = manager.login_client_side(Some(&record), login).await?;
+                self.set_sealed(next, true)?;
+            }
+            None => return Err(SessionError::NotAuthenticated.into()),
+        }
+        Ok(())
+    }
+
+    /// Ends the session and removes the cookie.
+    pub(crate) async fn logout(&mut self) -> Result<(), Error> {
+        let had_cookie = self.presented_cookies > 0;
+        self.load().await?;
+        match self.current.take() {
+            Some(Current::Server { token, .. }) => {
+                self.shared.manager.logout(token.as_str()).await?;
+            }
+            Some(Current::Sealed { record, .. }) => {
+                self.shared.manager.logout_client_side(&record).await?;
+            }
+            None => {}
+        }
+        if had_cookie || self.cookie != CookieChange::Keep {
+            self.cookie = CookieChange::Remove;
+        }
+        Ok(())
+    }
+
+    /// A new token (or seal) for the same session.
+    pub(crate) async fn rotate(&mut self) -> Result<(), Error> {
+        self.load().await?;
+        let manager = self.shared.manager.clone();
+        match self.current.take() {
+            Some(Current::Server { token, .. }) => {
+                let issued = manager.rotate(token.as_str()).await?;
+                let token = issued.token.expose().to_owned();
+                self.cookie = CookieChange::Set(token.clone());
+                self.current = Some(Current::Server {
+                    token,
+                    session: issued.session,
+                });
+            }
+            Some(Current::Sealed { record, .. }) => {
+                let next = manager.rotate_client_side(&record);
+                self.set_sealed(next, true)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    // ----- the subject's sessions ---------------------------------------------
+
+    /// Every session of the signed-in subject (sealed mode: only this one,
+    /// as client-side sessions are nowhere else).
+    pub(crate) async fn sessions(&mut self) -> Result<Vec<Arc<Session>>, Error> {
+        let Some(session) = self.load().await?.cloned() else {
+            return Ok(Vec::new());
+        };
+        let Some(subject) = &session.subject else {
+            return Ok(vec![session]);
+        };
+        match &self.shared.storage {
+            Storage::Server => Ok(self.shared.manager.list_subject(subject).await?),
+            Storage::Sealed(_) => Ok(vec![session]),
+        }
+    }
+
+    /// Ends one session of the signed-in subject; ending the current one is a logout.
+    pub(crate) async fn revoke(&mut self, id: &SessionId) -> Result<bool, Error> {
+        let Some(session) = self.load().await?.cloned() else {
+            return Err(SessionError::NotAuthenticated.into());
+        };
+        let subject = session
+            .subject
+            .clone()
+            .ok_or(SessionError::NotAuthenticated)?;
+        if session.id == *id {
+            self.logout().await?;
+            return Ok(true);
+        }
+        if matches!(self.shared.storage, Storage::Sealed(_)) {
+            return Ok(false);
+        }
+        let manager = &self.shared.manager;
+        match manager.get(id).await? {
+            Some(other) if other.subject.as_deref() == Some(subject.as_str()) => {
+                Ok(manager.revoke(id).await?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Ends every other session of the signed-in subject.
+    pub(crate) async fn revoke_others(&mut self) -> Result<(), Error> {
+        let Some(session) = self.load().await?.cloned() else {
+            return Err(SessionError::NotAuthenticated.into());
+        };
+        let subject = session
+            .subject
+            .clone()
+            .ok_or(SessionError::NotAuthenticated)?;
+        let manager = self.shared.manager.clone();
+        match self.current.take() {
+            Some(Current::Server { token, session }) => {
+                manager.revoke_subject(&subject, Some(&session.id)).await?;
+                self.current = Some(Current::Server { token, session });
+            }
+            Some(Current::Sealed { record, .. }) => {
+                let next = manager.revoke_others_client_side(&record).await?;
+                self.set_sealed(next, true)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    // ----- CSRF -------------------------------------------------------------
+
+    /// A masked CSRF token for this session, creating the session and its
+    /// secret when needed.
+    pub(crate) async fn csrf_token(&mut self) -> Result<String, Error> {
+        self.ensure().await?;
+        let existing = self
+            .current
+            .as_ref()
+            .and_then(|c| c.session().data.get::<String>(CSRF_DATA_KEY));
+        let secret = match existing {
+            Some(secret) => secret,
+            None => {
+                let secret = csrf::new_secret().map_err(|_| Error::Entropy)?;
+                let patch = Value::Object(Map::from_iter([(
+                    CSRF_DATA_KEY.to_owned(),
+                    Value::String(secret.clone()),
+                )]));
+                self.change(DataChange::MergePatch(patch), None).await?;
+                secret
+            }
+        };
+        csrf::mask(&secret).map_err(|_| Error::Entropy)
+    }
+
+    /// Checks a presented CSRF token against the session's secret.
+    pub(crate) async fn verify_csrf(&mut self, presented: &str) -> Result<(), Error> {
+        let Some(session) = self.load().await? else {
+            return Err(csrf::CsrfError::NoSession.into());
+        };
+        match data_field::<String>(&session.data, CSRF_DATA_KEY)
+            .ok()
+            .flatten()
+        {
+            Some(secret) if csrf::verify(&secret, presented) => Ok(()),
+            Some(_) => Err(csrf::CsrfError::InvalidToken.into()),
+            None => Err(csrf::CsrfError::NoSession.into()),
+        }
+    }
+}
+
+/// One field of session data, deserialised without building the whole
+/// object: a borrowing parse that keeps the other values as raw JSON.
+pub(crate) fn data_field<T: serde::de::DeserializeOwned>(
+    data: &SessionData,
+    key: &str,
+) -> Result<Option<T>, serde_json::Error> {
+    let json = data.as_json();
+    match serde_json::from_str::<std::collections::BTreeMap<&str, &serde_json::value::RawValue>>(
+        json,
+    ) {
+        Ok(fields) => fields
+            .get(key)
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose(),
+        // A key with escapes cannot be borrowed: read the whole object.
+        Err(_) => data
+            .to_map()
+            .remove(key)
+            .map(serde_json::from_value)
+            .transpose(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_fields_are_read_with_and_without_escaped_keys() {
+        let data =
+            SessionData::from_json(r#"{"a":1,"b":{"c":[1,2]},"e\u0073c":"x"}"#).expect("json");
+        assert_eq!(data_field::<u32>(&data, "a").expect("ok"), Some(1));
+        assert_eq!(
+            data_field::<serde_json::Value>(&data, "b").expect("ok"),
+            Some(serde_json::json!({"c": [1, 2]}))
+        );
+        assert_eq!(
+            data_field::<String>(&data, "esc").expect("ok"),
+            Some("x".into())
+        );
+        assert_eq!(data_field::<u32>(&data, "missing").expect("ok"), None);
+        assert!(data_field::<u32>(&data, "b").is_err());
+    }
+}

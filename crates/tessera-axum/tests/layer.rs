@@ -1,0 +1,568 @@
+//! The session layer over HTTP, in both modes: laziness, cookie
+//! attributes, renewal, logout, CSRF, concurrency, bad cookies, sealed
+//! chunking and revocation.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use common::{Client, MODES, Mode, app, app_with, raw};
+use http::{Request, StatusCode};
+use tessera_core::sealed::{KeyRing, SealingKey};
+use tessera_core::{BindingPolicy, SessionStore};
+
+#[tokio::test]
+async fn untouched_and_read_only_requests_cost_nothing_and_set_no_cookie() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        let reply = client.get(&app, "/untouched").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let reply = client.get(&app, "/whoami").await;
+        assert_eq!(reply.body, "anonymous");
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{mode:?}: reading creates nothing"
+        );
+        assert_eq!(app.store.writes(), 0, "{mode:?}");
+        // With a session cookie, a handler that ignores the session reads nothing.
+        client.post(&app, "/set/a/1").await;
+        let loads = app.store.loads();
+        let reply = client.get(&app, "/untouched").await;
+        assert!(reply.set_cookies().is_empty());
+        assert_eq!(app.store.loads(), loads, "{mode:?}: lazy loading");
+    }
+}
+
+#[tokio::test]
+async fn first_write_sets_a_hardened_cookie_once_with_no_store() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        let token = client.get(&app, "/csrf").await;
+        let cookies = token.set_cookies();
+        assert_eq!(cookies.len(), 1, "{mode:?}: {cookies:?}");
+        let cookie = &cookies[0];
+        assert!(cookie.starts_with("__Host-tessera="));
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(
+                cookie.contains(attribute),
+                "{mode:?}: {attribute} in {cookie}"
+            );
+        }
+        for absent in ["Domain", "Max-Age", "Expires"] {
+            assert!(!cookie.contains(absent), "{mode:?}: {absent} in {cookie}");
+        }
+        assert_eq!(token.header("cache-control"), Some("no-store"));
+        // A request that changes the session several times still sends one cookie.
+        let reply = client.post(&app, "/login/alice").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.set_cookies().len(), 1);
+        assert_eq!(client.get(&app, "/whoami").await.body, "alice");
+        if mode == Mode::Server {
+            assert!(client.session_cookie().expect("cookie").starts_with("tss_"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn strict_same_site_is_configurable() {
+    let app = app_with(Mode::Server, BindingPolicy::Log, |b| {
+        b.same_site(tessera_axum::SameSite::Strict)
+    });
+    let reply = Client::new().get(&app, "/csrf").await;
+    assert!(reply.set_cookies()[0].contains("SameSite=Strict"));
+}
+
+#[tokio::test]
+async fn renewal_sets_the_new_token_transparently() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        client.post(&app, "/login/alice").await;
+        let before = client.session_cookie().cloned();
+        app.clock.advance(Duration::from_secs(16 * 60));
+        let reply = client.get(&app, "/whoami").await;
+        assert_eq!(reply.body, "alice");
+        assert_eq!(reply.set_cookies().len(), 1, "{mode:?}: renewed");
+        assert_ne!(client.session_cookie().cloned(), before);
+        assert_eq!(client.get(&app, "/whoami").await.body, "alice");
+    }
+}
+
+#[tokio::test]
+async fn logout_removes_the_cookie_and_the_old_value_is_refused() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        client.post(&app, "/login/alice").await;
+        let stolen = client.clone();
+        let reply = client.post(&app, "/logout").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header("clear-site-data"), Some("\"cookies\""));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert!(reply.set_cookies()[0].contains("Max-Age=0"));
+        assert!(client.session_cookie().is_none());
+        let mut stolen = stolen;
+        // Server mode deleted the record; sealed mode moved alice's epoch on.
+        let expected = if mode == Mode::Server {
+            "unknown"
+        } else {
+            "revoked"
+        };
+        assert_eq!(
+            stolen.get(&app, "/rejected").await.body,
+            expected,
+            "{mode:?}"
+        );
+        assert_eq!(
+            stolen.get(&app, "/whoami").await.body,
+            "anonymous",
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_accepted_only_from_the_cookie() {
+    let app = app(Mode::Server);
+    let mut client = Client::new();
+    client.post(&app, "/login/alice").await;
+    let token = client.session_cookie().cloned().expect("token");
+    let mut bare = Client::new();
+    let path = format!("/whoami?session={token}&__Host-tessera={token}");
+    assert_eq!(bare.get(&app, &path).await.body, "anonymous");
+    let reply = bare
+        .send_body(
+            &app,
+            Request::post("/untouched").header("content-type", "application/x-www-form-urlencoded"),
+            Body::from(format!("__Host-tessera={token}&token={token}")),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::FORBIDDEN,
+        "no session, no CSRF token"
+    );
+}
+
+#[tokio::test]
+async fn csrf_needs_a_token_of_this_session_and_a_same_site_request() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        let token = client.get(&app, "/csrf").await.body;
+
+        let missing = client.send(&app, Request::post("/incr")).await;
+        assert_eq!(missing.status, StatusCode::FORBIDDEN);
+        assert_eq!(missing.header("tessera-error"), Some("csrf_missing_token"));
+
+        let wrong = client
+            .send(&app, Request::post("/incr").header("x-csrf-token", "AAAA"))
+            .await;
+        assert_eq!(wrong.header("tessera-error"), Some("csrf_invalid_token"));
+
+        let mut other = Client::new();
+        let foreign = other.get(&app, "/csrf").await.body;
+        let swapped = client
+            .send(
+                &app,
+                Request::post("/incr").header("x-csrf-token", &foreign),
+            )
+            .await;
+        assert_eq!(
+            swapped.header("tessera-error"),
+            Some("csrf_invalid_token"),
+            "{mode:?}"
+        );
+
+        let cross = client
+            .send(
+                &app,
+                Request::post("/incr")
+                    .header("x-csrf-token", &token)
+                    .header("sec-fetch-site", "cross-site"),
+            )
+            .await;
+        assert_eq!(cross.header("tessera-error"), Some("csrf_cross_site"));
+        let foreign_origin = client
+            .send(
+                &app,
+                Request::post("/incr")
+                    .header("x-csrf-token", &token)
+                    .header("host", "localhost:7451")
+                    .header("origin", "http://127.0.0.1:9999"),
+            )
+            .await;
+        assert_eq!(
+            foreign_origin.header("tessera-error"),
+            Some("csrf_cross_site")
+        );
+
+        let no_session = Client::new()
+            .send(&app, Request::post("/incr").header("x-csrf-token", &token))
+            .await;
+        assert_eq!(no_session.header("tessera-error"), Some("csrf_no_session"));
+
+        let ok = client
+            .send(&app, Request::post("/incr").header("x-csrf-token", &token))
+            .await;
+        assert_eq!(
+            (ok.status, ok.body.as_str()),
+            (StatusCode::OK, "1"),
+            "{mode:?}"
+        );
+
+        // The form field works, and the handler still reads the whole form.
+        let form = client
+            .send_body(
+                &app,
+                Request::post("/note").header("content-type", "application/x-www-form-urlencoded"),
+                Body::from(format!("text=hello+world&csrf_token={token}")),
+            )
+            .await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        assert_eq!(client.get(&app, "/get/note").await.body, "\"hello world\"");
+        // The query string is never a source of the token.
+        let query = client
+            .send(&app, Request::post(format!("/incr?csrf_token={token}")))
+            .await;
+        assert_eq!(query.status, StatusCode::FORBIDDEN);
+        // Safe methods need no token; exempt routes can be configured.
+        assert_eq!(client.get(&app, "/whoami").await.status, StatusCode::OK);
+    }
+    let exempt = app_with(Mode::Server, BindingPolicy::Log, |b| {
+        b.csrf_exempt(|parts| parts.uri.path() == "/untouched")
+    });
+    let reply = raw(
+        &exempt,
+        Request::post("/untouched")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn login_issues_a_new_token_and_csrf_secret() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        let before_token = client.get(&app, "/csrf").await.body;
+        let planted = client.session_cookie().cloned();
+        client.post(&app, "/set/cart/3").await;
+        client.post(&app, "/login/alice").await;
+        assert_ne!(client.session_cookie().cloned(), planted, "{mode:?}");
+        assert_eq!(
+            client.get(&app, "/get/cart").await.body,
+            "\"3\"",
+            "data carried over"
+        );
+        let stale = client
+            .send(
+                &app,
+                Request::post("/incr").header("x-csrf-token", before_token),
+            )
+            .await;
+        assert_eq!(stale.header("tessera-error"), Some("csrf_invalid_token"));
+        let mut attacker = Client::new();
+        attacker
+            .jar
+            .insert("__Host-tessera".into(), planted.expect("planted"));
+        assert_eq!(
+            attacker.get(&app, "/whoami").await.body,
+            "anonymous",
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_requests_of_one_browser_lose_no_write() {
+    let app = app(Mode::Server);
+    let mut client = Client::new();
+    client.post(&app, "/login/alice").await;
+    let token = client.get(&app, "/csrf").await.body;
+    let cookie = client.cookie_header().expect("cookie");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let router = app.router.clone();
+        let (cookie, token) = (cookie.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let path = if i % 2 == 0 {
+                "/incr".to_owned()
+            } else {
+                format!("/set/key{i}/v")
+            };
+            let request = Request::post(path)
+                .header("cookie", cookie)
+                .header("x-csrf-token", token)
+                .body(Body::empty())
+                .expect("request");
+            tower::ServiceExt::oneshot(router, request)
+                .await
+                .expect("infallible")
+                .status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("join"), StatusCode::OK);
+    }
+    assert_eq!(
+        client.get(&app, "/get/n").await.body,
+        "12",
+        "every increment counted"
+    );
+    for i in (1..24).step_by(2) {
+        assert_eq!(
+            client.get(&app, &format!("/get/key{i}")).await.body,
+            "\"v\""
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_cookies_mean_anonymous_never_a_server_error() {
+    let long = format!("__Host-tessera={}", "A".repeat(5000));
+    let garbage: Vec<Vec<u8>> = vec![
+        b"__Host-tessera=garbage".to_vec(),
+        b"__Host-tessera=".to_vec(),
+        b"__Host-tessera=tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_vec(),
+        b"__Host-tessera=a; __Host-tessera=b".to_vec(),
+        b"__Host-tessera=\xff\xfe\xfd".to_vec(),
+        b"__Host-tessera=1.\xc3\x28".to_vec(),
+        b"=;;;; ;=;__Host-tessera".to_vec(),
+        long.into_bytes(),
+        b"__Host-tessera=9.AAAA; __Host-tessera.1=BBBB".to_vec(),
+        b"__Host-tessera.3=AAAA".to_vec(),
+    ];
+    for mode in MODES {
+        let app = app(mode);
+        for cookie in &garbage {
+            let request = Request::get("/whoami")
+                .header(
+                    "cookie",
+                    http::HeaderValue::from_bytes(cookie).expect("bytes"),
+                )
+                .body(Body::empty())
+                .expect("request");
+            let reply = raw(&app, request).await;
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (StatusCode::OK, "anonymous"),
+                "{mode:?}: {}",
+                String::from_utf8_lossy(cookie)
+            );
+            assert!(reply.set_cookies().is_empty());
+            // A write from such a request gets a brand-new session.
+            let request = Request::get("/csrf")
+                .header(
+                    "cookie",
+                    http::HeaderValue::from_bytes(cookie).expect("bytes"),
+                )
+                .body(Body::empty())
+                .expect("request");
+            let reply = raw(&app, request).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            let set = reply.set_cookies();
+            // One new session cookie (plus removals of stale chunks).
+            assert_eq!(set.iter().filter(|c| !c.contains("Max-Age=0")).count(), 1);
+            assert!(set[0].starts_with("__Host-tessera="), "{set:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tampered_and_retired_seals_are_refused() {
+    let app = app(Mode::Sealed);
+    let mut client = Client::new();
+    client.post(&app, "/login/alice").await;
+    let sealed = client.session_cookie().cloned().expect("cookie");
+    let (count, body) = sealed.split_once('.').expect("count");
+    let mut bytes = body.as_bytes().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    let mut tampered = client.clone();
+    tampered.jar.insert(
+        "__Host-tessera".into(),
+        format!("{count}.{}", String::from_utf8(bytes).expect("ascii")),
+    );
+    assert_eq!(tampered.get(&app, "/whoami").await.body, "anonymous");
+    assert_eq!(tampered.get(&app, "/rejected").await.body, "malformed");
+
+    // The same cookie under a rotated ring (new key first) still opens…
+    let store = app.store.clone();
+    let rotated = KeyRing::new(SealingKey::new(2, [43; 32]))
+        .with_previous(SealingKey::new(1, [42; 32]))
+        .expect("ring");
+    let rotated_app = rebuilt(&app, store.clone(), |b| b.sealed(rotated));
+    let mut same = client.clone();
+    assert_eq!(same.get(&rotated_app, "/whoami").await.body, "alice");
+    // …and once the old key is retired, it does not.
+    let retired_app = rebuilt(&app, store, |b| {
+        b.sealed(KeyRing::new(SealingKey::new(2, [43; 32])))
+    });
+    assert_eq!(client.get(&retired_app, "/whoami").await.body, "anonymous");
+    assert_eq!(client.get(&retired_app, "/rejected").await.body, "unknown");
+}
+
+fn rebuilt(
+    app: &common::TestApp,
+    store: std::sync::Arc<tessera_core::testkit::CountingStore>,
+    configure: impl FnOnce(tessera_axum::SessionLayerBuilder) -> tessera_axum::SessionLayerBuilder,
+) -> common::TestApp {
+    let manager = tessera_core::SessionManager::builder_shared(store.clone())
+        .clock(app.clock.clone())
+        .build()
+        .expect("manager");
+    let layer = configure(tessera_axum::SessionLayer::builder(manager.clone()))
+        .build()
+        .expect("layer");
+    common::TestApp {
+        router: common::router().layer(layer),
+        store,
+        clock: app.clock.clone(),
+        events: app.events.clone(),
+        manager,
+    }
+}
+
+#[tokio::test]
+async fn sealed_sessions_span_numbered_cookies_up_to_the_limit() {
+    let app = app(Mode::Sealed);
+    let mut client = Client::new();
+    client.post(&app, "/login/alice").await;
+    let reply = client.post(&app, "/big/7000").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let names: Vec<String> = reply
+        .set_cookies()
+        .iter()
+        .map(|c| c.split('=').next().expect("name").to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["__Host-tessera", "__Host-tessera.1", "__Host-tessera.2"]
+    );
+    assert_eq!(client.get(&app, "/whoami").await.body, "alice");
+    // Shrinking removes the stale parts in the same response.
+    let reply = client.post(&app, "/big/10").await;
+    let set = reply.set_cookies();
+    assert_eq!(set.len(), 3, "{set:?}");
+    assert!(set[1].contains("Max-Age=0") && set[2].contains("Max-Age=0"));
+    assert_eq!(client.jar.len(), 1);
+    // Beyond the limit the write is refused, and the old session stays.
+    let reply = client.post(&app, "/big/20000").await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.header("tessera-error"), Some("session_too_large"));
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(client.get(&app, "/whoami").await.body, "alice");
+}
+
+#[tokio::test]
+async fn revoking_the_subject_signs_out_other_browsers_in_both_modes() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut laptop = Client::new();
+        let mut phone = Client::new();
+        laptop.post(&app, "/login/alice").await;
+        phone.post(&app, "/login/alice").await;
+        let reply = laptop.post(&app, "/revoke-others").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(
+            phone.get(&app, "/whoami").await.body,
+            "anonymous",
+            "{mode:?}"
+        );
+        assert_eq!(laptop.get(&app, "/whoami").await.body, "alice", "{mode:?}");
+        // An operator's revoke_subject works the same way.
+        app.manager
+            .revoke_subject("alice", None)
+            .await
+            .expect("revoke");
+        assert_eq!(
+            laptop.get(&app, "/whoami").await.body,
+            "anonymous",
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_timeout_signs_out() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        client.post(&app, "/login/alice").await;
+        app.clock.advance(Duration::from_secs(31 * 60));
+        assert_eq!(
+            client.get(&app, "/rejected").await.body,
+            "expired_idle",
+            "{mode:?}"
+        );
+        assert_eq!(client.get(&app, "/whoami").await.body, "anonymous");
+    }
+}
+
+#[tokio::test]
+async fn binding_mismatch_under_reject_is_a_typed_rejection() {
+    for mode in MODES {
+        let app = app_with(mode, BindingPolicy::Reject, |b| b);
+        let mut client = Client::new();
+        client.user_agent = Some("Browser/1".into());
+        client.post(&app, "/login/alice").await;
+        assert_eq!(client.get(&app, "/whoami").await.body, "alice");
+        let mut thief = client.clone();
+        thief.user_agent = Some("Curl/8".into());
+        assert_eq!(thief.get(&app, "/whoami").await.body, "anonymous");
+        assert_eq!(
+            thief.get(&app, "/rejected").await.body,
+            "binding_mismatch",
+            "{mode:?}"
+        );
+        assert!(!app.events.of_kind("binding_mismatch").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_guessing_client_is_refused_with_429() {
+    for mode in MODES {
+        let app = app(mode);
+        let ip: std::net::SocketAddr = "203.0.113.9:5000".parse().expect("addr");
+        for i in 0..6 {
+            let mut request = Request::get("/whoami")
+                .header("cookie", format!("__Host-tessera=tss_guess{i}"))
+                .body(Body::empty())
+                .expect("request");
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(ip));
+            let reply = raw(&app, request).await;
+            assert_ne!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let mut request = Request::get("/whoami")
+            .header("cookie", "__Host-tessera=tss_again")
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(ip));
+        let reply = raw(&app, request).await;
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{mode:?}");
+        assert!(!app.events.of_kind("token_guessing").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn sealed_mode_writes_nothing_to_the_store_but_epochs() {
+    let app = app(Mode::Sealed);
+    let mut client = Client::new();
+    client.post(&app, "/login/alice").await;
+    for _ in 0..3 {
+        client.post(&app, "/incr").await;
+    }
+    assert_eq!(client.get(&app, "/get/n").await.body, "3");
+    assert_eq!(app.store.writes(), 0);
+    assert_eq!(app.store.subject_epoch("alice").await.expect("epoch"), 0);
+}

@@ -1,0 +1,366 @@
+//! End-to-end tests of the demo in headless Chromium, in both modes: the
+//! browser-side threats (fixation, theft through scripts, CSRF, stale
+//! sessions) met in a real browser, with cookie attributes read from the
+//! browser's own jar.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{Browser, COOKIE, Demo, Mode, key, with_browsers};
+use tessera_core::sealed::KeyRing;
+
+/// Runs each scenario once per mode, as `server_<name>` and `cookie_<name>`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod server {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Mode::Server).await; })*
+        }
+        mod cookie {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Mode::Cookie).await; })*
+        }
+    };
+}
+
+in_both_modes!(
+    login_sets_the_cookie_with_every_attribute,
+    scripts_and_storage_never_see_the_token,
+    a_planted_cookie_is_replaced_at_login_and_dies,
+    logout_clears_the_cookie_refuses_it_and_back_shows_nothing,
+    sign_out_everywhere_else_ends_the_other_browser,
+    a_cross_site_form_cannot_change_the_counter,
+    idle_timeout_signs_the_user_out,
+    a_tampered_cookie_signs_the_user_out,
+);
+
+fn browser(browsers: &[Arc<Browser>], index: usize) -> &Browser {
+    &browsers[index]
+}
+
+/// 1. Login sets the cookie with every attribute, read from the browser's jar.
+async fn login_sets_the_cookie_with_every_attribute(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "anonymous");
+        assert!(
+            b.session_cookie().await.is_none(),
+            "a visit creates no session"
+        );
+        b.login(&demo.base, "alice").await;
+        assert_eq!(b.whoami().await, "alice");
+        let cookie = b
+            .session_cookie()
+            .await
+            .expect("session cookie after login");
+        assert_eq!(cookie.secure(), Some(true), "Secure");
+        assert_eq!(cookie.http_only(), Some(true), "HttpOnly");
+        assert_eq!(
+            cookie.same_site(),
+            Some(::cookie::SameSite::Lax),
+            "SameSite=Lax"
+        );
+        assert_eq!(cookie.path(), Some("/"));
+        assert_eq!(cookie.domain(), Some("localhost"), "host-only, no Domain");
+        assert!(
+            cookie.expires().is_none(),
+            "a browser-session cookie: no Max-Age/Expires"
+        );
+        if mode == Mode::Server {
+            assert!(cookie.value().starts_with("tss_"));
+            assert_eq!(cookie.value().len(), 53);
+        }
+        let cookies = b.client.get_all_cookies().await.expect("cookies");
+        assert_eq!(
+            cookies.iter().filter(|c| c.name() == COOKIE).count(),
+            1,
+            "one session cookie"
+        );
+    })
+    .await;
+}
+
+/// 2. `document.cookie`, `localStorage` and `sessionStorage` never hold the token.
+async fn scripts_and_storage_never_see_the_token(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.login(&demo.base, "alice").await;
+        b.click("#increment").await;
+        let value = b.session_cookie().await.expect("cookie").value().to_owned();
+        for path in ["/", "/sessions", "/login"] {
+            b.goto(&demo.url(path)).await;
+            let seen = b
+                .client
+                .execute(
+                    "const all = [document.cookie];
+                     for (const s of [localStorage, sessionStorage]) {
+                       for (let i = 0; i < s.length; i++) { all.push(s.key(i), s.getItem(s.key(i))); }
+                     }
+                     return all.join('\\n');",
+                    vec![],
+                )
+                .await
+                .expect("script");
+            let seen = seen.as_str().unwrap_or_default();
+            assert!(!seen.contains(&value), "{path}: the token is visible to scripts");
+            assert!(!seen.contains(COOKIE), "{path}: the cookie is visible to scripts");
+            let html = b.client.source().await.expect("source");
+            assert!(!html.contains(&value), "{path}: the token is in the page");
+        }
+    })
+    .await;
+}
+
+/// 3. Fixation: a cookie planted before login is replaced at login, and the
+///    planted value no longer gives the session.
+async fn a_planted_cookie_is_replaced_at_login_and_dies(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        // The attacker's own pre-login session (any visitor gets one at /login)…
+        b.goto(&demo.url("/login")).await;
+        let planted = b
+            .session_cookie()
+            .await
+            .expect("pre-login cookie")
+            .value()
+            .to_owned();
+        // …planted into the victim's browser, who then signs in.
+        b.plant(&planted).await;
+        b.login(&demo.base, "alice").await;
+        assert_eq!(b.whoami().await, "alice");
+        let after = b.session_cookie().await.expect("cookie").value().to_owned();
+        assert_ne!(after, planted, "login replaced the planted cookie");
+        // The attacker replays the planted value: no way into alice's session.
+        b.plant(&planted).await;
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "anonymous");
+        b.goto(&demo.url("/sessions")).await;
+        assert!(
+            b.client
+                .current_url()
+                .await
+                .expect("url")
+                .path()
+                .ends_with("/login")
+        );
+    })
+    .await;
+}
+
+/// 4. Logout: the cookie is gone, the old value is refused, and going back
+///    in history does not show the signed-in page.
+async fn logout_clears_the_cookie_refuses_it_and_back_shows_nothing(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.login(&demo.base, "alice").await;
+        let old = b.session_cookie().await.expect("cookie").value().to_owned();
+        b.click("#logout").await;
+        assert_eq!(b.whoami().await, "anonymous");
+        assert!(
+            b.session_cookie().await.is_none(),
+            "logout removed the cookie"
+        );
+        b.client.back().await.expect("back");
+        assert_eq!(
+            b.whoami().await,
+            "anonymous",
+            "history shows no signed-in page"
+        );
+        b.plant(&old).await;
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "anonymous", "the old cookie is refused");
+    })
+    .await;
+}
+
+/// 5. Two browsers signed in as one user: "sign out everywhere else" in one
+///    signs the other out on its next request.
+async fn sign_out_everywhere_else_ends_the_other_browser(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(2, move |browsers| async move {
+        let (laptop, phone) = (browser(&browsers, 0), browser(&browsers, 1));
+        laptop.login(&demo.base, "alice").await;
+        phone.login(&demo.base, "alice").await;
+        laptop.goto(&demo.url("/sessions")).await;
+        let listed = laptop
+            .client
+            .find_all(fantoccini::Locator::Css("#sessions li[data-session-id]"))
+            .await
+            .expect("session list");
+        let expected = if mode == Mode::Server { 2 } else { 1 };
+        assert_eq!(listed.len(), expected, "sessions listed");
+        let current = laptop
+            .client
+            .find_all(fantoccini::Locator::Css(
+                "#sessions li[data-session-id][data-current=\"true\"]",
+            ))
+            .await
+            .expect("current session");
+        assert_eq!(current.len(), 1);
+        laptop.click("#revoke-others").await;
+        phone.goto(&demo.url("/")).await;
+        assert_eq!(
+            phone.whoami().await,
+            "anonymous",
+            "the other browser is signed out"
+        );
+        laptop.goto(&demo.url("/")).await;
+        assert_eq!(
+            laptop.whoami().await,
+            "alice",
+            "this browser stays signed in"
+        );
+    })
+    .await;
+}
+
+/// 6. CSRF: a form on another site (127.0.0.1, while the demo is on
+///    localhost) posting to the counter is refused; the counter is unchanged.
+async fn a_cross_site_form_cannot_change_the_counter(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    let attacker = attacker_site(&demo.url("/counter")).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.login(&demo.base, "alice").await;
+        b.click("#increment").await;
+        assert_eq!(b.text("#counter").await, "1");
+        b.goto(&format!("http://127.0.0.1:{}/", attacker.port()))
+            .await;
+        // The page submits itself; wait for the demo's answer.
+        b.client
+            .wait()
+            .for_url(&url_of(&demo.url("/counter")))
+            .await
+            .expect("the forged form was submitted");
+        let answer = b.client.source().await.expect("source");
+        assert!(
+            answer.contains("cross-site") || answer.contains("CSRF"),
+            "{answer}"
+        );
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "alice");
+        assert_eq!(b.text("#counter").await, "1", "the counter did not change");
+    })
+    .await;
+}
+
+fn url_of(text: &str) -> url::Url {
+    text.parse().expect("url")
+}
+
+/// A page on another site with a form that posts to `target` by itself.
+async fn attacker_site(target: &str) -> SocketAddr {
+    let page = format!(
+        "<!DOCTYPE html><html><body>\
+         <form id=f method=post action=\"{target}\">\
+         <input type=hidden name=csrf_token value=forged>\
+         <button>win a prize</button></form>\
+         <script>document.getElementById('f').submit()</script></body></html>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// 7. The idle timeout (5 minutes here, on a manual clock) signs the user out.
+async fn idle_timeout_signs_the_user_out(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.login(&demo.base, "alice").await;
+        demo.clock.advance(Duration::from_secs(4 * 60));
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "alice", "active within the idle timeout");
+        demo.clock.advance(Duration::from_secs(5 * 60 + 1));
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "anonymous", "idle too long");
+    })
+    .await;
+}
+
+/// 8a. A tampered cookie signs the user out (sealed: the seal breaks;
+///     server: the token no longer exists).
+async fn a_tampered_cookie_signs_the_user_out(mode: Mode) {
+    let demo = Demo::start(mode).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.login(&demo.base, "alice").await;
+        let value = b.session_cookie().await.expect("cookie").value().to_owned();
+        let mut bytes = value.into_bytes();
+        let middle = bytes.len() / 2;
+        bytes[middle] = if bytes[middle] == b'x' { b'y' } else { b'x' };
+        b.plant(&String::from_utf8(bytes).expect("ascii")).await;
+        b.goto(&demo.url("/")).await;
+        assert_eq!(b.whoami().await, "anonymous");
+    })
+    .await;
+}
+
+/// 8b. Sealed mode: rotating the key (new key first, old one kept) keeps the
+///     user signed in; once the old key is retired, its cookies sign out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_key_rotation_keeps_the_user_signed_in() {
+    let first = Demo::start(Mode::Cookie).await;
+    with_browsers(1, move |browsers| async move {
+        let b = browser(&browsers, 0);
+        b.login(&first.base, "alice").await;
+        let sealed_with_1 = b.session_cookie().await.expect("cookie").value().to_owned();
+        // The same site restarted with key 2 sealing and key 1 still opening.
+        let rotated_keys = KeyRing::new(key(2)).with_previous(key(1)).expect("ring");
+        let rotated = Demo::start_with(
+            Mode::Cookie,
+            rotated_keys,
+            first.store.clone(),
+            first.clock.clone(),
+        )
+        .await;
+        drop(first);
+        b.goto(&rotated.url("/")).await;
+        assert_eq!(
+            b.whoami().await,
+            "alice",
+            "still signed in after the rotation"
+        );
+        // New writes are sealed with key 2 and keep working after key 1 retires.
+        b.click("#increment").await;
+        let retired = Demo::start_with(
+            Mode::Cookie,
+            KeyRing::new(key(2)),
+            rotated.store.clone(),
+            rotated.clock.clone(),
+        )
+        .await;
+        b.goto(&retired.url("/")).await;
+        assert_eq!(
+            b.whoami().await,
+            "alice",
+            "a key-2 seal survives key 1's retirement"
+        );
+        assert_eq!(b.text("#counter").await, "1");
+        // A cookie sealed with the retired key no longer opens.
+        b.plant(&sealed_with_1).await;
+        b.goto(&retired.url("/")).await;
+        assert_eq!(b.whoami().await, "anonymous", "retired-key cookie refused");
+    })
+    .await;
+}
