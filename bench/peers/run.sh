@@ -37,9 +37,13 @@ node_app="node $peers_dir/express/app.js"
 contenders=(
   "bare axum|axum|none|-|$bin/bench-bare-axum --listen {listen} --store none:"
   "tower-sessions memory|tower-sessions|memory|-|$bin/bench-tower-sessions --listen {listen} --store memory:"
+  "Tessera memory|Tessera|memory|tower-sessions memory|$bin/bench-tessera --listen {listen} --store memory:"
+  "Tessera embedded|Tessera|embedded|-|$bin/bench-tessera --listen {listen} --store embedded:{dir}"
   "tower-sessions Redis|tower-sessions|redis|-|$bin/bench-tower-sessions --listen {listen} --store {redis}"
   "actix-session Redis|actix-session|redis|tower-sessions Redis|$bin/bench-actix-session --listen {listen} --store {redis}"
+  "Tessera PostgreSQL|Tessera|postgres|-|$bin/bench-tessera --listen {listen} --store {postgres}"
   "actix-session cookie|actix-session|cookie|-|$bin/bench-actix-session --listen {listen} --store cookie:"
+  "Tessera sealed cookie|Tessera|cookie|actix-session cookie|$bin/bench-tessera --listen {listen} --store memory: --sealed"
   "express-session memory|express-session|memory|tower-sessions memory|$node_app --listen {listen} --store memory:"
   "express-session Redis|express-session|redis|tower-sessions Redis|$node_app --listen {listen} --store {redis}"
 )

@@ -25,6 +25,7 @@ ONLY=${ONLY:-}
 bin=$bin_dir
 # name | command (placeholders as in run.sh)
 contenders=(
+  "Tessera memory|$bin/bench-tessera --listen {listen} --store memory:"
   "tower-sessions memory|$bin/bench-tower-sessions --listen {listen} --store memory:"
 )
 
