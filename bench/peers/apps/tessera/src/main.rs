@@ -1,0 +1,188 @@
+//! The three benchmark routes with Tessera's session layer (`tessera-axum`)
+//! on each of Tessera's stores, or in sealed-cookie mode:
+//!
+//! ```text
+//! bench-tessera --listen ADDR --store memory:
+//! bench-tessera --listen ADDR --store embedded:DIR
+//! bench-tessera --listen ADDR --store postgres://USER@HOST:PORT/DB?schema=NAME
+//! bench-tessera --listen ADDR --store memory: --sealed [--sealing-key BASE64]
+//! ```
+//!
+//! Tessera's defaults stay on, including CSRF protection: `POST /login`
+//! answers the new session's CSRF token beside the user id, and `POST /incr`
+//! (like `POST /logout`, used by `revocation.sh`) needs it in
+//! `X-CSRF-Token`. Only `POST /login` is exempt, as a login form's first
+//! post comes from a visitor without a session. In sealed mode the store
+//! holds only the per-subject revocation epochs.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use peers_common::{CookieFile, IDLE_TIMEOUT, UserIds};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_axum::{Error, Session, SessionLayer};
+use tessera_core::sealed::{KeyRing, SealingKey};
+use tessera_core::{Login, MemoryStore, SessionData, SessionError, SessionManager, SessionStore};
+
+/// The command line: the shared one, and Tessera's store options.
+#[derive(Debug, Parser)]
+struct TesseraArgs {
+    #[command(flatten)]
+    common: peers_common::Args,
+    /// Keep sessions sealed in the cookie; the store keeps only revocation epochs.
+    #[arg(long)]
+    sealed: bool,
+    /// Sealed mode: the sealing key (32 bytes, base64url), so that several
+    /// servers open each other's cookies; generated when absent.
+    #[arg(long)]
+    sealing_key: Option<String>,
+}
+
+/// The session payload every contender stores.
+#[derive(Debug, Deserialize)]
+struct Payload {
+    user_id: u64,
+    #[serde(default)]
+    counter: u64,
+}
+
+fn payload(session: &tessera_core::Session) -> Result<Payload, Error> {
+    serde_json::from_str(session.data.as_json()).map_err(|e| {
+        Error::Session(SessionError::Data(tessera_core::DataError::Json(
+            e.to_string(),
+        )))
+    })
+}
+
+async fn login(session: Session, State(ids): State<Arc<UserIds>>) -> Result<Json<Value>, Error> {
+    let user_id = ids.next();
+    // A new token (the old one, if any, is dead at once), then the data.
+    session.login(&format!("user-{user_id}"), 1).await?;
+    session.insert("user_id", user_id).await?;
+    session.insert("counter", 0u64).await?;
+    let csrf_token = session.csrf_token().await?;
+    Ok(Json(json!({"user_id": user_id, "csrf_token": csrf_token})))
+}
+
+async fn me(session: Session) -> Result<Json<Value>, Error> {
+    let record = session
+        .record()
+        .await?
+        .ok_or(Error::Session(SessionError::NotAuthenticated))?;
+    let payload = payload(&record)?;
+    Ok(Json(
+        json!({"user_id": payload.user_id, "counter": payload.counter}),
+    ))
+}
+
+async fn incr(session: Session) -> Result<Json<Value>, Error> {
+    if session.record().await?.is_none() {
+        return Err(Error::Session(SessionError::NotAuthenticated));
+    }
+    let counter = session
+        .update("counter", |counter: Option<u64>| counter.unwrap_or(0) + 1)
+        .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+async fn logout(session: Session) -> Result<Json<Value>, Error> {
+    session.logout().await?;
+    Ok(Json(json!({})))
+}
+
+/// The manager over the store `--store` names, with a one-hour idle timeout.
+async fn manager(args: &TesseraArgs) -> anyhow::Result<SessionManager> {
+    let url = args.common.store.as_str();
+    let store: Arc<dyn SessionStore> = if url == "memory:" {
+        let store = MemoryStore::new();
+        store.spawn_sweeper(std::time::Duration::from_secs(60));
+        Arc::new(store)
+    } else if let Some(dir) = url.strip_prefix("embedded:") {
+        let store = tessera_embedded::EmbeddedStore::open(dir)?;
+        store.spawn_sweeper(std::time::Duration::from_secs(60));
+        Arc::new(store)
+    } else if url.starts_with("postgres://") {
+        let store = tessera_postgres::PostgresStore::connect(url).await?;
+        store.spawn_sweeper(std::time::Duration::from_secs(60));
+        Arc::new(store)
+    } else {
+        anyhow::bail!(
+            "--store must be memory:, embedded:DIR or postgres://…, got {url:?}"
+        );
+    };
+    Ok(SessionManager::builder_shared(store)
+        .idle_timeout(IDLE_TIMEOUT)
+        .build()?)
+}
+
+fn layer(args: &TesseraArgs, manager: SessionManager) -> anyhow::Result<SessionLayer> {
+    let mut builder =
+        SessionLayer::builder(manager).csrf_exempt(|parts| parts.uri.path() == "/login");
+    if args.sealed {
+        let key = match &args.sealing_key {
+            Some(text) => SealingKey::from_base64(1, text)?,
+            None => SealingKey::generate(1)?,
+        };
+        builder = builder.sealed(KeyRing::new(key));
+    }
+    Ok(builder.build()?)
+}
+
+/// Bench only: signs in `count` sessions through the manager, as
+/// `POST /login` does (64 at a time), and writes their cookies.
+async fn preload(
+    manager: &SessionManager,
+    count: usize,
+    cookies: &mut CookieFile,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let cookie_name = tessera_axum::cookies::CookieAttributes::default().name;
+    let mut created = futures_util::stream::iter(1..=count as u64)
+        .map(|user_id| async move {
+            let mut login = Login::new(format!("user-{user_id}"));
+            login.data = Some(SessionData::from_value(
+                &json!({"user_id": user_id, "counter": 0}),
+            )?);
+            Ok::<_, anyhow::Error>(manager.login(None, login).await?.token)
+        })
+        .buffer_unordered(64);
+    while let Some(token) = created.next().await {
+        cookies.push(&format!("{cookie_name}={}", token?.expose()))?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = TesseraArgs::parse();
+    let manager = manager(&args).await?;
+    let mut cookies = CookieFile::create(&args.common)?;
+    if args.common.preload > 0 {
+        if args.sealed {
+            anyhow::bail!("--preload creates server-side sessions; not with --sealed");
+        }
+        preload(&manager, args.common.preload, &mut cookies).await?;
+    }
+    cookies.finish()?;
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/incr", post(incr))
+        .route("/logout", post(logout))
+        .with_state(Arc::new(UserIds::default()))
+        .layer(layer(&args, manager)?);
+    let listener = tokio::net::TcpListener::bind(args.common.listen).await?;
+    peers_common::announce("tessera", &args.common);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}
