@@ -94,6 +94,11 @@ impl SessionStore for FaultyStore {
         key: &TokenHash,
         now: Timestamp,
     ) -> Result<Option<StoredEntry>, StoreError> {
+        if self.faults.last_write_wins {
+            // Let concurrent writers interleave between read and write, as a
+            // networked store would, so lost updates show on any machine.
+            tokio::task::yield_now().await;
+        }
         let inner = self.inner.lock().map_err(|_| poisoned())?;
         Ok(match inner.entries.get(key) {
             Some(StoredEntry::Live(s)) if self.visible(s.forget_at(), now) => {
