@@ -70,7 +70,8 @@ pub enum KeysCommand {
     List,
     /// Revoke a key by id (running servers notice within seconds).
     Revoke {
-        /// The key's id, as `keys list` shows it.
+        /// The key's id, as `keys list` shows it (may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }
@@ -81,20 +82,22 @@ pub enum SessionsCommand {
     /// List the sessions of a subject.
     List {
         /// The subject (user).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         subject: String,
     },
     /// End one session by its public id.
     Revoke {
-        /// The session id.
+        /// The session id (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// End every session of a subject.
     RevokeSubject {
         /// The subject (user).
+        #[arg(allow_hyphen_values = true)]
         subject: String,
-        /// Keep this session.
-        #[arg(long)]
+        /// Keep this session (its id may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         except: Option<String>,
     },
 }
@@ -284,6 +287,36 @@ mod tests {
                 command: SessionsCommand::List { .. },
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn session_ids_starting_with_a_hyphen_are_values_not_flags() {
+        // Session ids are base64url and start with `-` one time in 64.
+        let cli = Cli::try_parse_from([
+            "tesserad",
+            "sessions",
+            "revoke-subject",
+            "dora",
+            "--except",
+            "-YbTqbhcsDqUsCgWkJ7Ppw",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Sessions {
+                command: SessionsCommand::RevokeSubject { except: Some(ref id), .. },
+                ..
+            }) if id == "-YbTqbhcsDqUsCgWkJ7Ppw"
+        ));
+        let cli = Cli::try_parse_from(["tesserad", "sessions", "revoke", "-abcdefghijklmnopqrstu"])
+            .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Sessions {
+                command: SessionsCommand::Revoke { ref id },
+                ..
+            }) if id == "-abcdefghijklmnopqrstu"
         ));
     }
 }
