@@ -1,0 +1,659 @@
+//! [`RedisStore`]: the [`SessionStore`] over a standalone Redis or a Redis Cluster.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redis::{FromRedisValue, Value};
+use tessera_core::codec::{decode_entry, encode_entry, encode_session};
+use tessera_core::{
+    CreateOutcome, EXPIRED_RETENTION, Session, SessionId, SessionStore, StoreError, StoredEntry,
+    Timestamp, TokenHash, Tombstone, WriteOutcome,
+};
+
+use crate::config::RedisConfig;
+use crate::conn::Conn;
+use crate::error::{RedisStoreError, bad_reply, store_error, timed_out};
+use crate::keys::{Keys, decode_subject, encode_subject};
+use crate::scripts;
+
+/// Sessions in Redis, shared by every node that uses the same server (or
+/// cluster) and key prefix.
+///
+/// Cheap to clone (clones share one multiplexed connection). Every
+/// operation is bounded by the operation timeout and fails with
+/// [`StoreError::Unavailable`] when Redis cannot be reached; the connection
+/// is re-established by itself when Redis is back. Records expire in Redis
+/// itself (`PEXPIREAT` at their forget deadline), so there is nothing to sweep.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Conn,
+    keys: Keys,
+    operation_timeout: Duration,
+    cluster: bool,
+    redacted_url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.inner.redacted_url)
+            .field("prefix", &self.inner.keys.prefix())
+            .field("cluster", &self.inner.cluster)
+            .finish()
+    }
+}
+
+/// The fields of a live record, as the scripts take them (after the key).
+struct LiveFields {
+    record: Vec<u8>,
+    version: String,
+    last_seen: String,
+    idle: String,
+    absolute: String,
+    forget: String,
+    subject: String,
+}
+
+impl LiveFields {
+    fn of(session: &Session) -> Result<Self, StoreError> {
+        Ok(Self {
+            record: encode_session(session)?,
+            version: session.version.to_string(),
+            last_seen: session.last_seen_at.as_millis().to_string(),
+            idle: session.idle_timeout_ms.to_string(),
+            absolute: session.absolute_expires_at.as_millis().to_string(),
+            forget: session.forget_at().as_millis().to_string(),
+            subject: encode_subject(session.subject.as_deref()),
+        })
+    }
+
+    fn push(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        invocation
+            .arg(&self.record)
+            .arg(&self.version)
+            .arg(&self.last_seen)
+            .arg(&self.idle)
+            .arg(&self.absolute)
+            .arg(&self.forget)
+            .arg(&self.subject);
+    }
+}
+
+/// How long a pointer from a token hash to its session must live: until
+/// the latest moment its session (or a tombstone) may still be loaded. A
+/// pointer that outlives its record is harmless: it reads as absent.
+fn pointer_deadline(session: &Session) -> i64 {
+    let bound = session
+        .absolute_expires_at
+        .plus(EXPIRED_RETENTION)
+        .max(session.forget_at())
+        .as_millis();
+    bound.max(wall_clock_ms().saturating_add(1000))
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// Decodes a live record, with `last_seen` from its own field (touching
+/// moves the field without rewriting the record).
+fn decode_live(record: &[u8], last_seen: Option<&Value>) -> Result<Arc<Session>, StoreError> {
+    let StoredEntry::Live(mut session) = decode_entry(record)? else {
+        return Err(StoreError::corrupt("a live record holds a tombstone"));
+    };
+    if let Some(seen) = last_seen.and_then(int)
+        && session.last_seen_at.as_millis() != seen
+    {
+        Arc::make_mut(&mut session).last_seen_at = Timestamp(seen);
+    }
+    Ok(session)
+}
+
+/// Decodes a load reply: `{1, record, last_seen}`, `{2, tombstone}` or nil.
+fn decode_load(reply: Value, now: Timestamp) -> Result<Option<StoredEntry>, StoreError> {
+    let items = array(reply);
+    match items.first().and_then(int) {
+        None => Ok(None),
+        Some(1) => {
+            let record = items
+                .get(1)
+                .and_then(bytes)
+                .ok_or_else(|| bad_reply("load", "live record without data"))?;
+            let session = decode_live(record, items.get(2))?;
+            Ok((session.forget_at() > now).then_some(StoredEntry::Live(session)))
+        }
+        Some(2) => {
+            let record = items
+                .get(1)
+                .and_then(bytes)
+                .ok_or_else(|| bad_reply("load", "tombstone without data"))?;
+            match decode_entry(record)? {
+                StoredEntry::Tombstone(t) => {
+                    Ok((t.forget_at > now).then_some(StoredEntry::Tombstone(t)))
+                }
+                StoredEntry::Live(_) => Err(StoreError::corrupt("a tombstone key holds a session")),
+            }
+        }
+        Some(other) => Err(bad_reply("load", format!("code {other}"))),
+    }
+}
+
+/// Decodes a compare-and-swap reply; on success also the old subject field.
+fn decode_cas(what: &str, reply: Value) -> Result<(WriteOutcome, Option<Vec<u8>>), StoreError> {
+    let items = array(reply);
+    match items.first().and_then(int) {
+        Some(0) => Ok((WriteOutcome::NotFound, None)),
+        Some(1) => {
+            let current = items
+                .get(1)
+                .and_then(int)
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| bad_reply(what, "conflict without a version"))?;
+            Ok((WriteOutcome::VersionConflict { current }, None))
+        }
+        Some(2) => Ok((
+            WriteOutcome::Written,
+            items.get(1).and_then(bytes).map(<[u8]>::to_vec),
+        )),
+        _ => Err(bad_reply(what, "unknown outcome")),
+    }
+}
+
+impl RedisStore {
+    /// Connects with a URL (see [`RedisConfig::from_url`]).
+    pub async fn connect(url: &str) -> Result<Self, RedisStoreError> {
+        Self::connect_with(RedisConfig::from_url(url)?).await
+    }
+
+    /// Connects with explicit settings; fails if Redis cannot be reached.
+    pub async fn connect_with(config: RedisConfig) -> Result<Self, RedisStoreError> {
+        config.validate()?;
+        let conn = Conn::open(&config, false).await?;
+        Ok(Self::build(&config, conn))
+    }
+
+    /// A store that connects on first use, for a process that must start
+    /// while Redis is down: its operations fail as unavailable until Redis
+    /// answers. A cluster is always connected at once (its slot map is
+    /// needed), so for `redis+cluster://` this is [`connect_with`](Self::connect_with).
+    pub async fn connect_lazy(config: RedisConfig) -> Result<Self, RedisStoreError> {
+        config.validate()?;
+        let conn = Conn::open(&config, true).await?;
+        Ok(Self::build(&config, conn))
+    }
+
+    fn build(config: &RedisConfig, conn: Conn) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cluster: config.is_cluster(),
+                conn,
+                keys: Keys::new(&config.prefix),
+                operation_timeout: config.operation_timeout,
+                redacted_url: config.redacted_url().to_owned(),
+            }),
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+
+    /// Whether the store is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
+    }
+
+    /// The key of a subject's index (for inspection and tests).
+    pub fn subject_index_key(&self, subject: &str) -> String {
+        self.inner.keys.subject_index(subject)
+    }
+
+    pub(crate) fn conn(&self) -> Conn {
+        self.inner.conn.clone()
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// Runs one step within the operation timeout.
+    pub(crate) async fn timed<T>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.inner.operation_timeout;
+        tokio::time::timeout(limit, step)
+            .await
+            .map_err(|_| timed_out(what, limit))?
+    }
+
+    /// Runs a script invocation within the timeout.
+    async fn script<T: FromRedisValue>(
+        &self,
+        what: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        self.timed(what, async {
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| store_error(what, e))
+        })
+        .await
+    }
+
+    /// Runs a command within the timeout.
+    async fn command<T: FromRedisValue>(
+        &self,
+        what: &str,
+        command: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        self.timed(what, async {
+            command
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| store_error(what, e))
+        })
+        .await
+    }
+
+    /// The session id (hex) a token hash points to.
+    async fn pointed_id(&self, key: &TokenHash) -> Result<Option<String>, StoreError> {
+        self.command("read pointer", redis::cmd("GET").arg(self.keys().pointer(key)))
+            .await
+    }
+
+    async fn index_add(&self, subject: &str, id: &SessionId, forget: &str) -> Result<(), StoreError> {
+        let mut invocation = scripts::INDEX_ADD.key(self.keys().subject_index(subject));
+        invocation.arg(hex::encode(id.0)).arg(forget);
+        self.script::<i64>("index subject", &invocation).await.map(drop)
+    }
+
+    async fn index_remove(&self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
+        let mut invocation = scripts::INDEX_REMOVE.key(self.keys().subject_index(subject));
+        invocation.arg(hex::encode(id.0));
+        self.script::<i64>("unindex subject", &invocation).await.map(drop)
+    }
+
+    /// After a write that may have changed the subject: leaves the old
+    /// subject's index.
+    async fn leave_old_subject(
+        &self,
+        old: Option<Vec<u8>>,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        let old = old.as_deref().and_then(decode_subject);
+        match old {
+            Some(old) if Some(old.as_str()) != session.subject.as_deref() => {
+                self.index_remove(&old, &session.id).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the live records of these session ids in one round trip.
+    async fn load_many(
+        &self,
+        ids: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(self.keys().live_hex(id))
+                .arg("k")
+                .arg("r")
+                .arg("s");
+        }
+        let mut conn = self.conn();
+        let replies: Vec<Value> = self
+            .timed("read sessions", async {
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("read sessions", e))
+            })
+            .await?;
+        let mut found = Vec::new();
+        for reply in replies {
+            if let Some(live) = decode_hmget(reply, now)? {
+                found.push(live);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Decodes an `HMGET k r s` reply into a live session, if it is one and
+/// has not passed its forget deadline.
+pub(crate) fn decode_hmget(
+    reply: Value,
+    now: Timestamp,
+) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
+    let items = array(reply);
+    let (Some(key), Some(record)) = (
+        items.first().and_then(bytes),
+        items.get(1).and_then(bytes),
+    ) else {
+        return Ok(None);
+    };
+    let key = std::str::from_utf8(key)
+        .ok()
+        .and_then(TokenHash::from_hex)
+        .ok_or_else(|| StoreError::corrupt("a live record names an unreadable key"))?;
+    let session = decode_live(record, items.get(2))?;
+    Ok((session.forget_at() > now).then_some((key, session)))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(
+        &self,
+        key: &TokenHash,
+        session: &Session,
+    ) -> Result<CreateOutcome, StoreError> {
+        let fields = LiveFields::of(session)?;
+        // The index first: it may name a session that is not (yet) stored,
+        // never miss one that is.
+        if let Some(subject) = &session.subject {
+            self.index_add(subject, &session.id, &fields.forget).await?;
+        }
+        let id_hex = hex::encode(session.id.0);
+        let claimed: Option<String> = self
+            .command(
+                "claim key",
+                redis::cmd("SET")
+                    .arg(self.keys().pointer(key))
+                    .arg(&id_hex)
+                    .arg("NX")
+                    .arg("PXAT")
+                    .arg(pointer_deadline(session)),
+            )
+            .await?;
+        if claimed.is_none() {
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        let mut invocation = scripts::CREATE.key(self.keys().live(&session.id));
+        invocation.arg(key.to_hex());
+        fields.push(&mut invocation);
+        let created: i64 = self.script("create", &invocation).await?;
+        if created == 1 {
+            return Ok(CreateOutcome::Created);
+        }
+        // The id exists under another key: give the claimed key back.
+        self.command::<i64>("release key", redis::cmd("DEL").arg(self.keys().pointer(key)))
+            .await?;
+        Ok(CreateOutcome::AlreadyExists)
+    }
+
+    async fn load(
+        &self,
+        key: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        let reply: Value = if self.inner.cluster {
+            // Two steps: the pointer names the slot the record lives in.
+            let Some(id_hex) = self.pointed_id(key).await? else {
+                return Ok(None);
+            };
+            let mut invocation = scripts::LOAD.key(self.keys().live_hex(&id_hex));
+            invocation
+                .key(self.keys().tombstone_hex(&id_hex, key))
+                .arg(key.to_hex());
+            self.script("load", &invocation).await?
+        } else {
+            let mut invocation = scripts::LOAD_VIA_POINTER.key(self.keys().pointer(key));
+            invocation.arg(key.to_hex()).arg(self.keys().prefix());
+            self.script("load", &invocation).await?
+        };
+        decode_load(reply, now)
+    }
+
+    async fn load_by_id(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
+        let reply: Value = self
+            .command(
+                "load by id",
+                redis::cmd("HMGET")
+                    .arg(self.keys().live(id))
+                    .arg("k")
+                    .arg("r")
+                    .arg("s"),
+            )
+            .await?;
+        decode_hmget(reply, now)
+    }
+
+    async fn update(
+        &self,
+        key: &TokenHash,
+        session: &Session,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let fields = LiveFields::of(session)?;
+        if let Some(subject) = &session.subject {
+            self.index_add(subject, &session.id, &fields.forget).await?;
+        }
+        let mut invocation = scripts::UPDATE.key(self.keys().live(&session.id));
+        invocation
+            .arg(key.to_hex())
+            .arg(expected_version.to_string())
+            .arg(now.as_millis().to_string());
+        fields.push(&mut invocation);
+        let (outcome, old_subject) = decode_cas("update", self.script("update", &invocation).await?)?;
+        if outcome == WriteOutcome::Written {
+            self.leave_old_subject(old_subject, session).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn touch(
+        &self,
+        key: &TokenHash,
+        last_seen_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let Some(id_hex) = self.pointed_id(key).await? else {
+            return Ok(WriteOutcome::NotFound);
+        };
+        let mut invocation = scripts::TOUCH.key(self.keys().live_hex(&id_hex));
+        invocation
+            .arg(key.to_hex())
+            .arg(last_seen_at.as_millis().to_string())
+            .arg(now.as_millis().to_string())
+            .arg(EXPIRED_RETENTION.as_millis().to_string());
+        let items = array(self.script("touch", &invocation).await?);
+        if items.first().and_then(int) != Some(1) {
+            return Ok(WriteOutcome::NotFound);
+        }
+        // Keep the subject index's score at the new forget deadline. Should
+        // this step fail, the next touch or update raises it again.
+        let forget = items.get(1).and_then(int);
+        let subject = items.get(2).and_then(bytes).and_then(decode_subject);
+        if let (Some(forget), Some(subject)) = (forget, subject) {
+            let mut invocation = scripts::INDEX_ADD.key(self.keys().subject_index(&subject));
+            invocation.arg(&id_hex).arg(forget.to_string());
+            self.script::<i64>("index subject", &invocation).await?;
+        }
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn rotate(
+        &self,
+        old_key: &TokenHash,
+        new_key: &TokenHash,
+        session: &Session,
+        expected_version: u64,
+        tombstone: &Tombstone,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let fields = LiveFields::of(session)?;
+        if let Some(subject) = &session.subject {
+            self.index_add(subject, &session.id, &fields.forget).await?;
+        }
+        // Pointers before the record moves: the new key must find the
+        // session the moment it lives there, and the old one must last as
+        // long as its tombstone.
+        let id_hex = hex::encode(session.id.0);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys().pointer(new_key))
+            .arg(&id_hex)
+            .arg("PXAT")
+            .arg(pointer_deadline(session))
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(self.keys().pointer(old_key))
+            .arg(tombstone.forget_at.as_millis().max(wall_clock_ms() + 1000))
+            .arg("GT")
+            .ignore();
+        let mut conn = self.conn();
+        self.timed("point new key", async {
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| store_error("point new key", e))
+        })
+        .await?;
+        let tombstone_record = encode_entry(&StoredEntry::Tombstone(*tombstone))?;
+        let mut invocation = scripts::ROTATE.key(self.keys().live(&session.id));
+        invocation
+            .key(self.keys().tombstone(&session.id, old_key))
+            .arg(old_key.to_hex())
+            .arg(expected_version.to_string())
+            .arg(now.as_millis().to_string())
+            .arg(new_key.to_hex());
+        fields.push(&mut invocation);
+        invocation
+            .arg(tombstone_record)
+            .arg(tombstone.forget_at.as_millis().to_string());
+        let (outcome, old_subject) = decode_cas("rotate", self.script("rotate", &invocation).await?)?;
+        match outcome {
+            WriteOutcome::Written => self.leave_old_subject(old_subject, session).await?,
+            _ => {
+                // Nothing moved: the new key's pointer names no record and
+                // would read as absent, but need not linger.
+                self.command::<i64>(
+                    "release key",
+                    redis::cmd("DEL").arg(self.keys().pointer(new_key)),
+                )
+                .await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let invocation = scripts::DELETE.key(self.keys().live(id));
+        let items = array(self.script("delete", &invocation).await?);
+        if items.first().and_then(int) != Some(1) {
+            return Ok(false);
+        }
+        // The record is gone; its pointer and index entry now name nothing
+        // and are removed as a courtesy (both would read as absent anyway).
+        if let Some(key) = items
+            .get(1)
+            .and_then(bytes)
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(TokenHash::from_hex)
+        {
+            self.command::<i64>("release key", redis::cmd("DEL").arg(self.keys().pointer(&key)))
+                .await?;
+        }
+        if let Some(subject) = items.get(2).and_then(bytes).and_then(decode_subject) {
+            self.index_remove(&subject, id).await?;
+        }
+        Ok(true)
+    }
+
+    async fn list_by_subject(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Session>>, StoreError> {
+        let invocation = scripts::INDEX_LIST.key(self.keys().subject_index(subject));
+        let ids: Vec<String> = self.script("list subject", &invocation).await?;
+        Ok(self
+            .load_many(&ids, now)
+            .await?
+            .into_iter()
+            .map(|(_, session)| session)
+            .filter(|session| session.subject.as_deref() == Some(subject))
+            .collect())
+    }
+
+    async fn global_epoch(&self) -> Result<u64, StoreError> {
+        let epoch: Option<u64> = self
+            .command("read epoch", redis::cmd("GET").arg(self.keys().global_epoch()))
+            .await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
+        self.command("bump epoch", redis::cmd("INCR").arg(self.keys().global_epoch()))
+            .await
+    }
+
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        let epoch: Option<u64> = self
+            .command(
+                "read subject epoch",
+                redis::cmd("GET").arg(self.keys().subject_epoch(subject)),
+            )
+            .await?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.command(
+            "bump subject epoch",
+            redis::cmd("INCR").arg(self.keys().subject_epoch(subject)),
+        )
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.command::<String>("ping", &redis::cmd("PING")).await.map(drop)
+    }
+}

@@ -1,0 +1,258 @@
+//! Private Redis servers for the integration tests: a standalone server and
+//! a three-primary cluster, each on free loopback ports, in a temporary
+//! directory, killed on drop.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tessera_redis::{RedisConfig, RedisStore};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-redis-{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A free loopback port. Cluster nodes also listen on port + 10000 (the bus),
+/// so those stay below 55535.
+pub fn free_port(below: u16) -> u16 {
+    for _ in 0..200 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if port < below
+            && (below == u16::MAX || TcpListener::bind(("127.0.0.1", port + 10000)).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {below}")
+}
+
+fn redis_server() -> &'static str {
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        panic!("redis-server not found; run scripts/setup/redis.sh");
+    }
+    "redis-server"
+}
+
+/// Runs `redis-cli` against a port and returns its output.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs (scripts/setup/redis.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn wait_for_ping(port: u16, extra: &[&str]) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let mut args = extra.to_vec();
+        args.push("PING");
+        if redis_cli(port, &args) == "PONG" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server on port {port} did not start");
+}
+
+/// One redis-server process.
+pub struct TempRedis {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl TempRedis {
+    /// Starts a server with no persistence.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line settings.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut server = Self {
+            dir: temp_dir("server"),
+            port: free_port(u16::MAX),
+            child: None,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.start_server();
+        server
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store URL of this server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the process on the same port.
+    pub fn start_server(&mut self) {
+        let mut command = Command::new(redis_server());
+        command
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(command.spawn().expect("start redis-server"));
+        if !self.extra.iter().any(|a| a == "--tls-port") {
+            wait_for_ping(self.port, &[]);
+        }
+    }
+
+    /// Kills the process (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `redis-cli` against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
+}
+
+impl Drop for TempRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of three primaries (no replicas).
+pub struct TempCluster {
+    nodes: Vec<TempRedis>,
+}
+
+impl TempCluster {
+    /// Starts three cluster-enabled servers, joins them and waits for
+    /// `cluster_state:ok` on every node.
+    pub fn start() -> Self {
+        let mut nodes: Vec<TempRedis> = Vec::new();
+        for _ in 0..3 {
+            let mut port = free_port(55535);
+            while nodes.iter().any(|n| n.port == port) {
+                port = free_port(55535);
+            }
+            let dir = temp_dir("cluster");
+            let mut node = TempRedis {
+                extra: vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    dir.join("nodes.conf").display().to_string(),
+                    "--cluster-node-timeout".into(),
+                    "5000".into(),
+                ],
+                dir,
+                port,
+                child: None,
+            };
+            node.start_server();
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = Command::new("redis-cli")
+            .args(&args)
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = Instant::now();
+        'wait: while started.elapsed() < Duration::from_secs(60) {
+            for node in &nodes {
+                if !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue 'wait;
+                }
+            }
+            return Self { nodes };
+        }
+        panic!("the cluster did not reach cluster_state:ok");
+    }
+
+    /// The store URL of the cluster.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// `redis-cli -c` (following redirections) against the first node.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all = vec!["-c"];
+        all.extend_from_slice(args);
+        self.nodes[0].cli(&all)
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[TempRedis] {
+        &self.nodes
+    }
+}
+
+/// A unique key prefix, so that cases sharing a server do not see each other.
+pub fn unique_prefix(tag: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "t{}{tag}{}:",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A store on a URL under a fresh prefix.
+pub async fn fresh_store(url: &str, tag: &str) -> RedisStore {
+    let config = RedisConfig::from_url(url)
+        .expect("test URL")
+        .prefix(&unique_prefix(tag));
+    RedisStore::connect_with(config)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open a Redis store on {url}: {e}"))
+}
