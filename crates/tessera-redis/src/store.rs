@@ -336,22 +336,14 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HMGET")
-                .arg(self.keys().live_hex(id))
-                .arg("k")
-                .arg("r")
-                .arg("s");
-        }
-        let mut conn = self.conn();
-        let replies: Vec<Value> = self
-            .timed("read sessions", async {
-                pipe.query_async(&mut conn)
-                    .await
-                    .map_err(|e| store_error("read sessions", e))
-            })
-            .await?;
+        // One command per session, all in flight at once over the
+        // multiplexed connection (in a cluster they go to different nodes).
+        let replies = futures_util::future::try_join_all(ids.iter().map(|id| async move {
+            let mut read = redis::cmd("HMGET");
+            read.arg(self.keys().live_hex(id)).arg("k").arg("r").arg("s");
+            self.command::<Value>("read sessions", &read).await
+        }))
+        .await?;
         let mut found = Vec::new();
         for reply in replies {
             if let Some(live) = decode_hmget(reply, now)? {
@@ -537,24 +529,21 @@ impl SessionStore for RedisStore {
         // session the moment it lives there, and the old one must last as
         // long as its tombstone.
         let id_hex = hex::encode(session.id.0);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        let mut point_new = redis::cmd("SET");
+        point_new
             .arg(self.keys().pointer(new_key))
             .arg(&id_hex)
             .arg("PXAT")
-            .arg(pointer_deadline(session))
-            .ignore()
-            .cmd("PEXPIREAT")
+            .arg(pointer_deadline(session));
+        let mut keep_old = redis::cmd("PEXPIREAT");
+        keep_old
             .arg(self.keys().pointer(old_key))
             .arg(tombstone.forget_at.as_millis().max(wall_clock_ms() + 1000))
-            .arg("GT")
-            .ignore();
-        let mut conn = self.conn();
-        self.timed("point new key", async {
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| store_error("point new key", e))
-        })
+            .arg("GT");
+        futures_util::future::try_join(
+            self.command::<()>("point new key", &point_new),
+            self.command::<i64>("keep old key", &keep_old),
+        )
         .await?;
         let tombstone_record = encode_entry(&StoredEntry::Tombstone(*tombstone))?;
         let mut invocation = scripts::ROTATE.key(self.keys().live(&session.id));
