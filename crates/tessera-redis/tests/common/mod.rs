@@ -73,6 +73,17 @@ fn wait_for_ping(port: u16, extra: &[&str]) {
     panic!("redis-server on port {port} did not start");
 }
 
+fn wait_for_listener(port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not listen on port {port}");
+}
+
 /// One redis-server process.
 pub struct TempRedis {
     dir: PathBuf,
@@ -89,9 +100,14 @@ impl TempRedis {
 
     /// Starts a server with extra command-line settings.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_on(free_port(u16::MAX), extra)
+    }
+
+    /// Starts a server on a given port with extra command-line settings.
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
         let mut server = Self {
             dir: temp_dir("server"),
-            port: free_port(u16::MAX),
+            port,
             child: None,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
@@ -126,7 +142,9 @@ impl TempRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(command.spawn().expect("start redis-server"));
-        if !self.extra.iter().any(|a| a == "--tls-port") {
+        if self.extra.iter().any(|a| a == "--tls-port") {
+            wait_for_listener(self.port);
+        } else {
             wait_for_ping(self.port, &[]);
         }
     }
@@ -136,6 +154,26 @@ impl TempRedis {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {signal} failed");
         }
     }
 
