@@ -20,4 +20,8 @@ pub use tessera_embedded as embedded;
 #[cfg(feature = "postgres")]
 pub use tessera_postgres as postgres;
 
+/// The Redis and Redis Cluster store ([`tessera_redis`]).
+#[cfg(feature = "redis")]
+pub use tessera_redis as redis;
+
 pub mod open;

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Every URL scheme a build may understand, for error messages.
-const KNOWN_SCHEMES: &str = "memory:, embedded:PATH";
+const KNOWN_SCHEMES: &str = "memory:, embedded:PATH, redis://, rediss://, redis+cluster://";
 
 /// A parsed store URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +40,14 @@ pub enum StoreUrl {
         /// The data directory.
         dir: PathBuf,
     },
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS) or
+    /// `redis+cluster://host:port,host:port,…` — sessions in Redis or a
+    /// Redis Cluster, shared by every node (options as query parameters,
+    /// see `tessera_redis::RedisConfig::from_url`).
+    Redis {
+        /// The URL as given (it may hold a password: shown redacted).
+        url: String,
+    },
 }
 
 impl StoreUrl {
@@ -48,6 +56,7 @@ impl StoreUrl {
         match self {
             StoreUrl::Memory => "memory",
             StoreUrl::Embedded { .. } => "embedded",
+            StoreUrl::Redis { .. } => "redis",
         }
     }
 
@@ -56,7 +65,7 @@ impl StoreUrl {
     pub fn data_dir(&self) -> Option<&Path> {
         match self {
             StoreUrl::Embedded { dir } => Some(dir),
-            StoreUrl::Memory => None,
+            StoreUrl::Memory | StoreUrl::Redis { .. } => None,
         }
     }
 }
@@ -67,7 +76,24 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory:"),
             StoreUrl::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
+            StoreUrl::Redis { url } => f.write_str(&redact_password(url)),
         }
+    }
+}
+
+/// A `scheme://user:password@host…` URL with the password replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{hosts}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -154,6 +180,16 @@ impl FromStr for StoreUrl {
                 Ok(StoreUrl::Embedded {
                     dir: PathBuf::from(path),
                 })
+            }
+            "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+                match rest.strip_prefix("//") {
+                    Some(hosts) if !hosts.is_empty() => Ok(StoreUrl::Redis {
+                        url: url.to_owned(),
+                    }),
+                    _ => Err(invalid(
+                        "a Redis URL needs a host, e.g. `redis://127.0.0.1:6379`",
+                    )),
+                }
             }
             _ => Err(OpenStoreError::UnknownScheme {
                 url: url.to_owned(),
@@ -255,6 +291,31 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
             scheme: "embedded",
             feature: "embedded",
         }),
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis { url: raw } => {
+            let backend = |source: tessera_redis::RedisStoreError| OpenStoreError::Backend {
+                scheme: "redis",
+                source: Box::new(source),
+            };
+            // Lazily: a server may start while Redis is down (its readiness
+            // check fails until Redis answers). Settings are checked now.
+            let config = tessera_redis::RedisConfig::from_url(raw).map_err(backend)?;
+            let store = tessera_redis::RedisStore::connect_lazy(config)
+                .await
+                .map_err(backend)?;
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                tasks: Vec::new(),
+                record_counter: None,
+                url: url.clone(),
+                closer: None,
+            })
+        }
+        #[cfg(not(feature = "redis"))]
+        StoreUrl::Redis { .. } => Err(OpenStoreError::NotCompiledIn {
+            scheme: "redis",
+            feature: "redis",
+        }),
     }
 }
 
@@ -288,7 +349,9 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             unknown.as_deref(),
-            Some("unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH")
+            Some(
+                "unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH, redis://, rediss://, redis+cluster://"
+            )
         );
         assert!(matches!(
             "nothing".parse::<StoreUrl>(),
@@ -300,6 +363,30 @@ mod tests {
         ));
         assert!(matches!(
             "memory:/x".parse::<StoreUrl>(),
+            Err(OpenStoreError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn redis_urls_parse_and_display_without_password() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "rediss://ann:pw@cache.internal:6380/2?prefix=app:",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        ] {
+            let parsed: StoreUrl = url.parse().expect("redis url");
+            assert_eq!(parsed.scheme(), "redis");
+            assert!(parsed.data_dir().is_none());
+        }
+        let secret: StoreUrl = "rediss://ann:s3cret@h:6380/2?prefix=a:"
+            .parse()
+            .expect("url");
+        assert_eq!(secret.to_string(), "rediss://ann:***@h:6380/2?prefix=a:");
+        assert!(!format!("{secret:?}").contains("s3cret"));
+        let no_user: StoreUrl = "redis+cluster://:pw@h1:1,h2:2".parse().expect("url");
+        assert_eq!(no_user.to_string(), "redis+cluster://:***@h1:1,h2:2");
+        assert!(matches!(
+            "redis://".parse::<StoreUrl>(),
             Err(OpenStoreError::Invalid { .. })
         ));
     }
