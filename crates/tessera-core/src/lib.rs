@@ -50,6 +50,7 @@ mod client_side;
 mod clock;
 pub mod codec;
 mod config;
+pub mod copy;
 mod error;
 mod events;
 mod manager;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use tessera_core::testkit;
 use tessera_core::{
-    CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry, Timestamp, TokenHash,
-    Tombstone, WriteOutcome, async_trait, page_of_keys,
+    CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry,
+    Timestamp, TokenHash, Tombstone, WriteOutcome, async_trait, page_of_keys,
 };
 
 /// One way a store can be wrong.

@@ -1,4 +1,5 @@
-//! Opening a session store from a URL (`memory:`, `embedded:PATH`, …): the
+//! Opening a session store from a URL (`memory:`, `embedded:PATH`,
+//! `postgres://…`): the
 //! one place that knows every store URL, shared by `tesserad` and the demo.
 //!
 //! ```
@@ -27,7 +28,7 @@ use tokio::task::JoinHandle;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Every URL scheme a build may understand, for error messages.
-const KNOWN_SCHEMES: &str = "memory:, embedded:PATH";
+const KNOWN_SCHEMES: &str = "memory:, embedded:PATH, postgres://…";
 
 /// A parsed store URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +41,12 @@ pub enum StoreUrl {
         /// The data directory.
         dir: PathBuf,
     },
+    /// `postgres://…` or `postgresql://…` — the PostgreSQL store (see
+    /// `tessera_postgres::PostgresConfig::from_url` for the options).
+    Postgres {
+        /// The URL as given (it may hold a password; `Display` hides it).
+        url: String,
+    },
 }
 
 impl StoreUrl {
@@ -48,6 +55,7 @@ impl StoreUrl {
         match self {
             StoreUrl::Memory => "memory",
             StoreUrl::Embedded { .. } => "embedded",
+            StoreUrl::Postgres { .. } => "postgres",
         }
     }
 
@@ -56,7 +64,7 @@ impl StoreUrl {
     pub fn data_dir(&self) -> Option<&Path> {
         match self {
             StoreUrl::Embedded { dir } => Some(dir),
-            StoreUrl::Memory => None,
+            StoreUrl::Memory | StoreUrl::Postgres { .. } => None,
         }
     }
 }
@@ -67,8 +75,40 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory:"),
             StoreUrl::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
+            StoreUrl::Postgres { url } => f.write_str(&redacted(url)),
         }
     }
+}
+
+/// `url` with the password of its user part and any `password=` parameter
+/// replaced by `***`.
+fn redacted(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = url.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = url[authority_start..]
+            .find(['/', '?'])
+            .map_or(url.len(), |end| authority_start + end);
+        let authority = &url[authority_start..authority_end];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+        {
+            out.replace_range(authority_start + colon + 1..authority_start + at, "***");
+        }
+    }
+    let mut hidden = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(found) = rest.find("password=") {
+        let value_start = found + "password=".len();
+        hidden.push_str(&rest[..value_start]);
+        hidden.push_str("***");
+        let value_len = rest[value_start..]
+            .find(['&', ' '])
+            .unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
+    }
+    hidden.push_str(rest);
+    hidden
 }
 
 impl fmt::Debug for StoreUrl {
@@ -153,6 +193,18 @@ impl FromStr for StoreUrl {
                 }
                 Ok(StoreUrl::Embedded {
                     dir: PathBuf::from(path),
+                })
+            }
+            "postgres" | "postgresql" => {
+                #[cfg(feature = "postgres")]
+                tessera_postgres::PostgresConfig::from_url(url).map_err(|source| {
+                    OpenStoreError::Backend {
+                        scheme: "postgres",
+                        source: Box::new(source),
+                    }
+                })?;
+                Ok(StoreUrl::Postgres {
+                    url: url.to_owned(),
                 })
             }
             _ => Err(OpenStoreError::UnknownScheme {
@@ -255,6 +307,28 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
             scheme: "embedded",
             feature: "embedded",
         }),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres { url: text } => {
+            let store = tessera_postgres::PostgresStore::connect(text)
+                .await
+                .map_err(|source| OpenStoreError::Backend {
+                    scheme: "postgres",
+                    source: Box::new(source),
+                })?;
+            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                tasks: vec![sweeper],
+                record_counter: None,
+                url: url.clone(),
+                closer: None,
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres { .. } => Err(OpenStoreError::NotCompiledIn {
+            scheme: "postgres",
+            feature: "postgres",
+        }),
     }
 }
 
@@ -288,7 +362,9 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             unknown.as_deref(),
-            Some("unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH")
+            Some(
+                "unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH, postgres://…"
+            )
         );
         assert!(matches!(
             "nothing".parse::<StoreUrl>(),
@@ -341,6 +417,43 @@ mod tests {
         drop(manager);
         reopened.shutdown().expect("close");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn postgres_urls_parse_and_never_show_their_password() {
+        let url: StoreUrl = "postgres://app:s3cret@127.0.0.1:5432/test?schema=s"
+            .parse()
+            .expect("a PostgreSQL URL");
+        assert_eq!(url.scheme(), "postgres");
+        assert_eq!(url.data_dir(), None);
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@127.0.0.1:5432/test?schema=s"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let other: StoreUrl = "postgresql://u@h/db?password=hunter2&schema=x"
+            .parse()
+            .expect("postgresql:// with a password parameter");
+        assert_eq!(
+            other.to_string(),
+            "postgresql://u@h/db?password=***&schema=x"
+        );
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn malformed_postgres_urls_are_refused_when_parsed() {
+        let refused = "postgres://h/db?max_connections=many".parse::<StoreUrl>();
+        assert!(
+            matches!(
+                refused,
+                Err(OpenStoreError::Backend {
+                    scheme: "postgres",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

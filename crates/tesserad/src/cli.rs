@@ -105,7 +105,7 @@ pub enum SessionsCommand {
 /// Where the server keeps its own files.
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArgs {
-    /// The store URL: `embedded:PATH`, `memory:`, … .
+    /// The store URL: `embedded:PATH`, `memory:`, `postgres://user@host/db`.
     #[arg(long, env = "TESSERA_STORE", default_value = "embedded:./tessera-data")]
     pub store: StoreUrl,
     /// Directory for the server's own files (API key hashes). Default: the
