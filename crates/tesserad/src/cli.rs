@@ -55,6 +55,9 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Copy every live session from one store to another (resumable, safe
+    /// to run twice): `tesserad migrate --from embedded:./data --to postgres://…`.
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 /// `tesserad keys …`.
