@@ -50,6 +50,7 @@ mod client_side;
 mod clock;
 pub mod codec;
 mod config;
+pub mod copy;
 mod error;
 mod events;
 mod manager;
@@ -80,7 +81,9 @@ pub use record::{
     ClientBinding, ClientInfo, DataError, EXPIRED_RETENTION, MAX_USER_AGENT_BYTES, Session,
     SessionData, StoredEntry, Tombstone, ip_prefix,
 };
-pub use store::{BoxError, CreateOutcome, SessionStore, StoreError, WriteOutcome};
+pub use store::{
+    BoxError, CreateOutcome, ExportPage, SessionStore, StoreError, WriteOutcome, page_of_keys,
+};
 pub use token::{
     SessionId, SessionIdError, SessionToken, TOKEN_LEN, TOKEN_PREFIX, TOKEN_SECRET_BYTES,
     TokenError, TokenHash,

@@ -11,7 +11,9 @@ use dashmap::mapref::entry::Entry;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::record::{Session, StoredEntry, Tombstone};
-use crate::store::{CreateOutcome, SessionStore, StoreError, WriteOutcome};
+use crate::store::{
+    CreateOutcome, ExportPage, SessionStore, StoreError, WriteOutcome, page_of_keys,
+};
 use crate::token::{SessionId, TokenHash};
 
 enum MemEntry {
@@ -383,5 +385,20 @@ impl SessionStore for MemoryStore {
 
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         Ok(self.sweep(now))
+    }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        let live_keys = self.maps.ids.iter().map(|entry| *entry.value());
+        let (keys, next) = page_of_keys(live_keys, cursor, limit)?;
+        let sessions = keys
+            .into_iter()
+            .filter_map(|key| self.live(&key, now).map(|session| (key, session)))
+            .collect();
+        Ok(ExportPage { sessions, next })
     }
 }

@@ -30,6 +30,18 @@ pub enum StoreError {
         /// What could not be read.
         message: String,
     },
+    /// An argument the store cannot use (such as a foreign export cursor).
+    #[error("invalid request to the session store: {message}")]
+    Invalid {
+        /// What is wrong.
+        message: String,
+    },
+    /// The store does not offer this optional operation.
+    #[error("this session store does not support {operation}")]
+    Unsupported {
+        /// The operation asked for.
+        operation: &'static str,
+    },
 }
 
 impl StoreError {
@@ -73,6 +85,15 @@ pub enum WriteOutcome {
     NotFound,
 }
 
+/// One page of a store's live sessions, from [`SessionStore::export_page`].
+#[derive(Debug, Clone, Default)]
+pub struct ExportPage {
+    /// Live sessions (not tombstones) with the key each is stored under.
+    pub sessions: Vec<(TokenHash, Arc<Session>)>,
+    /// Where the next page starts; `None` when this was the last page.
+    pub next: Option<String>,
+}
+
 /// Storage for session records, keyed by [`TokenHash`].
 ///
 /// Stores never see tokens and make no policy decisions: the
@@ -104,8 +125,8 @@ pub enum WriteOutcome {
 /// use std::collections::HashMap;
 /// use std::sync::{Arc, Mutex};
 /// use tessera_core::{
-///     CreateOutcome, Session, SessionId, SessionStore, StoreError, StoredEntry, Timestamp,
-///     TokenHash, Tombstone, WriteOutcome, async_trait,
+///     CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry, Timestamp,
+///     TokenHash, Tombstone, WriteOutcome, async_trait, page_of_keys,
 /// };
 ///
 /// #[derive(Default)]
@@ -244,6 +265,15 @@ pub enum WriteOutcome {
 ///         ids.retain(|_, key| matches!(entries.get(key), Some(StoredEntry::Live(_))));
 ///         Ok((before - inner.entries.len()) as u64)
 ///     }
+///
+///     async fn export_page(&self, cursor: Option<&str>, limit: usize, now: Timestamp)
+///         -> Result<ExportPage, StoreError> {
+///         let inner = self.inner.lock().map_err(|_| poisoned())?;
+///         let (keys, next) = page_of_keys(inner.ids.values().copied(), cursor, limit)?;
+///         let sessions = keys.into_iter()
+///             .filter_map(|key| inner.live(&key, now).map(|s| (key, s))).collect();
+///         Ok(ExportPage { sessions, next })
+///     }
 /// }
 ///
 /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -354,6 +384,82 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError> {
         self.global_epoch().await.map(|_| ())
     }
+
+    /// Up to `limit` live sessions starting at `cursor` (`None`: the
+    /// beginning), for copying a whole store (`tesserad migrate`).
+    ///
+    /// The cursor is opaque: pass back [`ExportPage::next`] to continue.
+    /// Paging through a store that is being written to returns every
+    /// session that lived throughout at least once; sessions created or
+    /// changed meanwhile may or may not appear, and may appear twice. The
+    /// default answers [`StoreError::Unsupported`].
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        let _ = (cursor, limit, now);
+        Err(StoreError::Unsupported {
+            operation: "exporting all sessions",
+        })
+    }
+}
+
+/// Pages through keys that have a total order and no natural cursor (hash
+/// maps): the cursor is the hex of the last key returned, and each page is
+/// the `limit` smallest keys after it. Costs one pass over `keys` per page.
+pub fn page_of_keys(
+    keys: impl Iterator<Item = TokenHash>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<TokenHash>, Option<String>), StoreError> {
+    let after = match cursor {
+        None => None,
+        Some(text) => Some(ExportPage::parse_key_cursor(text)?.0),
+    };
+    let limit = limit.max(1);
+    let mut page: Vec<TokenHash> = keys.filter(|key| after.is_none_or(|a| key.0 > a)).collect();
+    let more = page.len() > limit;
+    if more {
+        page.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(&b.0));
+        page.truncate(limit);
+    }
+    page.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let next = if more {
+        page.last().map(ExportPage::key_cursor)
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+impl ExportPage {
+    /// A cursor that resumes after `key`, for stores ordered by key.
+    pub fn key_cursor(key: &TokenHash) -> String {
+        use std::fmt::Write;
+        key.0
+            .iter()
+            .fold(String::with_capacity(64), |mut out, byte| {
+                let _ = write!(out, "{byte:02x}");
+                out
+            })
+    }
+
+    /// The key a [`key_cursor`](Self::key_cursor) resumes after.
+    pub fn parse_key_cursor(text: &str) -> Result<TokenHash, StoreError> {
+        let bad = || StoreError::Invalid {
+            message: format!("`{text}` is not an export cursor of this store"),
+        };
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(TokenHash(out))
+    }
 }
 
 #[async_trait]
@@ -444,5 +550,13 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
+    }
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        (**self).export_page(cursor, limit, now).await
     }
 }

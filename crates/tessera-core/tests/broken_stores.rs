@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use tessera_core::testkit;
 use tessera_core::{
-    CreateOutcome, Session, SessionId, SessionStore, StoreError, StoredEntry, Timestamp, TokenHash,
-    Tombstone, WriteOutcome, async_trait,
+    CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry,
+    Timestamp, TokenHash, Tombstone, WriteOutcome, async_trait, page_of_keys,
 };
 
 /// One way a store can be wrong.
@@ -265,6 +265,21 @@ impl SessionStore for FaultyStore {
         let Inner { entries, ids, .. } = &mut *inner;
         ids.retain(|_, k| matches!(entries.get(k), Some(StoredEntry::Live(_))));
         Ok((before - inner.entries.len()) as u64)
+    }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        let (keys, next) = page_of_keys(inner.ids.values().copied(), cursor, limit)?;
+        let sessions = keys
+            .into_iter()
+            .filter_map(|key| self.live(&inner, &key, now).map(|session| (key, session)))
+            .collect();
+        Ok(ExportPage { sessions, next })
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_core::{
-    CreateOutcome, Session, SessionId, SessionStore, StoreError, StoredEntry, Timestamp, TokenHash,
-    Tombstone, WriteOutcome,
+    CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry,
+    Timestamp, TokenHash, Tombstone, WriteOutcome, page_of_keys,
 };
 
 use crate::EmbeddedStore;
@@ -259,5 +259,21 @@ impl SessionStore for EmbeddedStore {
     /// that writes can be made, not only that the mirror answers.
     async fn ping(&self) -> Result<(), StoreError> {
         self.write(|batch| batch.global_epoch().map(|_| ())).await
+    }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        self.read(|mirror| {
+            let (keys, next) = page_of_keys(mirror.ids.values().copied(), cursor, limit)?;
+            let sessions = keys
+                .into_iter()
+                .filter_map(|key| mirror.live(&key, now).map(|session| (key, session.clone())))
+                .collect();
+            Ok(ExportPage { sessions, next })
+        })?
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct Queries {
     pub subject_epoch: String,
     pub bump_subject_epoch: String,
     pub sweep: String,
+    pub export_page: String,
 }
 
 /// `$1..$9` of a live row: key, id, subject, version, last_seen_at,
@@ -136,6 +137,14 @@ WHERE forget_at <= $1 AND token_hash IN (
     FOR UPDATE SKIP LOCKED
 )"#;
 
+/// One page of live sessions in key order after `$2` (the empty string
+/// sorts first): `$1` now, `$3` the page size.
+const EXPORT_PAGE: &str = r#"
+SELECT token_hash, last_seen_at, record FROM "{schema}"."{prefix}sessions"
+WHERE live AND forget_at > $1 AND token_hash > $2
+ORDER BY token_hash
+LIMIT $3"#;
+
 impl Queries {
     /// The statements for one schema and prefix.
     pub(crate) fn new(schema: &str, prefix: &str) -> Self {
@@ -156,6 +165,7 @@ impl Queries {
             subject_epoch: r(SUBJECT_EPOCH),
             bump_subject_epoch: r(BUMP_SUBJECT_EPOCH),
             sweep: r(SWEEP),
+            export_page: r(EXPORT_PAGE),
         }
     }
 }

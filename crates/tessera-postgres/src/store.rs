@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tessera_core::codec::encode_entry;
 use tessera_core::{
-    CreateOutcome, EXPIRED_RETENTION, Session, SessionId, SessionStore, StoreError, StoredEntry,
-    Timestamp, TokenHash, Tombstone, WriteOutcome,
+    CreateOutcome, EXPIRED_RETENTION, ExportPage, Session, SessionId, SessionStore, StoreError,
+    StoredEntry, Timestamp, TokenHash, Tombstone, WriteOutcome,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -580,5 +580,41 @@ impl SessionStore for PostgresStore {
 
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.sweep(now).await
+    }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        let after = match cursor {
+            Some(text) => ExportPage::parse_key_cursor(text)?.0.to_vec(),
+            None => Vec::new(),
+        };
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "export a page of sessions",
+                &self.inner.sql.export_page,
+                &[&now.as_millis(), &after, &limit],
+            )
+            .await?;
+        let sessions = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    token_hash_from_db(row.get(0))?,
+                    decode_live(row.get(1), row.get(2))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let full = i64::try_from(sessions.len()).unwrap_or(i64::MAX) >= limit;
+        let next = if full {
+            sessions.last().map(|(key, _)| ExportPage::key_cursor(key))
+        } else {
+            None
+        };
+        Ok(ExportPage { sessions, next })
     }
 }

@@ -179,9 +179,11 @@ impl RedisConfig {
             Topology::Cluster(nodes)
         } else {
             let single = format!("{node_scheme}://{before_query}{client_query}");
-            Topology::Standalone(single.as_str().into_connection_info().map_err(|e| {
-                config_err(format!("`{redacted}` is not a valid Redis URL: {e}"))
-            })?)
+            Topology::Standalone(
+                single.as_str().into_connection_info().map_err(|e| {
+                    config_err(format!("`{redacted}` is not a valid Redis URL: {e}"))
+                })?,
+            )
         };
         let config = Self {
             topology,

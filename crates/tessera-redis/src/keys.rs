@@ -33,7 +33,12 @@ impl Keys {
 
     /// The tombstone a rotation left at `key`: `{prefix}{<id>}:t:<key>`.
     pub(crate) fn tombstone(&self, id: &SessionId, key: &TokenHash) -> String {
-        format!("{}{{{}}}:t:{}", self.prefix, hex::encode(id.0), key.to_hex())
+        format!(
+            "{}{{{}}}:t:{}",
+            self.prefix,
+            hex::encode(id.0),
+            key.to_hex()
+        )
     }
 
     /// The tombstone key for a session id given in hex.
@@ -108,7 +113,10 @@ mod tests {
         assert_eq!(keys.live(&id), keys.live_hex(&hex::encode(id.0)));
         assert!(!keys.pointer(&key).contains('{'));
         assert_eq!(Keys::new("a*b:").live_pattern(), "a\\*b:{*}");
-        assert_eq!(decode_subject(encode_subject(Some("")).as_bytes()), Some(String::new()));
+        assert_eq!(
+            decode_subject(encode_subject(Some("")).as_bytes()),
+            Some(String::new())
+        );
         assert_eq!(decode_subject(encode_subject(None).as_bytes()), None);
     }
 }

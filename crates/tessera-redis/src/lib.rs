@@ -79,6 +79,7 @@
 mod config;
 mod conn;
 mod error;
+mod export;
 mod keys;
 mod scripts;
 mod store;

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use redis::{FromRedisValue, Value};
 use tessera_core::codec::{decode_entry, encode_entry, encode_session};
 use tessera_core::{
-    CreateOutcome, EXPIRED_RETENTION, Session, SessionId, SessionStore, StoreError, StoredEntry,
-    Timestamp, TokenHash, Tombstone, WriteOutcome,
+    CreateOutcome, EXPIRED_RETENTION, ExportPage, Session, SessionId, SessionStore, StoreError,
+    StoredEntry, Timestamp, TokenHash, Tombstone, WriteOutcome,
 };
 
 use crate::config::RedisConfig;
@@ -295,20 +295,32 @@ impl RedisStore {
 
     /// The session id (hex) a token hash points to.
     async fn pointed_id(&self, key: &TokenHash) -> Result<Option<String>, StoreError> {
-        self.command("read pointer", redis::cmd("GET").arg(self.keys().pointer(key)))
-            .await
+        self.command(
+            "read pointer",
+            redis::cmd("GET").arg(self.keys().pointer(key)),
+        )
+        .await
     }
 
-    async fn index_add(&self, subject: &str, id: &SessionId, forget: &str) -> Result<(), StoreError> {
+    async fn index_add(
+        &self,
+        subject: &str,
+        id: &SessionId,
+        forget: &str,
+    ) -> Result<(), StoreError> {
         let mut invocation = scripts::INDEX_ADD.key(self.keys().subject_index(subject));
         invocation.arg(hex::encode(id.0)).arg(forget);
-        self.script::<i64>("index subject", &invocation).await.map(drop)
+        self.script::<i64>("index subject", &invocation)
+            .await
+            .map(drop)
     }
 
     async fn index_remove(&self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
         let mut invocation = scripts::INDEX_REMOVE.key(self.keys().subject_index(subject));
         invocation.arg(hex::encode(id.0));
-        self.script::<i64>("unindex subject", &invocation).await.map(drop)
+        self.script::<i64>("unindex subject", &invocation)
+            .await
+            .map(drop)
     }
 
     /// After a write that may have changed the subject: leaves the old
@@ -340,7 +352,10 @@ impl RedisStore {
         // multiplexed connection (in a cluster they go to different nodes).
         let replies = futures_util::future::try_join_all(ids.iter().map(|id| async move {
             let mut read = redis::cmd("HMGET");
-            read.arg(self.keys().live_hex(id)).arg("k").arg("r").arg("s");
+            read.arg(self.keys().live_hex(id))
+                .arg("k")
+                .arg("r")
+                .arg("s");
             self.command::<Value>("read sessions", &read).await
         }))
         .await?;
@@ -361,10 +376,8 @@ pub(crate) fn decode_hmget(
     now: Timestamp,
 ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
     let items = array(reply);
-    let (Some(key), Some(record)) = (
-        items.first().and_then(bytes),
-        items.get(1).and_then(bytes),
-    ) else {
+    let (Some(key), Some(record)) = (items.first().and_then(bytes), items.get(1).and_then(bytes))
+    else {
         return Ok(None);
     };
     let key = std::str::from_utf8(key)
@@ -411,8 +424,11 @@ impl SessionStore for RedisStore {
             return Ok(CreateOutcome::Created);
         }
         // The id exists under another key: give the claimed key back.
-        self.command::<i64>("release key", redis::cmd("DEL").arg(self.keys().pointer(key)))
-            .await?;
+        self.command::<i64>(
+            "release key",
+            redis::cmd("DEL").arg(self.keys().pointer(key)),
+        )
+        .await?;
         Ok(CreateOutcome::AlreadyExists)
     }
 
@@ -474,7 +490,8 @@ impl SessionStore for RedisStore {
             .arg(expected_version.to_string())
             .arg(now.as_millis().to_string());
         fields.push(&mut invocation);
-        let (outcome, old_subject) = decode_cas("update", self.script("update", &invocation).await?)?;
+        let (outcome, old_subject) =
+            decode_cas("update", self.script("update", &invocation).await?)?;
         if outcome == WriteOutcome::Written {
             self.leave_old_subject(old_subject, session).await?;
         }
@@ -557,7 +574,8 @@ impl SessionStore for RedisStore {
         invocation
             .arg(tombstone_record)
             .arg(tombstone.forget_at.as_millis().to_string());
-        let (outcome, old_subject) = decode_cas("rotate", self.script("rotate", &invocation).await?)?;
+        let (outcome, old_subject) =
+            decode_cas("rotate", self.script("rotate", &invocation).await?)?;
         match outcome {
             WriteOutcome::Written => self.leave_old_subject(old_subject, session).await?,
             _ => {
@@ -587,8 +605,11 @@ impl SessionStore for RedisStore {
             .and_then(|k| std::str::from_utf8(k).ok())
             .and_then(TokenHash::from_hex)
         {
-            self.command::<i64>("release key", redis::cmd("DEL").arg(self.keys().pointer(&key)))
-                .await?;
+            self.command::<i64>(
+                "release key",
+                redis::cmd("DEL").arg(self.keys().pointer(&key)),
+            )
+            .await?;
         }
         if let Some(subject) = items.get(2).and_then(bytes).and_then(decode_subject) {
             self.index_remove(&subject, id).await?;
@@ -614,14 +635,20 @@ impl SessionStore for RedisStore {
 
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         let epoch: Option<u64> = self
-            .command("read epoch", redis::cmd("GET").arg(self.keys().global_epoch()))
+            .command(
+                "read epoch",
+                redis::cmd("GET").arg(self.keys().global_epoch()),
+            )
             .await?;
         Ok(epoch.unwrap_or(0))
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
-        self.command("bump epoch", redis::cmd("INCR").arg(self.keys().global_epoch()))
-            .await
+        self.command(
+            "bump epoch",
+            redis::cmd("INCR").arg(self.keys().global_epoch()),
+        )
+        .await
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
@@ -642,7 +669,18 @@ impl SessionStore for RedisStore {
         .await
     }
 
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        self.export(cursor, limit, now).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
-        self.command::<String>("ping", &redis::cmd("PING")).await.map(drop)
+        self.command::<String>("ping", &redis::cmd("PING"))
+            .await
+            .map(drop)
     }
 }

@@ -99,9 +99,16 @@ async fn expired_members_leave_nothing(store: RedisStore, cli: impl Fn(&[&str]) 
     let listed = store.list_by_subject("mixed", now()).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, survivor.id);
-    assert_eq!(cli(&["ZCARD", &mixed_index]), "1", "no leaked index entries");
+    assert_eq!(
+        cli(&["ZCARD", &mixed_index]),
+        "1",
+        "no leaked index entries"
+    );
     let ttl: i64 = cli(&["PTTL", &mixed_index]).parse().expect("pttl");
-    assert!(ttl > 0, "the index expires with its last member (PTTL {ttl})");
+    assert!(
+        ttl > 0,
+        "the index expires with its last member (PTTL {ttl})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

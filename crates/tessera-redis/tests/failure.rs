@@ -33,7 +33,9 @@ async fn load_outcome(store: &RedisStore) -> Result<(), StoreError> {
 async fn killed_redis_is_unavailable_and_the_store_recovers_on_restart() {
     let mut server = TempRedis::start();
     let store = store_on(&server).await;
-    let manager = SessionManager::builder(store.clone()).build().expect("manager");
+    let manager = SessionManager::builder(store.clone())
+        .build()
+        .expect("manager");
     let issued = manager.create(NewSession::default()).await.expect("create");
 
     server.kill();
@@ -47,7 +49,10 @@ async fn killed_redis_is_unavailable_and_the_store_recovers_on_restart() {
     let validated = tokio::time::timeout(HANG, manager.validate(issued.token.expose(), None))
         .await
         .expect("validation returned");
-    assert!(validated.is_err(), "no session is valid while Redis is down");
+    assert!(
+        validated.is_err(),
+        "no session is valid while Redis is down"
+    );
     assert!(store.ping().await.is_err(), "readiness fails");
 
     // Same port, same store object: it reconnects by itself.
@@ -58,7 +63,10 @@ async fn killed_redis_is_unavailable_and_the_store_recovers_on_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     load_outcome(&store).await.expect("loads again");
-    let issued = manager.create(NewSession::default()).await.expect("create after restart");
+    let issued = manager
+        .create(NewSession::default())
+        .await
+        .expect("create after restart");
     manager
         .validate(issued.token.expose(), None)
         .await

@@ -92,7 +92,9 @@ async fn rediss_urls_talk_tls_and_verify_the_server() {
     let ca_file = server.dir().join("ca-from-url.pem");
     std::fs::write(&ca_file, &pki.ca_pem).expect("write ca");
     let from_url = format!("{url}&tls_ca_file={}", ca_file.display());
-    let store = RedisStore::connect(&from_url).await.expect("connect with tls_ca_file");
+    let store = RedisStore::connect(&from_url)
+        .await
+        .expect("connect with tls_ca_file");
     store_roundtrip(&store).await;
 
     // A server whose certificate the client cannot verify is refused.

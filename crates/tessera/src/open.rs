@@ -1,4 +1,5 @@
-//! Opening a session store from a URL (`memory:`, `embedded:PATH`, …): the
+//! Opening a session store from a URL (`memory:`, `embedded:PATH`,
+//! `postgres://…`): the
 //! one place that knows every store URL, shared by `tesserad` and the demo.
 //!
 //! ```
@@ -27,7 +28,8 @@ use tokio::task::JoinHandle;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Every URL scheme a build may understand, for error messages.
-const KNOWN_SCHEMES: &str = "memory:, embedded:PATH, redis://, rediss://, redis+cluster://";
+const KNOWN_SCHEMES: &str =
+    "memory:, embedded:PATH, postgres://…, redis://, rediss://, redis+cluster://";
 
 /// A parsed store URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,6 +41,12 @@ pub enum StoreUrl {
     Embedded {
         /// The data directory.
         dir: PathBuf,
+    },
+    /// `postgres://…` or `postgresql://…` — the PostgreSQL store (see
+    /// `tessera_postgres::PostgresConfig::from_url` for the options).
+    Postgres {
+        /// The URL as given (it may hold a password; `Display` hides it).
+        url: String,
     },
     /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS) or
     /// `redis+cluster://host:port,host:port,…` — sessions in Redis or a
@@ -56,6 +64,7 @@ impl StoreUrl {
         match self {
             StoreUrl::Memory => "memory",
             StoreUrl::Embedded { .. } => "embedded",
+            StoreUrl::Postgres { .. } => "postgres",
             StoreUrl::Redis { .. } => "redis",
         }
     }
@@ -65,7 +74,7 @@ impl StoreUrl {
     pub fn data_dir(&self) -> Option<&Path> {
         match self {
             StoreUrl::Embedded { dir } => Some(dir),
-            StoreUrl::Memory | StoreUrl::Redis { .. } => None,
+            StoreUrl::Memory | StoreUrl::Postgres { .. } | StoreUrl::Redis { .. } => None,
         }
     }
 }
@@ -76,25 +85,41 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory:"),
             StoreUrl::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
-            StoreUrl::Redis { url } => f.write_str(&redact_password(url)),
+            StoreUrl::Postgres { url } => f.write_str(&redacted(url)),
+            StoreUrl::Redis { url } => f.write_str(&redacted(url)),
         }
     }
 }
 
-/// A `scheme://user:password@host…` URL with the password replaced by `***`.
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{hosts}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+/// `url` with the password of its user part and any `password=` parameter
+/// replaced by `***`.
+fn redacted(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = url.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = url[authority_start..]
+            .find(['/', '?'])
+            .map_or(url.len(), |end| authority_start + end);
+        let authority = &url[authority_start..authority_end];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+        {
+            out.replace_range(authority_start + colon + 1..authority_start + at, "***");
+        }
     }
+    let mut hidden = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(found) = rest.find("password=") {
+        let value_start = found + "password=".len();
+        hidden.push_str(&rest[..value_start]);
+        hidden.push_str("***");
+        let value_len = rest[value_start..]
+            .find(['&', ' '])
+            .unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
+    }
+    hidden.push_str(rest);
+    hidden
 }
 
 impl fmt::Debug for StoreUrl {
@@ -181,15 +206,34 @@ impl FromStr for StoreUrl {
                     dir: PathBuf::from(path),
                 })
             }
+            "postgres" | "postgresql" => {
+                #[cfg(feature = "postgres")]
+                tessera_postgres::PostgresConfig::from_url(url).map_err(|source| {
+                    OpenStoreError::Backend {
+                        scheme: "postgres",
+                        source: Box::new(source),
+                    }
+                })?;
+                Ok(StoreUrl::Postgres {
+                    url: url.to_owned(),
+                })
+            }
             "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
-                match rest.strip_prefix("//") {
-                    Some(hosts) if !hosts.is_empty() => Ok(StoreUrl::Redis {
-                        url: url.to_owned(),
-                    }),
-                    _ => Err(invalid(
+                if rest.strip_prefix("//").is_none_or(str::is_empty) {
+                    return Err(invalid(
                         "a Redis URL needs a host, e.g. `redis://127.0.0.1:6379`",
-                    )),
+                    ));
                 }
+                #[cfg(feature = "redis")]
+                tessera_redis::RedisConfig::from_url(url).map_err(|source| {
+                    OpenStoreError::Backend {
+                        scheme: "redis",
+                        source: Box::new(source),
+                    }
+                })?;
+                Ok(StoreUrl::Redis {
+                    url: url.to_owned(),
+                })
             }
             _ => Err(OpenStoreError::UnknownScheme {
                 url: url.to_owned(),
@@ -291,6 +335,23 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
             scheme: "embedded",
             feature: "embedded",
         }),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres { url: text } => {
+            let store = tessera_postgres::PostgresStore::connect(text)
+                .await
+                .map_err(|source| OpenStoreError::Backend {
+                    scheme: "postgres",
+                    source: Box::new(source),
+                })?;
+            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                tasks: vec![sweeper],
+                record_counter: None,
+                url: url.clone(),
+                closer: None,
+            })
+        }
         #[cfg(feature = "redis")]
         StoreUrl::Redis { url: raw } => {
             let backend = |source: tessera_redis::RedisStoreError| OpenStoreError::Backend {
@@ -311,6 +372,11 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
                 closer: None,
             })
         }
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres { .. } => Err(OpenStoreError::NotCompiledIn {
+            scheme: "postgres",
+            feature: "postgres",
+        }),
         #[cfg(not(feature = "redis"))]
         StoreUrl::Redis { .. } => Err(OpenStoreError::NotCompiledIn {
             scheme: "redis",
@@ -350,7 +416,7 @@ mod tests {
         assert_eq!(
             unknown.as_deref(),
             Some(
-                "unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH, redis://, rediss://, redis+cluster://"
+                "unknown store URL `mongodb://x`: expected one of memory:, embedded:PATH, postgres://…, redis://, rediss://, redis+cluster://"
             )
         );
         assert!(matches!(
@@ -428,6 +494,43 @@ mod tests {
         drop(manager);
         reopened.shutdown().expect("close");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn postgres_urls_parse_and_never_show_their_password() {
+        let url: StoreUrl = "postgres://app:s3cret@127.0.0.1:5432/test?schema=s"
+            .parse()
+            .expect("a PostgreSQL URL");
+        assert_eq!(url.scheme(), "postgres");
+        assert_eq!(url.data_dir(), None);
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@127.0.0.1:5432/test?schema=s"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let other: StoreUrl = "postgresql://u@h/db?password=hunter2&schema=x"
+            .parse()
+            .expect("postgresql:// with a password parameter");
+        assert_eq!(
+            other.to_string(),
+            "postgresql://u@h/db?password=***&schema=x"
+        );
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn malformed_postgres_urls_are_refused_when_parsed() {
+        let refused = "postgres://h/db?max_connections=many".parse::<StoreUrl>();
+        assert!(
+            matches!(
+                refused,
+                Err(OpenStoreError::Backend {
+                    scheme: "postgres",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

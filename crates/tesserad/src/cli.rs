@@ -55,6 +55,9 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Copy every live session from one store to another (resumable, safe
+    /// to run twice): `tesserad migrate --from embedded:./data --to postgres://…`.
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 /// `tesserad keys …`.
@@ -105,7 +108,7 @@ pub enum SessionsCommand {
 /// Where the server keeps its own files.
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArgs {
-    /// The store URL: `embedded:PATH`, `memory:`, … .
+    /// The store URL: `embedded:PATH`, `memory:`, `postgres://user@host/db`.
     #[arg(long, env = "TESSERA_STORE", default_value = "embedded:./tessera-data")]
     pub store: StoreUrl,
     /// Directory for the server's own files (API key hashes). Default: the

@@ -11,4 +11,5 @@ pub mod keys;
 pub mod logging;
 pub mod metered_store;
 pub mod metrics;
+pub mod migrate;
 pub mod serve;

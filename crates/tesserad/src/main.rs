@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tesserad::cli::{Cli, Command};
-use tesserad::{admin_client, logging, serve};
+use tesserad::{admin_client, logging, migrate, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,6 +33,10 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string())
             }
             Some(Command::Stats { remote }) => admin_client::stats(&remote)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Some(Command::Migrate(args)) => migrate::run(&args)
                 .await
                 .map(Some)
                 .map_err(|e| e.to_string()),

@@ -166,4 +166,13 @@ impl SessionStore for MeteredStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(StoreOp::Ping, self.inner.ping()).await
     }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<tessera::ExportPage, StoreError> {
+        self.inner.export_page(cursor, limit, now).await
+    }
 }

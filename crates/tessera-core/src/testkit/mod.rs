@@ -426,6 +426,15 @@ impl SessionStore for CountingStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<crate::store::ExportPage, StoreError> {
+        self.read();
+        self.inner.export_page(cursor, limit, now).await
+    }
 }
 
 /// Declares a list of cases from async functions taking a [`Harness`].

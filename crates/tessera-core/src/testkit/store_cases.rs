@@ -22,6 +22,7 @@ pub(super) fn cases() -> Vec<Case> {
         store_global_epoch_is_shared_and_monotonic,
         store_sweep_removes_expired,
         store_write_to_expired_record_is_reported,
+        store_export_pages_through_every_live_session,
     ]
 }
 
@@ -561,5 +562,103 @@ async fn store_write_to_expired_record_is_reported(h: Harness) -> CaseResult {
         .await
         .context("rotate")?;
     ensure_eq!(rotated, WriteOutcome::NotFound, "rotate after expiry");
+    Ok(())
+}
+
+async fn store_export_pages_through_every_live_session(h: Harness) -> CaseResult {
+    use std::collections::HashMap;
+    let subject = format!(
+        "export-{}",
+        key().0[0..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let mut expected: HashMap<TokenHash, crate::record::Session> = HashMap::new();
+    let mut excluded = Vec::new();
+    for n in 0..10u64 {
+        let k = key();
+        let mut session = h.sample_session(Some(&subject));
+        session.version = n + 1;
+        h.store.create(&k, &session).await.context("create")?;
+        expected.insert(k, session);
+    }
+    // A rotated session is exported under its new key only.
+    let (old, new) = (key(), key());
+    let session = h.sample_session(Some(&subject));
+    h.store.create(&old, &session).await.context("create")?;
+    let mut next = session.clone();
+    next.version = 2;
+    let tombstone = tombstone_for(&h, session.id, new);
+    let rotated = h
+        .store
+        .rotate(&old, &new, &next, 1, &tombstone, h.now())
+        .await
+        .context("rotate")?;
+    ensure_eq!(rotated, WriteOutcome::Written, "rotate");
+    expected.insert(new, next);
+    excluded.push(old);
+    // A deleted session and one forgotten by the export time are not exported.
+    let deleted = key();
+    let session = h.sample_session(Some(&subject));
+    h.store.create(&deleted, &session).await.context("create")?;
+    h.store.delete(&session.id).await.context("delete")?;
+    excluded.push(deleted);
+    let short = key();
+    let mut session = h.sample_session(Some(&subject));
+    session.absolute_expires_at = h.now().plus(Duration::from_secs(60));
+    h.store.create(&short, &session).await.context("create")?;
+    excluded.push(short);
+    let export_at = h
+        .now()
+        .plus(Duration::from_secs(60) + EXPIRED_RETENTION + Duration::from_secs(1));
+
+    let mut seen: HashMap<TokenHash, usize> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = h
+            .store
+            .export_page(cursor.as_deref(), 3, export_at)
+            .await
+            .context("export a page")?;
+        pages += 1;
+        ensure!(
+            page.sessions.len() <= 3,
+            "a page of {} sessions with limit 3",
+            page.sessions.len()
+        );
+        for (k, stored) in &page.sessions {
+            *seen.entry(*k).or_default() += 1;
+            if let Some(want) = expected.get(k) {
+                ensure_eq!(**stored, *want, "exported session equals the stored one");
+            }
+        }
+        ensure!(pages < 100_000, "export never ends");
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    for k in expected.keys() {
+        ensure_eq!(
+            seen.get(k).copied(),
+            Some(1),
+            "every live session exported exactly once"
+        );
+    }
+    for k in &excluded {
+        ensure!(
+            !seen.contains_key(k),
+            "a tombstone, deleted or forgotten record was exported"
+        );
+    }
+    ensure!(
+        h.store
+            .export_page(Some("not a cursor"), 3, export_at)
+            .await
+            .is_err(),
+        "a foreign cursor must be refused"
+    );
     Ok(())
 }

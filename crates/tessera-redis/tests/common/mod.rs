@@ -44,7 +44,11 @@ pub fn free_port(below: u16) -> u16 {
 }
 
 fn redis_server() -> &'static str {
-    if Command::new("redis-server").arg("--version").output().is_err() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!("redis-server not found; run scripts/setup/redis.sh");
     }
     "redis-server"
