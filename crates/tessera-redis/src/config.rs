@@ -46,6 +46,7 @@ pub struct RedisConfig {
     pub(crate) tls_ca_file: Option<PathBuf>,
     pub(crate) tls_root_pem: Option<Vec<u8>>,
     pub(crate) tls: bool,
+    pub(crate) two_step_load: bool,
     redacted: String,
 }
 
@@ -193,6 +194,7 @@ impl RedisConfig {
             tls_ca_file,
             tls_root_pem: None,
             tls,
+            two_step_load: false,
             redacted,
         };
         config.validate()?;
@@ -222,6 +224,14 @@ impl RedisConfig {
     /// Trusts these PEM root certificates for TLS instead of the system's.
     pub fn tls_root_certificates(mut self, pem: Vec<u8>) -> Self {
         self.tls_root_pem = Some(pem);
+        self
+    }
+
+    /// Loads in two round trips (pointer, then record) on a single server
+    /// too, as a cluster must; only for measuring the difference.
+    #[doc(hidden)]
+    pub fn two_step_load(mut self, two_step: bool) -> Self {
+        self.two_step_load = two_step;
         self
     }
 

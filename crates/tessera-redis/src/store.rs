@@ -35,6 +35,9 @@ struct Inner {
     keys: Keys,
     operation_timeout: Duration,
     cluster: bool,
+    /// Load in two round trips (pointer, then record): required in a
+    /// cluster, where the two live in different slots.
+    two_step_load: bool,
     redacted_url: String,
 }
 
@@ -218,6 +221,7 @@ impl RedisStore {
         Self {
             inner: Arc::new(Inner {
                 cluster: config.is_cluster(),
+                two_step_load: config.is_cluster() || config.two_step_load,
                 conn,
                 keys: Keys::new(&config.prefix),
                 operation_timeout: config.operation_timeout,
@@ -437,7 +441,7 @@ impl SessionStore for RedisStore {
         key: &TokenHash,
         now: Timestamp,
     ) -> Result<Option<StoredEntry>, StoreError> {
-        let reply: Value = if self.inner.cluster {
+        let reply: Value = if self.inner.two_step_load {
             // Two steps: the pointer names the slot the record lives in.
             let Some(id_hex) = self.pointed_id(key).await? else {
                 return Ok(None);
