@@ -320,7 +320,7 @@ mod tests {
             .await
             .expect("update in the source");
         let rotated = source
-            .rotate(&live[2].expose().to_owned())
+            .rotate(live[2].expose())
             .await
             .expect("rotate");
         let again = copy_all(&*from, &*to).await;
