@@ -319,10 +319,7 @@ mod tests {
             )
             .await
             .expect("update in the source");
-        let rotated = source
-            .rotate(&live[2].expose().to_owned())
-            .await
-            .expect("rotate");
+        let rotated = source.rotate(live[2].expose()).await.expect("rotate");
         let again = copy_all(&*from, &*to).await;
         assert_eq!(again.created, 0);
         assert_eq!(again.updated, 2, "{again:?}");

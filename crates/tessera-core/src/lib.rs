@@ -55,6 +55,7 @@ mod error;
 mod events;
 mod manager;
 mod memory;
+pub mod near_cache;
 mod record;
 pub mod sealed;
 mod store;

@@ -425,7 +425,7 @@ pub fn page_of_keys(
         page.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(&b.0));
         page.truncate(limit);
     }
-    page.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    page.sort_unstable_by_key(|key| key.0);
     let next = if more {
         page.last().map(ExportPage::key_cursor)
     } else {

@@ -1,0 +1,614 @@
+//! A near cache: a store that keeps recently loaded sessions in this
+//! process's memory in front of a shared store, and drops them as soon as
+//! any node says they changed.
+//!
+//! [`NearCache`] wraps any [`SessionStore`]. Reads of live sessions by key
+//! are answered from memory when possible; every write goes to the inner
+//! store and then announces the keys and session ids it touched on an
+//! [`InvalidationBus`] (for Redis, pub/sub on one channel). Every node's
+//! cache listens on the bus and forgets what changed.
+//!
+//! **Never stale when the bus fails.** When the bus reports that it lost
+//! its connection, or is silent for longer than
+//! [`NearCacheConfig::silence_limit`] (each node publishes a heartbeat
+//! every [`NearCacheConfig::heartbeat`]), the cache is cleared and bypassed
+//! until the bus is back. A write whose announcement fails is reported as
+//! [`StoreError::Unavailable`] after clearing the local cache, because other
+//! nodes may not have heard of it.
+//!
+//! **No lost invalidation while loading.** A load that races with a change
+//! made elsewhere could put the old value into the cache after the change's
+//! announcement arrived. Each announcement leaves a short-lived mark with a
+//! sequence number; a loaded value is inserted, then dropped again if a mark
+//! newer than the load's start exists for its key or id.
+//!
+//! Timeouts and revocation by epoch are untouched: the cache returns
+//! exactly what the inner store returned, and the manager decides.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+
+use crate::clock::Timestamp;
+use crate::record::{Session, StoredEntry, Tombstone};
+use crate::store::{CreateOutcome, ExportPage, SessionStore, StoreError, WriteOutcome};
+use crate::token::{SessionId, TokenHash};
+
+/// What changed: records under these keys, and sessions with these ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invalidation {
+    /// Keys whose record changed (updated, touched, rotated away).
+    pub keys: Vec<TokenHash>,
+    /// Sessions that changed or ended, wherever they are stored.
+    pub ids: Vec<SessionId>,
+}
+
+impl Invalidation {
+    /// Encodes as bytes for a wire (32-byte keys then 16-byte ids, each list
+    /// preceded by its length as one `u16`).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.keys.len() * 32 + self.ids.len() * 16);
+        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes();
+        out.extend_from_slice(&count(self.keys.len()));
+        for key in self.keys.iter().take(usize::from(u16::MAX)) {
+            out.extend_from_slice(&key.0);
+        }
+        out.extend_from_slice(&count(self.ids.len()));
+        for id in self.ids.iter().take(usize::from(u16::MAX)) {
+            out.extend_from_slice(&id.0);
+        }
+        out
+    }
+
+    /// Decodes [`to_bytes`](Self::to_bytes); `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (keys, rest) = read_list::<32>(bytes)?;
+        let (ids, rest) = read_list::<16>(rest)?;
+        rest.is_empty().then(|| Invalidation {
+            keys: keys.into_iter().map(TokenHash).collect(),
+            ids: ids.into_iter().map(SessionId).collect(),
+        })
+    }
+}
+
+fn read_list<const N: usize>(bytes: &[u8]) -> Option<(Vec<[u8; N]>, &[u8])> {
+    let (count, mut rest) = bytes.split_first_chunk::<2>()?;
+    let count = usize::from(u16::from_be_bytes(*count));
+    let mut items = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let (item, tail) = rest.split_first_chunk::<N>()?;
+        items.push(*item);
+        rest = tail;
+    }
+    Some((items, rest))
+}
+
+/// What a bus tells its listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusEvent {
+    /// Some node changed these records.
+    Invalidate(Invalidation),
+    /// A sign of life (a heartbeat from any node).
+    Alive,
+    /// The bus lost its connection: announcements may be missed from now on.
+    Lost,
+    /// The bus is connected (again) and hears every announcement from now on.
+    Connected,
+}
+
+/// How near caches on several nodes tell each other what changed.
+#[async_trait]
+pub trait InvalidationBus: Send + Sync + 'static {
+    /// Announces a change to every node (this one included or not).
+    async fn publish(&self, change: &Invalidation) -> Result<(), StoreError>;
+
+    /// Announces that this node is alive (heard by every node as [`BusEvent::Alive`]).
+    async fn heartbeat(&self) -> Result<(), StoreError>;
+
+    /// Starts listening: events arrive on the channel, beginning with
+    /// [`BusEvent::Connected`] once the subscription is in place, and
+    /// reconnecting by itself after [`BusEvent::Lost`].
+    fn subscribe(&self, events: mpsc::Sender<BusEvent>) -> tokio::task::JoinHandle<()>;
+}
+
+/// Settings of a [`NearCache`].
+#[derive(Debug, Clone)]
+pub struct NearCacheConfig {
+    /// At most this many sessions are kept; beyond it, loads are not cached.
+    pub capacity: usize,
+    /// How often this node publishes a heartbeat.
+    pub heartbeat: Duration,
+    /// With no event at all for this long the bus counts as lost.
+    pub silence_limit: Duration,
+}
+
+impl Default for NearCacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            heartbeat: Duration::from_millis(250),
+            silence_limit: Duration::from_millis(1000),
+        }
+    }
+}
+
+struct Cached {
+    session: Arc<Session>,
+}
+
+struct Shared {
+    entries: DashMap<TokenHash, Cached>,
+    keys_by_id: DashMap<SessionId, TokenHash>,
+    /// Recent announcements: key or id → sequence number, kept for `MARK_LIFETIME`.
+    key_marks: DashMap<TokenHash, (u64, Instant)>,
+    id_marks: DashMap<SessionId, (u64, Instant)>,
+    sequence: AtomicU64,
+    /// The sequence number of the last time everything was dropped.
+    cleared_at: AtomicU64,
+    /// False while the bus is not known to be connected: the cache is bypassed.
+    usable: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    capacity: usize,
+}
+
+/// How long an announcement's mark outlives it: longer than any load.
+const MARK_LIFETIME: Duration = Duration::from_secs(30);
+
+impl Shared {
+    fn forget(&self, change: &Invalidation) {
+        let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        let now = Instant::now();
+        for key in &change.keys {
+            self.key_marks.insert(*key, (sequence, now));
+            if let Some((_, cached)) = self.entries.remove(key) {
+                self.keys_by_id.remove(&cached.session.id);
+            }
+        }
+        for id in &change.ids {
+            self.id_marks.insert(*id, (sequence, now));
+            if let Some((_, key)) = self.keys_by_id.remove(id) {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    fn clear(&self) {
+        let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        self.cleared_at.store(sequence, Ordering::SeqCst);
+        self.entries.clear();
+        self.keys_by_id.clear();
+    }
+
+    fn set_usable(&self, usable: bool) {
+        // Cleared on both edges: entries from before a loss may be stale,
+        // and loads that started during it must not land.
+        self.clear();
+        self.usable.store(usable, Ordering::SeqCst);
+        self.clear();
+    }
+
+    fn marked_since(&self, key: &TokenHash, id: &SessionId, started: u64) -> bool {
+        let newer = |mark: Option<u64>| mark.is_some_and(|sequence| sequence > started);
+        newer(self.key_marks.get(key).map(|m| m.0)) || newer(self.id_marks.get(id).map(|m| m.0))
+    }
+
+    fn remember(&self, key: TokenHash, session: Arc<Session>, started: u64) {
+        if !self.usable.load(Ordering::SeqCst) || self.entries.len() >= self.capacity {
+            return;
+        }
+        let id = session.id;
+        self.entries.insert(key, Cached { session });
+        self.keys_by_id.insert(id, key);
+        // Inserted first, checked second: an announcement that arrived
+        // meanwhile either removed the entry or left a newer mark.
+        if self.marked_since(&key, &id, started) || self.sequence_cleared_since(started) {
+            self.entries.remove(&key);
+            self.keys_by_id.remove(&id);
+        }
+    }
+
+    fn sequence_cleared_since(&self, started: u64) -> bool {
+        !self.usable.load(Ordering::SeqCst) || self.cleared_at.load(Ordering::SeqCst) > started
+    }
+
+    fn prune_marks(&self) {
+        let now = Instant::now();
+        self.key_marks
+            .retain(|_, (_, at)| now.duration_since(*at) < MARK_LIFETIME);
+        self.id_marks
+            .retain(|_, (_, at)| now.duration_since(*at) < MARK_LIFETIME);
+    }
+}
+
+/// A [`SessionStore`] that caches live sessions of an inner, shared store in
+/// memory and keeps every node's cache coherent through an
+/// [`InvalidationBus`]. See the [module docs](self).
+#[derive(Clone)]
+pub struct NearCache<S> {
+    inner: S,
+    bus: Arc<dyn InvalidationBus>,
+    shared: Arc<Shared>,
+    tasks: Arc<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl<S> std::fmt::Debug for NearCache<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearCache")
+            .field("entries", &self.shared.entries.len())
+            .field("usable", &self.shared.usable.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a near cache has fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearCacheStats {
+    /// Loads answered from memory.
+    pub hits: u64,
+    /// Loads that went to the inner store.
+    pub misses: u64,
+    /// Sessions held now.
+    pub entries: usize,
+    /// Whether the bus is connected (otherwise every load goes to the inner store).
+    pub usable: bool,
+}
+
+impl<S: SessionStore> NearCache<S> {
+    /// Puts a near cache in front of `inner`, listening on `bus`; must be
+    /// called within a tokio runtime (it starts the listener and the
+    /// heartbeat). The cache is bypassed until the bus reports it is connected.
+    pub fn new(inner: S, bus: Arc<dyn InvalidationBus>, config: NearCacheConfig) -> Self {
+        let shared = Arc::new(Shared {
+            entries: DashMap::new(),
+            keys_by_id: DashMap::new(),
+            key_marks: DashMap::new(),
+            id_marks: DashMap::new(),
+            sequence: AtomicU64::new(0),
+            cleared_at: AtomicU64::new(0),
+            usable: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            capacity: config.capacity,
+        });
+        let (sender, receiver) = mpsc::channel(1024);
+        let listener = bus.subscribe(sender);
+        let watcher = tokio::spawn(watch(shared.clone(), bus.clone(), receiver, config));
+        Self {
+            inner,
+            bus,
+            shared,
+            tasks: Arc::new(vec![listener, watcher]),
+        }
+    }
+
+    /// Hits, misses and size.
+    pub fn stats(&self) -> NearCacheStats {
+        NearCacheStats {
+            hits: self.shared.hits.load(Ordering::Relaxed),
+            misses: self.shared.misses.load(Ordering::Relaxed),
+            entries: self.shared.entries.len(),
+            usable: self.shared.usable.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Stops the listener and the heartbeat; the cache is bypassed from then on.
+    pub fn shutdown(&self) {
+        for task in self.tasks.iter() {
+            task.abort();
+        }
+        self.shared.set_usable(false);
+    }
+
+    /// Forgets locally, then tells every node. When the announcement fails,
+    /// the other nodes may serve the old record, so the caller hears that
+    /// the store is unavailable (the write itself did happen).
+    async fn announce(&self, change: Invalidation) -> Result<(), StoreError> {
+        self.shared.forget(&change);
+        if let Err(error) = self.bus.publish(&change).await {
+            self.shared.set_usable(false);
+            return Err(StoreError::unavailable(
+                "a session changed but the near cache's invalidation could not be published; other nodes bypass their caches until their bus is back",
+                error,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Listens to the bus, publishes heartbeats and detects silence.
+async fn watch(
+    shared: Arc<Shared>,
+    bus: Arc<dyn InvalidationBus>,
+    mut events: mpsc::Receiver<BusEvent>,
+    config: NearCacheConfig,
+) {
+    let mut last_heard = Instant::now();
+    let mut ticker = tokio::time::interval(config.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else {
+                    shared.set_usable(false);
+                    return;
+                };
+                last_heard = Instant::now();
+                match event {
+                    BusEvent::Invalidate(change) => shared.forget(&change),
+                    BusEvent::Alive => {
+                        if !shared.usable.load(Ordering::SeqCst) {
+                            shared.set_usable(true);
+                        }
+                    }
+                    BusEvent::Connected => shared.set_usable(true),
+                    BusEvent::Lost => shared.set_usable(false),
+                }
+            }
+            _ = ticker.tick() => {
+                ticks += 1;
+                if bus.heartbeat().await.is_err() {
+                    shared.set_usable(false);
+                }
+                if last_heard.elapsed() > config.silence_limit && shared.usable.load(Ordering::SeqCst) {
+                    tracing::warn!("near cache: the invalidation bus went silent; bypassing the cache");
+                    shared.set_usable(false);
+                }
+                if ticks.is_multiple_of(64) {
+                    shared.prune_marks();
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for NearCache<S> {
+    async fn create(
+        &self,
+        key: &TokenHash,
+        session: &Session,
+    ) -> Result<CreateOutcome, StoreError> {
+        // A new key cannot be cached anywhere yet.
+        self.inner.create(key, session).await
+    }
+
+    async fn load(
+        &self,
+        key: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        let shared = &self.shared;
+        if shared.usable.load(Ordering::SeqCst)
+            && let Some(cached) = shared.entries.get(key)
+            && cached.session.forget_at() > now
+        {
+            shared.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(StoredEntry::Live(cached.session.clone())));
+        }
+        shared.misses.fetch_add(1, Ordering::Relaxed);
+        let started = shared.sequence.load(Ordering::SeqCst);
+        let loaded = self.inner.load(key, now).await?;
+        if let Some(StoredEntry::Live(session)) = &loaded {
+            shared.remember(*key, session.clone(), started);
+        }
+        Ok(loaded)
+    }
+
+    async fn load_by_id(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
+        self.inner.load_by_id(id, now).await
+    }
+
+    async fn update(
+        &self,
+        key: &TokenHash,
+        session: &Session,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let outcome = self
+            .inner
+            .update(key, session, expected_version, now)
+            .await?;
+        if outcome == WriteOutcome::Written {
+            self.announce(Invalidation {
+                keys: vec![*key],
+                ids: vec![session.id],
+            })
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn touch(
+        &self,
+        key: &TokenHash,
+        last_seen_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let outcome = self.inner.touch(key, last_seen_at, now).await?;
+        if outcome == WriteOutcome::Written {
+            self.announce(Invalidation {
+                keys: vec![*key],
+                ids: Vec::new(),
+            })
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn rotate(
+        &self,
+        old_key: &TokenHash,
+        new_key: &TokenHash,
+        session: &Session,
+        expected_version: u64,
+        tombstone: &Tombstone,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        let outcome = self
+            .inner
+            .rotate(old_key, new_key, session, expected_version, tombstone, now)
+            .await?;
+        if outcome == WriteOutcome::Written {
+            self.announce(Invalidation {
+                keys: vec![*old_key, *new_key],
+                ids: vec![session.id],
+            })
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let deleted = self.inner.delete(id).await;
+        // Announced even when nothing was deleted here, or the call failed
+        // midway: a revocation must never leave a cached copy behind.
+        let announced = self
+            .announce(Invalidation {
+                keys: Vec::new(),
+                ids: vec![*id],
+            })
+            .await;
+        let deleted = deleted?;
+        announced?;
+        Ok(deleted)
+    }
+
+    async fn list_by_subject(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Session>>, StoreError> {
+        self.inner.list_by_subject(subject, now).await
+    }
+
+    async fn delete_by_subject(
+        &self,
+        subject: &str,
+        except: Option<&SessionId>,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let deleted = self.inner.delete_by_subject(subject, except, now).await?;
+        if !deleted.is_empty() {
+            self.announce(Invalidation {
+                keys: Vec::new(),
+                ids: deleted.clone(),
+            })
+            .await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn global_epoch(&self) -> Result<u64, StoreError> {
+        self.inner.global_epoch().await
+    }
+
+    async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
+        self.inner.bump_global_epoch().await
+    }
+
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.inner.subject_epoch(subject).await
+    }
+
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.inner.bump_subject_epoch(subject).await
+    }
+
+    async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.sweep_expired(now).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<ExportPage, StoreError> {
+        self.inner.export_page(cursor, limit, now).await
+    }
+}
+
+/// An [`InvalidationBus`] inside one process (a broadcast channel): for
+/// tests, and for several caches in front of one store in one process.
+#[derive(Debug, Clone)]
+pub struct LocalBus {
+    sender: tokio::sync::broadcast::Sender<BusEvent>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalBus {
+    /// A bus with no listeners yet.
+    pub fn new() -> Self {
+        Self {
+            sender: tokio::sync::broadcast::channel(4096).0,
+        }
+    }
+
+    /// Tells every listener the bus was lost (to test fail-safe behaviour).
+    pub fn break_connection(&self) {
+        let _ = self.sender.send(BusEvent::Lost);
+    }
+
+    /// Tells every listener the bus is back.
+    pub fn restore_connection(&self) {
+        let _ = self.sender.send(BusEvent::Connected);
+    }
+}
+
+#[async_trait]
+impl InvalidationBus for LocalBus {
+    async fn publish(&self, change: &Invalidation) -> Result<(), StoreError> {
+        let _ = self.sender.send(BusEvent::Invalidate(change.clone()));
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        let _ = self.sender.send(BusEvent::Alive);
+        Ok(())
+    }
+
+    fn subscribe(&self, events: mpsc::Sender<BusEvent>) -> tokio::task::JoinHandle<()> {
+        let mut receiver = self.sender.subscribe();
+        tokio::spawn(async move {
+            if events.send(BusEvent::Connected).await.is_err() {
+                return;
+            }
+            loop {
+                let event = match receiver.recv().await {
+                    Ok(event) => event,
+                    // Missed messages: say so, as a real bus would.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => BusEvent::Lost,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! The near cache: passes the store conformance suite, and never serves a
+//! changed or revoked session — not after a change on another node, not
+//! while its invalidation bus is lost or silent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_core::near_cache::{
+    BusEvent, Invalidation, InvalidationBus, LocalBus, NearCache, NearCacheConfig,
+};
+use tessera_core::testkit::{ConformanceOptions, run_conformance_with};
+use tessera_core::{
+    Clock, CreateOutcome, MemoryStore, NewSession, Session, SessionId, SessionManager,
+    SessionStore, StoreError, StoredEntry, SystemClock, Timestamp, TokenHash, Tombstone,
+    WriteOutcome, async_trait,
+};
+use tokio::sync::mpsc;
+
+fn cached(store: MemoryStore, bus: &LocalBus) -> NearCache<MemoryStore> {
+    NearCache::new(store, Arc::new(bus.clone()), NearCacheConfig::default())
+}
+
+async fn until_usable<S: SessionStore>(cache: &NearCache<S>) {
+    let started = Instant::now();
+    while !cache.stats().usable {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the cache never became usable"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_passes_the_store_conformance_suite() {
+    let report = run_conformance_with(ConformanceOptions::default(), || async {
+        let bus = LocalBus::new();
+        let cache = cached(MemoryStore::new(), &bus);
+        until_usable(&cache).await;
+        cache
+    })
+    .await;
+    assert!(report.is_success(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_revocation_on_one_node_reaches_every_node() {
+    let store = MemoryStore::new();
+    let bus = LocalBus::new();
+    let (a, b) = (cached(store.clone(), &bus), cached(store.clone(), &bus));
+    until_usable(&a).await;
+    until_usable(&b).await;
+    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
+    let node_b = SessionManager::builder(b.clone()).build().expect("manager");
+
+    let mut delays = Vec::new();
+    for _ in 0..50 {
+        let issued = node_a.create(NewSession::default()).await.expect("create");
+        let token = issued.token.expose().to_owned();
+        // Both nodes have it cached.
+        for _ in 0..3 {
+            node_a.validate(&token, None).await.expect("valid on A");
+            node_b.validate(&token, None).await.expect("valid on B");
+        }
+        node_b
+            .revoke(&issued.session.id)
+            .await
+            .expect("revoke on B");
+        let revoked_at = Instant::now();
+        // B forgot synchronously; A within the bus's delivery time.
+        assert!(node_b.validate(&token, None).await.is_err());
+        loop {
+            if node_a.validate(&token, None).await.is_err() {
+                break;
+            }
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(2),
+                "A kept serving a revoked session"
+            );
+            tokio::task::yield_now().await;
+        }
+        delays.push(revoked_at.elapsed());
+    }
+    delays.sort();
+    println!(
+        "revocation reached the other node: p50 {:?}, max {:?}",
+        delays[25], delays[49]
+    );
+    assert!(a.stats().hits > 0, "the cache was used: {:?}", a.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_updates_elsewhere_are_seen_at_once() {
+    let store = MemoryStore::new();
+    let bus = LocalBus::new();
+    let (a, b) = (cached(store.clone(), &bus), cached(store.clone(), &bus));
+    until_usable(&a).await;
+    until_usable(&b).await;
+    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
+    let node_b = SessionManager::builder(b.clone()).build().expect("manager");
+    let issued = node_a.create(NewSession::default()).await.expect("create");
+    let token = issued.token.expose();
+    node_a.validate(token, None).await.expect("cached on A");
+    for n in 0..200u64 {
+        node_b
+            .update(
+                token,
+                tessera_core::DataChange::MergePatch(serde_json::json!({"n": n})),
+                None,
+                None,
+            )
+            .await
+            .expect("update on B");
+        let started = Instant::now();
+        loop {
+            let seen = node_a.validate(token, None).await.expect("valid");
+            if seen.session.data.get::<u64>("n") == Some(n) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "A never saw update {n}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_is_bypassed_while_its_bus_is_lost() {
+    let store = MemoryStore::new();
+    let bus = LocalBus::new();
+    let a = cached(store.clone(), &bus);
+    until_usable(&a).await;
+    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
+    let issued = node_a.create(NewSession::default()).await.expect("create");
+    let token = issued.token.expose();
+    node_a.validate(token, None).await.expect("valid");
+    node_a
+        .validate(token, None)
+        .await
+        .expect("valid, from the cache");
+    assert!(a.stats().hits >= 1);
+
+    bus.break_connection();
+    let started = Instant::now();
+    while a.stats().usable {
+        assert!(started.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(a.stats().entries, 0, "cleared when the bus was lost");
+    // A revocation the bus never carried (written straight to the store):
+    // a bypassed cache cannot serve it stale.
+    store.delete(&issued.session.id).await.expect("delete");
+    assert!(node_a.validate(token, None).await.is_err());
+    let misses = a.stats().misses;
+    let _ = node_a.validate(token, None).await;
+    assert!(
+        a.stats().misses > misses,
+        "bypassed: every load goes to the store"
+    );
+
+    bus.restore_connection();
+    until_usable(&a).await;
+}
+
+/// A bus that connects and then never says anything again, as a
+/// subscription whose connection died without an error.
+struct SilentBus;
+
+#[async_trait]
+impl InvalidationBus for SilentBus {
+    async fn publish(&self, _: &Invalidation) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn subscribe(&self, events: mpsc::Sender<BusEvent>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let _ = events.send(BusEvent::Connected).await;
+            std::future::pending::<()>().await;
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_is_bypassed_when_its_bus_goes_silent() {
+    let config = NearCacheConfig {
+        heartbeat: Duration::from_millis(20),
+        silence_limit: Duration::from_millis(100),
+        ..NearCacheConfig::default()
+    };
+    let cache = NearCache::new(MemoryStore::new(), Arc::new(SilentBus), config);
+    until_usable(&cache).await;
+    let started = Instant::now();
+    while cache.stats().usable {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a silent bus must be taken as lost"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A store whose loads take a while after reading: the window in which a
+/// change made elsewhere can overtake a load.
+#[derive(Clone)]
+struct SlowLoads(MemoryStore);
+
+#[async_trait]
+impl SessionStore for SlowLoads {
+    async fn create(
+        &self,
+        key: &TokenHash,
+        session: &Session,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.0.create(key, session).await
+    }
+    async fn load(
+        &self,
+        key: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        let read = self.0.load(key, now).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        read
+    }
+    async fn load_by_id(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
+        self.0.load_by_id(id, now).await
+    }
+    async fn update(
+        &self,
+        key: &TokenHash,
+        session: &Session,
+        expected_version: u64,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.0.update(key, session, expected_version, now).await
+    }
+    async fn touch(
+        &self,
+        key: &TokenHash,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.0.touch(key, at, now).await
+    }
+    async fn rotate(
+        &self,
+        old_key: &TokenHash,
+        new_key: &TokenHash,
+        session: &Session,
+        expected_version: u64,
+        tombstone: &Tombstone,
+        now: Timestamp,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.0
+            .rotate(old_key, new_key, session, expected_version, tombstone, now)
+            .await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.0.delete(id).await
+    }
+    async fn list_by_subject(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Session>>, StoreError> {
+        self.0.list_by_subject(subject, now).await
+    }
+    async fn global_epoch(&self) -> Result<u64, StoreError> {
+        self.0.global_epoch().await
+    }
+    async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
+        self.0.bump_global_epoch().await
+    }
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.0.subject_epoch(subject).await
+    }
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        self.0.bump_subject_epoch(subject).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_loads_racing_with_changes_never_stick() {
+    // Every load on A is overtaken by an update on B: the update's
+    // announcement arrives while A's load of the old version is in flight.
+    let store = MemoryStore::new();
+    let bus = LocalBus::new();
+    let a = NearCache::new(
+        SlowLoads(store.clone()),
+        Arc::new(bus.clone()),
+        NearCacheConfig::default(),
+    );
+    let b = cached(store.clone(), &bus);
+    until_usable(&a).await;
+    until_usable(&b).await;
+    let node_b = SessionManager::builder(b.clone()).build().expect("manager");
+    let issued = node_b.create(NewSession::default()).await.expect("create");
+    let key = issued.token.hash();
+    for n in 0..50u64 {
+        let load = {
+            let a = a.clone();
+            tokio::spawn(async move { a.load(&key, SystemClock.now()).await })
+        };
+        tokio::time::sleep(Duration::from_micros(500)).await;
+        node_b
+            .update(
+                issued.token.expose(),
+                tessera_core::DataChange::MergePatch(serde_json::json!({"n": n})),
+                None,
+                None,
+            )
+            .await
+            .expect("update");
+        load.await.expect("load task").expect("load");
+        // Let the announcement arrive, then A must agree with the store.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = SystemClock.now();
+        let (Some(StoredEntry::Live(truth)), Some(StoredEntry::Live(seen))) = (
+            store.load(&key, now).await.expect("store"),
+            a.load(&key, now).await.expect("cache"),
+        ) else {
+            panic!("the session is live");
+        };
+        assert_eq!(
+            seen.version, truth.version,
+            "round {n}: A's cache kept a version the store replaced"
+        );
+    }
+}
+
+#[test]
+fn invalidations_round_trip_and_refuse_garbage() {
+    let change = Invalidation {
+        keys: vec![
+            tessera_core::TokenHash([1; 32]),
+            tessera_core::TokenHash([2; 32]),
+        ],
+        ids: vec![tessera_core::SessionId([3; 16])],
+    };
+    assert_eq!(
+        Invalidation::from_bytes(&change.to_bytes()),
+        Some(change.clone())
+    );
+    assert_eq!(Invalidation::from_bytes(b""), None);
+    assert_eq!(Invalidation::from_bytes(b"\\x00\\x01abc"), None);
+    let mut long = change.to_bytes();
+    long.push(0);
+    assert_eq!(Invalidation::from_bytes(&long), None);
+}
