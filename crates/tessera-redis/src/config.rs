@@ -17,7 +17,7 @@ pub const MAX_PREFIX_LEN: usize = 64;
 #[derive(Clone, Debug)]
 pub(crate) enum Topology {
     /// One server (`redis://`, `rediss://`).
-    Standalone(ConnectionInfo),
+    Standalone(Box<ConnectionInfo>),
     /// A Redis Cluster, reached through any of these seed nodes
     /// (`redis+cluster://`, `rediss+cluster://`).
     Cluster(Vec<ConnectionInfo>),
@@ -180,11 +180,9 @@ impl RedisConfig {
             Topology::Cluster(nodes)
         } else {
             let single = format!("{node_scheme}://{before_query}{client_query}");
-            Topology::Standalone(
-                single.as_str().into_connection_info().map_err(|e| {
-                    config_err(format!("`{redacted}` is not a valid Redis URL: {e}"))
-                })?,
-            )
+            Topology::Standalone(Box::new(single.as_str().into_connection_info().map_err(
+                |e| config_err(format!("`{redacted}` is not a valid Redis URL: {e}")),
+            )?))
         };
         let config = Self {
             topology,

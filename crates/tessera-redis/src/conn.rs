@@ -32,9 +32,9 @@ impl Conn {
         match &config.topology {
             Topology::Standalone(info) => {
                 let client = if use_certs {
-                    Client::build_with_tls(info.clone(), certificates)
+                    Client::build_with_tls((**info).clone(), certificates)
                 } else {
-                    Client::open(info.clone())
+                    Client::open((**info).clone())
                 }
                 .map_err(|e| RedisStoreError::Config(format!("Redis client: {e}")))?;
                 let manager_config = ConnectionManagerConfig::new()
