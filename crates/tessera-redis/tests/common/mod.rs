@@ -69,7 +69,9 @@ fn wait_for_ping(port: u16, extra: &[&str]) {
     while started.elapsed() < Duration::from_secs(20) {
         let mut args = extra.to_vec();
         args.push("PING");
-        if redis_cli(port, &args) == "PONG" {
+        let answer = redis_cli(port, &args);
+        // A server with a password answers NOAUTH: it is up all the same.
+        if answer == "PONG" || answer.contains("NOAUTH") {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
