@@ -279,6 +279,26 @@ impl TempCluster {
     pub fn nodes(&self) -> &[TempRedis] {
         &self.nodes
     }
+
+    /// The nodes, to kill and restart them.
+    pub fn nodes_mut(&mut self) -> &mut [TempRedis] {
+        &mut self.nodes
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    pub fn wait_until_ok(&self) {
+        let started = Instant::now();
+        'wait: while started.elapsed() < Duration::from_secs(60) {
+            for node in &self.nodes {
+                if !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue 'wait;
+                }
+            }
+            return;
+        }
+        panic!("the cluster did not reach cluster_state:ok");
+    }
 }
 
 /// A unique key prefix, so that cases sharing a server do not see each other.
