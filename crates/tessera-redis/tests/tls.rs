@@ -32,7 +32,16 @@ fn make_pki() -> TestPki {
     }
 }
 
-fn tls_server(pki: &TestPki) -> TempRedis {
+/// Removes the certificate directory when the test ends, however it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tls_server(pki: &TestPki) -> (TempRedis, RemoveOnDrop) {
     let dir = std::env::temp_dir().join(format!(
         "tessera-redis-tls-{}-{}",
         std::process::id(),
@@ -52,7 +61,7 @@ fn tls_server(pki: &TestPki) -> TempRedis {
     let port = common::free_port(u16::MAX);
     let port_text = port.to_string();
     // The plain port is off: only TLS is spoken.
-    TempRedis::start_on(
+    let server = TempRedis::start_on(
         port,
         &[
             "--port",
@@ -68,13 +77,14 @@ fn tls_server(pki: &TestPki) -> TempRedis {
             "--tls-auth-clients",
             "no",
         ],
-    )
+    );
+    (server, RemoveOnDrop(dir))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_urls_talk_tls_and_verify_the_server() {
     let pki = make_pki();
-    let server = tls_server(&pki);
+    let (server, _certificates) = tls_server(&pki);
     let url = format!("rediss://127.0.0.1:{}/0?prefix=tls:", server.port());
 
     let config = RedisConfig::from_url(&url)
