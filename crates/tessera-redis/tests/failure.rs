@@ -40,7 +40,9 @@ async fn killed_redis_is_unavailable_and_the_store_recovers_on_restart() {
 
     server.kill();
     for _ in 0..5 {
+        let asked = std::time::Instant::now();
         let outcome = load_outcome(&store).await;
+        println!("unavailable after {:?}", asked.elapsed());
         assert!(
             matches!(outcome, Err(StoreError::Unavailable { .. })),
             "a dead Redis must make the store unavailable, got {outcome:?}"
@@ -62,6 +64,10 @@ async fn killed_redis_is_unavailable_and_the_store_recovers_on_restart() {
         assert!(started.elapsed() < HANG, "the store did not reconnect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!(
+        "answering again {:?} after redis-server answered PING",
+        started.elapsed()
+    );
     load_outcome(&store).await.expect("loads again");
     let issued = manager
         .create(NewSession::default())
