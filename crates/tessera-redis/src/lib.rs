@@ -13,6 +13,8 @@
 //!   tombstone and delete. A write to a record that expired or was revoked
 //!   is reported ([`WriteOutcome::NotFound`](tessera_core::WriteOutcome)),
 //!   never silently dropped.
+//! * **Server**: Redis 7.0 or later (the scripts use `PEXPIREAT … GT`,
+//!   `ZADD … GT` and `SET … PXAT`), standalone or Redis Cluster.
 //! * **Expiry**: Redis removes records itself (`PEXPIREAT` at the record's
 //!   forget deadline: the end of its idle or absolute lifetime plus the
 //!   retention that lets the manager say *why* a session ended); touching
