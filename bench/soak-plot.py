@@ -26,6 +26,7 @@ def main() -> None:
         ops = sum(int(r["ops"]) for r in rows) / max(len(rows), 1)
         errors = rows[-1]["errors"]
         label = f"{name} ({ops:,.0f} ops/s, {errors} errors)"
+        memory.axvline(360, color="grey", linestyle="--", linewidth=0.8)
         (line,) = latency.plot(t, p99, label=f"{label} p99", linewidth=1)
         latency.plot(t, p50, color=line.get_color(), linestyle=":", linewidth=1, label=f"{name} p50")
         memory.plot(t, rss, color=line.get_color(), label=name)
@@ -34,6 +35,7 @@ def main() -> None:
     latency.legend(fontsize="small")
     latency.grid(alpha=0.3)
     memory.set_ylabel("resident memory (MiB)")
+    memory.annotate("steady state: lifetime + 5 min retention", (365, 0), fontsize="x-small", color="grey", va="bottom")
     memory.set_xlabel("seconds")
     memory.set_ylim(bottom=0)
     memory.legend(fontsize="small")
