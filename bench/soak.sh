@@ -47,6 +47,10 @@ wait_url() {
   return 1
 }
 
+lifetime_seconds=$(python3 -c "
+import re, sys
+n, unit = re.fullmatch(r'(\d+)([smh])', sys.argv[1]).groups()
+print(int(n) * {'s': 1, 'm': 60, 'h': 3600}[unit])" "$LIFETIME")
 status=0
 csvs=()
 for store in $STORES; do
@@ -75,12 +79,13 @@ for store in $STORES; do
   echo "== $store ($url): $SESSIONS sessions, $CONCURRENCY clients, ${SECONDS_EACH}s"
   csv="$OUT/soak-$store.csv"
   if ! bench/soak/target/release/tessera-soak --server "$base" --api-key "$KEY" --pid "$server" \
-      --sessions "$SESSIONS" --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" --csv "$csv"; then
+      --sessions "$SESSIONS" --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" \
+      --lifetime-seconds "$lifetime_seconds" --csv "$csv"; then
     status=1
   fi
   csvs+=("$store=$csv")
   kill "$server"; wait "$server" 2>/dev/null || true
 done
 
-python3 bench/soak-plot.py "$PLOT" "${csvs[@]}"
+python3 bench/soak-plot.py "$PLOT" $((lifetime_seconds + 300)) "${csvs[@]}"
 exit $status

@@ -36,6 +36,11 @@ struct Args {
     /// How long the mixed phase runs, in seconds.
     #[arg(long, default_value_t = 600)]
     seconds: u64,
+    /// Sessions' lifetime on the server (its idle and absolute timeouts),
+    /// in seconds: a session older than this plus the 5-minute retention
+    /// may be unknown to the server, which is then no error.
+    #[arg(long, default_value_t = 60)]
+    lifetime_seconds: u64,
     /// Where the per-second CSV goes.
     #[arg(long)]
     csv: std::path::PathBuf,
@@ -124,23 +129,41 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long the server remembers why a session ended, after its deadline.
+const RETENTION: Duration = Duration::from_secs(300);
+
+/// One of a worker's sessions: its current token and when it was created.
+struct Slot {
+    token: String,
+    created: Instant,
+}
+
 /// Whether an answer says the session reached its idle or absolute
 /// deadline (the soak runs with short timeouts, so sessions end and are
-/// replaced throughout).
-fn expired(status: u16, body: &Value) -> bool {
+/// replaced throughout): `expired_*`, or `unknown` once the session is so
+/// old that the server has forgotten it.
+fn expired(status: u16, body: &Value, age: Duration, lifetime: Duration) -> bool {
     status == 401
-        && body["reason"]
-            .as_str()
-            .is_some_and(|reason| reason.starts_with("expired"))
+        && body["reason"].as_str().is_some_and(|reason| {
+            reason.starts_with("expired") || (reason == "unknown" && age > lifetime + RETENTION)
+        })
 }
 
 /// One operation on one of the worker's own sessions. `Ok(true)` when the
 /// session had expired and was replaced by a new one.
-async fn run_op(client: &Client, op: Op, token: &mut String, worker: usize) -> Result<bool, String> {
-    let result = run_op_once(client, op, token, worker).await;
+async fn run_op(
+    client: &Client,
+    op: Op,
+    slot: &mut Slot,
+    worker: usize,
+    lifetime: Duration,
+) -> Result<bool, String> {
+    let age = slot.created.elapsed();
+    let result = run_op_once(client, op, &mut slot.token, worker, age, lifetime).await;
     match result {
         Err(Ended) => {
-            *token = client.create(&format!("user-{}", fastrand::u32(..10_000))).await?;
+            slot.token = client.create(&format!("user-{}", fastrand::u32(..10_000))).await?;
+            slot.created = Instant::now();
             Ok(true)
         }
         Ok(done) => done.map(|()| false),
@@ -155,9 +178,11 @@ async fn run_op_once(
     op: Op,
     token: &mut String,
     worker: usize,
+    age: Duration,
+    lifetime: Duration,
 ) -> Result<Result<(), String>, Ended> {
     let answer = |result: Result<(u16, Value), String>| match result {
-        Ok((status, body)) if expired(status, &body) => Err(Ended),
+        Ok((status, body)) if expired(status, &body, age, lifetime) => Err(Ended),
         other => Ok(other),
     };
     Ok(match op {
@@ -243,7 +268,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fillers.push(tokio::spawn(async move {
             let mut tokens = Vec::with_capacity(count);
             for n in 0..count {
-                tokens.push(client.create(&format!("user-{}", (worker * 7919 + n) % 10_000)).await?);
+                let token = client.create(&format!("user-{}", (worker * 7919 + n) % 10_000)).await?;
+                tokens.push(Slot {
+                    token,
+                    created: Instant::now(),
+                });
             }
             Ok::<_, String>(tokens)
         }));
@@ -267,6 +296,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         first_error: std::sync::Mutex::new(None),
     });
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let lifetime = Duration::from_secs(args.lifetime_seconds);
     let mut workers = Vec::new();
     for (worker, mut pool) in pools.into_iter().enumerate() {
         let client = client.clone();
@@ -278,7 +308,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let slot = fastrand::usize(..pool.len());
                 let op = pick();
                 let began = Instant::now();
-                let result = run_op(&client, op, &mut pool[slot], worker).await;
+                let result = run_op(&client, op, &mut pool[slot], worker, lifetime).await;
                 let micros = began.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                 let _ = local[op as usize].record(micros.max(1));
                 stats.ops.fetch_add(1, Ordering::Relaxed);
