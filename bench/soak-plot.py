@@ -1,6 +1,9 @@
 """Plots p99 latency and resident memory over time from bench/soak.sh's CSVs.
 
-usage: soak-plot.py OUT.png NAME=FILE.csv [NAME=FILE.csv ...]
+usage: soak-plot.py OUT.png STEADY_SECONDS NAME=FILE.csv [NAME=FILE.csv ...]
+
+STEADY_SECONDS marks when memory should have reached its steady state (the
+sessions' lifetime plus the 5-minute retention).
 """
 import csv
 import sys
@@ -12,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def main() -> None:
-    out, runs = sys.argv[1], [arg.split("=", 1) for arg in sys.argv[2:]]
+    out, steady = sys.argv[1], int(sys.argv[2])
+    runs = [arg.split("=", 1) for arg in sys.argv[3:]]
     fig, (latency, memory) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for name, path in runs:
         with open(path, newline="") as f:
@@ -34,6 +38,14 @@ def main() -> None:
     latency.legend(fontsize="small")
     latency.grid(alpha=0.3)
     memory.set_ylabel("resident memory (MiB)")
+    memory.axvline(steady, color="grey", linestyle="--", linewidth=0.8)
+    memory.annotate(
+        "steady state expected: lifetime + 5 min retention",
+        (steady + 5, 0),
+        fontsize="x-small",
+        color="grey",
+        va="bottom",
+    )
     memory.set_xlabel("seconds")
     memory.set_ylim(bottom=0)
     memory.legend(fontsize="small")

@@ -2,7 +2,8 @@
 # Soak test of tesserad (loopback only, bounded in time): for each store, a
 # fresh server, 100 000 live sessions, then a mixed workload of 80 %
 # validate, 10 % update, 5 % login and 5 % logout (each logout followed by a
-# create, so the number of live sessions stays constant) for SECONDS each.
+# create, so the number of live sessions stays constant) for SECONDS_EACH.
+# Sessions live LIFETIME (default 1m) and are replaced when they expire.
 # Zero errors are required; resident memory and p99 latency are sampled
 # every second and plotted to docs/soak.png.
 #
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${SECONDS_EACH:-600}"
 SESSIONS="${SESSIONS:-100000}"
 CONCURRENCY="${CONCURRENCY:-64}"
+LIFETIME="${LIFETIME:-1m}"
 STORES="${STORES:-embedded redis}"
 OUT="${OUT:-target/soak}"
 PLOT="${PLOT:-docs/soak.png}"
@@ -45,6 +47,10 @@ wait_url() {
   return 1
 }
 
+lifetime_seconds=$(python3 -c "
+import re, sys
+n, unit = re.fullmatch(r'(\d+)([smh])', sys.argv[1]).groups()
+print(int(n) * {'s': 1, 'm': 60, 'h': 3600}[unit])" "$LIFETIME")
 status=0
 csvs=()
 for store in $STORES; do
@@ -60,21 +66,26 @@ for store in $STORES; do
     *) url="$store" ;;
   esac
   log="$work/tesserad-$store.log"
-  # Renewal every 2 minutes, so tokens rotate during the run.
+  # Short lifetimes, so that within the run sessions renew (every 20 s),
+  # expire (after 1 min; the driver then creates a new one in their place)
+  # and are swept (5 min after their deadline): memory reaches its steady
+  # state after about 6 minutes and must stay flat from then on.
   target/release/tesserad serve --listen 127.0.0.1:0 --store "$url" --api-key "$KEY" \
-    --data-dir "$work/data-$store" --renew-after 2m --log-level warn >"$log" 2>&1 &
+    --data-dir "$work/data-$store" --renew-after 20s --rotation-grace 5s --touch-after 5s \
+    --idle-timeout "$LIFETIME" --absolute-timeout "$LIFETIME" --log-level warn >"$log" 2>&1 &
   server=$!
   pids+=($server)
   base=$(wait_url "$log")
   echo "== $store ($url): $SESSIONS sessions, $CONCURRENCY clients, ${SECONDS_EACH}s"
   csv="$OUT/soak-$store.csv"
   if ! bench/soak/target/release/tessera-soak --server "$base" --api-key "$KEY" --pid "$server" \
-      --sessions "$SESSIONS" --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" --csv "$csv"; then
+      --sessions "$SESSIONS" --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" \
+      --lifetime-seconds "$lifetime_seconds" --csv "$csv"; then
     status=1
   fi
   csvs+=("$store=$csv")
   kill "$server"; wait "$server" 2>/dev/null || true
 done
 
-python3 bench/soak-plot.py "$PLOT" "${csvs[@]}"
+python3 bench/soak-plot.py "$PLOT" $((lifetime_seconds + 300)) "${csvs[@]}"
 exit $status

@@ -36,6 +36,11 @@ struct Args {
     /// How long the mixed phase runs, in seconds.
     #[arg(long, default_value_t = 600)]
     seconds: u64,
+    /// Sessions' lifetime on the server (its idle and absolute timeouts),
+    /// in seconds: a session older than this plus the 5-minute retention
+    /// may be unknown to the server, which is then no error.
+    #[arg(long, default_value_t = 60)]
+    lifetime_seconds: u64,
     /// Where the per-second CSV goes.
     #[arg(long)]
     csv: std::path::PathBuf,
@@ -55,6 +60,7 @@ struct Stats {
     latency: Mutex<[Histogram<u64>; 4]>,
     ops: AtomicU64,
     errors: AtomicU64,
+    expired: AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -123,54 +129,111 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// One operation on the worker's own slot `slot`.
-async fn run_op(client: &Client, op: Op, token: &mut String, worker: usize) -> Result<(), String> {
-    match op {
-        Op::Validate => match client.post("/v1/sessions/validate", json!({"token": token})).await? {
-            (200, body) => {
-                if let Some(renewed) = body["token"].as_str() {
-                    *token = renewed.to_owned();
-                }
-                Ok(())
-            }
-            (status, body) => Err(format!("validate: {status} {body}")),
-        },
-        Op::Update => match client
-            .post(
-                "/v1/sessions/update",
-                json!({"token": token, "patch": {"n": fastrand::u32(..), "worker": worker}}),
-            )
-            .await?
-        {
-            (200, _) => Ok(()),
-            (status, body) => Err(format!("update: {status} {body}")),
-        },
-        Op::Login => match client
-            .post(
-                "/v1/sessions/login",
-                json!({"token": token, "subject": format!("user-{}", fastrand::u32(..10_000))}),
-            )
-            .await?
-        {
-            (200, body) => {
-                *token = body["token"]
-                    .as_str()
-                    .ok_or_else(|| format!("login: no token in {body}"))?
-                    .to_owned();
-                Ok(())
-            }
-            (status, body) => Err(format!("login: {status} {body}")),
-        },
-        Op::Logout => {
-            match client.post("/v1/sessions/logout", json!({"token": token})).await? {
-                (204, _) => {}
-                (status, body) => return Err(format!("logout: {status} {body}")),
-            }
-            // Keep the number of live sessions constant.
-            *token = client.create(&format!("user-{}", fastrand::u32(..10_000))).await?;
-            Ok(())
+/// How long the server remembers why a session ended, after its deadline.
+const RETENTION: Duration = Duration::from_secs(300);
+
+/// One of a worker's sessions: its current token and when it was created.
+struct Slot {
+    token: String,
+    created: Instant,
+}
+
+/// Whether an answer says the session reached its idle or absolute
+/// deadline (the soak runs with short timeouts, so sessions end and are
+/// replaced throughout): `expired_*`, or `unknown` once the session is so
+/// old that the server has forgotten it.
+fn expired(status: u16, body: &Value, age: Duration, lifetime: Duration) -> bool {
+    status == 401
+        && body["reason"].as_str().is_some_and(|reason| {
+            reason.starts_with("expired") || (reason == "unknown" && age > lifetime + RETENTION)
+        })
+}
+
+/// One operation on one of the worker's own sessions. `Ok(true)` when the
+/// session had expired and was replaced by a new one.
+async fn run_op(
+    client: &Client,
+    op: Op,
+    slot: &mut Slot,
+    worker: usize,
+    lifetime: Duration,
+) -> Result<bool, String> {
+    let age = slot.created.elapsed();
+    let result = run_op_once(client, op, &mut slot.token, worker, age, lifetime).await;
+    match result {
+        Err(Ended) => {
+            slot.token = client.create(&format!("user-{}", fastrand::u32(..10_000))).await?;
+            slot.created = Instant::now();
+            Ok(true)
         }
+        Ok(done) => done.map(|()| false),
     }
+}
+
+/// The session ended by its deadline.
+struct Ended;
+
+async fn run_op_once(
+    client: &Client,
+    op: Op,
+    token: &mut String,
+    worker: usize,
+    age: Duration,
+    lifetime: Duration,
+) -> Result<Result<(), String>, Ended> {
+    let answer = |result: Result<(u16, Value), String>| match result {
+        Ok((status, body)) if expired(status, &body, age, lifetime) => Err(Ended),
+        other => Ok(other),
+    };
+    Ok(match op {
+        Op::Validate => {
+            match answer(client.post("/v1/sessions/validate", json!({"token": token})).await)? {
+                Ok((200, body)) => {
+                    if let Some(renewed) = body["token"].as_str() {
+                        *token = renewed.to_owned();
+                    }
+                    Ok(())
+                }
+                Ok((status, body)) => Err(format!("validate: {status} {body}")),
+                Err(error) => Err(error),
+            }
+        }
+        Op::Update => {
+            let body = json!({"token": token, "patch": {"n": fastrand::u32(..), "worker": worker}});
+            match answer(client.post("/v1/sessions/update", body).await)? {
+                Ok((200, _)) => Ok(()),
+                Ok((status, body)) => Err(format!("update: {status} {body}")),
+                Err(error) => Err(error),
+            }
+        }
+        Op::Login => {
+            let body = json!({"token": token, "subject": format!("user-{}", fastrand::u32(..10_000))});
+            match answer(client.post("/v1/sessions/login", body).await)? {
+                Ok((200, body)) => match body["token"].as_str() {
+                    Some(new) => {
+                        *token = new.to_owned();
+                        Ok(())
+                    }
+                    None => Err(format!("login: no token in {body}")),
+                },
+                Ok((status, body)) => Err(format!("login: {status} {body}")),
+                Err(error) => Err(error),
+            }
+        }
+        Op::Logout => {
+            match client.post("/v1/sessions/logout", json!({"token": token})).await {
+                Ok((204, _)) => {
+                    // Keep the number of live sessions constant.
+                    client
+                        .create(&format!("user-{}", fastrand::u32(..10_000)))
+                        .await
+                        .map(|new| *token = new)
+                }
+                Ok((status, body)) => Err(format!("logout: {status} {body}")),
+                Err(error) => Err(error),
+            }
+        }
+    })
 }
 
 fn pick() -> Op {
@@ -205,7 +268,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fillers.push(tokio::spawn(async move {
             let mut tokens = Vec::with_capacity(count);
             for n in 0..count {
-                tokens.push(client.create(&format!("user-{}", (worker * 7919 + n) % 10_000)).await?);
+                let token = client.create(&format!("user-{}", (worker * 7919 + n) % 10_000)).await?;
+                tokens.push(Slot {
+                    token,
+                    created: Instant::now(),
+                });
             }
             Ok::<_, String>(tokens)
         }));
@@ -225,9 +292,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latency: Mutex::new([histogram(), histogram(), histogram(), histogram()]),
         ops: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        expired: AtomicU64::new(0),
         first_error: std::sync::Mutex::new(None),
     });
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let lifetime = Duration::from_secs(args.lifetime_seconds);
     let mut workers = Vec::new();
     for (worker, mut pool) in pools.into_iter().enumerate() {
         let client = client.clone();
@@ -239,12 +308,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let slot = fastrand::usize(..pool.len());
                 let op = pick();
                 let began = Instant::now();
-                let result = run_op(&client, op, &mut pool[slot], worker).await;
+                let result = run_op(&client, op, &mut pool[slot], worker, lifetime).await;
                 let micros = began.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                 let _ = local[op as usize].record(micros.max(1));
                 stats.ops.fetch_add(1, Ordering::Relaxed);
-                if let Err(error) = result {
-                    stats.error(error);
+                match result {
+                    Ok(true) => {
+                        stats.expired.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(error) => stats.error(error),
                 }
                 if last_flush.elapsed() >= Duration::from_millis(100) {
                     let mut shared = stats.latency.lock().await;
@@ -265,7 +338,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut csv = std::fs::File::create(&args.csv)?;
     writeln!(
         csv,
-        "second,ops,errors,p50_us,p99_us,max_us,validate_p99_us,update_p99_us,login_p99_us,logout_p99_us,rss_kib"
+        "second,ops,errors,expired,p50_us,p99_us,max_us,validate_p99_us,update_p99_us,login_p99_us,logout_p99_us,rss_kib"
     )?;
     let mut overall = [histogram(), histogram(), histogram(), histogram()];
     let mut last_ops = 0;
@@ -289,9 +362,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ops = stats.ops.load(Ordering::Relaxed);
         writeln!(
             csv,
-            "{second},{},{},{},{},{},{},{},{},{},{}",
+            "{second},{},{},{},{},{},{},{},{},{},{},{}",
             ops - last_ops,
             stats.errors.load(Ordering::Relaxed),
+            stats.expired.load(Ordering::Relaxed),
             all.value_at_quantile(0.5),
             all.value_at_quantile(0.99),
             all.max(),
@@ -310,9 +384,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let errors = stats.errors.load(Ordering::Relaxed);
     let total = stats.ops.load(Ordering::Relaxed);
     let mut summary = format!(
-        "{total} operations in {} s ({:.0}/s), {errors} errors",
+        "{total} operations in {} s ({:.0}/s), {errors} errors, {} sessions replaced after expiring; resident memory {} MiB",
         args.seconds,
-        total as f64 / args.seconds as f64
+        total as f64 / args.seconds as f64,
+        stats.expired.load(Ordering::Relaxed),
+        rss_kib(args.pid) / 1024
     );
     for (op, h) in OPS.iter().zip(overall.iter()) {
         let name = match op {
