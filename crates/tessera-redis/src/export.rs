@@ -15,7 +15,8 @@ use tessera_core::{ExportPage, StoreError, Timestamp};
 
 use crate::conn::Conn;
 use crate::error::store_error;
-use crate::store::{RedisStore, decode_hmget};
+use crate::records::decode_hmget;
+use crate::store::RedisStore;
 
 /// Keys asked of `SCAN` per batch at least.
 const SCAN_COUNT: usize = 200;

@@ -83,6 +83,7 @@ mod conn;
 mod error;
 mod export;
 mod keys;
+mod records;
 mod scripts;
 mod store;
 
