@@ -78,6 +78,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bus;
 mod config;
 mod conn;
 mod error;
@@ -87,6 +88,7 @@ mod records;
 mod scripts;
 mod store;
 
+pub use bus::RedisBus;
 pub use config::{DEFAULT_PREFIX, MAX_PREFIX_LEN, RedisConfig, redacted_url};
 pub use error::RedisStoreError;
 pub use store::RedisStore;

@@ -291,9 +291,41 @@ impl OpenedStore {
     }
 }
 
+/// How to open a store, beyond its URL.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Keep recently loaded sessions in this process's memory, kept
+    /// coherent with every other node through the store's invalidation
+    /// channel (see `tessera::near_cache`). Redis stores only.
+    pub near_cache: bool,
+}
+
+impl OpenOptions {
+    /// Sets [`near_cache`](Self::near_cache).
+    pub fn near_cache(mut self, on: bool) -> Self {
+        self.near_cache = on;
+        self
+    }
+}
+
 /// Opens the store a URL names, starting its background tasks on the current
 /// tokio runtime.
 pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
+    open_store_with(url, &OpenOptions::default()).await
+}
+
+/// [`open_store`] with options.
+pub async fn open_store_with(
+    url: &StoreUrl,
+    options: &OpenOptions,
+) -> Result<OpenedStore, OpenStoreError> {
+    if options.near_cache && !matches!(url, StoreUrl::Redis { .. }) {
+        return Err(OpenStoreError::Invalid {
+            url: url.to_string(),
+            problem: "a near cache needs a store shared through Redis (redis://, rediss:// or redis+cluster://), whose pub/sub carries the invalidations",
+        });
+    }
     match url {
         StoreUrl::Memory => {
             let store = MemoryStore::new();
@@ -361,9 +393,28 @@ pub async fn open_store(url: &StoreUrl) -> Result<OpenedStore, OpenStoreError> {
             // Lazily: a server may start while Redis is down (its readiness
             // check fails until Redis answers). Settings are checked now.
             let config = tessera_redis::RedisConfig::from_url(raw).map_err(backend)?;
-            let store = tessera_redis::RedisStore::connect_lazy(config)
+            let store = tessera_redis::RedisStore::connect_lazy(config.clone())
                 .await
                 .map_err(backend)?;
+            if options.near_cache {
+                let bus = tessera_redis::RedisBus::new(&store, &config).map_err(backend)?;
+                let cache = tessera_core::near_cache::NearCache::new(
+                    store,
+                    Arc::new(bus),
+                    tessera_core::near_cache::NearCacheConfig::default(),
+                );
+                let closing = cache.clone();
+                return Ok(OpenedStore {
+                    store: Arc::new(cache),
+                    tasks: Vec::new(),
+                    record_counter: None,
+                    url: url.clone(),
+                    closer: Some(Box::new(move || {
+                        closing.shutdown();
+                        Ok(())
+                    })),
+                });
+            }
             Ok(OpenedStore {
                 store: Arc::new(store),
                 tasks: Vec::new(),

@@ -154,6 +154,10 @@ pub struct ServeArgs {
     /// The store and the data directory.
     #[command(flatten)]
     pub location: DataDirArgs,
+    /// Keep recently validated sessions in memory, kept coherent with every
+    /// other node through Redis pub/sub (Redis stores only).
+    #[arg(long, env = "TESSERA_NEAR_CACHE")]
+    pub near_cache: bool,
     /// An API key to accept (besides those in the data directory). With
     /// none given and none stored, one is generated and printed once.
     #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use tessera::open::{OpenStoreError, open_store};
+use tessera::open::{OpenOptions, OpenStoreError, open_store_with};
 use tessera::{
     ConfigError, EventSink, FanOutEventSink, SessionManager, SessionStore, TracingEventSink,
 };
@@ -102,7 +102,11 @@ fn prepare_keys(args: &ServeArgs) -> Result<KeyRing, KeyError> {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let opened = open_store(&args.location.store).await?;
+    let opened = open_store_with(
+        &args.location.store,
+        &OpenOptions::default().near_cache(args.near_cache),
+    )
+    .await?;
     let keys = Arc::new(prepare_keys(&args)?);
     let key_reloader = keys.spawn_reloader(KEY_RELOAD_INTERVAL);
 
