@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tessera_core::codec::encode_entry;
 use tessera_core::{Session, SessionId, StoreError, StoredEntry, Timestamp, TokenHash, Tombstone};
 
-use crate::error::unavailable;
+use crate::error::{failure_text, unavailable};
 use crate::mirror::{Effect, Mirror, MirrorEntry};
 use crate::schema::{ENTRIES, GLOBAL_EPOCH_KEY, IDS, META, SUBJECT_EPOCHS, SUBJECTS};
 
@@ -85,9 +85,8 @@ impl<'t> Batch<'t> {
         what: &str,
     ) -> Result<(), StoreError> {
         outcome.map_err(|e| {
-            let error = unavailable(what, e);
-            self.failure.get_or_insert_with(|| error.to_string());
-            error
+            self.failure.get_or_insert_with(|| failure_text(what, &e));
+            unavailable(what, e)
         })
     }
 

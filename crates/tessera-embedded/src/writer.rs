@@ -23,7 +23,7 @@ use tessera_core::StoreError;
 use tokio::sync::oneshot;
 
 use crate::batch::{Batch, Tables};
-use crate::error::{EmbeddedError, unavailable};
+use crate::error::{EmbeddedError, failure_text};
 use crate::mirror::Mirror;
 
 /// Most jobs committed together.
@@ -127,7 +127,7 @@ impl Writer {
         let txn = match self.db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
-                let message = unavailable("begin a write transaction", e).to_string();
+                let message = failure_text("begin a write transaction", &e);
                 return fail_unrun(group, &message);
             }
         };
@@ -138,7 +138,7 @@ impl Writer {
             let tables = match Tables::open(&txn) {
                 Ok(tables) => tables,
                 Err(e) => {
-                    let message = unavailable("open the tables", e).to_string();
+                    let message = failure_text("open the tables", &e);
                     return fail_unrun(group, &message);
                 }
             };
@@ -165,9 +165,7 @@ impl Writer {
                 drop(txn);
                 Ok(())
             }
-            None => txn
-                .commit()
-                .map_err(|e| unavailable("commit", e).to_string()),
+            None => txn.commit().map_err(|e| failure_text("commit", &e)),
         };
         match outcome {
             Ok(()) => {

@@ -1,0 +1,288 @@
+//! The embedded store with its disk full: clean errors, and nothing lost or
+//! damaged once space returns.
+//!
+//! The test runs itself again as a child process whose files may not grow
+//! past a limit (`ulimit -f`, with `SIGXFSZ` ignored so that a write past
+//! the limit fails with `EFBIG`, as a full disk fails with `ENOSPC`). The
+//! child writes sessions until the database cannot grow, reports every
+//! acknowledged write and every error, and exits. The parent then reopens
+//! the database with no limit and checks that it opens cleanly (including
+//! its index checks), that every acknowledged write is there, and that new
+//! writes succeed and survive another reopen.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tessera_core::{
+    Clock, Session, SessionData, SessionId, SessionStore, SessionToken, StoreError, SystemClock,
+    TokenHash, WriteOutcome,
+};
+use tessera_embedded::{DATABASE_FILE, EmbeddedStore};
+
+const CHILD_ENV: &str = "TESSERA_EMBEDDED_DISK_FULL_CHILD_DIR";
+const TEST_NAME: &str = "disk_full_gives_clean_errors_and_recovers_without_loss";
+/// Concurrent writers in the child.
+const WRITERS: usize = 8;
+/// Errors each writer sees before it stops.
+const ERRORS_PER_WRITER: usize = 5;
+/// Room the database may grow by in the child, in KiB.
+const ROOM_KIB: u64 = 1024;
+
+/// About 1 KiB of session data, so the file fills quickly.
+fn payload(step: &str) -> SessionData {
+    let filler = "x".repeat(1000);
+    SessionData::from_value(&serde_json::json!({"step": step, "filler": filler})).expect("data")
+}
+
+fn new_session(subject: String) -> Session {
+    let now = SystemClock.now();
+    Session {
+        id: SessionId::generate().expect("id"),
+        subject: Some(subject),
+        auth_level: 1,
+        authenticated_at: Some(now),
+        data: payload("created"),
+        created_at: now,
+        last_seen_at: now,
+        token_issued_at: now,
+        idle_timeout_ms: 30 * 60 * 1000,
+        absolute_expires_at: now.plus(Duration::from_secs(12 * 3600)),
+        version: 1,
+        epoch: 0,
+        client: None,
+        binding: None,
+    }
+}
+
+#[test]
+fn disk_full_gives_clean_errors_and_recovers_without_loss() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Create the empty database first, to know how large it starts.
+    EmbeddedStore::open(dir.path())
+        .expect("open")
+        .close()
+        .expect("close");
+    let start_kib = std::fs::metadata(dir.path().join(DATABASE_FILE))
+        .expect("database file")
+        .len()
+        / 1024;
+    let limit_kib = start_kib + ROOM_KIB;
+
+    let exe = std::env::current_exe().expect("own path");
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            r#"trap "" XFSZ; ulimit -f {limit_kib}; exec "$0" --exact {TEST_NAME} --nocapture --test-threads=1"#
+        ))
+        .arg(&exe)
+        .env(CHILD_ENV, dir.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the child failed (a panic is not a clean error): {:?}\n{stdout}",
+        output.status
+    );
+
+    // What the child saw.
+    let mut created: HashMap<SessionId, TokenHash> = HashMap::new();
+    let mut updated: Vec<SessionId> = Vec::new();
+    let mut errors = Vec::new();
+    let mut close_line = None;
+    for line in stdout.lines() {
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("C"), Some(id), Some(key)) => {
+                created.insert(
+                    SessionId::parse(id).expect("id"),
+                    TokenHash::from_hex(key).expect("key"),
+                );
+            }
+            (Some("U"), Some(id), _) => updated.push(SessionId::parse(id).expect("id")),
+            (Some("E"), Some(kind), message) => {
+                errors.push((kind.to_owned(), message.unwrap_or("").to_owned()));
+            }
+            (Some("CLOSE"), _, _) => close_line = Some(line.to_owned()),
+            _ => {}
+        }
+    }
+    assert!(
+        !created.is_empty(),
+        "nothing was written before the disk filled:\n{stdout}"
+    );
+    assert!(
+        !errors.is_empty(),
+        "the child never ran out of room ({limit_kib} KiB):\n{stdout}"
+    );
+    for (kind, message) in &errors {
+        assert_eq!(
+            kind, "unavailable",
+            "a full disk must be reported as the store being unavailable, got {kind}: {message}"
+        );
+    }
+    assert!(close_line.is_some(), "the child did not finish:\n{stdout}");
+    let distinct: std::collections::BTreeSet<&str> =
+        errors.iter().map(|(_, message)| message.as_str()).collect();
+    eprintln!(
+        "disk full: {} creates and {} updates acknowledged, {} clean errors:\n  {}",
+        created.len(),
+        updated.len(),
+        errors.len(),
+        distinct.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+
+    // Space is back: the database opens cleanly and holds every acknowledged write.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = EmbeddedStore::open(dir.path()).expect("reopen after the disk filled");
+        verify(&store, &created, &updated).await;
+
+        // New writes succeed, including updates of the old sessions.
+        let mut more = HashMap::new();
+        for n in 0..200 {
+            let key = SessionToken::generate().expect("token").hash();
+            let session = new_session(format!("after-{n}"));
+            store
+                .create(&key, &session)
+                .await
+                .expect("create after recovery");
+            more.insert(session.id, key);
+        }
+        for (id, key) in created.iter().take(20) {
+            let now = SystemClock.now();
+            let (_, session) = store
+                .load_by_id(id, now)
+                .await
+                .expect("load")
+                .expect("present");
+            let mut next = (*session).clone();
+            next.version += 1;
+            assert_eq!(
+                store
+                    .update(key, &next, session.version, now)
+                    .await
+                    .expect("update after recovery"),
+                WriteOutcome::Written
+            );
+        }
+        store.close().expect("close");
+
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        verify(&store, &created, &updated).await;
+        verify(&store, &more, &[]).await;
+        store.close().expect("close");
+    });
+}
+
+async fn verify(
+    store: &EmbeddedStore,
+    created: &HashMap<SessionId, TokenHash>,
+    updated: &[SessionId],
+) {
+    let now = SystemClock.now();
+    for (id, key) in created {
+        let Some((stored_key, session)) = store.load_by_id(id, now).await.expect("load by id")
+        else {
+            panic!("acknowledged session {id} is missing");
+        };
+        assert_eq!(&stored_key, key, "session {id} is under another key");
+        assert!(
+            session.data == payload("created") || session.data == payload("updated"),
+            "session {id} holds data that was never written: {:?}",
+            session.data
+        );
+    }
+    for id in updated {
+        let (_, session) = store
+            .load_by_id(id, now)
+            .await
+            .expect("load by id")
+            .expect("present");
+        assert!(session.version >= 2, "acknowledged update of {id} lost");
+        assert_eq!(session.data, payload("updated"));
+    }
+}
+
+/// The child: writes until the file cannot grow, reporting as it goes.
+fn child(dir: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let out = Arc::new(Mutex::new(()));
+    let say = move |line: String| {
+        let _guard = out.lock().expect("stdout");
+        println!("{line}");
+    };
+    // libtest has printed `test NAME ... ` without a newline.
+    say(String::new());
+    runtime.block_on(async {
+        let store = EmbeddedStore::open(dir).expect("child: open");
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let store = store.clone();
+            let say = say.clone();
+            writers.push(tokio::spawn(async move {
+                let mut errors = 0;
+                let mut n = 0;
+                let report = |error: StoreError| {
+                    let kind = match &error {
+                        StoreError::Unavailable { .. } => "unavailable",
+                        StoreError::Corrupt { .. } => "corrupt",
+                    };
+                    // The whole chain: the message and the operating system's error.
+                    let mut text = error.to_string();
+                    let mut source = std::error::Error::source(&error);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    format!("E {kind} {text}")
+                };
+                while errors < ERRORS_PER_WRITER {
+                    n += 1;
+                    let key = SessionToken::generate().expect("token").hash();
+                    let mut session = new_session(format!("writer-{writer}-{n}"));
+                    match store.create(&key, &session).await {
+                        Ok(_) => say(format!("C {} {}", session.id, key.to_hex())),
+                        Err(error) => {
+                            say(report(error));
+                            errors += 1;
+                            continue;
+                        }
+                    }
+                    session.version = 2;
+                    session.data = payload("updated");
+                    match store.update(&key, &session, 1, SystemClock.now()).await {
+                        Ok(WriteOutcome::Written) => say(format!("U {}", session.id)),
+                        Ok(other) => panic!("child: update of a fresh session: {other:?}"),
+                        Err(error) => {
+                            say(report(error));
+                            errors += 1;
+                        }
+                    }
+                }
+            }));
+        }
+        for writer in writers {
+            writer.await.expect("child: writer");
+        }
+        match store.close() {
+            Ok(()) => say("CLOSE ok".into()),
+            Err(error) => say(format!("CLOSE error {error}")),
+        }
+    });
+}
