@@ -59,6 +59,9 @@ pub(crate) struct Batch<'t> {
     overlay: Overlay,
     pub(crate) effects: Vec<Effect>,
     pub(crate) failure: Option<String>,
+    /// Whether the database engine refused a write (an I/O error such as a
+    /// full disk): the writer then reopens the database before the next group.
+    pub(crate) engine_failed: bool,
 }
 
 impl<'t> Batch<'t> {
@@ -70,6 +73,7 @@ impl<'t> Batch<'t> {
             overlay: Overlay::default(),
             effects: Vec::new(),
             failure: None,
+            engine_failed: false,
         }
     }
 
@@ -85,6 +89,7 @@ impl<'t> Batch<'t> {
         what: &str,
     ) -> Result<(), StoreError> {
         outcome.map_err(|e| {
+            self.engine_failed = true;
             self.failure.get_or_insert_with(|| failure_text(what, &e));
             unavailable(what, e)
         })

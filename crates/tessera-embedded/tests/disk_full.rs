@@ -11,6 +11,7 @@
 //! writes succeed and survive another reopen.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +28,11 @@ const TEST_NAME: &str = "disk_full_gives_clean_errors_and_recovers_without_loss"
 const WRITERS: usize = 8;
 /// Errors each writer sees before it stops.
 const ERRORS_PER_WRITER: usize = 5;
+/// Writes the child makes (each must succeed) once space has returned.
+const RECOVERY_WRITES: usize = 50;
+/// Attempts at the first write after space returned (the store retries
+/// reopening its database once a second).
+const RECOVERY_ATTEMPTS: usize = 100;
 /// Room the database may grow by in the child, in KiB.
 const ROOM_KIB: u64 = 1024;
 
@@ -75,22 +81,45 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
     let limit_kib = start_kib + ROOM_KIB;
 
     let exe = std::env::current_exe().expect("own path");
-    let output = Command::new("bash")
+    // A soft limit only, so that it can be lifted again while the child runs.
+    let mut child = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            r#"trap "" XFSZ; ulimit -f {limit_kib}; exec "$0" --exact {TEST_NAME} --nocapture --test-threads=1"#
+            r#"trap "" XFSZ; ulimit -S -f {limit_kib}; exec "$0" --exact {TEST_NAME} --nocapture --test-threads=1"#
         ))
         .arg(&exe)
         .env(CHILD_ENV, dir.path())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .expect("run the child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut stdout = String::new();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).expect("child output") == 0 {
+            panic!("the child stopped before the disk filled:\n{stdout}");
+        }
+        stdout.push_str(&line);
+        if line.trim_end() == "FULL" {
+            break;
+        }
+    }
+    // Space returns: lift the limit of the running child and let it go on.
+    let lifted = Command::new("prlimit")
+        .arg("--pid")
+        .arg(child.id().to_string())
+        .arg("--fsize=unlimited:unlimited")
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(lifted.success(), "prlimit failed");
+    writeln!(child.stdin.as_mut().expect("stdin"), "GO").expect("tell the child");
+    lines.read_to_string(&mut stdout).expect("child output");
+    let status = child.wait().expect("wait for the child");
     assert!(
-        output.status.success(),
-        "the child failed (a panic is not a clean error): {:?}\n{stdout}",
-        output.status
+        status.success(),
+        "the child failed (a panic is not a clean error): {status:?}\n{stdout}"
     );
 
     // What the child saw.
@@ -98,6 +127,7 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
     let mut updated: Vec<SessionId> = Vec::new();
     let mut errors = Vec::new();
     let mut close_line = None;
+    let mut recovered = None;
     for line in stdout.lines() {
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
@@ -112,6 +142,7 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
                 errors.push((kind.to_owned(), message.unwrap_or("").to_owned()));
             }
             (Some("CLOSE"), _, _) => close_line = Some(line.to_owned()),
+            (Some("RECOVERED"), Some(n), _) => recovered = n.parse::<usize>().ok(),
             _ => {}
         }
     }
@@ -129,6 +160,11 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
             "a full disk must be reported as the store being unavailable, got {kind}: {message}"
         );
     }
+    assert_eq!(
+        recovered,
+        Some(RECOVERY_WRITES),
+        "writes did not resume in the running process once space returned:\n{stdout}"
+    );
     assert!(close_line.is_some(), "the child did not finish:\n{stdout}");
     let distinct: std::collections::BTreeSet<&str> =
         errors.iter().map(|(_, message)| message.as_str()).collect();
@@ -215,7 +251,8 @@ async fn verify(
     }
 }
 
-/// The child: writes until the file cannot grow, reporting as it goes.
+/// The child: writes until the file cannot grow, reporting as it goes;
+/// then, once the parent has lifted the limit, writes again.
 fn child(dir: &str) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -231,46 +268,19 @@ fn child(dir: &str) {
     say(String::new());
     runtime.block_on(async {
         let store = EmbeddedStore::open(dir).expect("child: open");
+        let acked = Arc::new(Mutex::new(Vec::new()));
         let mut writers = Vec::new();
         for writer in 0..WRITERS {
-            let store = store.clone();
-            let say = say.clone();
+            let (store, say, acked) = (store.clone(), say.clone(), acked.clone());
             writers.push(tokio::spawn(async move {
                 let mut errors = 0;
                 let mut n = 0;
-                let report = |error: StoreError| {
-                    let kind = match &error {
-                        StoreError::Unavailable { .. } => "unavailable",
-                        StoreError::Corrupt { .. } => "corrupt",
-                    };
-                    // The whole chain: the message and the operating system's error.
-                    let mut text = error.to_string();
-                    let mut source = std::error::Error::source(&error);
-                    while let Some(cause) = source {
-                        text.push_str(&format!(": {cause}"));
-                        source = cause.source();
-                    }
-                    format!("E {kind} {text}")
-                };
                 while errors < ERRORS_PER_WRITER {
                     n += 1;
-                    let key = SessionToken::generate().expect("token").hash();
-                    let mut session = new_session(format!("writer-{writer}-{n}"));
-                    match store.create(&key, &session).await {
-                        Ok(_) => say(format!("C {} {}", session.id, key.to_hex())),
+                    match write_one(&store, &say, format!("writer-{writer}-{n}")).await {
+                        Ok(key) => acked.lock().expect("acked").push(key),
                         Err(error) => {
-                            say(report(error));
-                            errors += 1;
-                            continue;
-                        }
-                    }
-                    session.version = 2;
-                    session.data = payload("updated");
-                    match store.update(&key, &session, 1, SystemClock.now()).await {
-                        Ok(WriteOutcome::Written) => say(format!("U {}", session.id)),
-                        Ok(other) => panic!("child: update of a fresh session: {other:?}"),
-                        Err(error) => {
-                            say(report(error));
+                            say(report(&error));
                             errors += 1;
                         }
                     }
@@ -280,9 +290,78 @@ fn child(dir: &str) {
         for writer in writers {
             writer.await.expect("child: writer");
         }
+
+        // Reads are served while the disk is full.
+        let now = SystemClock.now();
+        for key in acked.lock().expect("acked").iter() {
+            assert!(
+                matches!(store.load(key, now).await, Ok(Some(_))),
+                "child: an acknowledged session cannot be read while the disk is full"
+            );
+        }
+        say("FULL".into());
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).expect("child: stdin");
+
+        // Space is back: writes resume without reopening the store by hand.
+        let mut first = None;
+        for attempt in 0..RECOVERY_ATTEMPTS {
+            match write_one(&store, &say, format!("recovery-{attempt}")).await {
+                Ok(_) => {
+                    first = Some(attempt);
+                    break;
+                }
+                Err(error) => {
+                    say(report(&error));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        assert!(first.is_some(), "child: writes never resumed");
+        for n in 1..RECOVERY_WRITES {
+            write_one(&store, &say, format!("after-{n}"))
+                .await
+                .expect("child: a write after space returned");
+        }
+        say(format!("RECOVERED {RECOVERY_WRITES}"));
         match store.close() {
             Ok(()) => say("CLOSE ok".into()),
             Err(error) => say(format!("CLOSE error {error}")),
         }
     });
+}
+
+/// Creates a session and updates it, reporting each acknowledged step.
+async fn write_one(
+    store: &EmbeddedStore,
+    say: &impl Fn(String),
+    subject: String,
+) -> Result<TokenHash, StoreError> {
+    let key = SessionToken::generate().expect("token").hash();
+    let mut session = new_session(subject);
+    store.create(&key, &session).await?;
+    say(format!("C {} {}", session.id, key.to_hex()));
+    session.version = 2;
+    session.data = payload("updated");
+    match store.update(&key, &session, 1, SystemClock.now()).await? {
+        WriteOutcome::Written => say(format!("U {}", session.id)),
+        other => panic!("child: update of a fresh session: {other:?}"),
+    }
+    Ok(key)
+}
+
+/// An error line: its kind and the whole chain (message and the operating
+/// system's error).
+fn report(error: &StoreError) -> String {
+    let kind = match error {
+        StoreError::Unavailable { .. } => "unavailable",
+        StoreError::Corrupt { .. } => "corrupt",
+    };
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    format!("E {kind} {text}")
 }
