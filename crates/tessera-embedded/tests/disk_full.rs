@@ -293,7 +293,8 @@ fn child(dir: &str) {
 
         // Reads are served while the disk is full.
         let now = SystemClock.now();
-        for key in acked.lock().expect("acked").iter() {
+        let acked = acked.lock().expect("acked").clone();
+        for key in &acked {
             assert!(
                 matches!(store.load(key, now).await, Ok(Some(_))),
                 "child: an acknowledged session cannot be read while the disk is full"
