@@ -1,12 +1,15 @@
 //! The embedded store with its disk full: clean errors, and nothing lost or
 //! damaged once space returns.
 //!
-//! The test runs itself again as a child process whose files may not grow
-//! past a limit (`ulimit -f`, with `SIGXFSZ` ignored so that a write past
-//! the limit fails with `EFBIG`, as a full disk fails with `ENOSPC`). The
-//! child writes sessions until the database cannot grow, reports every
-//! acknowledged write and every error, and exits. The parent then reopens
-//! the database with no limit and checks that it opens cleanly (including
+//! Each test runs itself again as a child process that writes sessions
+//! until the database cannot grow, reporting every acknowledged write and
+//! every error. Its disk fills in one of two ways: a file-size limit
+//! (`ulimit -f`, with `SIGXFSZ` ignored so that a write past it fails with
+//! `EFBIG`; works anywhere), or a small tmpfs (a real `ENOSPC`; needs root
+//! to mount). The parent then gives space back to the running child (lifts
+//! the limit with `prlimit`, or remounts the tmpfs larger), and the child's
+//! writes must resume without reopening the store by hand. Finally the
+//! parent reopens the database and checks that it opens cleanly (including
 //! its index checks), that every acknowledged write is there, and that new
 //! writes succeed and survive another reopen.
 
@@ -62,6 +65,15 @@ fn new_session(subject: String) -> Session {
     }
 }
 
+/// How the child's disk fills, and how space comes back.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// `ulimit -f`: writes past the limit fail with `EFBIG`; `prlimit` lifts it.
+    FileSizeLimit,
+    /// A small tmpfs: writes fail with `ENOSPC`; remounting it larger frees space.
+    FullTmpfs,
+}
+
 #[test]
 fn disk_full_gives_clean_errors_and_recovers_without_loss() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
@@ -69,26 +81,96 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
+    run(dir.path(), Fault::FileSizeLimit, TEST_NAME);
+}
+
+/// The same on a real full filesystem: a tmpfs, which only root may mount.
+/// Elsewhere the test says that it was skipped.
+#[test]
+fn a_full_filesystem_gives_clean_errors_and_recovers_without_loss() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(_mount) = Tmpfs::mount(dir.path()) else {
+        eprintln!(
+            "skipped: cannot mount a tmpfs here (needs root); the file-size-limit test covers the rest"
+        );
+        return;
+    };
+    run(
+        dir.path(),
+        Fault::FullTmpfs,
+        "a_full_filesystem_gives_clean_errors_and_recovers_without_loss",
+    );
+}
+
+/// A tmpfs mounted over a directory, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path) -> Option<Tmpfs> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tessera-disk-full"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        mounted.success().then(|| Tmpfs(dir.to_owned()))
+    }
+}
+
+/// Changes the size of the tmpfs mounted on `dir` (never below what is in use).
+fn resize_tmpfs(dir: &std::path::Path, kib: u64) {
+    let status = Command::new("mount")
+        .args(["-o", &format!("remount,size={kib}k"), "tessera-disk-full"])
+        .arg(dir)
+        .status()
+        .expect("mount");
+    assert!(status.success(), "cannot resize the tmpfs");
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn run(dir: &std::path::Path, fault: Fault, test_name: &str) {
     // Create the empty database first, to know how large it starts.
-    EmbeddedStore::open(dir.path())
+    EmbeddedStore::open(dir)
         .expect("open")
         .close()
         .expect("close");
-    let start_kib = std::fs::metadata(dir.path().join(DATABASE_FILE))
+    let start_kib = std::fs::metadata(dir.join(DATABASE_FILE))
         .expect("database file")
         .len()
         / 1024;
     let limit_kib = start_kib + ROOM_KIB;
 
     let exe = std::env::current_exe().expect("own path");
-    // A soft limit only, so that it can be lifted again while the child runs.
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            r#"trap "" XFSZ; ulimit -S -f {limit_kib}; exec "$0" --exact {TEST_NAME} --nocapture --test-threads=1"#
-        ))
-        .arg(&exe)
-        .env(CHILD_ENV, dir.path())
+    let mut command = match fault {
+        Fault::FileSizeLimit => {
+            // A soft limit only, so that it can be lifted again while the child runs.
+            let mut command = Command::new("bash");
+            command
+                .arg("-c")
+                .arg(format!(
+                    r#"trap "" XFSZ; ulimit -S -f {limit_kib}; exec "$0" --exact {test_name} --nocapture --test-threads=1"#
+                ))
+                .arg(&exe);
+            command
+        }
+        Fault::FullTmpfs => {
+            resize_tmpfs(dir, limit_kib);
+            let mut command = Command::new(&exe);
+            command.args(["--exact", test_name, "--nocapture", "--test-threads=1"]);
+            command
+        }
+    };
+    let mut child = command
+        .env(CHILD_ENV, dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -107,13 +189,18 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
         }
     }
     // Space returns: lift the limit of the running child and let it go on.
-    let lifted = Command::new("prlimit")
-        .arg("--pid")
-        .arg(child.id().to_string())
-        .arg("--fsize=unlimited:unlimited")
-        .status()
-        .expect("prlimit (util-linux)");
-    assert!(lifted.success(), "prlimit failed");
+    match fault {
+        Fault::FileSizeLimit => {
+            let lifted = Command::new("prlimit")
+                .arg("--pid")
+                .arg(child.id().to_string())
+                .arg("--fsize=unlimited:unlimited")
+                .status()
+                .expect("prlimit (util-linux)");
+            assert!(lifted.success(), "prlimit failed");
+        }
+        Fault::FullTmpfs => resize_tmpfs(dir, 64 * 1024),
+    }
     writeln!(child.stdin.as_mut().expect("stdin"), "GO").expect("tell the child");
     lines.read_to_string(&mut stdout).expect("child output");
     let status = child.wait().expect("wait for the child");
@@ -182,7 +269,7 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let store = EmbeddedStore::open(dir.path()).expect("reopen after the disk filled");
+        let store = EmbeddedStore::open(dir).expect("reopen after the disk filled");
         verify(&store, &created, &updated).await;
 
         // New writes succeed, including updates of the old sessions.
@@ -215,7 +302,7 @@ fn disk_full_gives_clean_errors_and_recovers_without_loss() {
         }
         store.close().expect("close");
 
-        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        let store = EmbeddedStore::open(dir).expect("reopen");
         verify(&store, &created, &updated).await;
         verify(&store, &more, &[]).await;
         store.close().expect("close");
