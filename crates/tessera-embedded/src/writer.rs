@@ -97,8 +97,9 @@ where
     (Job(Box::new(Reply { work, reply })), answer)
 }
 
-/// How long after a failed reopen the writer tries again; meanwhile writes
-/// fail at once with the last reason.
+/// Shortest time between two reopens of the database (after a failed
+/// reopen, or a write failing again right after one); meanwhile writes fail
+/// at once with the last reason.
 const REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the writer thread owns.
@@ -112,6 +113,9 @@ pub(crate) struct Writer {
     /// then refuses every later transaction, so the database is reopened
     /// (and repaired) before the next group, not before this instant.
     reopen: Option<(Instant, String)>,
+    /// When the database was last reopened: reopens (each reloads the
+    /// mirror) are at least [`REOPEN_PAUSE`] apart while the disk stays full.
+    reopened_at: Option<Instant>,
 }
 
 impl Writer {
@@ -128,6 +132,7 @@ impl Writer {
             mirror,
             jobs,
             reopen: None,
+            reopened_at: None,
         }
     }
 
@@ -174,6 +179,7 @@ impl Writer {
                 *mirror = fresh;
                 self.db = Some(db);
                 self.reopen = None;
+                self.reopened_at = Some(Instant::now());
                 tracing::warn!(path = %self.path.display(), "session database reopened after a write failure; writes resume");
                 Ok(())
             }
@@ -188,6 +194,14 @@ impl Writer {
         }
     }
 
+    /// Marks the database for reopening after an engine failure.
+    fn broken(&mut self, reason: &str) {
+        let not_before = self
+            .reopened_at
+            .map_or_else(Instant::now, |at| at + REOPEN_PAUSE);
+        self.reopen = Some((not_before, reason.to_owned()));
+    }
+
     fn commit_group(&mut self, group: &mut Vec<Job>) {
         let Some(db) = self.db.as_ref() else {
             return fail_unrun(group, "the embedded session database is not open");
@@ -196,7 +210,7 @@ impl Writer {
             Ok(txn) => txn,
             Err(e) => {
                 let message = failure_text("begin a write transaction", &e);
-                self.reopen = Some((Instant::now(), message.clone()));
+                self.broken(&message);
                 return fail_unrun(group, &message);
             }
         };
@@ -209,7 +223,7 @@ impl Writer {
                 Err(e) => {
                     let message = failure_text("open the tables", &e);
                     drop(mirror);
-                    self.reopen = Some((Instant::now(), message.clone()));
+                    self.broken(&message);
                     return fail_unrun(group, &message);
                 }
             };
@@ -252,7 +266,7 @@ impl Writer {
                 tracing::error!(error = %message, path = %self.path.display(), "session database write failed");
                 if engine_failed {
                     // Reopening reloads the mirror too.
-                    self.reopen = Some((Instant::now(), message.clone()));
+                    self.broken(&message);
                 } else {
                     self.reload_mirror();
                 }
