@@ -223,7 +223,7 @@ impl CookieController for SingleCookie {
             }
         }
         match std::str::from_utf8(found) {
-            Ok(value) if value.len() <= MAX_COOKIE_BYTES && is_credential_text(value) => {
+            Ok(value) if value.len() <= self.capacity() && is_credential_text(value) => {
                 Presented::Credential {
                     value: value.to_owned(),
                     cookies,
@@ -323,6 +323,9 @@ impl CookieController for ChunkedCookie {
             Ok(count) if (1..=self.max_cookies).contains(&count) => count,
             _ => return unreadable("session cookie part count out of range"),
         };
+        if first_part.len() > self.capacity() {
+            return unreadable("session cookie is oversized");
+        }
         let mut value = first_part.to_owned();
         for part in &parts[1..count] {
             match part.first().and_then(|v| std::str::from_utf8(v).ok()) {
@@ -479,6 +482,44 @@ mod tests {
             controller
                 .set(&"A".repeat(controller.capacity()), 0)
                 .is_ok()
+        );
+    }
+
+    /// Found by the `cookie_header` fuzz target: a credential longer than
+    /// the controller writes (a single cookie of 4082–4096 value bytes, or a
+    /// first chunk alone over the capacity) was read as valid.
+    #[test]
+    fn a_credential_read_is_never_larger_than_the_controller_writes() {
+        let single = SingleCookie::new(CookieAttributes::default());
+        let at_capacity = format!("__Host-tessera={}", "A".repeat(single.capacity()));
+        assert!(matches!(
+            single.read(&headers(&[at_capacity.as_bytes()])),
+            Presented::Credential { .. }
+        ));
+        let over = format!("__Host-tessera={}", "A".repeat(single.capacity() + 1));
+        assert!(matches!(
+            single.read(&headers(&[over.as_bytes()])),
+            Presented::Unreadable { .. }
+        ));
+
+        let chunked = ChunkedCookie::new(CookieAttributes::default(), 2);
+        let over = format!("__Host-tessera=1.{}", "A".repeat(chunked.capacity() + 1));
+        assert!(matches!(
+            chunked.read(&headers(&[over.as_bytes()])),
+            Presented::Unreadable { .. }
+        ));
+        let full = "A".repeat(chunked.capacity());
+        let set = chunked.set(&full, 0).expect("fits");
+        let pairs: Vec<&str> = set
+            .iter()
+            .map(|v| v.to_str().expect("ascii").split(';').next().expect("pair"))
+            .collect();
+        assert_eq!(
+            chunked.read(&headers(&[pairs.join("; ").as_bytes()])),
+            Presented::Credential {
+                value: full,
+                cookies: 2
+            }
         );
     }
 

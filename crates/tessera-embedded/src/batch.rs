@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tessera_core::codec::encode_entry;
 use tessera_core::{Session, SessionId, StoreError, StoredEntry, Timestamp, TokenHash, Tombstone};
 
-use crate::error::unavailable;
+use crate::error::{failure_text, unavailable};
 use crate::mirror::{Effect, Mirror, MirrorEntry};
 use crate::schema::{ENTRIES, GLOBAL_EPOCH_KEY, IDS, META, SUBJECT_EPOCHS, SUBJECTS};
 
@@ -59,6 +59,9 @@ pub(crate) struct Batch<'t> {
     overlay: Overlay,
     pub(crate) effects: Vec<Effect>,
     pub(crate) failure: Option<String>,
+    /// Whether the database engine refused a write (an I/O error such as a
+    /// full disk): the writer then reopens the database before the next group.
+    pub(crate) engine_failed: bool,
 }
 
 impl<'t> Batch<'t> {
@@ -70,6 +73,7 @@ impl<'t> Batch<'t> {
             overlay: Overlay::default(),
             effects: Vec::new(),
             failure: None,
+            engine_failed: false,
         }
     }
 
@@ -85,9 +89,9 @@ impl<'t> Batch<'t> {
         what: &str,
     ) -> Result<(), StoreError> {
         outcome.map_err(|e| {
-            let error = unavailable(what, e);
-            self.failure.get_or_insert_with(|| error.to_string());
-            error
+            self.engine_failed = true;
+            self.failure.get_or_insert_with(|| failure_text(what, &e));
+            unavailable(what, e)
         })
     }
 

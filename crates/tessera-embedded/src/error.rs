@@ -97,6 +97,12 @@ pub(crate) fn unavailable(what: &str, source: impl Into<redb::Error>) -> StoreEr
     StoreError::unavailable(format!("embedded session database: {what}"), source.into())
 }
 
+/// The reason every job of a failed write group is given: what failed and
+/// the engine's own error (for a full disk, "No space left on device").
+pub(crate) fn failure_text(what: &str, source: &dyn std::fmt::Display) -> String {
+    format!("embedded session database: {what}: {source}")
+}
+
 /// The error every operation gets once the store is closed.
 pub(crate) fn closed() -> StoreError {
     StoreError::Unavailable {

@@ -52,6 +52,13 @@
 //!   [`tessera_core::codec`] (`{"v":1,…}`, every older version stays
 //!   readable), and the database keeps its store format version in a `meta`
 //!   table. A newer file is refused with [`EmbeddedError::NewerFormat`].
+//! * **Write failures** (a full disk, an I/O error): the write, and every
+//!   write of its group commit, fails with `StoreError::Unavailable` naming
+//!   the operating system's reason, and nothing of it is stored; reads go on
+//!   from memory. The engine refuses every transaction after an I/O error,
+//!   so the writer reopens (and if need be repairs) the database before the
+//!   next write, at most once a second: once space is free again, writes
+//!   resume without a restart.
 //! * **Expiry**: [`EmbeddedStore::spawn_sweeper`] removes expired records and
 //!   tombstones, with their index entries, in small transactions so that
 //!   requests are never held up for long.
@@ -128,19 +135,10 @@ impl EmbeddedStore {
             source,
         })?;
         let path = dir.join(DATABASE_FILE);
-        let db = redb::Database::builder()
-            .set_cache_size(DATABASE_CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| EmbeddedError::database(&path, e))?;
-        schema::prepare(&db, &path)?;
-        let mirror = Arc::new(RwLock::new(Mirror::load(&db, &path)?));
+        let (db, mirror) = open_database(&path)?;
+        let mirror = Arc::new(RwLock::new(mirror));
         let (sender, jobs) = mpsc::channel();
-        let writer = Writer {
-            db,
-            path: path.clone(),
-            mirror: mirror.clone(),
-            jobs,
-        };
+        let writer = Writer::new(db, path.clone(), mirror.clone(), jobs);
         let handle = std::thread::Builder::new()
             .name("tessera-embedded-writer".into())
             .spawn(move || writer.run())
@@ -223,6 +221,18 @@ impl EmbeddedStore {
             })?;
         Ok(read(&mirror))
     }
+}
+
+/// Opens (creating, and after a crash repairing) the database file and
+/// reads it into a mirror: at start, and again after a write failure.
+pub(crate) fn open_database(path: &Path) -> Result<(redb::Database, Mirror), EmbeddedError> {
+    let db = redb::Database::builder()
+        .set_cache_size(DATABASE_CACHE_BYTES)
+        .create(path)
+        .map_err(|e| EmbeddedError::database(path, e))?;
+    schema::prepare(&db, path)?;
+    let mirror = Mirror::load(&db, path)?;
+    Ok((db, mirror))
 }
 
 fn writer_gone() -> StoreError {

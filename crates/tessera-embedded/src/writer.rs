@@ -17,13 +17,14 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tessera_core::StoreError;
 
 use tokio::sync::oneshot;
 
 use crate::batch::{Batch, Tables};
-use crate::error::{EmbeddedError, unavailable};
+use crate::error::{EmbeddedError, failure_text};
 use crate::mirror::Mirror;
 
 /// Most jobs committed together.
@@ -96,18 +97,48 @@ where
     (Job(Box::new(Reply { work, reply })), answer)
 }
 
+/// Shortest time between two reopens of the database (after a failed
+/// reopen, or a write failing again right after one); meanwhile writes fail
+/// at once with the last reason.
+const REOPEN_PAUSE: Duration = Duration::from_secs(1);
+
 /// What the writer thread owns.
 pub(crate) struct Writer {
-    pub(crate) db: redb::Database,
-    pub(crate) path: PathBuf,
-    pub(crate) mirror: Arc<RwLock<Mirror>>,
-    pub(crate) jobs: Receiver<Job>,
+    /// The database; `None` after a write failure until it reopens.
+    db: Option<redb::Database>,
+    path: PathBuf,
+    mirror: Arc<RwLock<Mirror>>,
+    jobs: Receiver<Job>,
+    /// Set when the engine failed (an I/O error, e.g. a full disk): redb
+    /// then refuses every later transaction, so the database is reopened
+    /// (and repaired) before the next group, not before this instant.
+    reopen: Option<(Instant, String)>,
+    /// When the database was last reopened: reopens (each reloads the
+    /// mirror) are at least [`REOPEN_PAUSE`] apart while the disk stays full.
+    reopened_at: Option<Instant>,
 }
 
 impl Writer {
+    /// A writer over an open database and its mirror.
+    pub(crate) fn new(
+        db: redb::Database,
+        path: PathBuf,
+        mirror: Arc<RwLock<Mirror>>,
+        jobs: Receiver<Job>,
+    ) -> Self {
+        Self {
+            db: Some(db),
+            path,
+            mirror,
+            jobs,
+            reopen: None,
+            reopened_at: None,
+        }
+    }
+
     /// Runs until every sender is gone and the queue is empty, then closes
     /// the database (which releases its lock).
-    pub(crate) fn run(self) -> Result<(), EmbeddedError> {
+    pub(crate) fn run(mut self) -> Result<(), EmbeddedError> {
         let mut group = Vec::with_capacity(MAX_BATCH);
         while let Ok(first) = self.jobs.recv() {
             group.push(first);
@@ -117,28 +148,82 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            self.commit_group(&mut group);
+            match self.usable() {
+                Ok(()) => self.commit_group(&mut group),
+                Err(message) => fail_unrun(&mut group, &message),
+            }
         }
         let Writer { db, path, .. } = self;
-        db.close().map_err(|e| EmbeddedError::database(&path, e))
+        match db {
+            Some(db) => db.close().map_err(|e| EmbeddedError::database(&path, e)),
+            None => Ok(()),
+        }
     }
 
-    fn commit_group(&self, group: &mut Vec<Job>) {
-        let txn = match self.db.begin_write() {
+    /// Reopens the database if a write failure left it unusable. Once the
+    /// cause is gone (space is free again), writes resume without a restart.
+    fn usable(&mut self) -> Result<(), String> {
+        let Some((not_before, reason)) = &self.reopen else {
+            return Ok(());
+        };
+        if Instant::now() < *not_before {
+            return Err(reason.clone());
+        }
+        // The old handle holds the file lock: close it first.
+        drop(self.db.take());
+        match crate::open_database(&self.path) {
+            Ok((db, fresh)) => {
+                let Ok(mut mirror) = self.mirror.write() else {
+                    return Err("the embedded store's memory mirror is poisoned".into());
+                };
+                *mirror = fresh;
+                self.db = Some(db);
+                self.reopen = None;
+                self.reopened_at = Some(Instant::now());
+                tracing::warn!(path = %self.path.display(), "session database reopened after a write failure; writes resume");
+                Ok(())
+            }
+            Err(error) => {
+                let reason = format!(
+                    "embedded session database: cannot reopen after a write failure: {error}"
+                );
+                tracing::error!(error = %reason, "session database still unusable");
+                self.reopen = Some((Instant::now() + REOPEN_PAUSE, reason.clone()));
+                Err(reason)
+            }
+        }
+    }
+
+    /// Marks the database for reopening after an engine failure.
+    fn broken(&mut self, reason: &str) {
+        let not_before = self
+            .reopened_at
+            .map_or_else(Instant::now, |at| at + REOPEN_PAUSE);
+        self.reopen = Some((not_before, reason.to_owned()));
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<Job>) {
+        let Some(db) = self.db.as_ref() else {
+            return fail_unrun(group, "the embedded session database is not open");
+        };
+        let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
-                let message = unavailable("begin a write transaction", e).to_string();
+                let message = failure_text("begin a write transaction", &e);
+                self.broken(&message);
                 return fail_unrun(group, &message);
             }
         };
-        let (finishes, effects, failure) = {
+        let (finishes, effects, failure, engine_failed) = {
             let Ok(mirror) = self.mirror.read() else {
                 return fail_unrun(group, "the embedded store's memory mirror is poisoned");
             };
             let tables = match Tables::open(&txn) {
                 Ok(tables) => tables,
                 Err(e) => {
-                    let message = unavailable("open the tables", e).to_string();
+                    let message = failure_text("open the tables", &e);
+                    drop(mirror);
+                    self.broken(&message);
                     return fail_unrun(group, &message);
                 }
             };
@@ -153,21 +238,19 @@ impl Writer {
                 }
                 finishes.push(finish);
             }
-            (finishes, batch.effects, batch.failure)
+            (finishes, batch.effects, batch.failure, batch.engine_failed)
         };
         let outcome = match failure {
             Some(message) => {
                 // Dropping the transaction aborts it.
                 drop(txn);
-                Err(message)
+                Err((message, engine_failed))
             }
             None if effects.is_empty() => {
                 drop(txn);
                 Ok(())
             }
-            None => txn
-                .commit()
-                .map_err(|e| unavailable("commit", e).to_string()),
+            None => txn.commit().map_err(|e| (failure_text("commit", &e), true)),
         };
         match outcome {
             Ok(()) => {
@@ -179,18 +262,26 @@ impl Writer {
                 }
                 finish_all(finishes, None);
             }
-            Err(message) => {
+            Err((message, engine_failed)) => {
                 tracing::error!(error = %message, path = %self.path.display(), "session database write failed");
-                self.reload_mirror();
+                if engine_failed {
+                    // Reopening reloads the mirror too.
+                    self.broken(&message);
+                } else {
+                    self.reload_mirror();
+                }
                 finish_all(finishes, Some(&message));
             }
         }
     }
 
-    /// After a failed commit, rebuilds the mirror from what the database
+    /// After a failed group, rebuilds the mirror from what the database
     /// holds, in case the engine's view is not what it was before.
     fn reload_mirror(&self) {
-        match Mirror::load(&self.db, &self.path) {
+        let Some(db) = self.db.as_ref() else {
+            return;
+        };
+        match Mirror::load(db, &self.path) {
             Ok(fresh) => {
                 if let Ok(mut mirror) = self.mirror.write() {
                     *mirror = fresh;
