@@ -61,7 +61,9 @@ pub struct SessionConfig {
     pub guessing_threshold: u32,
     /// The window for counting invalid tokens per IP (default 60 s).
     pub guessing_window: Duration,
-    /// How long the global revocation epoch may be cached (default 1 s).
+    /// How long validation may use a cached global revocation epoch
+    /// (default 1 s): a revoke-all on another node ends sessions here
+    /// within this time. New sessions always read the epoch fresh.
     pub epoch_refresh: Duration,
 }
 

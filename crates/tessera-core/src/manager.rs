@@ -222,7 +222,9 @@ impl SessionManager {
         }
         let data = request.data.unwrap_or_default();
         self.check_data(&data)?;
-        let epoch = self.current_epoch(now).await?;
+        // Read fresh: a session stamped with an epoch another node has
+        // already moved past would be born revoked.
+        let epoch = self.fresh_epoch(now).await?;
         let authenticated = request.subject.is_some();
         Ok(Session {
             id: SessionId::generate()?,
@@ -453,6 +455,11 @@ impl SessionManager {
         if checked_at != i64::MIN && now.since(Timestamp(checked_at)) < refresh {
             return Ok(self.inner.epoch.load(Ordering::Acquire));
         }
+        self.fresh_epoch(now).await
+    }
+
+    /// The global epoch read from the store now (and remembered).
+    async fn fresh_epoch(&self, now: Timestamp) -> Result<u64, SessionError> {
         let epoch = self.inner.store.global_epoch().await?;
         self.inner.epoch.fetch_max(epoch, Ordering::AcqRel);
         self.inner

@@ -1,9 +1,13 @@
 //! `tesserad` over shared network stores: several server processes on one
-//! store, the store failing under load, and `tesserad migrate` between
-//! stores. Uses the PostgreSQL on 127.0.0.1:5432 (database `test`, a fresh
-//! schema per test) and private PostgreSQL servers it starts itself.
+//! store, the store failing under load, the near cache, and `tesserad
+//! migrate` between stores. Uses the PostgreSQL on 127.0.0.1:5432 (database
+//! `test`, a fresh schema per test), and private PostgreSQL and Redis
+//! servers (and a Redis Cluster) it starts itself.
 
 mod common;
+#[allow(dead_code)]
+#[path = "../../tessera-redis/tests/common/mod.rs"]
+mod redis_common;
 #[allow(dead_code)]
 #[path = "../../tessera-postgres/tests/common/temp_pg.rs"]
 mod temp_pg;
@@ -51,11 +55,13 @@ async fn drop_schema(url: &str) {
 }
 
 fn start_on(store: &str) -> Server {
-    Server::start_raw(
-        &temp_dir("node"),
-        &["--store", store, "--api-key", API_KEY],
-        &[],
-    )
+    start_with(store, &[])
+}
+
+fn start_with(store: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--store", store, "--api-key", API_KEY];
+    args.extend_from_slice(extra);
+    Server::start_raw(&temp_dir("node"), &args, &[])
 }
 
 async fn validate(server: &Server, token: &str) -> (u16, Value) {
@@ -270,32 +276,53 @@ async fn readyz(server: &Server) -> u16 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_outage_under_load_fails_closed_and_recovers() {
-    let database = temp_pg::TempPostgres::start();
-    let url = format!(
-        "{}?operation_timeout_ms=1000&connect_timeout_ms=1000",
-        database.url()
-    );
-    let server = start_on(&url);
-    let (live, _) = create(&server, Some("carol")).await;
-    let (revoked, _) = create(&server, Some("carol")).await;
+/// A store process the outage test can stop and start.
+trait Outage {
+    fn stop(&mut self);
+    fn start(&mut self);
+}
+
+impl Outage for temp_pg::TempPostgres {
+    fn stop(&mut self) {
+        self.stop_server();
+    }
+    fn start(&mut self) {
+        self.start_server();
+    }
+}
+
+impl Outage for redis_common::TempRedis {
+    fn stop(&mut self) {
+        self.kill();
+    }
+    fn start(&mut self) {
+        self.start_server();
+    }
+}
+
+/// Under load, the store goes away and comes back: while it is away every
+/// session call answers 503 `store_unavailable` and `/readyz` 503; no
+/// revoked or unknown token is ever answered valid; afterwards the server
+/// recovers by itself. Returns how long recovery took after the store was back.
+async fn outage_under_load(server: &Server, store: &mut dyn Outage) -> Duration {
+    let (live, _) = create(server, Some("carol")).await;
+    let (revoked, _) = create(server, Some("carol")).await;
     let (status, _) = call(
-        &server,
+        server,
         "POST",
         "/v1/sessions/logout",
         Some(json!({"token": revoked})),
     )
     .await;
     assert_eq!(status, 204);
-    assert_eq!(readyz(&server).await, 200);
+    assert_eq!(readyz(server).await, 200);
 
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Observed::default());
     let load: Vec<_> = (0..6)
         .map(|_| {
             spawn_load(
-                &server,
+                server,
                 live.clone(),
                 revoked.clone(),
                 stop.clone(),
@@ -305,35 +332,40 @@ async fn postgres_outage_under_load_fails_closed_and_recovers() {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    database.stop_server();
+    store.stop();
     let down_since = Instant::now();
     // Fails closed: readiness turns 503 and validation answers 503.
-    let mut ready = readyz(&server).await;
+    let mut ready = readyz(server).await;
     while ready != 503 && down_since.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        ready = readyz(&server).await;
+        ready = readyz(server).await;
     }
-    assert_eq!(ready, 503, "/readyz while the database is down");
-    let (status, body) = validate(&server, &live).await;
+    assert_eq!(ready, 503, "/readyz while the store is down");
+    let (status, body) = validate(server, &live).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], json!("store_unavailable"));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    database.start_server();
+    store.start();
     let back_at = Instant::now();
     loop {
-        let (status, _) = validate(&server, &live).await;
+        let (status, _) = validate(server, &live).await;
         if status == 200 {
             break;
         }
         assert!(
             back_at.elapsed() < Duration::from_secs(30),
-            "tesserad never recovered after the database came back"
+            "tesserad never recovered after the store came back"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recovered_in = back_at.elapsed();
-    assert_eq!(readyz(&server).await, 200, "/readyz after recovery");
+    let mut ready = readyz(server).await;
+    while ready != 200 && back_at.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ready = readyz(server).await;
+    }
+    assert_eq!(ready, 200, "/readyz after recovery");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {
@@ -342,7 +374,7 @@ async fn postgres_outage_under_load_fails_closed_and_recovers() {
 
     let unexpected = seen.unexpected.lock().expect("lock").clone();
     println!(
-        "postgres outage: {} answers, {} × 503, recovered {:?} after the database came back",
+        "outage: {} answers, {} × 503, recovered {:?} after the store came back",
         seen.answers.load(Ordering::Relaxed),
         seen.unavailable.load(Ordering::Relaxed),
         recovered_in
@@ -357,7 +389,91 @@ async fn postgres_outage_under_load_fails_closed_and_recovers() {
         seen.unavailable.load(Ordering::Relaxed) > 0,
         "the outage was seen"
     );
-    assert_eq!(validate(&server, &revoked).await.0, 401);
+    assert_eq!(validate(server, &revoked).await.0, 401);
+    recovered_in
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_outage_under_load_fails_closed_and_recovers() {
+    let mut database = temp_pg::TempPostgres::start();
+    let url = format!(
+        "{}?operation_timeout_ms=1000&connect_timeout_ms=1000",
+        database.url()
+    );
+    let server = start_on(&url);
+    outage_under_load(&server, &mut database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_under_load_fails_closed_and_recovers() {
+    // Persistent, so that sessions outlive the restart.
+    let mut redis =
+        redis_common::TempRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = format!("{}?operation_timeout_ms=500", redis.url());
+    let server = start_on(&url);
+    outage_under_load(&server, &mut redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_with_near_cache_never_serves_from_a_stale_cache() {
+    // Persistent, so that sessions outlive the restart.
+    let mut redis =
+        redis_common::TempRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = format!("{}?operation_timeout_ms=500", redis.url());
+    let server = start_with(&url, &["--near-cache"]);
+    outage_under_load(&server, &mut redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_tesserad_nodes_share_sessions_on_redis() {
+    let redis = redis_common::TempRedis::start();
+    let a = start_on(&redis.url());
+    let b = start_on(&redis.url());
+    many_nodes_share_one_store(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_tesserad_nodes_share_sessions_on_a_redis_cluster() {
+    let cluster = redis_common::TempCluster::start();
+    let a = start_on(&cluster.url());
+    let b = start_on(&cluster.url());
+    many_nodes_share_one_store(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_tesserad_nodes_with_near_caches_share_sessions_on_redis() {
+    let redis = redis_common::TempRedis::start();
+    let a = start_with(&redis.url(), &["--near-cache"]);
+    let b = start_with(&redis.url(), &["--near-cache"]);
+    // Give both caches time to subscribe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    many_nodes_share_one_store(&a, &b).await;
+
+    // How long a revocation on one node takes to reach the other's cache:
+    // B validates (and caches) a session, A revokes it, B polls.
+    let mut delays = Vec::new();
+    for _ in 0..100 {
+        let (token, session) = create(&a, Some("dave")).await;
+        let id = session["id"].as_str().expect("id").to_owned();
+        for _ in 0..2 {
+            assert_eq!(validate(&b, &token).await.0, 200);
+        }
+        let (status, _) = call(&a, "DELETE", &format!("/v1/sessions/{id}"), None).await;
+        assert_eq!(status, 204);
+        let revoked_at = Instant::now();
+        while validate(&b, &token).await.0 == 200 {
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(2),
+                "B kept serving a session revoked on A"
+            );
+        }
+        delays.push(revoked_at.elapsed());
+    }
+    delays.sort();
+    println!(
+        "near cache: a revocation on A was refused by B after p50 {:?}, p99 {:?}, max {:?}",
+        delays[49], delays[98], delays[99]
+    );
 }
 
 /// Creates sessions in an embedded store directly (as a server would
@@ -533,6 +649,15 @@ async fn migrate_copies_embedded_to_postgres_and_back_resumably() {
         .await
         .expect("load");
     assert!(matches!(stored, Some(StoredEntry::Live(_))));
+
+    // On into Redis, the path of a deployment outgrowing one machine.
+    let redis = redis_common::TempRedis::start();
+    let summary = migrate(&["--from", &postgres, "--to", &redis.url()]);
+    assert_eq!(count(&summary, "created"), 1000, "{summary}");
+    let in_redis = tessera::redis::RedisStore::connect(&redis.url())
+        .await
+        .expect("connect");
+    all_valid(Arc::new(in_redis), &tokens).await;
 
     // Copying a store onto itself is refused.
     let output = tesserad_command()
