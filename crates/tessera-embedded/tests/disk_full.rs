@@ -444,6 +444,8 @@ fn report(error: &StoreError) -> String {
     let kind = match error {
         StoreError::Unavailable { .. } => "unavailable",
         StoreError::Corrupt { .. } => "corrupt",
+        StoreError::Invalid { .. } => "invalid",
+        StoreError::Unsupported { .. } => "unsupported",
     };
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);

@@ -5,7 +5,6 @@
 //! servers (and a Redis Cluster) it starts itself.
 
 mod common;
-#[allow(dead_code)]
 #[path = "../../tessera-redis/tests/common/mod.rs"]
 mod redis_common;
 #[allow(dead_code)]
