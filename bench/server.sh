@@ -6,6 +6,7 @@
 #   bench/server.sh                 memory (and embedded when built in), 10 s per case
 #   DURATION=5s bench/server.sh     shorter runs
 #   STORES="memory:" bench/server.sh
+#   STORES="redis://127.0.0.1:6379 redis://127.0.0.1:6379#near-cache" bench/server.sh
 #
 # Prints one line per case: requests/s, p50 and p99 latency (from wrk).
 set -euo pipefail
@@ -81,11 +82,18 @@ pids+=($!)
 hello=$(wait_url "$work/hello.log")
 measure "axum hello-world (reference)" "$hello/"
 
-for store in $STORES; do
+for spec in $STORES; do
+  # `URL#near-cache` runs the store with --near-cache.
+  store=${spec%%#*}
   label=${store%%:*}
+  flags=()
+  if [[ "$spec" == *"#near-cache" ]]; then
+    label="$label+near-cache"
+    flags+=(--near-cache)
+  fi
   mkdir -p "$work/$label-data"
   "$bin/tesserad" serve --store "$store" --data-dir "$work/$label-data" --api-key "$key" \
-    --listen 127.0.0.1:0 --log-level warn >"$work/$label.log" 2>&1 &
+    --listen 127.0.0.1:0 --log-level warn "${flags[@]}" >"$work/$label.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   if ! url=$(wait_url "$work/$label.log" 2>/dev/null); then
