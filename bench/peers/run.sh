@@ -41,6 +41,8 @@ contenders=(
   "Tessera embedded|Tessera|embedded|-|$bin/bench-tessera --listen {listen} --store embedded:{dir}"
   "tower-sessions Redis|tower-sessions|redis|-|$bin/bench-tower-sessions --listen {listen} --store {redis}"
   "actix-session Redis|actix-session|redis|tower-sessions Redis|$bin/bench-actix-session --listen {listen} --store {redis}"
+  "Tessera Redis|Tessera|redis|tower-sessions Redis|$bin/bench-tessera --listen {listen} --store {redis}"
+  "Tessera Redis near cache|Tessera|redis|tower-sessions Redis|$bin/bench-tessera --listen {listen} --store {redis} --near-cache"
   "Tessera PostgreSQL|Tessera|postgres|-|$bin/bench-tessera --listen {listen} --store {postgres}"
   "actix-session cookie|actix-session|cookie|-|$bin/bench-actix-session --listen {listen} --store cookie:"
   "Tessera sealed cookie|Tessera|cookie|actix-session cookie|$bin/bench-tessera --listen {listen} --store memory: --sealed"

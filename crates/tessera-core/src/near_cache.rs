@@ -151,9 +151,30 @@ struct Shared {
     cleared_at: AtomicU64,
     /// False while the bus is not known to be connected: the cache is bypassed.
     usable: AtomicBool,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: StripedCounter,
+    misses: StripedCounter,
     capacity: usize,
+}
+
+/// A counter split over cache lines, so that cores counting at once do not
+/// fight over one (the hit counter is bumped on every cached validation).
+#[derive(Default)]
+struct StripedCounter([PaddedCounter; 8]);
+
+#[derive(Default)]
+#[repr(align(64))]
+struct PaddedCounter(AtomicU64);
+
+impl StripedCounter {
+    fn add(&self, key: &TokenHash) {
+        self.0[usize::from(key.0[0] & 7)]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// How long an announcement's mark outlives it: longer than any load.
@@ -271,8 +292,8 @@ impl<S: SessionStore> NearCache<S> {
             sequence: AtomicU64::new(0),
             cleared_at: AtomicU64::new(0),
             usable: AtomicBool::new(false),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: StripedCounter::default(),
+            misses: StripedCounter::default(),
             capacity: config.capacity,
         });
         let (sender, receiver) = mpsc::channel(1024);
@@ -289,8 +310,8 @@ impl<S: SessionStore> NearCache<S> {
     /// Hits, misses and size.
     pub fn stats(&self) -> NearCacheStats {
         NearCacheStats {
-            hits: self.shared.hits.load(Ordering::Relaxed),
-            misses: self.shared.misses.load(Ordering::Relaxed),
+            hits: self.shared.hits.total(),
+            misses: self.shared.misses.total(),
             entries: self.shared.entries.len(),
             usable: self.shared.usable.load(Ordering::SeqCst),
         }
@@ -393,10 +414,10 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
             && let Some(cached) = shared.entries.get(key)
             && cached.session.forget_at() > now
         {
-            shared.hits.fetch_add(1, Ordering::Relaxed);
+            shared.hits.add(key);
             return Ok(Some(StoredEntry::Live(cached.session.clone())));
         }
-        shared.misses.fetch_add(1, Ordering::Relaxed);
+        shared.misses.add(key);
         let started = shared.sequence.load(Ordering::SeqCst);
         let loaded = self.inner.load(key, now).await?;
         if let Some(StoredEntry::Live(session)) = &loaded {

@@ -5,6 +5,7 @@
 //! bench-tessera --listen ADDR --store memory:
 //! bench-tessera --listen ADDR --store embedded:DIR
 //! bench-tessera --listen ADDR --store postgres://USER@HOST:PORT/DB?schema=NAME
+//! bench-tessera --listen ADDR --store redis://HOST:PORT [--near-cache]
 //! bench-tessera --listen ADDR --store memory: --sealed [--sealing-key BASE64]
 //! ```
 //!
@@ -28,7 +29,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_axum::{Error, Session, SessionLayer};
 use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::{Login, MemoryStore, SessionData, SessionError, SessionManager, SessionStore};
+use tessera::open::{OpenOptions, OpenedStore, StoreUrl, open_store_with};
+use tessera_core::{Login, SessionData, SessionError, SessionManager};
 
 /// The command line: the shared one, and Tessera's store options.
 #[derive(Debug, Parser)]
@@ -42,6 +44,9 @@ struct TesseraArgs {
     /// servers open each other's cookies; generated when absent.
     #[arg(long)]
     sealing_key: Option<String>,
+    /// Put the near cache in front of a Redis store.
+    #[arg(long)]
+    near_cache: bool,
 }
 
 /// The session payload every contender stores.
@@ -96,29 +101,17 @@ async fn logout(session: Session) -> Result<Json<Value>, Error> {
     Ok(Json(json!({})))
 }
 
-/// The manager over the store `--store` names, with a one-hour idle timeout.
-async fn manager(args: &TesseraArgs) -> anyhow::Result<SessionManager> {
-    let url = args.common.store.as_str();
-    let store: Arc<dyn SessionStore> = if url == "memory:" {
-        let store = MemoryStore::new();
-        store.spawn_sweeper(std::time::Duration::from_secs(60));
-        Arc::new(store)
-    } else if let Some(dir) = url.strip_prefix("embedded:") {
-        let store = tessera_embedded::EmbeddedStore::open(dir)?;
-        store.spawn_sweeper(std::time::Duration::from_secs(60));
-        Arc::new(store)
-    } else if url.starts_with("postgres://") {
-        let store = tessera_postgres::PostgresStore::connect(url).await?;
-        store.spawn_sweeper(std::time::Duration::from_secs(60));
-        Arc::new(store)
-    } else {
-        anyhow::bail!(
-            "--store must be memory:, embedded:DIR or postgres://…, got {url:?}"
-        );
-    };
-    Ok(SessionManager::builder_shared(store)
+/// The manager over the store `--store` names (through the same opener as
+/// tesserad), with a one-hour idle timeout. The opened store (its sweeper,
+/// its near cache) lives as long as the process.
+async fn manager(args: &TesseraArgs) -> anyhow::Result<(SessionManager, OpenedStore)> {
+    let url: StoreUrl = args.common.store.parse()?;
+    let opened =
+        open_store_with(&url, &OpenOptions::default().near_cache(args.near_cache)).await?;
+    let manager = SessionManager::builder_shared(opened.store.clone())
         .idle_timeout(IDLE_TIMEOUT)
-        .build()?)
+        .build()?;
+    Ok((manager, opened))
 }
 
 fn layer(args: &TesseraArgs, manager: SessionManager) -> anyhow::Result<SessionLayer> {
@@ -161,7 +154,7 @@ async fn preload(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = TesseraArgs::parse();
-    let manager = manager(&args).await?;
+    let (manager, _opened) = manager(&args).await?;
     let mut cookies = CookieFile::create(&args.common)?;
     if args.common.preload > 0 {
         if args.sealed {
