@@ -5,8 +5,11 @@
 //!
 //! The store is PostgreSQL (trust auth on 127.0.0.1:5432, database `test`,
 //! or `TESSERA_TEST_POSTGRES_URL`'s server; see
-//! `scripts/setup/postgres.sh`), reached through a TCP proxy in the test
-//! that can hold every packet for [`DELAY`].
+//! `scripts/setup/postgres.sh`), or a private redis-server, reached through
+//! a TCP proxy in the test that can hold every packet for [`DELAY`].
+
+#[path = "../../tessera-redis/tests/common/mod.rs"]
+mod redis_common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +19,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
-use tessera::SessionManager;
 use tessera::postgres::{PostgresConfig, PostgresStore};
+use tessera::redis::{RedisConfig, RedisStore};
+use tessera::{SessionManager, SessionStore};
 use tesserad::api::{AppState, HttpLimits, router};
 use tesserad::keys::KeyRing;
 use tesserad::metrics::{Metrics, MetricsEventSink};
@@ -41,11 +45,10 @@ fn postgres_address() -> String {
     format!("127.0.0.1:{port}")
 }
 
-/// A TCP proxy to PostgreSQL that delays everything while `slow` is set.
-async fn start_proxy(slow: Arc<AtomicBool>) -> u16 {
+/// A TCP proxy to `upstream` that delays everything while `slow` is set.
+async fn start_proxy(upstream: String, slow: Arc<AtomicBool>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let upstream = postgres_address();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let upstream = upstream.clone();
@@ -110,7 +113,7 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_store_trips_the_request_timeout_and_recovers() {
     let slow = Arc::new(AtomicBool::new(false));
-    let port = start_proxy(slow.clone()).await;
+    let port = start_proxy(postgres_address(), slow.clone()).await;
     let schema = format!("tsst_slow_{}", std::process::id());
     let config = PostgresConfig::from_url(&format!("postgres://postgres@127.0.0.1:{port}/test"))
         .expect("config")
@@ -122,8 +125,42 @@ async fn a_slow_store_trips_the_request_timeout_and_recovers() {
     let store = PostgresStore::connect_with(config).await.unwrap_or_else(|e| {
         panic!("cannot open a PostgreSQL store through the proxy ({e}); run scripts/setup/postgres.sh")
     });
+    slow_store_answers_from_the_timeout(Arc::new(store), &slow).await;
+
+    let (admin, connection) = tokio_postgres::connect(
+        &format!("postgres://postgres@{}/test", postgres_address()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("admin connection");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!(r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#))
+        .await
+        .expect("drop schema");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_redis_trips_the_request_timeout_and_recovers() {
+    let redis = redis_common::TempRedis::start();
+    let slow = Arc::new(AtomicBool::new(false));
+    let port = start_proxy(format!("127.0.0.1:{}", redis.port()), slow.clone()).await;
+    let config = RedisConfig::from_url(&format!("redis://127.0.0.1:{port}"))
+        .expect("config")
+        // Longer than the request timeout, so the answers below come from
+        // tesserad's timeout.
+        .operation_timeout(Duration::from_secs(30));
+    let store = RedisStore::connect_with(config)
+        .await
+        .expect("a Redis store through the proxy");
+    slow_store_answers_from_the_timeout(Arc::new(store), &slow).await;
+}
+
+/// With the store slow, concurrent requests all answer 503 from the request
+/// timeout and `/readyz` 503; once it is quick again, everything works.
+async fn slow_store_answers_from_the_timeout(store: Arc<dyn SessionStore>, slow: &AtomicBool) {
     let metrics = Arc::new(Metrics::new(None));
-    let manager = SessionManager::builder(store)
+    let manager = SessionManager::builder_shared(store)
         .events(MetricsEventSink::new(metrics.clone()))
         .build()
         .expect("manager");
@@ -132,7 +169,7 @@ async fn a_slow_store_trips_the_request_timeout_and_recovers() {
         keys: Arc::new(KeyRing::new(Some(KEY), None).expect("keys")),
         metrics,
         cookie_name: "__Host-tessera".into(),
-        store_description: "postgres".into(),
+        store_description: "slow store".into(),
         started: Instant::now(),
     };
     let router = router(
@@ -239,16 +276,4 @@ async fn a_slow_store_trips_the_request_timeout_and_recovers() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["session"]["subject"], "ann");
-
-    let (admin, connection) = tokio_postgres::connect(
-        &format!("postgres://postgres@{}/test", postgres_address()),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("admin connection");
-    tokio::spawn(connection);
-    admin
-        .batch_execute(&format!(r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#))
-        .await
-        .expect("drop schema");
 }

@@ -144,7 +144,11 @@ impl Browser {
             .expect("element text")
     }
 
+    /// Clicks a form's submit button and waits for the answer page: until
+    /// the page the click was on is gone and the new one has loaded (WebDriver
+    /// may return from the click before the form's request is answered).
     pub async fn click(&self, css: &str) {
+        let old_page = self.client.find(Locator::Css("html")).await.ok();
         self.client
             .find(Locator::Css(css))
             .await
@@ -152,6 +156,32 @@ impl Browser {
             .click()
             .await
             .expect("click");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        if let Some(old_page) = old_page {
+            // A stale reference means the old document was replaced.
+            while old_page.tag_name().await.is_ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "clicking {css} did not lead to a new page"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        loop {
+            let state = self
+                .client
+                .execute("return document.readyState", Vec::new())
+                .await
+                .ok();
+            if state.as_ref().and_then(|s| s.as_str()) == Some("complete") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the page after clicking {css} never finished loading"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn whoami(&self) -> String {
