@@ -2,6 +2,7 @@
 //! connection shared by 64 tasks, against a local redis-server.
 //!
 //! `cargo run --release -- PORT [SECONDS] [TASKS]`
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -5,6 +5,7 @@
 //! Workers own disjoint slices of the session pool, so no worker ever uses
 //! a token another one just ended: every answer must be a success, and any
 //! other answer counts as an error.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::sync::Arc;
