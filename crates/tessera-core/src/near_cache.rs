@@ -357,6 +357,9 @@ async fn watch(
     let mut ticker = tokio::time::interval(config.heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
+    // After the bus reports a loss, only its reconnection makes the cache
+    // usable again (heartbeats alone end a silence, not a loss).
+    let mut lost = false;
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -368,12 +371,18 @@ async fn watch(
                 match event {
                     BusEvent::Invalidate(change) => shared.forget(&change),
                     BusEvent::Alive => {
-                        if !shared.usable.load(Ordering::SeqCst) {
+                        if !lost && !shared.usable.load(Ordering::SeqCst) {
                             shared.set_usable(true);
                         }
                     }
-                    BusEvent::Connected => shared.set_usable(true),
-                    BusEvent::Lost => shared.set_usable(false),
+                    BusEvent::Connected => {
+                        lost = false;
+                        shared.set_usable(true);
+                    }
+                    BusEvent::Lost => {
+                        lost = true;
+                        shared.set_usable(false);
+                    }
                 }
             }
             _ = ticker.tick() => {
@@ -622,8 +631,14 @@ impl InvalidationBus for LocalBus {
             loop {
                 let event = match receiver.recv().await {
                     Ok(event) => event,
-                    // Missed messages: say so, as a real bus would.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => BusEvent::Lost,
+                    // Missed messages: say so, as a real bus would, then
+                    // carry on listening (the cache clears on both edges).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if events.send(BusEvent::Lost).await.is_err() {
+                            return;
+                        }
+                        BusEvent::Connected
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 if events.send(event).await.is_err() {
