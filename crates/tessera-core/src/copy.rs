@@ -41,7 +41,7 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
@@ -100,10 +100,10 @@ pub async fn copy_page(
         .await
         .map_err(CopyError::Source)?;
     let global_epoch = raise_global_epoch(from, to).await?;
-    let mut subjects: HashMap<&str, ()> = HashMap::new();
+    let mut subjects: HashSet<&str> = HashSet::new();
     for (_, session) in &page.sessions {
         if let Some(subject) = session.subject.as_deref()
-            && subjects.insert(subject, ()).is_none()
+            && subjects.insert(subject)
         {
             raise_subject_epoch(from, to, subject).await?;
         }
