@@ -26,6 +26,7 @@ bin=$bin_dir
 # name | command (placeholders as in run.sh)
 contenders=(
   "Tessera memory|$bin/bench-tessera --listen {listen} --store memory:"
+  "Tessera Redis|$bin/bench-tessera --listen {listen} --store {redis}"
   "tower-sessions memory|$bin/bench-tower-sessions --listen {listen} --store memory:"
 )
 

@@ -21,7 +21,7 @@ TESSERA = {
     "memory": "Tessera memory",
     "embedded": "Tessera embedded",
     "redis": "Tessera Redis",
-    "near": "Tessera Redis + near cache",
+    "near": "Tessera Redis near cache",
     "postgres": "Tessera PostgreSQL",
     "sealed": "Tessera sealed cookie",
 }

@@ -212,6 +212,10 @@ async fn check_csrf(
 /// Writes the request's cookie change into the response.
 async fn finish(shared: &Shared, state: &Mutex<State>, mut response: Response) -> Response {
     let mut state = state.lock().await;
+    // A sign-in the handler left pending is written now, before its cookie.
+    if let Err(err) = state.flush().await {
+        return err.into_response();
+    }
     let presented = state.presented_cookies;
     let no_store = HeaderValue::from_static("no-store");
     match std::mem::replace(&mut state.cookie, CookieChange::Keep) {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tessera_core::sealed::ClientSideSession;
 use tessera_core::{
     ClientInfo, DataChange, InvalidReason, Login, NewSession, Session, SessionData, SessionError,
-    SessionId,
+    SessionId, ValidatedSession,
 };
 
 use crate::config::{Shared, Storage};
@@ -28,7 +28,9 @@ enum Current {
     Server {
         /// The token text (as presented, or newly issued).
         token: String,
-        session: Arc<Session>,
+        /// The session as the manager last vouched for it (a write goes
+        /// out without reading it again).
+        session: ValidatedSession,
     },
     /// A sealed session, and its seal when it changed in this request.
     Sealed {
@@ -40,7 +42,8 @@ enum Current {
 impl Current {
     fn session(&self) -> &Arc<Session> {
         match self {
-            Current::Server { session, .. } | Current::Sealed { session, .. } => session,
+            Current::Server { session, .. } => &session.session,
+            Current::Sealed { session, .. } => session,
         }
     }
 }
@@ -66,8 +69,19 @@ pub(crate) struct State {
     client: ClientInfo,
     loaded: bool,
     current: Option<Current>,
+    /// A login not yet written (see [`State::login`]).
+    pending: Option<PendingLogin>,
     rejected: Option<InvalidReason>,
     pub(crate) cookie: CookieChange,
+}
+
+/// A sign-in the handler asked for and the store has not seen yet: the
+/// session it replaces, and the new session's login with its data, which
+/// the handler may still fill in.
+struct PendingLogin {
+    previous: Option<Current>,
+    login: Login,
+    data: Map<String, Value>,
 }
 
 impl State {
@@ -79,6 +93,7 @@ impl State {
             client,
             loaded: false,
             current: None,
+            pending: None,
             rejected: None,
             cookie: CookieChange::Keep,
         }
@@ -99,6 +114,7 @@ impl State {
     /// request anonymous (and does not touch the cookie: a request still in
     /// flight from before a login must not undo it).
     pub(crate) async fn load(&mut self) -> Result<Option<&Arc<Session>>, Error> {
+        self.flush().await?;
         if !self.loaded {
             self.loaded = true;
             match std::mem::replace(&mut self.presented, Presented::Nothing) {
@@ -125,7 +141,7 @@ impl State {
         match &self.shared.storage {
             Storage::Server => {
                 let valid = manager.validate(&credential, self.client()).await?;
-                let token = match valid.renewed_token {
+                let token = match &valid.renewed_token {
                     Some(token) => {
                         let token = token.expose().to_owned();
                         self.cookie = CookieChange::Set(token.clone());
@@ -135,7 +151,7 @@ impl State {
                 };
                 self.current = Some(Current::Server {
                     token,
-                    session: valid.session,
+                    session: valid,
                 });
             }
             Storage::Sealed(keys) => {
@@ -203,7 +219,7 @@ impl State {
                 self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
                     token,
-                    session: issued.session,
+                    session: issued.validated(),
                 });
             }
             Storage::Sealed(_) => {
@@ -226,12 +242,25 @@ impl State {
         change: DataChange,
         expected_version: Option<u64>,
     ) -> Result<(), Error> {
+        if let (Some(pending), None) = (&mut self.pending, expected_version) {
+            match change {
+                DataChange::Replace(data) => pending.data = data.to_map(),
+                DataChange::MergePatch(patch) => {
+                    let mut value = Value::Object(std::mem::take(&mut pending.data));
+                    json_patch::merge(&mut value, &patch);
+                    if let Value::Object(map) = value {
+                        pending.data = map;
+                    }
+                }
+            }
+            return Ok(());
+        }
         self.ensure().await?;
         let manager = self.shared.manager.clone();
         match self.current.take() {
             Some(Current::Server { token, session }) => {
                 let result = manager
-                    .update(token.as_str(), change, expected_version, self.client())
+                    .update_validated(&session, change, expected_version, self.client())
                     .await;
                 let session = match result {
                     Ok(updated) => updated,
@@ -279,6 +308,16 @@ impl State {
         key: &str,
         f: &mut (dyn FnMut(Option<Value>) -> Result<Value, Error> + Send),
     ) -> Result<Value, Error> {
+        if let Some(pending) = &mut self.pending {
+            // Nobody else can see this session yet: no race to lose.
+            let new = f(pending.data.get(key).cloned())?;
+            if new.is_null() {
+                pending.data.remove(key);
+            } else {
+                pending.data.insert(key.to_owned(), new.clone());
+            }
+            return Ok(new);
+        }
         self.ensure().await?;
         let mut last_version = 0;
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -334,6 +373,12 @@ impl State {
     /// Signs `subject` in at `level`: always a new token (or seal), a fresh
     /// CSRF secret, and the anonymous data carried over (never another
     /// subject's).
+    ///
+    /// The sign-in is written when the request next needs the store, at
+    /// the latest as the response leaves ([`State::flush`]): data set right
+    /// after it (the usual `login` then `insert`s) goes out in the same
+    /// single write, and no other request can reach the new session before
+    /// that write.
     pub(crate) async fn login(&mut self, subject: &str, level: u8) -> Result<(), Error> {
         self.load().await?;
         let mut data = match self.current.as_ref().map(Current::session) {
@@ -344,10 +389,29 @@ impl State {
         };
         let secret = csrf::new_secret().map_err(|_| Error::Entropy)?;
         data.insert(CSRF_DATA_KEY.to_owned(), Value::String(secret));
-        let mut login = Login::new(subject).level(level).client(self.client.clone());
+        let login = Login::new(subject).level(level).client(self.client.clone());
+        self.pending = Some(PendingLogin {
+            previous: self.current.take(),
+            login,
+            data,
+        });
+        Ok(())
+    }
+
+    /// Writes a pending login: ends the session it replaces and stores the
+    /// new one with its data. Nothing to do without one.
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
+        let Some(PendingLogin {
+            previous,
+            mut login,
+            data,
+        }) = self.pending.take()
+        else {
+            return Ok(());
+        };
         login.data = Some(SessionData::from_map(&data).map_err(SessionError::from)?);
         let manager = self.shared.manager.clone();
-        match (&self.shared.storage, self.current.take()) {
+        match (&self.shared.storage, previous) {
             (Storage::Server, current) => {
                 let token = match &current {
                     Some(Current::Server { token, .. }) => Some(token.as_str()),
@@ -358,7 +422,7 @@ impl State {
                 self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
                     token,
-                    session: issued.session,
+                    session: issued.validated(),
                 });
             }
             (Storage::Sealed(_), current) => {
@@ -390,7 +454,7 @@ impl State {
                 self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
                     token,
-                    session: issued.session,
+                    session: issued.validated(),
                 });
             }
             Some(Current::Sealed { record, .. }) => {
@@ -433,7 +497,7 @@ impl State {
                 self.cookie = CookieChange::Set(token.clone());
                 self.current = Some(Current::Server {
                     token,
-                    session: issued.session,
+                    session: issued.validated(),
                 });
             }
             Some(Current::Sealed { record, .. }) => {
@@ -499,7 +563,9 @@ impl State {
         let manager = self.shared.manager.clone();
         match self.current.take() {
             Some(Current::Server { token, session }) => {
-                manager.revoke_subject(&subject, Some(&session.id)).await?;
+                manager
+                    .revoke_subject(&subject, Some(&session.session.id))
+                    .await?;
                 self.current = Some(Current::Server { token, session });
             }
             Some(Current::Sealed { record, .. }) => {
@@ -516,6 +582,13 @@ impl State {
     /// A masked CSRF token for this session, creating the session and its
     /// secret when needed.
     pub(crate) async fn csrf_token(&mut self) -> Result<String, Error> {
+        if let Some(Value::String(secret)) = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.data.get(CSRF_DATA_KEY))
+        {
+            return csrf::mask(secret).map_err(|_| Error::Entropy);
+        }
         self.ensure().await?;
         let existing = self
             .current

@@ -279,6 +279,77 @@ async fn login_issues_a_new_token_and_csrf_secret() {
     }
 }
 
+#[tokio::test]
+async fn login_and_the_data_set_after_it_are_one_write() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        // An anonymous session with a cart, then a sign-in that sets three
+        // values: the old token dies, and the store sees a single write.
+        client.post(&app, "/set/cart/3").await;
+        let planted = client.session_cookie().cloned();
+        let csrf = client.get(&app, "/csrf").await.body;
+        let writes = app.store.writes();
+        let reply = client
+            .send(
+                &app,
+                Request::post("/signin/bob")
+                    .header("sec-fetch-site", "same-origin")
+                    .header("x-csrf-token", csrf),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{mode:?}");
+        let expected_writes = match mode {
+            Mode::Server => 1,
+            // Sealed: the session travels in the cookie, the store sees nothing.
+            Mode::Sealed => 0,
+        };
+        assert_eq!(app.store.writes() - writes, expected_writes, "{mode:?}");
+        assert_ne!(client.session_cookie().cloned(), planted, "{mode:?}");
+        let (visits, csrf) = reply.body.split_once(' ').expect("visits and token");
+        assert_eq!(visits, "1");
+        for (key, value) in [("user", "\"bob\""), ("visits", "1"), ("cart", "\"3\"")] {
+            assert_eq!(
+                client.get(&app, &format!("/get/{key}")).await.body,
+                value,
+                "{mode:?} {key}"
+            );
+        }
+        assert_eq!(client.get(&app, "/whoami").await.body, "bob");
+        // The CSRF token handed out before the write belongs to the new session.
+        let reply = client
+            .send(
+                &app,
+                Request::post("/incr")
+                    .header("sec-fetch-site", "same-origin")
+                    .header("x-csrf-token", csrf),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{mode:?}: {}", reply.body);
+
+        // A sign-in the store refuses when it is finally written (here: data
+        // over the size limit) fails the response, sets no cookie and
+        // leaves the old session as it was.
+        let mut other = Client::new();
+        other.post(&app, "/set/cart/4").await;
+        let before = other.session_cookie().cloned();
+        let csrf = other.get(&app, "/csrf").await.body;
+        let reply = other
+            .send(
+                &app,
+                Request::post("/signin/huge")
+                    .header("sec-fetch-site", "same-origin")
+                    .header("x-csrf-token", csrf),
+            )
+            .await;
+        assert!(!reply.status.is_success(), "{mode:?}: {}", reply.status);
+        assert!(reply.set_cookies().is_empty(), "{mode:?}");
+        assert_eq!(other.session_cookie().cloned(), before);
+        assert_eq!(other.get(&app, "/whoami").await.body, "anonymous");
+        assert_eq!(other.get(&app, "/get/cart").await.body, "\"4\"", "{mode:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_requests_of_one_browser_lose_no_write() {
     let app = app(Mode::Server);

@@ -93,6 +93,14 @@ pub struct IssuedSession {
     pub session: Arc<Session>,
 }
 
+impl IssuedSession {
+    /// The session as [`SessionManager::update_validated`] takes it, so
+    /// that a write right after creation skips reading it back.
+    pub fn validated(&self) -> ValidatedSession {
+        ValidatedSession::found(self.token.hash(), self.session.clone(), None)
+    }
+}
+
 /// The outcome of a successful validation.
 #[derive(Debug, Clone)]
 pub struct ValidatedSession {
@@ -100,6 +108,26 @@ pub struct ValidatedSession {
     pub session: Arc<Session>,
     /// Present when validation renewed the token: the client must switch to it.
     pub renewed_token: Option<SessionToken>,
+    /// Where the session was found and the record as found, so that
+    /// [`SessionManager::update_validated`] can write without reading it
+    /// again. Private: only the manager vouches for a record.
+    found: Found,
+}
+
+#[derive(Debug, Clone)]
+struct Found {
+    key: TokenHash,
+    session: Arc<Session>,
+}
+
+impl ValidatedSession {
+    fn found(key: TokenHash, session: Arc<Session>, renewed_token: Option<SessionToken>) -> Self {
+        Self {
+            session: session.clone(),
+            renewed_token,
+            found: Found { key, session },
+        }
+    }
 }
 
 /// A token resolved to its live session.
@@ -294,26 +322,30 @@ impl SessionManager {
             self.emit(SessionEvent::Renewed {
                 session_id: issued.session.id,
             });
-            return Ok(ValidatedSession {
-                session: issued.session,
-                renewed_token: Some(issued.token),
-            });
+            let key = issued.token.hash();
+            return Ok(ValidatedSession::found(
+                key,
+                issued.session,
+                Some(issued.token),
+            ));
         }
         if now.since(session.last_seen_at) >= config.touch_after {
             let outcome = self.inner.store.touch(&resolved.key, now, now).await?;
             if outcome == WriteOutcome::Written {
                 let mut touched = Session::clone(session);
                 touched.last_seen_at = now;
-                return Ok(ValidatedSession {
-                    session: Arc::new(touched),
-                    renewed_token: None,
-                });
+                return Ok(ValidatedSession::found(
+                    resolved.key,
+                    Arc::new(touched),
+                    None,
+                ));
             }
         }
-        Ok(ValidatedSession {
-            session: resolved.session,
-            renewed_token: None,
-        })
+        Ok(ValidatedSession::found(
+            resolved.key,
+            resolved.session,
+            None,
+        ))
     }
 
     /// Resolves a token to its live session, applying every check that makes
@@ -687,7 +719,56 @@ impl SessionManager {
             self.check_data(data)?;
         }
         let now = self.now();
-        let mut resolved = self.resolve(token, client, now).await?;
+        let resolved = self.resolve(token, client, now).await?;
+        self.update_resolved(resolved, &change, expected_version, now)
+            .await
+            .map(|updated| updated.session)
+    }
+
+    /// [`update`](Self::update) of a session validated (or created, or
+    /// updated) earlier in the same request: the write goes out without
+    /// reading the session again. Every check of validation is repeated on
+    /// the record in hand (deadlines, revocation epoch, client binding), and
+    /// the store's compare-and-swap on its version refuses the write if the
+    /// session changed or ended since it was read; then the session is read
+    /// again, as [`update`](Self::update) would.
+    pub async fn update_validated(
+        &self,
+        validated: &ValidatedSession,
+        change: DataChange,
+        expected_version: Option<u64>,
+        client: Option<&ClientInfo>,
+    ) -> Result<ValidatedSession, SessionError> {
+        if let DataChange::Replace(data) = &change {
+            self.check_data(data)?;
+        }
+        let now = self.now();
+        let found = &validated.found;
+        // A caller who swapped the public record gets no shortcut.
+        let resolved = if Arc::ptr_eq(&validated.session, &found.session) {
+            self.check_live(&found.session, now).await?;
+            self.check_binding(&found.session, client)?;
+            Resolved {
+                key: found.key,
+                session: found.session.clone(),
+                via_grace: false,
+            }
+        } else {
+            let resolved = self.reload(&validated.session.id, now).await?;
+            self.check_binding(&resolved.session, client)?;
+            resolved
+        };
+        self.update_resolved(resolved, &change, expected_version, now)
+            .await
+    }
+
+    async fn update_resolved(
+        &self,
+        mut resolved: Resolved,
+        change: &DataChange,
+        expected_version: Option<u64>,
+        now: Timestamp,
+    ) -> Result<ValidatedSession, SessionError> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = &resolved.session;
             if let Some(expected) = expected_version
@@ -699,7 +780,7 @@ impl SessionManager {
                 });
             }
             let mut next = Session::clone(current);
-            next.data = match &change {
+            next.data = match change {
                 DataChange::Replace(data) => data.clone(),
                 DataChange::MergePatch(patch) => {
                     let mut value = current.data.to_value();
@@ -716,7 +797,9 @@ impl SessionManager {
                 .update(&resolved.key, &next, current.version, now)
                 .await?
             {
-                WriteOutcome::Written => return Ok(Arc::new(next)),
+                WriteOutcome::Written => {
+                    return Ok(ValidatedSession::found(resolved.key, Arc::new(next), None));
+                }
                 WriteOutcome::VersionConflict { current: stored } => {
                     if let Some(expected) = expected_version {
                         return Err(SessionError::VersionConflict {

@@ -225,8 +225,9 @@ impl RedisConfig {
         self
     }
 
-    /// Loads in two round trips (pointer, then record) on a single server
-    /// too, as a cluster must; only for measuring the difference.
+    /// Loads and writes in several round trips (pointer, record, subject
+    /// index) on a single server too, as a cluster must; only for measuring
+    /// the difference and testing the cluster path.
     #[doc(hidden)]
     pub fn two_step_load(mut self, two_step: bool) -> Self {
         self.two_step_load = two_step;

@@ -59,6 +59,53 @@ return 1
     )
 });
 
+/// [`CREATE`] on a single server, in one step with claiming the pointer
+/// and joining the subject index (all keys on one server, so one script).
+/// KEYS: pointer, live, and the subject index when there is a subject.
+/// ARGV: k r v s i a f u, id, pointer deadline. Returns 1 if created, 0 if
+/// the pointer or the id exists.
+pub(crate) static CREATE_ONE_STEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if KEYS[3] then
+  redis.call('ZADD', KEYS[3], 'GT', ARGV[7], ARGV[9])
+  {tidy}
+end
+redis.call('SET', KEYS[1], ARGV[9], 'PXAT', ARGV[10])
+redis.call('HSET', KEYS[2], 'k', ARGV[1], 'r', ARGV[2], 'v', ARGV[3], 's', ARGV[4],
+  'i', ARGV[5], 'a', ARGV[6], 'f', ARGV[7], 'u', ARGV[8])
+redis.call('PEXPIREAT', KEYS[2], ARGV[7])
+return 1
+",
+        tidy = INDEX_TIDY.replace("KEYS[1]", "KEYS[3]")
+    ))
+});
+
+/// [`UPDATE`] on a single server, raising the subject index's score in
+/// the same step. KEYS: live, and the subject index when there is a
+/// subject. ARGV: as [`UPDATE`], then the session id. Returns as [`UPDATE`].
+pub(crate) static UPDATE_ONE_STEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"
+local cur = redis.call('HMGET', KEYS[1], 'k', 'v', 'f', 'u')
+if not cur[1] or cur[1] ~= ARGV[1] or tonumber(cur[3]) <= tonumber(ARGV[3]) then
+  return {{0}}
+end
+if cur[2] ~= ARGV[2] then return {{1, cur[2]}} end
+if KEYS[2] then
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[9], ARGV[11])
+  {tidy}
+end
+redis.call('HSET', KEYS[1], 'r', ARGV[4], 'v', ARGV[5], 's', ARGV[6],
+  'i', ARGV[7], 'a', ARGV[8], 'f', ARGV[9], 'u', ARGV[10])
+redis.call('PEXPIREAT', KEYS[1], ARGV[9])
+return {{2, cur[4]}}
+",
+        tidy = INDEX_TIDY.replace("KEYS[1]", "KEYS[2]")
+    ))
+});
+
 /// Compare-and-swap of a live record.
 /// KEYS: live. ARGV: key expected_version now, then r v s i a f u.
 /// Returns `{0}` not found, `{1, current_version}` conflict, `{2, old_subject}` written.

@@ -242,12 +242,29 @@ impl SessionStore for RedisStore {
         session: &Session,
     ) -> Result<CreateOutcome, StoreError> {
         let fields = LiveFields::of(session)?;
+        let id_hex = hex::encode(session.id.0);
+        if !self.inner.two_step_load {
+            // One server: claim, index and record in one atomic step.
+            let mut invocation = scripts::CREATE_ONE_STEP.key(self.keys().pointer(key));
+            invocation.key(self.keys().live(&session.id));
+            if let Some(subject) = &session.subject {
+                invocation.key(self.keys().subject_index(subject));
+            }
+            invocation.arg(key.to_hex());
+            fields.push(&mut invocation);
+            invocation.arg(&id_hex).arg(pointer_deadline(session));
+            let created: i64 = self.script("create", &invocation).await?;
+            return Ok(if created == 1 {
+                CreateOutcome::Created
+            } else {
+                CreateOutcome::AlreadyExists
+            });
+        }
         // The index first: it may name a session that is not (yet) stored,
         // never miss one that is.
         if let Some(subject) = &session.subject {
             self.index_add(subject, &session.id, &fields.forget).await?;
         }
-        let id_hex = hex::encode(session.id.0);
         let claimed: Option<String> = self
             .command(
                 "claim key",
@@ -327,15 +344,30 @@ impl SessionStore for RedisStore {
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
         let fields = LiveFields::of(session)?;
-        if let Some(subject) = &session.subject {
-            self.index_add(subject, &session.id, &fields.forget).await?;
-        }
-        let mut invocation = scripts::UPDATE.key(self.keys().live(&session.id));
+        let one_step = !self.inner.two_step_load;
+        let mut invocation = if one_step {
+            // One server: the index moves in the same atomic step.
+            let mut invocation = scripts::UPDATE_ONE_STEP.key(self.keys().live(&session.id));
+            if let Some(subject) = &session.subject {
+                invocation.key(self.keys().subject_index(subject));
+            }
+            invocation
+        } else {
+            // The index first: it may name a session that is not (yet)
+            // stored, never miss one that is.
+            if let Some(subject) = &session.subject {
+                self.index_add(subject, &session.id, &fields.forget).await?;
+            }
+            scripts::UPDATE.key(self.keys().live(&session.id))
+        };
         invocation
             .arg(key.to_hex())
             .arg(expected_version.to_string())
             .arg(now.as_millis().to_string());
         fields.push(&mut invocation);
+        if one_step {
+            invocation.arg(hex::encode(session.id.0));
+        }
         let (outcome, old_subject) =
             decode_cas("update", self.script("update", &invocation).await?)?;
         if outcome == WriteOutcome::Written {

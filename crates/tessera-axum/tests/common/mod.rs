@@ -139,6 +139,20 @@ pub fn router() -> Router {
             ),
         )
         .route(
+            "/signin/{user}",
+            post(
+                |s: Session, axum::extract::Path(user): axum::extract::Path<String>| async move {
+                    s.login(&user, 1).await?;
+                    s.insert("user", &user).await?;
+                    let visits: u64 = s.update("visits", |v: Option<u64>| v.unwrap_or(0) + 1).await?;
+                    s.insert("payload", "x".repeat(if user == "huge" { 1 << 20 } else { 1 }))
+                        .await?;
+                    let csrf = s.csrf_token().await?;
+                    Ok::<_, Error>(format!("{visits} {csrf}"))
+                },
+            ),
+        )
+        .route(
             "/logout",
             post(|s: Session| async move {
                 s.logout().await?;

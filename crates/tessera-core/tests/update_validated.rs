@@ -1,0 +1,173 @@
+//! A write right after validation goes out without reading the session
+//! again, yet never on the strength of a stale or forged record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tessera_core::testkit::CountingStore;
+use tessera_core::{
+    DataChange, InvalidReason, Login, ManualClock, MemoryStore, SessionError, SessionManager,
+    Timestamp,
+};
+
+fn setup() -> (SessionManager, Arc<CountingStore>, ManualClock) {
+    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let manager = SessionManager::builder_shared(store.clone())
+        .clock(clock.clone())
+        .idle_timeout(Duration::from_secs(600))
+        .build()
+        .expect("valid manager");
+    (manager, store, clock)
+}
+
+fn patch(value: serde_json::Value) -> DataChange {
+    DataChange::MergePatch(value)
+}
+
+#[tokio::test]
+async fn a_validated_session_is_written_without_a_second_read() {
+    let (manager, store, _) = setup();
+    let issued = manager
+        .login(None, Login::new("alice"))
+        .await
+        .expect("login");
+    let validated = manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("valid");
+    let loads = store.loads();
+    let updated = manager
+        .update_validated(&validated, patch(json!({"n": 1})), None, None)
+        .await
+        .expect("update");
+    assert_eq!(store.loads(), loads, "no read before the write");
+    assert_eq!(updated.session.version, validated.session.version + 1);
+    // The result carries on: the next write needs no read either.
+    let again = manager
+        .update_validated(
+            &updated,
+            patch(json!({"n": 2})),
+            Some(updated.session.version),
+            None,
+        )
+        .await
+        .expect("second update");
+    assert_eq!(store.loads(), loads);
+    let stored = manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("valid");
+    assert_eq!(stored.session.data.as_json(), r#"{"n":2}"#);
+    assert_eq!(stored.session.version, again.session.version);
+    // So does a freshly issued session.
+    // An outdated handle (from before both writes) loses the
+    // compare-and-swap, reads again and merges: nothing is overwritten.
+    let merged = manager
+        .update_validated(&issued.validated(), patch(json!({"m": 1})), None, None)
+        .await
+        .expect("merged");
+    assert_eq!(merged.session.data.as_json(), r#"{"m":1,"n":2}"#);
+}
+
+#[tokio::test]
+async fn a_write_in_between_is_never_overwritten() {
+    let (manager, _, _) = setup();
+    let issued = manager
+        .login(None, Login::new("alice"))
+        .await
+        .expect("login");
+    let token = issued.token.expose();
+    let stale = manager.validate(token, None).await.expect("valid");
+    manager
+        .update(token, patch(json!({"a": 1})), None, None)
+        .await
+        .expect("other request's write");
+    // With an expected version: a conflict, as `update` would answer.
+    let conflict = manager
+        .update_validated(
+            &stale,
+            patch(json!({"b": 1})),
+            Some(stale.session.version),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(conflict, Err(SessionError::VersionConflict { .. })),
+        "{conflict:?}"
+    );
+    // Without: the change is merged into the fresh record, losing nothing.
+    manager
+        .update_validated(&stale, patch(json!({"b": 2})), None, None)
+        .await
+        .expect("merged");
+    let now = manager.validate(token, None).await.expect("valid");
+    assert_eq!(now.session.data.as_json(), r#"{"a":1,"b":2}"#);
+}
+
+#[tokio::test]
+async fn an_ended_session_is_not_revived() {
+    let (manager, _, clock) = setup();
+    // Revoked by another request after validation.
+    let issued = manager
+        .login(None, Login::new("alice"))
+        .await
+        .expect("login");
+    let validated = manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("valid");
+    manager.revoke_subject("alice", None).await.expect("revoke");
+    let refused = manager
+        .update_validated(&validated, patch(json!({"x": 1})), None, None)
+        .await;
+    assert!(
+        matches!(refused, Err(SessionError::Invalid { .. })),
+        "{refused:?}"
+    );
+    // Expired while the request ran.
+    let issued = manager.login(None, Login::new("bob")).await.expect("login");
+    let validated = manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("valid");
+    clock.advance(Duration::from_secs(601));
+    let refused = manager
+        .update_validated(&validated, patch(json!({"x": 1})), None, None)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(SessionError::Invalid {
+                reason: InvalidReason::ExpiredIdle
+            })
+        ),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_swapped_record_gains_nothing() {
+    let (manager, store, _) = setup();
+    let issued = manager
+        .login(None, Login::new("alice"))
+        .await
+        .expect("login");
+    let mut forged = manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("valid");
+    let mut record = tessera_core::Session::clone(&forged.session);
+    record.subject = Some("admin".into());
+    record.auth_level = 9;
+    forged.session = Arc::new(record);
+    let loads = store.loads();
+    let updated = manager
+        .update_validated(&forged, patch(json!({"x": 1})), None, None)
+        .await
+        .expect("update");
+    assert!(store.loads() > loads, "a swapped record is read again");
+    assert_eq!(updated.session.subject.as_deref(), Some("alice"));
+    assert_eq!(updated.session.auth_level, 1);
+}
