@@ -16,6 +16,14 @@
 //! [`StoreError::Unavailable`] after clearing the local cache, because other
 //! nodes may not have heard of it.
 //!
+//! **No write left unannounced.** A request whose client goes away is
+//! dropped wherever it waits, possibly after its write reached the inner
+//! store but before the announcement went out; a write that fails may also
+//! have landed (a reply lost to a timeout). Either way the write is
+//! announced anyway: an armed guard forgets locally when dropped and
+//! publishes from a task of its own. Only an answer that nothing changed
+//! (not found, version conflict) disarms it unannounced.
+//!
 //! **No lost invalidation while loading.** A load that races with a change
 //! made elsewhere could put the old value into the cache after the change's
 //! announcement arrived. Each announcement leaves a short-lived mark with a
@@ -330,19 +338,78 @@ impl<S: SessionStore> NearCache<S> {
         self.shared.set_usable(false);
     }
 
-    /// Forgets locally, then tells every node. When the announcement fails,
-    /// the other nodes may serve the old record, so the caller hears that
-    /// the store is unavailable (the write itself did happen).
-    async fn announce(&self, change: Invalidation) -> Result<(), StoreError> {
-        self.shared.forget(&change);
-        if let Err(error) = self.bus.publish(&change).await {
+    /// Arms a guard that announces `change` unless disarmed: see the
+    /// module's "No write left unannounced".
+    fn guard(&self, change: Invalidation) -> AnnounceGuard {
+        AnnounceGuard {
+            shared: self.shared.clone(),
+            bus: self.bus.clone(),
+            change: Some(change),
+        }
+    }
+
+    /// Announces a write that happened: forgets locally, then tells every
+    /// node, and disarms the guard once the announcement is out (until
+    /// then, dropping the call still announces). When the announcement
+    /// fails, the other nodes may serve the old record, so the caller hears
+    /// that the store is unavailable (the write itself did happen).
+    async fn announce_guarded(&self, mut guard: AnnounceGuard) -> Result<(), StoreError> {
+        let Some(change) = guard.change.as_ref() else {
+            return Ok(());
+        };
+        self.shared.forget(change);
+        let published = self.bus.publish(change).await;
+        guard.change = None;
+        if let Err(error) = published {
             self.shared.set_usable(false);
-            return Err(StoreError::unavailable(
-                "a session changed but the near cache's invalidation could not be published; other nodes bypass their caches until their bus is back",
-                error,
-            ));
+            return Err(unannounced(error));
         }
         Ok(())
+    }
+}
+
+fn unannounced(error: StoreError) -> StoreError {
+    StoreError::unavailable(
+        "a session changed but the near cache's invalidation could not be published; other nodes bypass their caches until their bus is back",
+        error,
+    )
+}
+
+/// Announces its change when dropped still armed: the write it guards may
+/// have landed without its caller living to announce it.
+struct AnnounceGuard {
+    shared: Arc<Shared>,
+    bus: Arc<dyn InvalidationBus>,
+    change: Option<Invalidation>,
+}
+
+impl AnnounceGuard {
+    /// Nothing changed: nothing to announce.
+    fn disarm(mut self) {
+        self.change = None;
+    }
+}
+
+impl Drop for AnnounceGuard {
+    fn drop(&mut self) {
+        let Some(change) = self.change.take() else {
+            return;
+        };
+        self.shared.forget(&change);
+        let (shared, bus) = (self.shared.clone(), self.bus.clone());
+        let publish = async move {
+            if bus.publish(&change).await.is_err() {
+                tracing::warn!(
+                    "near cache: a write's invalidation could not be published; bypassing the cache until the bus is back"
+                );
+                shared.set_usable(false);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(publish)),
+            // No runtime to publish from: at least stop serving from here.
+            Err(_) => self.shared.set_usable(false),
+        }
     }
 }
 
@@ -450,16 +517,17 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         expected_version: u64,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
+        let guard = self.guard(Invalidation {
+            keys: vec![*key],
+            ids: vec![session.id],
+        });
         let outcome = self
             .inner
             .update(key, session, expected_version, now)
             .await?;
-        if outcome == WriteOutcome::Written {
-            self.announce(Invalidation {
-                keys: vec![*key],
-                ids: vec![session.id],
-            })
-            .await?;
+        match outcome {
+            WriteOutcome::Written => self.announce_guarded(guard).await?,
+            _ => guard.disarm(),
         }
         Ok(outcome)
     }
@@ -470,13 +538,14 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         last_seen_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
+        let guard = self.guard(Invalidation {
+            keys: vec![*key],
+            ids: Vec::new(),
+        });
         let outcome = self.inner.touch(key, last_seen_at, now).await?;
-        if outcome == WriteOutcome::Written {
-            self.announce(Invalidation {
-                keys: vec![*key],
-                ids: Vec::new(),
-            })
-            .await?;
+        match outcome {
+            WriteOutcome::Written => self.announce_guarded(guard).await?,
+            _ => guard.disarm(),
         }
         Ok(outcome)
     }
@@ -490,30 +559,31 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         tombstone: &Tombstone,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
+        let guard = self.guard(Invalidation {
+            keys: vec![*old_key, *new_key],
+            ids: vec![session.id],
+        });
         let outcome = self
             .inner
             .rotate(old_key, new_key, session, expected_version, tombstone, now)
             .await?;
-        if outcome == WriteOutcome::Written {
-            self.announce(Invalidation {
-                keys: vec![*old_key, *new_key],
-                ids: vec![session.id],
-            })
-            .await?;
+        match outcome {
+            WriteOutcome::Written => self.announce_guarded(guard).await?,
+            _ => guard.disarm(),
         }
         Ok(outcome)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let deleted = self.inner.delete(id).await;
         // Announced even when nothing was deleted here, or the call failed
-        // midway: a revocation must never leave a cached copy behind.
-        let announced = self
-            .announce(Invalidation {
-                keys: Vec::new(),
-                ids: vec![*id],
-            })
-            .await;
+        // or was dropped midway: a revocation must never leave a cached
+        // copy behind.
+        let guard = self.guard(Invalidation {
+            keys: Vec::new(),
+            ids: vec![*id],
+        });
+        let deleted = self.inner.delete(id).await;
+        let announced = self.announce_guarded(guard).await;
         let deleted = deleted?;
         announced?;
         Ok(deleted)
@@ -533,14 +603,24 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         except: Option<&SessionId>,
         now: Timestamp,
     ) -> Result<Vec<SessionId>, StoreError> {
+        // The sessions about to go are announced even if this call fails
+        // or is dropped midway (see "No write left unannounced").
+        let listed = self.inner.list_by_subject(subject, now).await?;
+        let mut guard = self.guard(Invalidation {
+            keys: Vec::new(),
+            ids: listed.iter().map(|session| session.id).collect(),
+        });
         let deleted = self.inner.delete_by_subject(subject, except, now).await?;
-        if !deleted.is_empty() {
-            self.announce(Invalidation {
-                keys: Vec::new(),
-                ids: deleted.clone(),
-            })
-            .await?;
+        if let Some(change) = guard.change.as_mut() {
+            change.ids.extend(deleted.iter().copied());
+            change.ids.sort_unstable();
+            change.ids.dedup();
+            if change.ids.is_empty() {
+                guard.disarm();
+                return Ok(deleted);
+            }
         }
+        self.announce_guarded(guard).await?;
         Ok(deleted)
     }
 

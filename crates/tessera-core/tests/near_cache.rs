@@ -203,27 +203,59 @@ async fn near_cache_is_bypassed_when_its_bus_goes_silent() {
     }
 }
 
-/// A store whose loads take a while after reading: the window in which a
-/// change made elsewhere can overtake a load.
+/// A store whose loads take a while after reading (the window in which a
+/// change made elsewhere can overtake a load), or whose updates and
+/// deletes take a while after writing (the window in which a request can
+/// be dropped with its write done).
 #[derive(Clone)]
-struct SlowLoads(MemoryStore);
+struct Slow {
+    store: MemoryStore,
+    after_load: Duration,
+    after_write: Duration,
+}
+
+impl Slow {
+    fn loads(store: MemoryStore) -> Self {
+        Self {
+            store,
+            after_load: Duration::from_millis(2),
+            after_write: Duration::ZERO,
+        }
+    }
+
+    fn plain(store: MemoryStore) -> Self {
+        Self {
+            store,
+            after_load: Duration::ZERO,
+            after_write: Duration::ZERO,
+        }
+    }
+
+    fn writes(store: MemoryStore) -> Self {
+        Self {
+            store,
+            after_load: Duration::ZERO,
+            after_write: Duration::from_millis(200),
+        }
+    }
+}
 
 #[async_trait]
-impl SessionStore for SlowLoads {
+impl SessionStore for Slow {
     async fn create(
         &self,
         key: &TokenHash,
         session: &Session,
     ) -> Result<CreateOutcome, StoreError> {
-        self.0.create(key, session).await
+        self.store.create(key, session).await
     }
     async fn load(
         &self,
         key: &TokenHash,
         now: Timestamp,
     ) -> Result<Option<StoredEntry>, StoreError> {
-        let read = self.0.load(key, now).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let read = self.store.load(key, now).await;
+        tokio::time::sleep(self.after_load).await;
         read
     }
     async fn load_by_id(
@@ -231,7 +263,7 @@ impl SessionStore for SlowLoads {
         id: &SessionId,
         now: Timestamp,
     ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        self.0.load_by_id(id, now).await
+        self.store.load_by_id(id, now).await
     }
     async fn update(
         &self,
@@ -240,7 +272,9 @@ impl SessionStore for SlowLoads {
         expected_version: u64,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        self.0.update(key, session, expected_version, now).await
+        let written = self.store.update(key, session, expected_version, now).await;
+        tokio::time::sleep(self.after_write).await;
+        written
     }
     async fn touch(
         &self,
@@ -248,7 +282,7 @@ impl SessionStore for SlowLoads {
         at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        self.0.touch(key, at, now).await
+        self.store.touch(key, at, now).await
     }
     async fn rotate(
         &self,
@@ -259,31 +293,33 @@ impl SessionStore for SlowLoads {
         tombstone: &Tombstone,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        self.0
+        self.store
             .rotate(old_key, new_key, session, expected_version, tombstone, now)
             .await
     }
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.0.delete(id).await
+        let deleted = self.store.delete(id).await;
+        tokio::time::sleep(self.after_write).await;
+        deleted
     }
     async fn list_by_subject(
         &self,
         subject: &str,
         now: Timestamp,
     ) -> Result<Vec<Arc<Session>>, StoreError> {
-        self.0.list_by_subject(subject, now).await
+        self.store.list_by_subject(subject, now).await
     }
     async fn global_epoch(&self) -> Result<u64, StoreError> {
-        self.0.global_epoch().await
+        self.store.global_epoch().await
     }
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
-        self.0.bump_global_epoch().await
+        self.store.bump_global_epoch().await
     }
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        self.0.subject_epoch(subject).await
+        self.store.subject_epoch(subject).await
     }
     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        self.0.bump_subject_epoch(subject).await
+        self.store.bump_subject_epoch(subject).await
     }
 }
 
@@ -294,7 +330,7 @@ async fn near_cache_loads_racing_with_changes_never_stick() {
     let store = MemoryStore::new();
     let bus = LocalBus::new();
     let a = NearCache::new(
-        SlowLoads(store.clone()),
+        Slow::loads(store.clone()),
         Arc::new(bus.clone()),
         NearCacheConfig::default(),
     );
@@ -361,4 +397,171 @@ fn invalidations_round_trip_and_refuse_garbage() {
     let mut long = change.to_bytes();
     long.push(0);
     assert_eq!(Invalidation::from_bytes(&long), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_local_writes_racing_local_loads_never_stick() {
+    // One node, many requests on few sessions at once: each validates
+    // (through the cache, loads that take a while), then writes with
+    // compare-and-swap, retrying a lost race as the web layer does. When
+    // the dust settles, the cache must agree with the store.
+    let store = MemoryStore::new();
+    let bus = LocalBus::new();
+    let cache = NearCache::new(
+        Slow::loads(store.clone()),
+        Arc::new(bus.clone()),
+        NearCacheConfig::default(),
+    );
+    until_usable(&cache).await;
+    let node = SessionManager::builder(cache.clone())
+        .build()
+        .expect("manager");
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        let issued = node.create(NewSession::default()).await.expect("create");
+        tokens.push(issued.token.expose().to_owned());
+    }
+    let tokens = Arc::new(tokens);
+    let mut tasks = Vec::new();
+    for worker in 0..32usize {
+        let (node, tokens) = (node.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..40usize {
+                let token = &tokens[(worker + round) % tokens.len()];
+                let mut written = false;
+                for _ in 0..64 {
+                    let valid = node.validate(token, None).await.expect("valid");
+                    let version = valid.session.version;
+                    match node
+                        .update_validated(
+                            &valid,
+                            tessera_core::DataChange::MergePatch(
+                                serde_json::json!({"w": worker, "r": round}),
+                            ),
+                            Some(version),
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            written = true;
+                            break;
+                        }
+                        Err(tessera_core::SessionError::VersionConflict { .. }) => {}
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+                assert!(written, "worker {worker} round {round}: every retry lost");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    for token in tokens.iter() {
+        let key = tessera_core::SessionToken::parse(token)
+            .expect("token")
+            .hash();
+        let now = SystemClock.now();
+        let (Some(StoredEntry::Live(truth)), Some(StoredEntry::Live(seen))) = (
+            store.load(&key, now).await.expect("store"),
+            cache.load(&key, now).await.expect("cache"),
+        ) else {
+            panic!("the session is live");
+        };
+        assert_eq!(
+            seen.version, truth.version,
+            "the cache kept a replaced version"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_writes_of_dropped_requests_are_still_announced() {
+    // A request is dropped (its client went away) after its write reached
+    // the store but before the write was announced: neither this node nor
+    // another may keep serving what the write replaced.
+    let store = MemoryStore::new();
+    let bus = LocalBus::new();
+    let a = NearCache::new(
+        Slow::writes(store.clone()),
+        Arc::new(bus.clone()),
+        NearCacheConfig::default(),
+    );
+    let b = NearCache::new(
+        Slow::plain(store.clone()),
+        Arc::new(bus.clone()),
+        NearCacheConfig::default(),
+    );
+    until_usable(&a).await;
+    until_usable(&b).await;
+    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
+    let issued = node_a.create(NewSession::default()).await.expect("create");
+    let key = issued.token.hash();
+    for (node, cache) in [("A", &a), ("B", &b)] {
+        let Some(StoredEntry::Live(_)) = cache.load(&key, SystemClock.now()).await.expect("load")
+        else {
+            panic!("{node}: the session is live")
+        };
+    }
+    let agrees = |cache: NearCache<_>, store: MemoryStore, what: &'static str| async move {
+        let settled_by = Instant::now() + Duration::from_secs(2);
+        loop {
+            let now = SystemClock.now();
+            let truth = store.load(&key, now).await.expect("store");
+            let seen = cache.load(&key, now).await.expect("cache");
+            let version = |entry: &Option<StoredEntry>| match entry {
+                Some(StoredEntry::Live(session)) => Some(session.version),
+                _ => None,
+            };
+            if version(&truth) == version(&seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < settled_by,
+                "{what}: a dropped write left a stale entry"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+
+    // An update, dropped while the store is still answering.
+    let request = {
+        let (node_a, token) = (node_a.clone(), issued.token.expose().to_owned());
+        tokio::spawn(async move {
+            node_a
+                .update(
+                    &token,
+                    tessera_core::DataChange::MergePatch(serde_json::json!({"n": 1})),
+                    None,
+                    None,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    request.abort();
+    assert!(request.await.is_err(), "the request was dropped mid-write");
+    let Some(StoredEntry::Live(written)) =
+        store.load(&key, SystemClock.now()).await.expect("store")
+    else {
+        panic!("the session is live")
+    };
+    assert_eq!(written.version, 2, "the write itself landed");
+    agrees(a.clone(), store.clone(), "update, node A").await;
+    agrees(b.clone(), store.clone(), "update, node B").await;
+
+    // A revocation, dropped the same way.
+    for cache in [&a, &b] {
+        cache.load(&key, SystemClock.now()).await.expect("load");
+    }
+    let request = {
+        let (node_a, id) = (node_a.clone(), written.id);
+        tokio::spawn(async move { node_a.revoke(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    request.abort();
+    assert!(request.await.is_err(), "the request was dropped mid-write");
+    agrees(a.clone(), store.clone(), "revocation, node A").await;
+    agrees(b.clone(), store.clone(), "revocation, node B").await;
 }

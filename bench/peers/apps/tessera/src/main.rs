@@ -154,6 +154,15 @@ async fn preload(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = TesseraArgs::parse();
+    // Errors (a failed store call, a lost race) go to the server log that
+    // run.sh keeps beside a rejected run.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(false)
+        .init();
     let (manager, _opened) = manager(&args).await?;
     let mut cookies = CookieFile::create(&args.common)?;
     if args.common.preload > 0 {

@@ -1,0 +1,98 @@
+//! The near cache in front of a real Redis store, its invalidations on
+//! Redis pub/sub: requests racing on the same sessions of one node never
+//! leave a replaced version in the cache.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::TempRedis;
+use tessera_core::near_cache::{NearCache, NearCacheConfig};
+use tessera_core::{
+    DataChange, NewSession, SessionError, SessionManager, SessionStore, SessionToken, StoredEntry,
+    Timestamp,
+};
+use tessera_redis::{RedisBus, RedisConfig, RedisStore};
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_of_one_node_leave_no_stale_entry() {
+    let redis = TempRedis::start();
+    let config = RedisConfig::from_url(&redis.url()).expect("url");
+    let store = RedisStore::connect_with(config.clone())
+        .await
+        .expect("store");
+    let bus = RedisBus::new(&store, &config).expect("bus");
+    let cache = NearCache::new(store.clone(), Arc::new(bus), NearCacheConfig::default());
+    let started = Instant::now();
+    while !cache.stats().usable {
+        assert!(started.elapsed() < Duration::from_secs(5), "never usable");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let node = SessionManager::builder(cache.clone())
+        .build()
+        .expect("manager");
+    let mut tokens = Vec::new();
+    for _ in 0..64 {
+        let issued = node.create(NewSession::default()).await.expect("create");
+        tokens.push(issued.token.expose().to_owned());
+    }
+    let tokens = Arc::new(tokens);
+    let mut tasks = Vec::new();
+    for worker in 0..64usize {
+        let (node, tokens) = (node.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..300usize {
+                let token = &tokens[(worker * 7 + round) % tokens.len()];
+                for attempt in 0.. {
+                    assert!(
+                        attempt < 200,
+                        "worker {worker} round {round}: every retry lost"
+                    );
+                    let valid = node.validate(token, None).await.expect("valid");
+                    let version = valid.session.version;
+                    match node
+                        .update_validated(
+                            &valid,
+                            DataChange::MergePatch(serde_json::json!({"w": worker, "r": round})),
+                            Some(version),
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(SessionError::VersionConflict { .. }) => {}
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stale = 0;
+    for token in tokens.iter() {
+        let key = SessionToken::parse(token).expect("token").hash();
+        let (Some(StoredEntry::Live(truth)), Some(StoredEntry::Live(seen))) = (
+            store.load(&key, now()).await.expect("store"),
+            cache.load(&key, now()).await.expect("cache"),
+        ) else {
+            panic!("the session is live");
+        };
+        if seen.version != truth.version {
+            stale += 1;
+        }
+    }
+    assert_eq!(stale, 0, "the cache kept replaced versions");
+}
