@@ -1,5 +1,8 @@
 //! Measures resident memory of the memory store holding N sessions with 100
-//! bytes of data each: `cargo run --release -p tessera-core --example memory_footprint -- 1000000`.
+//! bytes of data each: `cargo run --release -p tessera-core --example
+//! memory_footprint -- 1000000`, or `-- 1000000 signed-in` for sessions
+//! each of its own subject (the subject index then holds one entry per
+//! session). One kind per process, so that freed memory is not reused.
 
 use serde_json::json;
 use tessera_core::{MemoryStore, NewSession, SessionData, SessionManager};
@@ -21,22 +24,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pad = 100 - r#"{"payload":"","user_id":1}"#.len();
     let data = SessionData::from_value(&json!({"user_id": 1, "payload": "x".repeat(pad)}))?;
     assert_eq!(data.len_bytes(), 100);
-    let before = resident_bytes().unwrap_or(0);
-    let manager = SessionManager::builder(MemoryStore::new()).build()?;
-    for _ in 0..sessions {
-        manager
-            .create(NewSession {
-                data: Some(data.clone()),
-                ..NewSession::default()
-            })
-            .await?;
+    let signed_in = std::env::args().nth(2).as_deref() == Some("signed-in");
+    {
+        let before = resident_bytes().unwrap_or(0);
+        let manager = SessionManager::builder(MemoryStore::new()).build()?;
+        for n in 0..sessions {
+            manager
+                .create(NewSession {
+                    subject: signed_in.then(|| format!("user-{n}")),
+                    data: Some(data.clone()),
+                    ..NewSession::default()
+                })
+                .await?;
+        }
+        let after = resident_bytes().unwrap_or(0);
+        let store_bytes = after.saturating_sub(before);
+        println!(
+            "{sessions} {} sessions with 100 bytes of data: {:.1} MiB resident ({:.0} bytes per session)",
+            if signed_in { "signed-in" } else { "anonymous" },
+            store_bytes as f64 / (1024.0 * 1024.0),
+            store_bytes as f64 / sessions as f64,
+        );
     }
-    let after = resident_bytes().unwrap_or(0);
-    let store_bytes = after.saturating_sub(before);
-    println!(
-        "{sessions} sessions with 100 bytes of data: {:.1} MiB resident ({:.0} bytes per session)",
-        store_bytes as f64 / (1024.0 * 1024.0),
-        store_bytes as f64 / sessions as f64,
-    );
     Ok(())
 }

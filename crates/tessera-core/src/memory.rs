@@ -30,13 +30,60 @@ impl MemEntry {
     }
 }
 
+/// The live sessions of one subject. Most subjects have one session at a
+/// time; it is kept inline, and a set is allocated only for a second.
+enum SubjectSessions {
+    One(SessionId),
+    Many(Box<HashSet<SessionId>>),
+}
+
+impl SubjectSessions {
+    fn insert(&mut self, id: SessionId) {
+        match self {
+            SubjectSessions::One(existing) if *existing == id => {}
+            SubjectSessions::One(existing) => {
+                *self = SubjectSessions::Many(Box::new(HashSet::from([*existing, id])));
+            }
+            SubjectSessions::Many(ids) => {
+                ids.insert(id);
+            }
+        }
+    }
+
+    /// Removes `id`; whether none is left.
+    fn remove(&mut self, id: &SessionId) -> bool {
+        match self {
+            SubjectSessions::One(existing) => existing == id,
+            SubjectSessions::Many(ids) => {
+                ids.remove(id);
+                let last = match ids.len() {
+                    0 => return true,
+                    1 => ids.iter().next().copied(),
+                    _ => None,
+                };
+                if let Some(last) = last {
+                    *self = SubjectSessions::One(last);
+                }
+                false
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<SessionId> {
+        match self {
+            SubjectSessions::One(id) => vec![*id],
+            SubjectSessions::Many(ids) => ids.iter().copied().collect(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Maps {
     entries: DashMap<TokenHash, MemEntry>,
     /// Current key of every live session. Writers of one session hold its
     /// entry here first, which orders all writes to that session.
     ids: DashMap<SessionId, TokenHash>,
-    subjects: DashMap<Box<str>, HashSet<SessionId>>,
+    subjects: DashMap<Box<str>, SubjectSessions>,
     epoch: AtomicU64,
     subject_epochs: DashMap<Box<str>, u64>,
 }
@@ -120,20 +167,20 @@ impl MemoryStore {
 
     fn index_subject(&self, subject: Option<&str>, id: SessionId) {
         if let Some(subject) = subject {
-            self.maps
-                .subjects
-                .entry(subject.into())
-                .or_default()
-                .insert(id);
+            match self.maps.subjects.entry(subject.into()) {
+                Entry::Occupied(mut sessions) => sessions.get_mut().insert(id),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(SubjectSessions::One(id));
+                }
+            }
         }
     }
 
     fn unindex_subject(&self, subject: Option<&str>, id: &SessionId) {
         if let Some(subject) = subject {
-            self.maps.subjects.remove_if_mut(subject, |_, ids| {
-                ids.remove(id);
-                ids.is_empty()
-            });
+            self.maps
+                .subjects
+                .remove_if_mut(subject, |_, sessions| sessions.remove(id));
         }
     }
 
@@ -346,7 +393,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Vec<Arc<Session>>, StoreError> {
         let ids: Vec<SessionId> = match self.maps.subjects.get(subject) {
-            Some(ids) => ids.iter().copied().collect(),
+            Some(sessions) => sessions.ids(),
             None => return Ok(Vec::new()),
         };
         let mut sessions = Vec::with_capacity(ids.len());
@@ -400,5 +447,37 @@ impl SessionStore for MemoryStore {
             .filter_map(|key| self.live(&key, now).map(|session| (key, session)))
             .collect();
         Ok(ExportPage { sessions, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_set_grows_from_one_inline_id_and_shrinks_back() {
+        let ids: Vec<SessionId> = (0..3u8).map(|n| SessionId([n; 16])).collect();
+        let mut set = SubjectSessions::One(ids[0]);
+        set.insert(ids[0]);
+        assert!(
+            matches!(set, SubjectSessions::One(_)),
+            "no set for a repeat"
+        );
+        set.insert(ids[1]);
+        set.insert(ids[2]);
+        let mut listed = set.ids();
+        listed.sort();
+        assert_eq!(listed, ids);
+        assert!(!set.remove(&ids[1]));
+        assert!(!set.remove(&ids[0]));
+        assert!(
+            matches!(set, SubjectSessions::One(id) if id == ids[2]),
+            "back inline"
+        );
+        assert!(
+            !set.remove(&ids[0]),
+            "removing an absent id leaves the last"
+        );
+        assert!(set.remove(&ids[2]), "now empty");
     }
 }
