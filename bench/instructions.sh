@@ -32,7 +32,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 declare -A per_op
-for op in create validate update rotate; do
+for op in create validate update validate_update rotate; do
   valgrind --tool=callgrind --callgrind-out-file="$work/$op.out" \
     --collect-atstart=no "--toggle-collect=tessera_bench_instructions::measure_$op" \
     "$binary" "$op" --ops "$ops" --sessions "$sessions" 2>"$work/$op.log" || {
@@ -50,21 +50,22 @@ done
 report=$(
   printf '# Instructions per operation (callgrind Ir) in tessera-core with the memory store.\n'
   printf '# %s warm sessions in the store, %s operations of each kind, payload {"user_id":n,"counter":c}.\n' "$sessions" "$ops"
-  printf '# update = DataChange::Replace; rotate = SessionManager::rotate; validate = no touch, no renewal.\n'
+  printf '# update = DataChange::Replace by token; validate_update = validate, then update_validated\n'
+  printf '# (what a web request that writes costs); rotate = SessionManager::rotate; validate = no touch, no renewal.\n'
   printf '# Regenerate with bench/instructions.sh; %s, %s.\n' "$(rustc --version)" "$(uname -m)"
-  printf '%-10s %12s\n' operation instructions
-  for op in create validate update rotate; do
-    printf '%-10s %12s\n' "$op" "${per_op[$op]}"
+  printf '%-16s %12s\n' operation instructions
+  for op in create validate update validate_update rotate; do
+    printf '%-16s %12s\n' "$op" "${per_op[$op]}"
   done
 )
 
 if [[ $check -eq 1 ]]; then
   [[ -f "$out" ]] || { echo "$out is missing; run bench/instructions.sh first" >&2; exit 1; }
   status=0
-  for op in create validate update rotate; do
+  for op in create validate update validate_update rotate; do
     stored=$(awk -v op="$op" '$1 == op {print $2}' "$out")
     now=${per_op[$op]}
-    printf '%-10s stored %10s  now %10s\n' "$op" "${stored:-?}" "$now"
+    printf '%-16s stored %10s  now %10s\n' "$op" "${stored:-?}" "$now"
     if [[ -n "$stored" && $((now * 100)) -gt $((stored * 105)) ]]; then
       echo "  $op costs more than 5 % above the stored count" >&2
       status=1

@@ -29,6 +29,7 @@ enum Operation {
     Create,
     Validate,
     Update,
+    ValidateUpdate,
     Rotate,
 }
 
@@ -38,6 +39,7 @@ impl Operation {
             "create" => Some(Self::Create),
             "validate" => Some(Self::Validate),
             "update" => Some(Self::Update),
+            "validate_update" => Some(Self::ValidateUpdate),
             "rotate" => Some(Self::Rotate),
             _ => None,
         }
@@ -168,6 +170,29 @@ fn measure_update(
     })
 }
 
+/// What a web request that writes costs: validate, then write the
+/// validated session without reading it again (`update_validated`).
+#[inline(never)]
+fn measure_validate_update(
+    rt: &Runtime,
+    manager: &SessionManager,
+    tokens: &[String],
+    data: &[SessionData],
+) -> Result<(), SessionError> {
+    rt.block_on(async {
+        for (token, data) in tokens.iter().zip(data) {
+            let validated = manager.validate(token, None).await?;
+            let change = DataChange::Replace(data.clone());
+            black_box(
+                manager
+                    .update_validated(&validated, change, None, None)
+                    .await?,
+            );
+        }
+        Ok(())
+    })
+}
+
 #[inline(never)]
 fn measure_rotate(
     rt: &Runtime,
@@ -203,6 +228,12 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
                 .map(|user_id| payload(user_id, 1))
                 .collect::<Result<Vec<_>, _>>()?;
             measure_update(&rt, &manager, &targets, &data)?;
+        }
+        Operation::ValidateUpdate => {
+            let data = (0..args.ops)
+                .map(|user_id| payload(user_id, 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            measure_validate_update(&rt, &manager, &targets, &data)?;
         }
         Operation::Rotate => measure_rotate(&rt, &manager, &targets)?,
     }

@@ -245,13 +245,16 @@ def scale_table(scale):
 
 def machine_line(run):
     m, p = run.get("machine", {}), run.get("parameters", {})
+    if isinstance(p.get("sessions"), int):
+        sessions = f"{p['sessions']:,} sessions."
+    else:
+        sessions = f"sessions: {p.get('sizes', '?')}."
     return (
         f"{m.get('date', '?')}; {m.get('cpus', '?')} × {m.get('cpu', '?')}, Linux {m.get('kernel', '?')}, "
         f"load average {m.get('load_average', 0):.2f} at the start; {m.get('rustc', '?')}, node {m.get('node', '?')}, "
         f"{m.get('redis', '?').split(' sha=')[0]}, {m.get('wrk', '?').split(' [')[0]}. "
         f"wrk: {p.get('connections', '?')} connections, {p.get('threads', '?')} threads, "
-        f"{p.get('warmup_s', '?')} s warm-up then {p.get('duration_s', '?')} s per route; "
-        f"{p.get('sessions', '?'):,} sessions." if isinstance(p.get("sessions"), int) else ""
+        f"{p.get('warmup_s', '?')} s warm-up then {p.get('duration_s', '?')} s per route; {sessions}"
     )
 
 
