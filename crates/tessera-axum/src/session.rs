@@ -123,8 +123,14 @@ impl Session {
     }
 
     /// Signs `subject` in at authentication `level` (1 password, 2
-    /// multi-factor, …). Always issues a new token — the one from before is
-    /// dead at once (no fixation) — and a new CSRF secret.
+    /// multi-factor, …). Always issues a new token — the one from before
+    /// is dead by the time the response leaves (no fixation) — and a new
+    /// CSRF secret.
+    ///
+    /// The sign-in is written when the request next needs the store, at
+    /// the latest as the response leaves, so the values inserted or updated
+    /// right after it go out in the same single write. Should that write
+    /// fail, the error replaces the response and no cookie is set.
     pub async fn login(&self, subject: &str, level: u8) -> Result<(), Error> {
         self.state.lock().await.login(subject, level).await
     }
