@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 use tessera_core::testkit::CountingStore;
 use tessera_core::{
-    DataChange, InvalidReason, Login, ManualClock, MemoryStore, SessionError, SessionManager,
-    Timestamp,
+    DataChange, InvalidReason, IssuedSession, Login, ManualClock, MemoryStore, SessionError,
+    SessionManager, Timestamp, ValidatedSession,
 };
 
 fn setup() -> (SessionManager, Arc<CountingStore>, ManualClock) {
@@ -22,6 +22,19 @@ fn setup() -> (SessionManager, Arc<CountingStore>, ManualClock) {
     (manager, store, clock)
 }
 
+/// A signed-in session of `subject`, and its validation.
+async fn signed_in(manager: &SessionManager, subject: &str) -> (IssuedSession, ValidatedSession) {
+    let issued = manager
+        .login(None, Login::new(subject))
+        .await
+        .expect("login");
+    let validated = manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("valid");
+    (issued, validated)
+}
+
 fn patch(value: serde_json::Value) -> DataChange {
     DataChange::MergePatch(value)
 }
@@ -29,14 +42,7 @@ fn patch(value: serde_json::Value) -> DataChange {
 #[tokio::test]
 async fn a_validated_session_is_written_without_a_second_read() {
     let (manager, store, _) = setup();
-    let issued = manager
-        .login(None, Login::new("alice"))
-        .await
-        .expect("login");
-    let validated = manager
-        .validate(issued.token.expose(), None)
-        .await
-        .expect("valid");
+    let (issued, validated) = signed_in(&manager, "alice").await;
     let loads = store.loads();
     let updated = manager
         .update_validated(&validated, patch(json!({"n": 1})), None, None)
@@ -74,12 +80,8 @@ async fn a_validated_session_is_written_without_a_second_read() {
 #[tokio::test]
 async fn a_write_in_between_is_never_overwritten() {
     let (manager, _, _) = setup();
-    let issued = manager
-        .login(None, Login::new("alice"))
-        .await
-        .expect("login");
+    let (issued, stale) = signed_in(&manager, "alice").await;
     let token = issued.token.expose();
-    let stale = manager.validate(token, None).await.expect("valid");
     manager
         .update(token, patch(json!({"a": 1})), None, None)
         .await
@@ -110,14 +112,7 @@ async fn a_write_in_between_is_never_overwritten() {
 async fn an_ended_session_is_not_revived() {
     let (manager, _, clock) = setup();
     // Revoked by another request after validation.
-    let issued = manager
-        .login(None, Login::new("alice"))
-        .await
-        .expect("login");
-    let validated = manager
-        .validate(issued.token.expose(), None)
-        .await
-        .expect("valid");
+    let (_, validated) = signed_in(&manager, "alice").await;
     manager.revoke_subject("alice", None).await.expect("revoke");
     let refused = manager
         .update_validated(&validated, patch(json!({"x": 1})), None, None)
@@ -127,11 +122,7 @@ async fn an_ended_session_is_not_revived() {
         "{refused:?}"
     );
     // Expired while the request ran.
-    let issued = manager.login(None, Login::new("bob")).await.expect("login");
-    let validated = manager
-        .validate(issued.token.expose(), None)
-        .await
-        .expect("valid");
+    let (_, validated) = signed_in(&manager, "bob").await;
     clock.advance(Duration::from_secs(601));
     let refused = manager
         .update_validated(&validated, patch(json!({"x": 1})), None, None)
@@ -150,14 +141,7 @@ async fn an_ended_session_is_not_revived() {
 #[tokio::test]
 async fn a_swapped_record_gains_nothing() {
     let (manager, store, _) = setup();
-    let issued = manager
-        .login(None, Login::new("alice"))
-        .await
-        .expect("login");
-    let mut forged = manager
-        .validate(issued.token.expose(), None)
-        .await
-        .expect("valid");
+    let (_, mut forged) = signed_in(&manager, "alice").await;
     let mut record = tessera_core::Session::clone(&forged.session);
     record.subject = Some("admin".into());
     record.auth_level = 9;
