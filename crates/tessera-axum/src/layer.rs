@@ -213,9 +213,12 @@ async fn check_csrf(
 async fn finish(shared: &Shared, state: &Mutex<State>, mut response: Response) -> Response {
     let mut state = state.lock().await;
     // A sign-in the handler left pending is written now, before its cookie.
+    // Should that fail, the error is the answer, and a cookie change made
+    // before the sign-in (a renewed token) still goes out with it.
     if let Err(err) = state.flush().await {
-        return err.into_response();
+        response = err.into_response();
     }
+    state.finish();
     let presented = state.presented_cookies;
     let no_store = HeaderValue::from_static("no-store");
     match std::mem::replace(&mut state.cookie, CookieChange::Keep) {

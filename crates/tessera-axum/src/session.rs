@@ -127,10 +127,14 @@ impl Session {
     /// is dead by the time the response leaves (no fixation) — and a new
     /// CSRF secret.
     ///
-    /// The sign-in is written when the request next needs the store, at
-    /// the latest as the response leaves, so the values inserted or updated
-    /// right after it go out in the same single write. Should that write
-    /// fail, the error replaces the response and no cookie is set.
+    /// The sign-in is written when the request next reads the session
+    /// (`get`, `record`, `subject`, …), at the latest as the response
+    /// leaves, so the values inserted or updated right after it go out in
+    /// the same single write. Should that write fail, the error replaces
+    /// the response, no cookie is set and the session from before stays.
+    /// Data over the size limit is refused by `insert` itself; a sealed
+    /// session too large for its cookies only when written. After the
+    /// response has left (a task keeping the session), it is written at once.
     pub async fn login(&self, subject: &str, level: u8) -> Result<(), Error> {
         self.state.lock().await.login(subject, level).await
     }

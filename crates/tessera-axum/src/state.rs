@@ -71,6 +71,8 @@ pub(crate) struct State {
     current: Option<Current>,
     /// A login not yet written (see [`State::login`]).
     pending: Option<PendingLogin>,
+    /// The response has left: from now on a login is written at once.
+    finished: bool,
     rejected: Option<InvalidReason>,
     pub(crate) cookie: CookieChange,
 }
@@ -94,6 +96,7 @@ impl State {
             loaded: false,
             current: None,
             pending: None,
+            finished: false,
             rejected: None,
             cookie: CookieChange::Keep,
         }
@@ -243,17 +246,18 @@ impl State {
         expected_version: Option<u64>,
     ) -> Result<(), Error> {
         if let (Some(pending), None) = (&mut self.pending, expected_version) {
-            match change {
-                DataChange::Replace(data) => pending.data = data.to_map(),
+            let data = match change {
+                DataChange::Replace(data) => data.to_map(),
                 DataChange::MergePatch(patch) => {
-                    let mut value = Value::Object(std::mem::take(&mut pending.data));
+                    let mut value = Value::Object(pending.data.clone());
                     json_patch::merge(&mut value, &patch);
-                    if let Value::Object(map) = value {
-                        pending.data = map;
+                    match value {
+                        Value::Object(map) => map,
+                        _ => Map::new(),
                     }
                 }
-            }
-            return Ok(());
+            };
+            return self.set_pending_data(data);
         }
         self.ensure().await?;
         let manager = self.shared.manager.clone();
@@ -308,14 +312,16 @@ impl State {
         key: &str,
         f: &mut (dyn FnMut(Option<Value>) -> Result<Value, Error> + Send),
     ) -> Result<Value, Error> {
-        if let Some(pending) = &mut self.pending {
+        if let Some(pending) = &self.pending {
             // Nobody else can see this session yet: no race to lose.
             let new = f(pending.data.get(key).cloned())?;
+            let mut data = pending.data.clone();
             if new.is_null() {
-                pending.data.remove(key);
+                data.remove(key);
             } else {
-                pending.data.insert(key.to_owned(), new.clone());
+                data.insert(key.to_owned(), new.clone());
             }
+            self.set_pending_data(data)?;
             return Ok(new);
         }
         self.ensure().await?;
@@ -380,6 +386,7 @@ impl State {
     /// single write, and no other request can reach the new session before
     /// that write.
     pub(crate) async fn login(&mut self, subject: &str, level: u8) -> Result<(), Error> {
+        self.shared.manager.check_subject(subject)?;
         self.load().await?;
         let mut data = match self.current.as_ref().map(Current::session) {
             Some(s) if s.subject.is_none() || s.subject.as_deref() == Some(subject) => {
@@ -395,11 +402,32 @@ impl State {
             login,
             data,
         });
+        if self.finished {
+            self.flush().await?;
+        }
         Ok(())
     }
 
+    /// Replaces a pending login's data, refusing data over the manager's
+    /// limit at once (as a direct write would).
+    fn set_pending_data(&mut self, data: Map<String, Value>) -> Result<(), Error> {
+        let checked = SessionData::from_map(&data).map_err(SessionError::from)?;
+        self.shared.manager.check_data(&checked)?;
+        if let Some(pending) = &mut self.pending {
+            pending.data = data;
+        }
+        Ok(())
+    }
+
+    /// Marks the response as gone: a login from now on (a session kept by
+    /// a task that outlives the request) is written at once.
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+    }
+
     /// Writes a pending login: ends the session it replaces and stores the
-    /// new one with its data. Nothing to do without one.
+    /// new one with its data. Nothing to do without one. When the write
+    /// fails, the session from before stays the request's session.
     pub(crate) async fn flush(&mut self) -> Result<(), Error> {
         let Some(PendingLogin {
             previous,
@@ -409,11 +437,24 @@ impl State {
         else {
             return Ok(());
         };
-        login.data = Some(SessionData::from_map(&data).map_err(SessionError::from)?);
+        let written = match SessionData::from_map(&data) {
+            Ok(data) => {
+                login.data = Some(data);
+                self.write_login(previous.as_ref(), login).await
+            }
+            Err(err) => Err(SessionError::from(err).into()),
+        };
+        if written.is_err() && self.current.is_none() {
+            self.current = previous;
+        }
+        written
+    }
+
+    async fn write_login(&mut self, previous: Option<&Current>, login: Login) -> Result<(), Error> {
         let manager = self.shared.manager.clone();
         match (&self.shared.storage, previous) {
             (Storage::Server, current) => {
-                let token = match &current {
+                let token = match current {
                     Some(Current::Server { token, .. }) => Some(token.as_str()),
                     _ => None,
                 };
@@ -426,7 +467,7 @@ impl State {
                 });
             }
             (Storage::Sealed(_), current) => {
-                let record = match &current {
+                let record = match current {
                     Some(Current::Sealed { record, .. }) => Some(record.as_ref()),
                     _ => None,
                 };

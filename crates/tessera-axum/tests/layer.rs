@@ -327,12 +327,9 @@ async fn login_and_the_data_set_after_it_are_one_write() {
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{mode:?}: {}", reply.body);
 
-        // A sign-in the store refuses when it is finally written (here: data
-        // over the size limit) fails the response, sets no cookie and
-        // leaves the old session as it was.
+        // Data over the limit is refused when inserted, as a direct write
+        // would be; the sign-in before it stands.
         let mut other = Client::new();
-        other.post(&app, "/set/cart/4").await;
-        let before = other.session_cookie().cloned();
         let csrf = other.get(&app, "/csrf").await.body;
         let reply = other
             .send(
@@ -342,11 +339,48 @@ async fn login_and_the_data_set_after_it_are_one_write() {
                     .header("x-csrf-token", csrf),
             )
             .await;
-        assert!(!reply.status.is_success(), "{mode:?}: {}", reply.status);
-        assert!(reply.set_cookies().is_empty(), "{mode:?}");
-        assert_eq!(other.session_cookie().cloned(), before);
-        assert_eq!(other.get(&app, "/whoami").await.body, "anonymous");
-        assert_eq!(other.get(&app, "/get/cart").await.body, "\"4\"", "{mode:?}");
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{mode:?}");
+        assert_eq!(other.get(&app, "/whoami").await.body, "huge", "{mode:?}");
+        assert_eq!(other.get(&app, "/get/payload").await.body, "null");
+
+        // A sign-in refused only when it is finally written (here: a sealed
+        // cookie too large to set) fails the response, sets no cookie and
+        // leaves the session from before as it was.
+        if mode == Mode::Sealed {
+            let mut other = Client::new();
+            other.post(&app, "/set/cart/4").await;
+            let before = other.session_cookie().cloned();
+            let csrf = other.get(&app, "/csrf").await.body;
+            let reply = other
+                .send(
+                    &app,
+                    Request::post("/signin/wide")
+                        .header("sec-fetch-site", "same-origin")
+                        .header("x-csrf-token", csrf),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+            assert!(reply.set_cookies().is_empty());
+            assert_eq!(other.session_cookie().cloned(), before);
+            assert_eq!(other.get(&app, "/whoami").await.body, "anonymous");
+            assert_eq!(other.get(&app, "/get/cart").await.body, "\"4\"");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_login_after_the_response_left_is_written_at_once() {
+    let app = app(Mode::Server);
+    let mut client = Client::new();
+    let reply = client.post(&app, "/late-login").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while app.events.of_kind("logged_in").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late login was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -361,10 +361,24 @@ impl SessionManager {
             self.count_invalid(ip, now);
             return Err(SessionError::invalid(InvalidReason::Malformed));
         };
-        let key = token.hash();
+        self.resolve_key(&token.hash(), ip, client, now).await
+    }
+
+    /// [`resolve`](Self::resolve) from the token's hash. `guessing_ip`:
+    /// the address to charge an unknown key to (`None` when re-reading a
+    /// key this request already resolved).
+    async fn resolve_key(
+        &self,
+        key: &TokenHash,
+        guessing_ip: Option<IpAddr>,
+        client: Option<&ClientInfo>,
+        now: Timestamp,
+    ) -> Result<Resolved, SessionError> {
+        let key = *key;
+        let ip = client.and_then(|c| c.ip);
         let resolved = match self.inner.store.load(&key, now).await? {
             None => {
-                self.count_invalid(ip, now);
+                self.count_invalid(guessing_ip, now);
                 return Err(SessionError::invalid(InvalidReason::Unknown));
             }
             Some(StoredEntry::Live(session)) => Resolved {
@@ -720,7 +734,7 @@ impl SessionManager {
         }
         let now = self.now();
         let resolved = self.resolve(token, client, now).await?;
-        self.update_resolved(resolved, &change, expected_version, now)
+        self.update_resolved(resolved, &change, expected_version, client, now)
             .await
             .map(|updated| updated.session)
     }
@@ -744,9 +758,14 @@ impl SessionManager {
         }
         let now = self.now();
         let found = &validated.found;
-        // A caller who swapped the public record gets no shortcut.
-        let resolved = if Arc::ptr_eq(&validated.session, &found.session) {
-            self.check_live(&found.session, now).await?;
+        // The record in hand, while it is the one the manager vouched for
+        // and still looks live; otherwise the session is read again through
+        // its key, as if the token were presented now (a login that has
+        // taken the session over since leaves the key dead, and a record
+        // that only looks idle here may have been used elsewhere).
+        let in_hand = Arc::ptr_eq(&validated.session, &found.session)
+            && ended(&found.session, now, self.current_epoch(now).await?).is_none();
+        let resolved = if in_hand {
             self.check_binding(&found.session, client)?;
             Resolved {
                 key: found.key,
@@ -754,11 +773,9 @@ impl SessionManager {
                 via_grace: false,
             }
         } else {
-            let resolved = self.reload(&validated.session.id, now).await?;
-            self.check_binding(&resolved.session, client)?;
-            resolved
+            self.resolve_key(&found.key, None, client, now).await?
         };
-        self.update_resolved(resolved, &change, expected_version, now)
+        self.update_resolved(resolved, &change, expected_version, client, now)
             .await
     }
 
@@ -767,6 +784,7 @@ impl SessionManager {
         mut resolved: Resolved,
         change: &DataChange,
         expected_version: Option<u64>,
+        client: Option<&ClientInfo>,
         now: Timestamp,
     ) -> Result<ValidatedSession, SessionError> {
         for _ in 0..MAX_WRITE_ATTEMPTS {
@@ -810,7 +828,10 @@ impl SessionManager {
                 }
                 WriteOutcome::NotFound => {}
             }
-            resolved = self.reload(&current.id, now).await?;
+            // Through the key, not the id: a session that moved to another
+            // token meanwhile (a login, a step-up) is not this caller's to
+            // write, unless the move left this key a grace.
+            resolved = self.resolve_key(&resolved.key, None, client, now).await?;
         }
         Err(self.conflict(&resolved.session))
     }
@@ -929,7 +950,9 @@ impl SessionManager {
 
     // ----- input checks -----------------------------------------------------
 
-    pub(crate) fn check_subject(&self, subject: &str) -> Result<(), SessionError> {
+    /// Whether `subject` is acceptable (not empty, within this manager's
+    /// length limit): the check every login applies.
+    pub fn check_subject(&self, subject: &str) -> Result<(), SessionError> {
         if subject.is_empty() {
             return Err(SessionError::EmptySubject);
         }
@@ -943,7 +966,9 @@ impl SessionManager {
         Ok(())
     }
 
-    pub(crate) fn check_data(&self, data: &SessionData) -> Result<(), SessionError> {
+    /// Whether `data` is within this manager's size limit: the check every
+    /// write applies, for callers that assemble data before writing it.
+    pub fn check_data(&self, data: &SessionData) -> Result<(), SessionError> {
         let limit = self.inner.config.max_data_bytes;
         if data.len_bytes() > limit {
             return Err(SessionError::DataTooLarge {

@@ -21,7 +21,8 @@
 //! store but before the announcement went out; a write that fails may also
 //! have landed (a reply lost to a timeout). Either way the write is
 //! announced anyway: an armed guard forgets locally when dropped and
-//! publishes from a task of its own. Only an answer that nothing changed
+//! publishes from a task of its own, and once more a few seconds later in
+//! case the write was still on its way. Only an answer that nothing changed
 //! (not found, version conflict) disarms it unannounced.
 //!
 //! **No lost invalidation while loading.** A load that races with a change
@@ -187,6 +188,11 @@ impl StripedCounter {
 
 /// How long an announcement's mark outlives it: longer than any load.
 const MARK_LIFETIME: Duration = Duration::from_secs(30);
+
+/// How long a write whose caller stopped waiting (dropped, or failed on a
+/// timeout) may still be in flight to the store: its change is announced
+/// again after this, in case it landed after the first announcement.
+const LATE_WRITE_WINDOW: Duration = Duration::from_secs(5);
 
 impl Shared {
     fn forget(&self, change: &Invalidation) {
@@ -398,11 +404,21 @@ impl Drop for AnnounceGuard {
         self.shared.forget(&change);
         let (shared, bus) = (self.shared.clone(), self.bus.clone());
         let publish = async move {
-            if bus.publish(&change).await.is_err() {
-                tracing::warn!(
-                    "near cache: a write's invalidation could not be published; bypassing the cache until the bus is back"
-                );
-                shared.set_usable(false);
+            for round in 0..2 {
+                if round == 1 {
+                    // The write may land after the first announcement (it
+                    // was still on its way); a load in between may have
+                    // cached the old record.
+                    tokio::time::sleep(LATE_WRITE_WINDOW).await;
+                    shared.forget(&change);
+                }
+                if bus.publish(&change).await.is_err() {
+                    tracing::warn!(
+                        "near cache: a write's invalidation could not be published; bypassing the cache until the bus is back"
+                    );
+                    shared.set_usable(false);
+                    return;
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -608,7 +624,11 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         let listed = self.inner.list_by_subject(subject, now).await?;
         let mut guard = self.guard(Invalidation {
             keys: Vec::new(),
-            ids: listed.iter().map(|session| session.id).collect(),
+            ids: listed
+                .iter()
+                .map(|session| session.id)
+                .filter(|id| Some(id) != except)
+                .collect(),
         });
         let deleted = self.inner.delete_by_subject(subject, except, now).await?;
         if let Some(change) = guard.change.as_mut() {

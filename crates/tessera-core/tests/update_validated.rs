@@ -155,3 +155,67 @@ async fn a_swapped_record_gains_nothing() {
     assert_eq!(updated.session.subject.as_deref(), Some("alice"));
     assert_eq!(updated.session.auth_level, 1);
 }
+
+#[tokio::test]
+async fn a_session_taken_over_by_a_login_is_not_written_through_its_old_token() {
+    // A planted anonymous token is validated by a slow request; the victim
+    // signs in on it (the session moves to a new token, the old one dies);
+    // the slow request's write must not land in the signed-in session.
+    let (manager, _, _) = setup();
+    let planted = manager
+        .create(tessera_core::NewSession::default())
+        .await
+        .expect("create");
+    let slow = manager
+        .validate(planted.token.expose(), None)
+        .await
+        .expect("valid");
+    let victim = manager
+        .login(Some(planted.token.expose()), Login::new("victim"))
+        .await
+        .expect("login");
+    let refused = manager
+        .update_validated(&slow, patch(json!({"planted": true})), None, None)
+        .await;
+    assert!(
+        matches!(refused, Err(SessionError::Invalid { .. })),
+        "{refused:?}"
+    );
+    let now = manager
+        .validate(victim.token.expose(), None)
+        .await
+        .expect("the victim's session lives");
+    assert_eq!(now.session.data.get::<bool>("planted"), None);
+}
+
+#[tokio::test]
+async fn a_record_that_only_looks_idle_in_hand_is_read_again_not_ended() {
+    // A request holds its record while other requests keep the session
+    // alive; when it finally writes, its copy looks idle-expired. The
+    // session is read again and written, not deleted.
+    let (manager, _, clock) = setup();
+    let (issued, old) = signed_in(&manager, "alice").await;
+    clock.advance(Duration::from_secs(500));
+    manager
+        .update(
+            issued.token.expose(),
+            patch(json!({"kept": "alive"})),
+            None,
+            None,
+        )
+        .await
+        .expect("another request");
+    clock.advance(Duration::from_secs(200));
+    let written = manager
+        .update_validated(&old, patch(json!({"late": 1})), None, None)
+        .await
+        .expect("written after a fresh read");
+    assert_eq!(
+        written.session.data.as_json(),
+        r#"{"kept":"alive","late":1}"#
+    );
+    manager
+        .validate(issued.token.expose(), None)
+        .await
+        .expect("still live");
+}

@@ -145,12 +145,29 @@ pub fn router() -> Router {
                     s.login(&user, 1).await?;
                     s.insert("user", &user).await?;
                     let visits: u64 = s.update("visits", |v: Option<u64>| v.unwrap_or(0) + 1).await?;
-                    s.insert("payload", "x".repeat(if user == "huge" { 1 << 20 } else { 1 }))
-                        .await?;
+                    // "huge": over the data limit; "wide": within it, but
+                    // over what sealed cookies can carry.
+                    let payload = match user.as_str() {
+                        "huge" => 1 << 20,
+                        "wide" => 20_000,
+                        _ => 1,
+                    };
+                    s.insert("payload", "x".repeat(payload)).await?;
                     let csrf = s.csrf_token().await?;
                     Ok::<_, Error>(format!("{visits} {csrf}"))
                 },
             ),
+        )
+        .route(
+            "/late-login",
+            post(|s: Session| async move {
+                // A task that outlives the request keeps the session.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    s.login("late", 1).await
+                });
+                "later"
+            }),
         )
         .route(
             "/logout",
