@@ -84,6 +84,9 @@ struct PendingLogin {
     previous: Option<Current>,
     login: Login,
     data: Map<String, Value>,
+    /// An upper bound of `data`'s size as JSON, so that the size limit is
+    /// checked at each change without serialising the whole object.
+    bytes_at_most: usize,
 }
 
 impl State {
@@ -245,19 +248,8 @@ impl State {
         change: DataChange,
         expected_version: Option<u64>,
     ) -> Result<(), Error> {
-        if let (Some(pending), None) = (&mut self.pending, expected_version) {
-            let data = match change {
-                DataChange::Replace(data) => data.to_map(),
-                DataChange::MergePatch(patch) => {
-                    let mut value = Value::Object(pending.data.clone());
-                    json_patch::merge(&mut value, &patch);
-                    match value {
-                        Value::Object(map) => map,
-                        _ => Map::new(),
-                    }
-                }
-            };
-            return self.set_pending_data(data);
+        if self.pending.is_some() && expected_version.is_none() {
+            return self.change_pending(change);
         }
         self.ensure().await?;
         let manager = self.shared.manager.clone();
@@ -315,13 +307,9 @@ impl State {
         if let Some(pending) = &self.pending {
             // Nobody else can see this session yet: no race to lose.
             let new = f(pending.data.get(key).cloned())?;
-            let mut data = pending.data.clone();
-            if new.is_null() {
-                data.remove(key);
-            } else {
-                data.insert(key.to_owned(), new.clone());
-            }
-            self.set_pending_data(data)?;
+            let patch = Map::from_iter([(key.to_owned(), new.clone())]);
+            self.change(DataChange::MergePatch(Value::Object(patch)), None)
+                .await?;
             return Ok(new);
         }
         self.ensure().await?;
@@ -388,19 +376,21 @@ impl State {
     pub(crate) async fn login(&mut self, subject: &str, level: u8) -> Result<(), Error> {
         self.shared.manager.check_subject(subject)?;
         self.load().await?;
-        let mut data = match self.current.as_ref().map(Current::session) {
+        let (mut data, carried_bytes) = match self.current.as_ref().map(Current::session) {
             Some(s) if s.subject.is_none() || s.subject.as_deref() == Some(subject) => {
-                s.data.to_map()
+                (s.data.to_map(), s.data.len_bytes())
             }
-            _ => Map::new(),
+            _ => (Map::new(), 2),
         };
         let secret = csrf::new_secret().map_err(|_| Error::Entropy)?;
+        let secret_bytes = entry_bytes(CSRF_DATA_KEY, &secret);
         data.insert(CSRF_DATA_KEY.to_owned(), Value::String(secret));
         let login = Login::new(subject).level(level).client(self.client.clone());
         self.pending = Some(PendingLogin {
             previous: self.current.take(),
             login,
             data,
+            bytes_at_most: carried_bytes + secret_bytes,
         });
         if self.finished {
             self.flush().await?;
@@ -408,14 +398,45 @@ impl State {
         Ok(())
     }
 
-    /// Replaces a pending login's data, refusing data over the manager's
-    /// limit at once (as a direct write would).
-    fn set_pending_data(&mut self, data: Map<String, Value>) -> Result<(), Error> {
-        let checked = SessionData::from_map(&data).map_err(SessionError::from)?;
-        self.shared.manager.check_data(&checked)?;
-        if let Some(pending) = &mut self.pending {
-            pending.data = data;
+    /// Applies a change to a pending login's data, refusing data over the
+    /// manager's limit at once (as a direct write would) and leaving the
+    /// data as it was then. The whole object is serialised only when a
+    /// cheap upper bound of its size says it might be over.
+    fn change_pending(&mut self, change: DataChange) -> Result<(), Error> {
+        let manager = self.shared.manager.clone();
+        let Some(pending) = &mut self.pending else {
+            return Ok(());
+        };
+        let limit = manager.config().max_data_bytes;
+        let apply = |data: &mut Map<String, Value>, change: DataChange| match change {
+            DataChange::Replace(replacement) => *data = replacement.to_map(),
+            DataChange::MergePatch(patch) => {
+                let mut value = Value::Object(std::mem::take(data));
+                json_patch::merge(&mut value, &patch);
+                if let Value::Object(map) = value {
+                    *data = map;
+                }
+            }
+        };
+        let added = match &change {
+            DataChange::Replace(replacement) => replacement
+                .len_bytes()
+                .saturating_sub(pending.bytes_at_most),
+            DataChange::MergePatch(patch) => serde_json::to_string(patch)
+                .map(|json| json.len())
+                .unwrap_or(usize::MAX),
+        };
+        if pending.bytes_at_most.saturating_add(added) <= limit {
+            apply(&mut pending.data, change);
+            pending.bytes_at_most += added;
+            return Ok(());
         }
+        let mut data = pending.data.clone();
+        apply(&mut data, change);
+        let exact = SessionData::from_map(&data).map_err(SessionError::from)?;
+        manager.check_data(&exact)?;
+        pending.bytes_at_most = exact.len_bytes();
+        pending.data = data;
         Ok(())
     }
 
@@ -433,6 +454,7 @@ impl State {
             previous,
             mut login,
             data,
+            ..
         }) = self.pending.take()
         else {
             return Ok(());
@@ -664,6 +686,12 @@ impl State {
             None => Err(csrf::CsrfError::NoSession.into()),
         }
     }
+}
+
+/// An upper bound of what `"key":"text",` adds to a JSON object (every
+/// byte escaped at most six-fold).
+fn entry_bytes(key: &str, text: &str) -> usize {
+    6 * (key.len() + text.len()) + 6
 }
 
 /// One field of session data, deserialised without building the whole
