@@ -290,14 +290,7 @@ async fn login_and_the_data_set_after_it_are_one_write() {
         let planted = client.session_cookie().cloned();
         let csrf = client.get(&app, "/csrf").await.body;
         let writes = app.store.writes();
-        let reply = client
-            .send(
-                &app,
-                Request::post("/signin/bob")
-                    .header("sec-fetch-site", "same-origin")
-                    .header("x-csrf-token", csrf),
-            )
-            .await;
+        let reply = client.post_with_token(&app, "/signin/bob", &csrf).await;
         assert_eq!(reply.status, StatusCode::OK, "{mode:?}");
         let expected_writes = match mode {
             Mode::Server => 1,
@@ -317,28 +310,14 @@ async fn login_and_the_data_set_after_it_are_one_write() {
         }
         assert_eq!(client.get(&app, "/whoami").await.body, "bob");
         // The CSRF token handed out before the write belongs to the new session.
-        let reply = client
-            .send(
-                &app,
-                Request::post("/incr")
-                    .header("sec-fetch-site", "same-origin")
-                    .header("x-csrf-token", csrf),
-            )
-            .await;
+        let reply = client.post_with_token(&app, "/incr", csrf).await;
         assert_eq!(reply.status, StatusCode::OK, "{mode:?}: {}", reply.body);
 
         // Data over the limit is refused when inserted, as a direct write
         // would be; the sign-in before it stands.
         let mut other = Client::new();
         let csrf = other.get(&app, "/csrf").await.body;
-        let reply = other
-            .send(
-                &app,
-                Request::post("/signin/huge")
-                    .header("sec-fetch-site", "same-origin")
-                    .header("x-csrf-token", csrf),
-            )
-            .await;
+        let reply = other.post_with_token(&app, "/signin/huge", &csrf).await;
         assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{mode:?}");
         assert_eq!(other.get(&app, "/whoami").await.body, "huge", "{mode:?}");
         assert_eq!(other.get(&app, "/get/payload").await.body, "null");
@@ -351,14 +330,7 @@ async fn login_and_the_data_set_after_it_are_one_write() {
             other.post(&app, "/set/cart/4").await;
             let before = other.session_cookie().cloned();
             let csrf = other.get(&app, "/csrf").await.body;
-            let reply = other
-                .send(
-                    &app,
-                    Request::post("/signin/wide")
-                        .header("sec-fetch-site", "same-origin")
-                        .header("x-csrf-token", csrf),
-                )
-                .await;
+            let reply = other.post_with_token(&app, "/signin/wide", &csrf).await;
             assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
             assert!(reply.set_cookies().is_empty());
             assert_eq!(other.session_cookie().cloned(), before);

@@ -280,6 +280,11 @@ impl Client {
     /// A same-origin POST with a fresh CSRF token, like a page's form would send.
     pub async fn post(&mut self, app: &TestApp, path: &str) -> Reply {
         let token = self.get(app, "/csrf").await.body;
+        self.post_with_token(app, path, &token).await
+    }
+
+    /// A same-origin POST carrying `token` as its CSRF token.
+    pub async fn post_with_token(&mut self, app: &TestApp, path: &str, token: &str) -> Reply {
         self.send(
             app,
             Request::post(path)
