@@ -10,19 +10,10 @@ use std::time::{Duration, Instant};
 use common::TempRedis;
 use tessera_core::near_cache::{NearCache, NearCacheConfig};
 use tessera_core::{
-    DataChange, NewSession, SessionError, SessionManager, SessionStore, SessionToken, StoredEntry,
-    Timestamp,
+    Clock, DataChange, NewSession, SessionError, SessionManager, SessionStore, SessionToken,
+    StoredEntry, SystemClock,
 };
 use tessera_redis::{RedisBus, RedisConfig, RedisStore};
-
-fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis() as i64,
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_requests_of_one_node_leave_no_stale_entry() {
@@ -88,8 +79,8 @@ async fn racing_requests_of_one_node_leave_no_stale_entry() {
     for token in tokens.iter() {
         let key = SessionToken::parse(token).expect("token").hash();
         let (Some(StoredEntry::Live(truth)), Some(StoredEntry::Live(seen))) = (
-            store.load(&key, now()).await.expect("store"),
-            cache.load(&key, now()).await.expect("cache"),
+            store.load(&key, SystemClock.now()).await.expect("store"),
+            cache.load(&key, SystemClock.now()).await.expect("cache"),
         ) else {
             panic!("the session is live");
         };
