@@ -5,7 +5,8 @@
 #   of tesserad's /openapi.json, each with the document's authentication,
 #   success status, success body fields and error statuses; each route has a
 #   section whose field or parameter table matches the document; the tables
-#   of the session, client and error objects match their schemas.
+#   of the session, client and error objects match their schemas; every
+#   error code and invalid-session reason is named.
 # * docs/cli.md: every subcommand of `tesserad --help` (recursively) has a
 #   section; every long flag each one prints is in its section's table (or
 #   a parent command's) with the same default and environment variable;
@@ -13,7 +14,8 @@
 # * README.md and docs/*.md: every relative link points to a file that
 #   exists, and every #anchor to a heading of that file.
 #
-# tesserad is $TESSERAD_BIN, else target/debug/tesserad (built if missing).
+# tesserad is $TESSERAD_BIN, else target/debug/tesserad (built if missing;
+# scripts/test.sh runs this after the tests, which build it afresh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
