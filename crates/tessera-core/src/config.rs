@@ -1,4 +1,5 @@
-//! Session policy settings, their defaults (DESIGN.md §1) and their validation.
+//! Session policy settings, their defaults (`docs/concepts.md` gives the
+//! reason for each) and their validation.
 
 use std::num::NonZeroUsize;
 use std::str::FromStr;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// What to do when a request's client does not match the client that created the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum BindingPolicy {
     /// Do not compare.
     Off,
@@ -36,8 +38,12 @@ pub const DEFAULT_MAX_SUBJECT_BYTES: usize = 256;
 /// Largest session data, in bytes of compact JSON.
 pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
 
-/// Every policy setting of a [`SessionManager`](crate::SessionManager).
+/// Every policy setting of a [`SessionManager`](crate::SessionManager),
+/// as [`SessionManager::config`](crate::SessionManager::config) reports
+/// them. Set them through [`SessionManager::builder`](crate::SessionManager::builder),
+/// which derives the settings left out from those given.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// Idle timeout: the session dies this long after its last use (default 30 min).
     pub idle_timeout: Duration,
@@ -45,8 +51,14 @@ pub struct SessionConfig {
     pub absolute_timeout: Duration,
     /// Validation rotates a token older than this (default 15 min).
     pub renew_after: Duration,
-    /// How long a token rotated away by renewal or rotate still resolves (default 10 s).
+    /// How long a token rotated away by renewal or rotate still resolves
+    /// once its successor has been presented (default 10 s).
     pub rotation_grace: Duration,
+    /// How long a token rotated away by renewal or rotate keeps working
+    /// while its successor has not been presented yet (a response lost on
+    /// its way, a proxy that dropped `Set-Cookie`); each use gets the
+    /// successor again (default 5 min).
+    pub renewal_delivery_window: Duration,
     /// Validation writes the idle deadline only when it is older than this (default 60 s).
     pub touch_after: Duration,
     /// Client binding policy (default `log`).
@@ -74,6 +86,7 @@ impl Default for SessionConfig {
             absolute_timeout: Duration::from_secs(12 * 60 * 60),
             renew_after: Duration::from_secs(15 * 60),
             rotation_grace: Duration::from_secs(10),
+            renewal_delivery_window: Duration::from_secs(5 * 60),
             touch_after: Duration::from_secs(60),
             binding: BindingPolicy::Log,
             max_sessions_per_subject: None,
@@ -88,6 +101,7 @@ impl Default for SessionConfig {
 
 /// A configuration that makes no sense, refused when the manager is built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A duration that must be positive is zero.
     #[error("{setting} must be longer than zero")]
@@ -125,6 +139,16 @@ pub enum ConfigError {
         /// The idle timeout.
         idle: Duration,
     },
+    /// The delivery window is shorter than the grace.
+    #[error(
+        "renewal_delivery_window ({window:?}) must be at least rotation_grace ({grace:?})"
+    )]
+    DeliveryWindowShorterThanGrace {
+        /// The delivery window.
+        window: Duration,
+        /// The rotation grace.
+        grace: Duration,
+    },
     /// A size limit of zero.
     #[error("{setting} must be at least 1")]
     ZeroLimit {
@@ -159,6 +183,12 @@ impl SessionConfig {
             return Err(ConfigError::GraceLongerThanRenewal {
                 grace: self.rotation_grace,
                 renew: self.renew_after,
+            });
+        }
+        if self.renewal_delivery_window < self.rotation_grace {
+            return Err(ConfigError::DeliveryWindowShorterThanGrace {
+                window: self.renewal_delivery_window,
+                grace: self.rotation_grace,
             });
         }
         if self.touch_after >= self.idle_timeout {

@@ -1,19 +1,17 @@
 //! Copying every live session from one store to another (`tesserad
 //! migrate`), page by page, so that a copy can stop anywhere and resume.
 //!
-//! A copy keeps what makes a session what it is: its key (the hash of the
-//! token users hold, so their cookies keep working), its id, subject,
-//! version, data and every deadline. It raises the destination's global
+//! A copy keeps what makes a session what it is: its id, the hashes of its
+//! tokens (so the cookies users hold keep working), subject, version, data
+//! and every deadline. It raises the destination's global
 //! revocation epoch, and the epoch of every subject with a session in the
 //! copy, to at least the source's, so what was revoked stays revoked; a
 //! session the global epoch already ended is not copied.
 //!
 //! Running a copy twice is safe: a session already in the destination is
-//! left alone when the destination's version is the same or newer, brought
-//! up to date when the source's is newer, and followed to its new key when
-//! the source rotated it meanwhile. Tombstones are not copied, so a token
-//! rotated away just before the copy is unknown (not "reused") in the
-//! destination.
+//! left alone when the destination's copy is the same or newer, and brought
+//! up to date when the source's is newer (a higher version, or the same
+//! version with a later token after a rotation).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -25,7 +23,8 @@
 //! let from = Arc::new(MemoryStore::new());
 //! let to = Arc::new(MemoryStore::new());
 //! let manager = SessionManager::builder_shared(from.clone()).build()?;
-//! let issued = manager.create(NewSession::default()).await?;
+//! let created = manager.create(NewSession::anonymous()).await?;
+//! let token = created.issued().expect("a credential").expose().to_owned();
 //!
 //! let mut cursor = None;
 //! loop {
@@ -36,18 +35,17 @@
 //!     }
 //! }
 //! let moved = SessionManager::builder_shared(to).build()?;
-//! assert!(moved.validate(issued.token.expose(), None).await.is_ok());
+//! assert!(moved.validate(&token, None).await.is_ok());
 //! # Ok(())
 //! # }
 //! ```
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::record::{Session, StoredEntry, Tombstone};
+use crate::manager::forget_at;
+use crate::record::SessionRecord;
 use crate::store::{CreateOutcome, SessionStore, StoreError, WriteOutcome};
-use crate::token::TokenHash;
 
 /// Which side of a copy failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +67,8 @@ pub struct CopyPage {
     pub updated: u64,
     /// Sessions the destination already held at the same or a newer version.
     pub unchanged: u64,
-    /// Sessions the destination could not take (a different session under
-    /// the same key, or a concurrent change in the destination).
+    /// Sessions the destination could not take (a concurrent change in the
+    /// destination, or a record it holds but no longer serves).
     pub conflicts: u64,
     /// Sessions not copied because a global revocation already ended them.
     pub revoked: u64,
@@ -101,7 +99,7 @@ pub async fn copy_page(
         .map_err(CopyError::Source)?;
     let global_epoch = raise_global_epoch(from, to).await?;
     let mut subjects: HashSet<&str> = HashSet::new();
-    for (_, session) in &page.sessions {
+    for session in &page.items {
         if let Some(subject) = session.subject.as_deref()
             && subjects.insert(subject)
         {
@@ -112,12 +110,12 @@ pub async fn copy_page(
         next: page.next.clone(),
         ..CopyPage::default()
     };
-    for (key, session) in &page.sessions {
+    for session in &page.items {
         if session.epoch < global_epoch {
             report.revoked += 1;
             continue;
         }
-        match copy_one(to, key, session, now)
+        match copy_one(to, session, now)
             .await
             .map_err(CopyError::Destination)?
         {
@@ -139,40 +137,25 @@ enum Copied {
 
 async fn copy_one(
     to: &dyn SessionStore,
-    key: &TokenHash,
-    session: &Arc<Session>,
+    session: &SessionRecord,
     now: Timestamp,
 ) -> Result<Copied, StoreError> {
-    if to.create(key, session).await? == CreateOutcome::Created {
+    let forget = forget_at(session);
+    if to.create(session, forget).await? == CreateOutcome::Created {
         return Ok(Copied::Created);
     }
-    // Already there: under this key, or under the key it had before the
-    // source rotated it.
-    let Some((held_key, held)) = to.load_by_id(&session.id, now).await? else {
-        // The key holds a tombstone or another session.
-        return Ok(match to.load(key, now).await? {
-            Some(StoredEntry::Live(other)) if other.id == session.id => Copied::Unchanged,
-            _ => Copied::Conflict,
-        });
+    let Some(held) = to.load(&session.id, now).await? else {
+        return Ok(Copied::Conflict);
     };
-    if held.version >= session.version && held_key == *key {
+    // Newer: a higher version, or the same one with a later token (the
+    // source rotated it since the last copy).
+    let newer = (session.version, session.token_issued_at) > (held.version, held.token_issued_at);
+    if !newer {
         return Ok(Copied::Unchanged);
     }
-    let outcome = if held_key == *key {
-        to.update(key, session, held.version, now).await?
-    } else {
-        let tombstone = Tombstone {
-            session_id: session.id,
-            successor: *key,
-            grace_until: None,
-            forget_at: session.forget_at(),
-        };
-        to.rotate(&held_key, key, session, held.version, &tombstone, now)
-            .await?
-    };
-    Ok(match outcome {
+    Ok(match to.update(session, held.revision(), forget, now).await? {
         WriteOutcome::Written => Copied::Updated,
-        WriteOutcome::VersionConflict { .. } | WriteOutcome::NotFound => Copied::Conflict,
+        WriteOutcome::Conflict { .. } | WriteOutcome::NotFound => Copied::Conflict,
     })
 }
 
@@ -182,13 +165,9 @@ async fn raise_global_epoch(
     to: &dyn SessionStore,
 ) -> Result<u64, CopyError> {
     let wanted = from.global_epoch().await.map_err(CopyError::Source)?;
-    let mut held = to.global_epoch().await.map_err(CopyError::Destination)?;
-    while held < wanted {
-        held = to
-            .bump_global_epoch()
-            .await
-            .map_err(CopyError::Destination)?;
-    }
+    to.raise_global_epoch(wanted)
+        .await
+        .map_err(CopyError::Destination)?;
     Ok(wanted)
 }
 
@@ -201,22 +180,18 @@ async fn raise_subject_epoch(
         .subject_epoch(subject)
         .await
         .map_err(CopyError::Source)?;
-    let mut held = to
-        .subject_epoch(subject)
+    to.raise_subject_epoch(subject, wanted)
         .await
         .map_err(CopyError::Destination)?;
-    while held < wanted {
-        held = to
-            .bump_subject_epoch(subject)
-            .await
-            .map_err(CopyError::Destination)?;
-    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::store::Epochs;
     use crate::{Clock, MemoryStore, NewSession, SessionManager, SystemClock};
 
     async fn copy_all(from: &dyn SessionStore, to: &dyn SessionStore) -> CopyPage {
@@ -239,10 +214,11 @@ mod tests {
     }
 
     fn signed_in(subject: &str) -> NewSession {
-        NewSession {
-            subject: Some(subject.to_owned()),
-            ..NewSession::default()
-        }
+        NewSession::anonymous().subject(subject)
+    }
+
+    fn token(session: &crate::ActiveSession) -> String {
+        session.issued().expect("a credential").expose().to_owned()
     }
 
     #[tokio::test]
@@ -258,7 +234,7 @@ mod tests {
                 .create(signed_in(&format!("user-{}", n % 4)))
                 .await
                 .expect("create");
-            before_revocation.push(issued.token);
+            before_revocation.push(token(&issued));
         }
         assert_eq!(source.revoke_everything().await.expect("revoke"), 1);
         let mut live = Vec::new();
@@ -267,14 +243,14 @@ mod tests {
                 .create(signed_in(&format!("user-{}", n % 4)))
                 .await
                 .expect("create");
-            live.push(issued.token);
+            live.push(token(&issued));
         }
         source
             .revoke_subject("user-0", None)
             .await
             .expect("revoke-all");
         let returning = source.create(signed_in("user-0")).await.expect("create");
-        live.push(returning.token);
+        live.push(token(&returning));
 
         let first = copy_all(&*from, &*to).await;
         assert_eq!(first.conflicts, 0);
@@ -296,30 +272,32 @@ mod tests {
             .expect("manager");
         for token in &before_revocation {
             assert!(
-                target.validate(token.expose(), None).await.is_err(),
+                target.validate(token, None).await.is_err(),
                 "revoked by the global epoch in the source, so in the destination too"
             );
         }
         let mut valid = 0;
         for token in &live {
-            if target.validate(token.expose(), None).await.is_ok() {
+            if target.validate(token, None).await.is_ok() {
                 valid += 1;
             }
         }
         assert_eq!(valid, 16, "every live session moved over");
 
         // The source changes; a second run brings the destination up to date.
-        let token = live[1].expose().to_owned();
+        let token = live[1].clone();
+        let current = source.resolve(&token, None).await.expect("live");
         source
             .update(
-                &token,
+                &current,
                 crate::DataChange::MergePatch(serde_json::json!({"n": 2})),
                 None,
                 None,
             )
             .await
             .expect("update in the source");
-        let rotated = source.rotate(live[2].expose()).await.expect("rotate");
+        let current = source.resolve(&live[2], None).await.expect("live");
+        let rotated = source.rotate(&current).await.expect("rotate");
         let again = copy_all(&*from, &*to).await;
         assert_eq!(again.created, 0);
         assert_eq!(again.updated, 2, "{again:?}");
@@ -328,8 +306,8 @@ mod tests {
             .validate(&token, None)
             .await
             .expect("valid in the destination");
-        assert_eq!(seen.session.data.get::<u64>("n"), Some(2));
-        assert!(target.validate(rotated.token.expose(), None).await.is_ok());
+        assert_eq!(seen.record().data.get::<u64>("n"), Some(2));
+        assert!(target.validate(&super::tests::token(&rotated), None).await.is_ok());
         let third = copy_all(&*from, &*to).await;
         assert_eq!(
             third.unchanged + third.revoked,

@@ -4,13 +4,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::record::DataError;
+use crate::record::{AuthLevel, DataError};
+use crate::sealed::SealError;
 use crate::store::StoreError;
 use crate::token::TokenError;
 
-/// Why a presented token does not give a session (DESIGN.md §4 `reason`).
+/// Why a presented credential does not give a session (the `reason` of
+/// the HTTP API's `invalid_session` errors, `docs/http-api.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum InvalidReason {
     /// Not a well-formed token (rejected without a store access).
     Malformed,
@@ -51,6 +54,7 @@ impl std::fmt::Display for InvalidReason {
 
 /// The error of a [`SessionManager`](crate::SessionManager) operation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The token does not give a valid session.
     #[error("invalid session: {reason}")]
@@ -67,6 +71,17 @@ pub enum SessionError {
         expected: u64,
         /// The version now stored; read again and retry.
         current_version: u64,
+    },
+    /// Other requests kept changing the session: every retry of the write
+    /// lost its compare-and-swap.
+    #[error(
+        "the session changed under each of {attempts} attempts to write it (last seen at version {last_version}); try again"
+    )]
+    WriteContention {
+        /// How many attempts were made.
+        attempts: usize,
+        /// The version the last attempt read.
+        last_version: u64,
     },
     /// The subject is longer than the limit.
     #[error("subject is {len} bytes, the limit is {limit}")]
@@ -111,15 +126,21 @@ pub enum SessionError {
     )]
     ReauthenticationRequired {
         /// The level required.
-        required_level: u8,
+        required_level: AuthLevel,
         /// The session's level.
-        current_level: u8,
+        current_level: AuthLevel,
         /// How recent the authentication must be.
         max_age: Duration,
     },
     /// Token generation failed (no entropy from the OS).
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A sealed session could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// A sealing operation on a manager that keeps sessions in its store.
+    #[error("this manager keeps sessions in its store; it seals none")]
+    NotSealed,
     /// The store failed; callers fail closed.
     #[error(transparent)]
     Store(#[from] StoreError),

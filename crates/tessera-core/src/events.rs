@@ -10,11 +10,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
+use crate::record::AuthLevel;
 use crate::token::SessionId;
 
 /// Why a session was revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RevokeCause {
     /// The holder logged out.
     Logout,
@@ -33,6 +35,7 @@ pub enum RevokeCause {
 /// Which deadline ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ExpiryKind {
     /// The idle timeout.
     Idle,
@@ -43,6 +46,7 @@ pub enum ExpiryKind {
 /// Something that happened to a session. Tokens never appear in events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SessionEvent {
     /// A session was created.
     Created {
@@ -58,7 +62,7 @@ pub enum SessionEvent {
         /// The subject.
         subject: String,
         /// The authentication level reached.
-        auth_level: u8,
+        auth_level: AuthLevel,
     },
     /// Validation rotated an old token.
     Renewed {
@@ -114,6 +118,20 @@ pub enum SessionEvent {
 }
 
 impl SessionEvent {
+    /// Every kind [`kind`](Self::kind) returns, for tables keyed by kind
+    /// (metrics); a new event adds its kind here, next to the match below.
+    pub const KINDS: [&'static str; 9] = [
+        "created",
+        "logged_in",
+        "renewed",
+        "rotated",
+        "expired",
+        "revoked",
+        "token_reuse",
+        "binding_mismatch",
+        "token_guessing",
+    ];
+
     /// The event's kind as a stable snake_case name (for metrics labels).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -287,5 +305,30 @@ impl GuessingDetector {
         windows
             .get(&ip)
             .is_some_and(|w| now.since(w.started_at) < self.window && w.invalid >= self.threshold)
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+    use crate::token::SessionId;
+
+    #[test]
+    fn every_kind_is_listed_once() {
+        let id = SessionId([0; 16]);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let events = [
+            SessionEvent::Created { session_id: id, subject: None },
+            SessionEvent::LoggedIn { session_id: id, subject: "a".into(), auth_level: AuthLevel(1) },
+            SessionEvent::Renewed { session_id: id },
+            SessionEvent::Rotated { session_id: id },
+            SessionEvent::Expired { session_id: id, kind: ExpiryKind::Idle },
+            SessionEvent::Revoked { session_id: id, subject: None, cause: RevokeCause::Logout },
+            SessionEvent::TokenReuse { session_id: id, subject: None, ip: None },
+            SessionEvent::BindingMismatch { session_id: id, ip: None, rejected: false },
+            SessionEvent::TokenGuessing { ip, invalid_tokens: 1 },
+        ];
+        let kinds: Vec<&str> = events.iter().map(SessionEvent::kind).collect();
+        assert_eq!(kinds, SessionEvent::KINDS);
     }
 }

@@ -1,39 +1,49 @@
-//! An in-process store: sharded maps, no global lock, a background sweeper.
+//! An in-process store: one sharded map of encoded records, no global lock.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::record::{Session, StoredEntry, Tombstone};
+use crate::clock::Timestamp;
+use crate::codec;
+use crate::record::{Revision, SessionRecord};
 use crate::store::{
-    CreateOutcome, ExportPage, SessionStore, StoreError, WriteOutcome, page_of_keys,
+    CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+    page_of_ids,
 };
 use crate::token::{SessionId, TokenHash};
 
-enum MemEntry {
-    Live(Arc<Session>),
-    Tombstone(Box<Tombstone>),
+/// A record as the map keeps it: the codec's bytes, which hold its
+/// forget deadline too.
+struct Stored {
+    bytes: Box<[u8]>,
 }
 
-impl MemEntry {
-    fn forget_at(&self) -> Timestamp {
-        match self {
-            MemEntry::Live(session) => session.forget_at(),
-            MemEntry::Tombstone(tombstone) => tombstone.forget_at,
+impl Stored {
+    fn new(record: &SessionRecord, forget_at: Timestamp) -> Self {
+        Self {
+            bytes: codec::encode(record, forget_at).into_boxed_slice(),
         }
+    }
+
+    fn live(&self, now: Timestamp) -> bool {
+        codec::forget_at_of(&self.bytes).is_some_and(|at| at > now)
+    }
+
+    fn decode(&self) -> Result<SessionRecord, StoreError> {
+        codec::decode(&self.bytes, None)
     }
 }
 
-/// The live sessions of one subject. Most subjects have one session at a
+/// The sessions of one subject. Most subjects have one session at a
 /// time; it is kept inline, and a set is allocated only for a second.
-// Boxed: a set inline would make every entry of the index 48 bytes wide
-// instead of 24, for the sake of the few subjects with several sessions.
+// Boxed: a set inline would make every entry of the index wider, for the
+// sake of the few subjects with several sessions.
 #[allow(clippy::box_collection)]
 enum SubjectSessions {
     One(SessionId),
@@ -53,12 +63,12 @@ impl SubjectSessions {
         }
     }
 
-    /// Removes `id`; whether none is left.
-    fn remove(&mut self, id: &SessionId) -> bool {
+    /// Keeps the ids `keep` accepts; whether none is left.
+    fn retain(&mut self, mut keep: impl FnMut(&SessionId) -> bool) -> bool {
         match self {
-            SubjectSessions::One(existing) => existing == id,
+            SubjectSessions::One(existing) => !keep(existing),
             SubjectSessions::Many(ids) => {
-                ids.remove(id);
+                ids.retain(|id| keep(id));
                 let last = match ids.len() {
                     0 => return true,
                     1 => ids.iter().next().copied(),
@@ -80,31 +90,48 @@ impl SubjectSessions {
     }
 }
 
-#[derive(Default)]
 struct Maps {
-    entries: DashMap<TokenHash, MemEntry>,
-    /// Current key of every live session. Writers of one session hold its
-    /// entry here first, which orders all writes to that session.
-    ids: DashMap<SessionId, TokenHash>,
-    subjects: DashMap<Box<str>, SubjectSessions>,
+    records: DashMap<SessionId, Stored>,
+    /// Subject index, keyed by a hash of the subject so that a million
+    /// signed-in sessions keep no second copy of every subject. Sessions
+    /// of subjects whose hashes collide share an entry; listing reads the
+    /// records and keeps those of the subject asked for.
+    subjects: DashMap<u64, SubjectSessions>,
+    subject_hasher: RandomState,
     epoch: AtomicU64,
     subject_epochs: DashMap<Box<str>, u64>,
 }
 
 /// Sessions in this process's memory: fast, lost on restart, not shared
-/// between processes. Reads take only a shard read lock.
+/// between processes. Records are kept encoded (the codec's compact
+/// bytes), reads take only a shard read lock.
 ///
-/// Expired records are hidden at once and removed by [`MemoryStore::sweep_expired`],
-/// which [`MemoryStore::spawn_sweeper`] runs periodically.
-#[derive(Clone, Default)]
+/// Expired records are hidden at once and removed by
+/// [`Maintenance::sweep_expired`], which
+/// [`spawn_sweeper`](crate::store::spawn_sweeper) runs periodically.
+#[derive(Clone)]
 pub struct MemoryStore {
     maps: Arc<Maps>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            maps: Arc::new(Maps {
+                records: DashMap::new(),
+                subjects: DashMap::new(),
+                subject_hasher: RandomState::new(),
+                epoch: AtomicU64::new(0),
+                subject_epochs: DashMap::new(),
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.maps.entries.len())
+            .field("records", &self.maps.records.len())
             .finish()
     }
 }
@@ -115,307 +142,230 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Number of live sessions and tombstones held (including expired ones
-    /// not yet swept).
+    /// Number of records held (including expired ones not yet swept).
     pub fn len(&self) -> usize {
-        self.maps.entries.len()
+        self.maps.records.len()
     }
 
-    /// How many entries the tables have room for without growing; follows
+    /// How many records the table has room for without growing; follows
     /// [`len`](Self::len) down after sweeping a mass expiry.
     pub fn capacity(&self) -> usize {
-        self.maps.entries.capacity()
+        self.maps.records.capacity()
     }
 
     /// Whether the store holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.maps.entries.is_empty()
+        self.maps.records.is_empty()
     }
 
-    /// Runs [`SessionStore::sweep_expired`] every `interval` on the current
-    /// tokio runtime, with the system clock. The task ends when every clone of
-    /// the store is dropped.
-    pub fn spawn_sweeper(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        self.spawn_sweeper_with_clock(interval, Arc::new(SystemClock))
+    fn subject_key(&self, subject: &str) -> u64 {
+        self.maps.subject_hasher.hash_one(subject)
     }
 
-    /// As [`spawn_sweeper`](Self::spawn_sweeper), with an explicit clock.
-    pub fn spawn_sweeper_with_clock(
-        &self,
-        interval: Duration,
-        clock: Arc<dyn Clock>,
-    ) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(&self.maps);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(maps) = weak.upgrade() else { break };
-                let store = MemoryStore { maps };
-                let removed = store.sweep(clock.now());
-                if removed > 0 {
-                    tracing::debug!(removed, "memory store swept expired entries");
-                }
-            }
-        })
-    }
-
-    fn live(&self, key: &TokenHash, now: Timestamp) -> Option<Arc<Session>> {
-        match self.maps.entries.get(key).as_deref() {
-            Some(MemEntry::Live(session)) if session.forget_at() > now => Some(session.clone()),
-            _ => None,
-        }
-    }
-
-    fn index_subject(&self, subject: Option<&str>, id: SessionId) {
-        if let Some(subject) = subject {
-            match self.maps.subjects.entry(subject.into()) {
-                Entry::Occupied(mut sessions) => sessions.get_mut().insert(id),
-                Entry::Vacant(vacant) => {
-                    vacant.insert(SubjectSessions::One(id));
-                }
+    fn index(&self, subject: &str, id: SessionId) {
+        match self.maps.subjects.entry(self.subject_key(subject)) {
+            Entry::Occupied(mut sessions) => sessions.get_mut().insert(id),
+            Entry::Vacant(vacant) => {
+                vacant.insert(SubjectSessions::One(id));
             }
         }
     }
 
-    fn unindex_subject(&self, subject: Option<&str>, id: &SessionId) {
-        if let Some(subject) = subject {
-            self.maps
-                .subjects
-                .remove_if_mut(subject, |_, sessions| sessions.remove(id));
-        }
+    fn unindex(&self, subject: &str, id: &SessionId) {
+        self.maps
+            .subjects
+            .remove_if_mut(&self.subject_key(subject), |_, sessions| {
+                sessions.retain(|kept| kept != id)
+            });
     }
 
-    fn sweep(&self, now: Timestamp) -> u64 {
-        let expired: Vec<TokenHash> = self
-            .maps
-            .entries
-            .iter()
-            .filter(|entry| entry.value().forget_at() <= now)
-            .map(|entry| *entry.key())
-            .collect();
-        let mut removed = 0;
-        for key in expired {
-            if let Some((_, entry)) = self
-                .maps
-                .entries
-                .remove_if(&key, |_, entry| entry.forget_at() <= now)
-            {
-                removed += 1;
-                if let MemEntry::Live(session) = entry {
-                    self.maps
-                        .ids
-                        .remove_if(&session.id, |_, current| *current == key);
-                    self.unindex_subject(session.subject.as_deref(), &session.id);
+    /// The live records of a subject's index entry, dropping stale ids.
+    fn subject_records(&self, subject: &str, now: Timestamp) -> Vec<SessionRecord> {
+        let key = self.subject_key(subject);
+        let ids = match self.maps.subjects.get(&key) {
+            Some(sessions) => sessions.ids(),
+            None => return Vec::new(),
+        };
+        let mut records = Vec::with_capacity(ids.len());
+        let mut stale = Vec::new();
+        for id in ids {
+            let Some(stored) = self.maps.records.get(&id) else {
+                stale.push(id);
+                continue;
+            };
+            if !stored.live(now) {
+                continue;
+            }
+            match stored.decode() {
+                Ok(record) if record.subject.as_deref() == Some(subject) => records.push(record),
+                // Indexed elsewhere now (a login changed its subject): stale
+                // here, unless its subject shares this entry's hash.
+                Ok(record)
+                    if record.subject.as_deref().map(|s| self.subject_key(s)) != Some(key) =>
+                {
+                    stale.push(id)
                 }
+                Ok(_) | Err(_) => {}
             }
         }
-        // Memory follows the live sessions: after a mass expiry the tables
-        // give back what they no longer need.
-        if removed > 0 && self.maps.entries.len() * 4 < self.maps.entries.capacity() {
-            self.maps.entries.shrink_to_fit();
-            self.maps.ids.shrink_to_fit();
-            self.maps.subjects.shrink_to_fit();
+        if !stale.is_empty() {
+            self.maps.subjects.remove_if_mut(&key, |_, sessions| {
+                sessions.retain(|id| !stale.contains(id))
+            });
         }
-        removed
+        records
     }
 }
 
 #[async_trait]
-impl SessionStore for MemoryStore {
+impl Records for MemoryStore {
     async fn create(
         &self,
-        key: &TokenHash,
-        session: &Session,
+        record: &SessionRecord,
+        forget_at: Timestamp,
     ) -> Result<CreateOutcome, StoreError> {
-        let Entry::Vacant(id_slot) = self.maps.ids.entry(session.id) else {
-            return Ok(CreateOutcome::AlreadyExists);
-        };
-        match self.maps.entries.entry(*key) {
+        match self.maps.records.entry(record.id) {
             Entry::Occupied(_) => return Ok(CreateOutcome::AlreadyExists),
             Entry::Vacant(slot) => {
-                slot.insert(MemEntry::Live(Arc::new(session.clone())));
+                slot.insert(Stored::new(record, forget_at));
             }
         }
-        id_slot.insert(*key);
-        self.index_subject(session.subject.as_deref(), session.id);
+        if let Some(subject) = &record.subject {
+            self.index(subject, record.id);
+        }
         Ok(CreateOutcome::Created)
     }
 
     async fn load(
         &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        Ok(match self.maps.entries.get(key).as_deref() {
-            Some(MemEntry::Live(session)) if session.forget_at() > now => {
-                Some(StoredEntry::Live(session.clone()))
-            }
-            Some(MemEntry::Tombstone(tombstone)) if tombstone.forget_at > now => {
-                Some(StoredEntry::Tombstone(**tombstone))
-            }
-            _ => None,
-        })
-    }
-
-    async fn load_by_id(
-        &self,
         id: &SessionId,
         now: Timestamp,
-    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        let Some(key) = self.maps.ids.get(id).map(|key| *key) else {
-            return Ok(None);
-        };
-        Ok(self
-            .live(&key, now)
-            .filter(|session| session.id == *id)
-            .map(|session| (key, session)))
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self.maps.records.get(id) {
+            Some(stored) if stored.live(now) => stored.decode().map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn update(
         &self,
-        key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
+        record: &SessionRecord,
+        expected: Revision,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let Some(current_key) = self.maps.ids.get_mut(&session.id) else {
-            return Ok(WriteOutcome::NotFound);
-        };
-        if *current_key != *key {
-            return Ok(WriteOutcome::NotFound);
-        }
-        let previous_subject;
         {
-            let Some(mut entry) = self.maps.entries.get_mut(key) else {
+            let Some(mut stored) = self.maps.records.get_mut(&record.id) else {
                 return Ok(WriteOutcome::NotFound);
             };
-            let MemEntry::Live(stored) = &*entry else {
-                return Ok(WriteOutcome::NotFound);
-            };
-            if stored.forget_at() <= now {
+            if !stored.live(now) {
                 return Ok(WriteOutcome::NotFound);
             }
-            if stored.version != expected_version {
-                return Ok(WriteOutcome::VersionConflict {
-                    current: stored.version,
-                });
+            let current = codec::revision_of(&stored.bytes)
+                .ok_or_else(|| StoreError::corrupt("a stored record has no revision"))?;
+            if current != expected {
+                return Ok(WriteOutcome::Conflict { current });
             }
-            previous_subject = stored.subject.clone();
-            *entry = MemEntry::Live(Arc::new(session.clone()));
+            *stored = Stored::new(record, forget_at);
         }
-        if previous_subject != session.subject {
-            self.unindex_subject(previous_subject.as_deref(), &session.id);
-            self.index_subject(session.subject.as_deref(), session.id);
+        // A subject that changed leaves a stale entry under the old one,
+        // dropped by the next listing or sweep.
+        if let Some(subject) = &record.subject {
+            self.index(subject, record.id);
         }
-        drop(current_key);
         Ok(WriteOutcome::Written)
     }
 
     async fn touch(
         &self,
-        key: &TokenHash,
+        id: &SessionId,
         last_seen_at: Timestamp,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let Some(mut entry) = self.maps.entries.get_mut(key) else {
+        let Some(mut stored) = self.maps.records.get_mut(id) else {
             return Ok(WriteOutcome::NotFound);
         };
-        let MemEntry::Live(stored) = &mut *entry else {
-            return Ok(WriteOutcome::NotFound);
-        };
-        if stored.forget_at() <= now {
+        if !stored.live(now) {
             return Ok(WriteOutcome::NotFound);
         }
-        if stored.last_seen_at < last_seen_at {
-            Arc::make_mut(stored).last_seen_at = last_seen_at;
-        }
-        Ok(WriteOutcome::Written)
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &TokenHash,
-        new_key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
-        tombstone: &Tombstone,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        let Some(mut current_key) = self.maps.ids.get_mut(&session.id) else {
-            return Ok(WriteOutcome::NotFound);
-        };
-        if *current_key != *old_key {
-            return Ok(WriteOutcome::NotFound);
-        }
-        let previous_subject = match self.maps.entries.get(old_key).as_deref() {
-            Some(MemEntry::Live(stored)) if stored.forget_at() > now => {
-                if stored.version != expected_version {
-                    return Ok(WriteOutcome::VersionConflict {
-                        current: stored.version,
-                    });
-                }
-                stored.subject.clone()
-            }
-            _ => return Ok(WriteOutcome::NotFound),
-        };
-        // Holding the id entry orders every writer of this session, so the
-        // old entry cannot change between the check above and the swap below.
-        self.maps
-            .entries
-            .insert(*new_key, MemEntry::Live(Arc::new(session.clone())));
-        self.maps
-            .entries
-            .insert(*old_key, MemEntry::Tombstone(Box::new(*tombstone)));
-        *current_key = *new_key;
-        drop(current_key);
-        if previous_subject != session.subject {
-            self.unindex_subject(previous_subject.as_deref(), &session.id);
-            self.index_subject(session.subject.as_deref(), session.id);
+        if !codec::touch_in_place(&mut stored.bytes, last_seen_at, forget_at) {
+            return Err(StoreError::corrupt("a stored record is not of the current format"));
         }
         Ok(WriteOutcome::Written)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let Some((_, key)) = self.maps.ids.remove(id) else {
+        let Some((_, stored)) = self.maps.records.remove(id) else {
             return Ok(false);
         };
-        match self.maps.entries.remove(&key) {
-            Some((_, MemEntry::Live(session))) => {
-                self.unindex_subject(session.subject.as_deref(), id);
-                Ok(true)
-            }
-            _ => Ok(false),
+        if let Some(subject) = codec::subject_of(&stored.bytes) {
+            self.unindex(subject, id);
         }
+        Ok(true)
     }
 
-    async fn list_by_subject(
+    async fn find_legacy(
+        &self,
+        _key: &TokenHash,
+        _now: Timestamp,
+    ) -> Result<Option<SessionId>, StoreError> {
+        // A memory store never outlives the process that wrote it.
+        Ok(None)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SubjectIndex for MemoryStore {
+    async fn list_subject(
         &self,
         subject: &str,
+        cursor: Option<&str>,
+        limit: usize,
         now: Timestamp,
-    ) -> Result<Vec<Arc<Session>>, StoreError> {
-        let ids: Vec<SessionId> = match self.maps.subjects.get(subject) {
-            Some(sessions) => sessions.ids(),
-            None => return Ok(Vec::new()),
-        };
-        let mut sessions = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some((_, session)) = self.load_by_id(&id, now).await?
-                && session.subject.as_deref() == Some(subject)
-            {
-                sessions.push(session);
-            }
-        }
-        Ok(sessions)
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let mut records = self.subject_records(subject, now);
+        let (ids, next) = page_of_ids(records.iter().map(|r| r.id), cursor, limit)?;
+        records.retain(|r| ids.contains(&r.id));
+        records.sort_by_key(|r| r.id);
+        Ok(Page {
+            items: records,
+            next,
+        })
     }
 
+    async fn delete_subject(
+        &self,
+        subject: &str,
+        except: Option<&SessionId>,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut deleted = Vec::new();
+        for record in self.subject_records(subject, now) {
+            if Some(&record.id) != except && self.delete(&record.id).await? {
+                deleted.push(record.id);
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl Epochs for MemoryStore {
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         Ok(self.maps.epoch.load(Ordering::SeqCst))
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
         Ok(self.maps.epoch.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+        Ok(self.maps.epoch.fetch_max(epoch, Ordering::SeqCst).max(epoch))
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
@@ -433,8 +383,47 @@ impl SessionStore for MemoryStore {
         Ok(*epoch)
     }
 
+    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+        let mut stored = self.maps.subject_epochs.entry(subject.into()).or_insert(0);
+        *stored = (*stored).max(epoch);
+        Ok(*stored)
+    }
+}
+
+#[async_trait]
+impl Maintenance for MemoryStore {
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        Ok(self.sweep(now))
+        let expired: Vec<SessionId> = self
+            .maps
+            .records
+            .iter()
+            .filter(|entry| !entry.value().live(now))
+            .map(|entry| *entry.key())
+            .collect();
+        let mut removed = 0;
+        for id in expired {
+            if let Some((_, stored)) = self.maps.records.remove_if(&id, |_, s| !s.live(now)) {
+                removed += 1;
+                if let Some(subject) = codec::subject_of(&stored.bytes) {
+                    self.unindex(subject, &id);
+                }
+            }
+        }
+        // Index entries whose record is gone (a subject that changed, a
+        // race with a delete) go too.
+        let records = &self.maps.records;
+        let before = self.maps.subjects.len();
+        self.maps
+            .subjects
+            .retain(|_, sessions| !sessions.retain(|id| records.contains_key(id)));
+        removed += u64::try_from(before.saturating_sub(self.maps.subjects.len())).unwrap_or(0);
+        // Memory follows the live sessions: after a mass expiry the tables
+        // give back what they no longer need.
+        if removed > 0 && self.maps.records.len() * 4 < self.maps.records.capacity() {
+            self.maps.records.shrink_to_fit();
+            self.maps.subjects.shrink_to_fit();
+        }
+        Ok(removed)
     }
 
     async fn export_page(
@@ -442,14 +431,16 @@ impl SessionStore for MemoryStore {
         cursor: Option<&str>,
         limit: usize,
         now: Timestamp,
-    ) -> Result<ExportPage, StoreError> {
-        let live_keys = self.maps.ids.iter().map(|entry| *entry.value());
-        let (keys, next) = page_of_keys(live_keys, cursor, limit)?;
-        let sessions = keys
-            .into_iter()
-            .filter_map(|key| self.live(&key, now).map(|session| (key, session)))
-            .collect();
-        Ok(ExportPage { sessions, next })
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let ids = self.maps.records.iter().map(|entry| *entry.key());
+        let (ids, next) = page_of_ids(ids, cursor, limit)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.load(&id, now).await? {
+                items.push(record);
+            }
+        }
+        Ok(Page { items, next })
     }
 }
 
@@ -471,16 +462,16 @@ mod tests {
         let mut listed = set.ids();
         listed.sort();
         assert_eq!(listed, ids);
-        assert!(!set.remove(&ids[1]));
-        assert!(!set.remove(&ids[0]));
+        assert!(!set.retain(|id| *id != ids[1]));
+        assert!(!set.retain(|id| *id != ids[0]));
         assert!(
             matches!(set, SubjectSessions::One(id) if id == ids[2]),
             "back inline"
         );
         assert!(
-            !set.remove(&ids[0]),
+            !set.retain(|id| *id != ids[0]),
             "removing an absent id leaves the last"
         );
-        assert!(set.remove(&ids[2]), "now empty");
+        assert!(set.retain(|id| *id != ids[2]), "now empty");
     }
 }

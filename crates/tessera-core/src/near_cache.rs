@@ -2,11 +2,11 @@
 //! process's memory in front of a shared store, and drops them as soon as
 //! any node says they changed.
 //!
-//! [`NearCache`] wraps any [`SessionStore`]. Reads of live sessions by key
-//! are answered from memory when possible; every write goes to the inner
-//! store and then announces the keys and session ids it touched on an
-//! [`InvalidationBus`] (for Redis, pub/sub on one channel). Every node's
-//! cache listens on the bus and forgets what changed.
+//! [`NearCache`] wraps any [`SessionStore`]. Loads of live sessions are
+//! answered from memory when possible; every write goes to the inner store
+//! and then announces the session ids it touched on an [`InvalidationBus`]
+//! (for Redis, pub/sub on one channel). Every node's cache listens on the
+//! bus and forgets what changed.
 //!
 //! **Never stale when the bus fails.** When the bus reports that it lost
 //! its connection, or is silent for longer than
@@ -29,7 +29,7 @@
 //! made elsewhere could put the old value into the cache after the change's
 //! announcement arrived. Each announcement leaves a short-lived mark with a
 //! sequence number; a loaded value is inserted, then dropped again if a mark
-//! newer than the load's start exists for its key or id.
+//! newer than the load's start exists for its id.
 //!
 //! Timeouts and revocation by epoch are untouched: the cache returns
 //! exactly what the inner store returned, and the manager decides.
@@ -43,30 +43,32 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 
 use crate::clock::Timestamp;
-use crate::record::{Session, StoredEntry, Tombstone};
-use crate::store::{CreateOutcome, ExportPage, SessionStore, StoreError, WriteOutcome};
+use crate::manager::forget_at;
+use crate::record::{Revision, SessionRecord};
+use crate::store::{
+    CreateOutcome, Epochs, Maintenance, Page, Records, SessionStore, StoreError, SubjectIndex,
+    WriteOutcome,
+};
 use crate::token::{SessionId, TokenHash};
 
-/// What changed: records under these keys, and sessions with these ids.
+/// What changed: the sessions with these ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invalidation {
-    /// Keys whose record changed (updated, touched, rotated away).
-    pub keys: Vec<TokenHash>,
-    /// Sessions that changed or ended, wherever they are stored.
+    /// Sessions that changed or ended.
     pub ids: Vec<SessionId>,
 }
 
+/// The first byte of an encoded [`Invalidation`]: its wire format.
+const WIRE_FORMAT: u8 = 2;
+
 impl Invalidation {
-    /// Encodes as bytes for a wire (32-byte keys then 16-byte ids, each list
-    /// preceded by its length as one `u16`).
+    /// Encodes as bytes for a wire: a format byte (2), then the count of
+    /// ids as one `u16` and the 16-byte ids.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.keys.len() * 32 + self.ids.len() * 16);
-        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes();
-        out.extend_from_slice(&count(self.keys.len()));
-        for key in self.keys.iter().take(usize::from(u16::MAX)) {
-            out.extend_from_slice(&key.0);
-        }
-        out.extend_from_slice(&count(self.ids.len()));
+        let mut out = Vec::with_capacity(3 + self.ids.len() * 16);
+        out.push(WIRE_FORMAT);
+        let count = u16::try_from(self.ids.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&count.to_be_bytes());
         for id in self.ids.iter().take(usize::from(u16::MAX)) {
             out.extend_from_slice(&id.0);
         }
@@ -75,12 +77,18 @@ impl Invalidation {
 
     /// Decodes [`to_bytes`](Self::to_bytes); `None` for anything else.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let (keys, rest) = read_list::<32>(bytes)?;
+        let (&format, rest) = bytes.split_first()?;
+        if format != WIRE_FORMAT {
+            return None;
+        }
         let (ids, rest) = read_list::<16>(rest)?;
         rest.is_empty().then(|| Invalidation {
-            keys: keys.into_iter().map(TokenHash).collect(),
             ids: ids.into_iter().map(SessionId).collect(),
         })
+    }
+
+    fn of(id: SessionId) -> Self {
+        Self { ids: vec![id] }
     }
 }
 
@@ -145,15 +153,9 @@ impl Default for NearCacheConfig {
     }
 }
 
-struct Cached {
-    session: Arc<Session>,
-}
-
 struct Shared {
-    entries: DashMap<TokenHash, Cached>,
-    keys_by_id: DashMap<SessionId, TokenHash>,
-    /// Recent announcements: key or id → sequence number, kept for `MARK_LIFETIME`.
-    key_marks: DashMap<TokenHash, (u64, Instant)>,
+    entries: DashMap<SessionId, SessionRecord>,
+    /// Recent announcements: id → sequence number, kept for `MARK_LIFETIME`.
     id_marks: DashMap<SessionId, (u64, Instant)>,
     sequence: AtomicU64,
     /// The sequence number of the last time everything was dropped.
@@ -175,8 +177,8 @@ struct StripedCounter([PaddedCounter; 8]);
 struct PaddedCounter(AtomicU64);
 
 impl StripedCounter {
-    fn add(&self, key: &TokenHash) {
-        self.0[usize::from(key.0[0] & 7)]
+    fn add(&self, id: &SessionId) {
+        self.0[usize::from(id.0[0] & 7)]
             .0
             .fetch_add(1, Ordering::Relaxed);
     }
@@ -198,17 +200,9 @@ impl Shared {
     fn forget(&self, change: &Invalidation) {
         let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
         let now = Instant::now();
-        for key in &change.keys {
-            self.key_marks.insert(*key, (sequence, now));
-            if let Some((_, cached)) = self.entries.remove(key) {
-                self.keys_by_id.remove(&cached.session.id);
-            }
-        }
         for id in &change.ids {
             self.id_marks.insert(*id, (sequence, now));
-            if let Some((_, key)) = self.keys_by_id.remove(id) {
-                self.entries.remove(&key);
-            }
+            self.entries.remove(id);
         }
     }
 
@@ -216,7 +210,6 @@ impl Shared {
         let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
         self.cleared_at.store(sequence, Ordering::SeqCst);
         self.entries.clear();
-        self.keys_by_id.clear();
     }
 
     fn set_usable(&self, usable: bool) {
@@ -227,23 +220,22 @@ impl Shared {
         self.clear();
     }
 
-    fn marked_since(&self, key: &TokenHash, id: &SessionId, started: u64) -> bool {
-        let newer = |mark: Option<u64>| mark.is_some_and(|sequence| sequence > started);
-        newer(self.key_marks.get(key).map(|m| m.0)) || newer(self.id_marks.get(id).map(|m| m.0))
+    fn marked_since(&self, id: &SessionId, started: u64) -> bool {
+        self.id_marks
+            .get(id)
+            .is_some_and(|mark| mark.0 > started)
     }
 
-    fn remember(&self, key: TokenHash, session: Arc<Session>, started: u64) {
+    fn remember(&self, record: SessionRecord, started: u64) {
         if !self.usable.load(Ordering::SeqCst) || self.entries.len() >= self.capacity {
             return;
         }
-        let id = session.id;
-        self.entries.insert(key, Cached { session });
-        self.keys_by_id.insert(id, key);
+        let id = record.id;
+        self.entries.insert(id, record);
         // Inserted first, checked second: an announcement that arrived
         // meanwhile either removed the entry or left a newer mark.
-        if self.marked_since(&key, &id, started) || self.sequence_cleared_since(started) {
-            self.entries.remove(&key);
-            self.keys_by_id.remove(&id);
+        if self.marked_since(&id, started) || self.sequence_cleared_since(started) {
+            self.entries.remove(&id);
         }
     }
 
@@ -253,8 +245,6 @@ impl Shared {
 
     fn prune_marks(&self) {
         let now = Instant::now();
-        self.key_marks
-            .retain(|_, (_, at)| now.duration_since(*at) < MARK_LIFETIME);
         self.id_marks
             .retain(|_, (_, at)| now.duration_since(*at) < MARK_LIFETIME);
     }
@@ -263,12 +253,26 @@ impl Shared {
 /// A [`SessionStore`] that caches live sessions of an inner, shared store in
 /// memory and keeps every node's cache coherent through an
 /// [`InvalidationBus`]. See the [module docs](self).
+///
+/// Its listener and heartbeat tasks stop when the last clone is dropped
+/// (or at [`shutdown`](Self::shutdown)).
 #[derive(Clone)]
 pub struct NearCache<S> {
     inner: S,
     bus: Arc<dyn InvalidationBus>,
     shared: Arc<Shared>,
-    tasks: Arc<Vec<tokio::task::JoinHandle<()>>>,
+    tasks: Arc<Tasks>,
+}
+
+/// The cache's background tasks, aborted when the last cache clone goes.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl<S> std::fmt::Debug for NearCache<S> {
@@ -300,8 +304,6 @@ impl<S: SessionStore> NearCache<S> {
     pub fn new(inner: S, bus: Arc<dyn InvalidationBus>, config: NearCacheConfig) -> Self {
         let shared = Arc::new(Shared {
             entries: DashMap::new(),
-            keys_by_id: DashMap::new(),
-            key_marks: DashMap::new(),
             id_marks: DashMap::new(),
             sequence: AtomicU64::new(0),
             cleared_at: AtomicU64::new(0),
@@ -317,7 +319,7 @@ impl<S: SessionStore> NearCache<S> {
             inner,
             bus,
             shared,
-            tasks: Arc::new(vec![listener, watcher]),
+            tasks: Arc::new(Tasks(vec![listener, watcher])),
         }
     }
 
@@ -338,7 +340,7 @@ impl<S: SessionStore> NearCache<S> {
 
     /// Stops the listener and the heartbeat; the cache is bypassed from then on.
     pub fn shutdown(&self) {
-        for task in self.tasks.iter() {
+        for task in &self.tasks.0 {
             task.abort();
         }
         self.shared.set_usable(false);
@@ -485,119 +487,84 @@ async fn watch(
     }
 }
 
+impl<S: SessionStore> NearCache<S> {
+    /// Runs a write that changes `id`, announcing it unless the store says
+    /// nothing changed (see "No write left unannounced").
+    async fn announced(
+        &self,
+        id: SessionId,
+        write: impl std::future::Future<Output = Result<WriteOutcome, StoreError>>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let guard = self.guard(Invalidation::of(id));
+        let outcome = write.await?;
+        match outcome {
+            WriteOutcome::Written => self.announce_guarded(guard).await?,
+            _ => guard.disarm(),
+        }
+        Ok(outcome)
+    }
+}
+
 #[async_trait]
-impl<S: SessionStore> SessionStore for NearCache<S> {
+impl<S: SessionStore> Records for NearCache<S> {
     async fn create(
         &self,
-        key: &TokenHash,
-        session: &Session,
+        record: &SessionRecord,
+        forget_at: Timestamp,
     ) -> Result<CreateOutcome, StoreError> {
-        // A new key cannot be cached anywhere yet.
-        self.inner.create(key, session).await
+        // A new session cannot be cached anywhere yet.
+        self.inner.create(record, forget_at).await
     }
 
     async fn load(
         &self,
-        key: &TokenHash,
+        id: &SessionId,
         now: Timestamp,
-    ) -> Result<Option<StoredEntry>, StoreError> {
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let shared = &self.shared;
         if shared.usable.load(Ordering::SeqCst)
-            && let Some(cached) = shared.entries.get(key)
-            && cached.session.forget_at() > now
+            && let Some(cached) = shared.entries.get(id)
+            && forget_at(&cached) > now
         {
-            shared.hits.add(key);
-            return Ok(Some(StoredEntry::Live(cached.session.clone())));
+            shared.hits.add(id);
+            return Ok(Some(cached.clone()));
         }
-        shared.misses.add(key);
+        shared.misses.add(id);
         let started = shared.sequence.load(Ordering::SeqCst);
-        let loaded = self.inner.load(key, now).await?;
-        if let Some(StoredEntry::Live(session)) = &loaded {
-            shared.remember(*key, session.clone(), started);
+        let loaded = self.inner.load(id, now).await?;
+        if let Some(record) = &loaded {
+            shared.remember(record.clone(), started);
         }
         Ok(loaded)
     }
 
-    async fn load_by_id(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        self.inner.load_by_id(id, now).await
-    }
-
     async fn update(
         &self,
-        key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
+        record: &SessionRecord,
+        expected: Revision,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let guard = self.guard(Invalidation {
-            keys: vec![*key],
-            ids: vec![session.id],
-        });
-        let outcome = self
-            .inner
-            .update(key, session, expected_version, now)
-            .await?;
-        match outcome {
-            WriteOutcome::Written => self.announce_guarded(guard).await?,
-            _ => guard.disarm(),
-        }
-        Ok(outcome)
+        let write = self.inner.update(record, expected, forget_at, now);
+        self.announced(record.id, write).await
     }
 
     async fn touch(
         &self,
-        key: &TokenHash,
+        id: &SessionId,
         last_seen_at: Timestamp,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let guard = self.guard(Invalidation {
-            keys: vec![*key],
-            ids: Vec::new(),
-        });
-        let outcome = self.inner.touch(key, last_seen_at, now).await?;
-        match outcome {
-            WriteOutcome::Written => self.announce_guarded(guard).await?,
-            _ => guard.disarm(),
-        }
-        Ok(outcome)
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &TokenHash,
-        new_key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
-        tombstone: &Tombstone,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        let guard = self.guard(Invalidation {
-            keys: vec![*old_key, *new_key],
-            ids: vec![session.id],
-        });
-        let outcome = self
-            .inner
-            .rotate(old_key, new_key, session, expected_version, tombstone, now)
-            .await?;
-        match outcome {
-            WriteOutcome::Written => self.announce_guarded(guard).await?,
-            _ => guard.disarm(),
-        }
-        Ok(outcome)
+        let write = self.inner.touch(id, last_seen_at, forget_at, now);
+        self.announced(*id, write).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         // Announced even when nothing was deleted here, or the call failed
         // or was dropped midway: a revocation must never leave a cached
         // copy behind.
-        let guard = self.guard(Invalidation {
-            keys: Vec::new(),
-            ids: vec![*id],
-        });
+        let guard = self.guard(Invalidation::of(*id));
         let deleted = self.inner.delete(id).await;
         let announced = self.announce_guarded(guard).await;
         let deleted = deleted?;
@@ -605,15 +572,32 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         Ok(deleted)
     }
 
-    async fn list_by_subject(
+    async fn find_legacy(
         &self,
-        subject: &str,
+        key: &TokenHash,
         now: Timestamp,
-    ) -> Result<Vec<Arc<Session>>, StoreError> {
-        self.inner.list_by_subject(subject, now).await
+    ) -> Result<Option<SessionId>, StoreError> {
+        self.inner.find_legacy(key, now).await
     }
 
-    async fn delete_by_subject(
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SubjectIndex for NearCache<S> {
+    async fn list_subject(
+        &self,
+        subject: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        self.inner.list_subject(subject, cursor, limit, now).await
+    }
+
+    async fn delete_subject(
         &self,
         subject: &str,
         except: Option<&SessionId>,
@@ -621,16 +605,21 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
     ) -> Result<Vec<SessionId>, StoreError> {
         // The sessions about to go are announced even if this call fails
         // or is dropped midway (see "No write left unannounced").
-        let listed = self.inner.list_by_subject(subject, now).await?;
-        let mut guard = self.guard(Invalidation {
-            keys: Vec::new(),
-            ids: listed
-                .iter()
-                .map(|session| session.id)
-                .filter(|id| Some(id) != except)
-                .collect(),
-        });
-        let deleted = self.inner.delete_by_subject(subject, except, now).await?;
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .list_subject(subject, cursor.as_deref(), 1000, now)
+                .await?;
+            ids.extend(page.items.iter().map(|r| r.id).filter(|id| Some(id) != except));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let mut guard = self.guard(Invalidation { ids });
+        let deleted = self.inner.delete_subject(subject, except, now).await?;
         if let Some(change) = guard.change.as_mut() {
             change.ids.extend(deleted.iter().copied());
             change.ids.sort_unstable();
@@ -643,13 +632,20 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         self.announce_guarded(guard).await?;
         Ok(deleted)
     }
+}
 
+#[async_trait]
+impl<S: SessionStore> Epochs for NearCache<S> {
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         self.inner.global_epoch().await
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
         self.inner.bump_global_epoch().await
+    }
+
+    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+        self.inner.raise_global_epoch(epoch).await
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
@@ -660,12 +656,15 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         self.inner.bump_subject_epoch(subject).await
     }
 
+    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+        self.inner.raise_subject_epoch(subject, epoch).await
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> Maintenance for NearCache<S> {
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.inner.sweep_expired(now).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
     }
 
     async fn export_page(
@@ -673,7 +672,7 @@ impl<S: SessionStore> SessionStore for NearCache<S> {
         cursor: Option<&str>,
         limit: usize,
         now: Timestamp,
-    ) -> Result<ExportPage, StoreError> {
+    ) -> Result<Page<SessionRecord>, StoreError> {
         self.inner.export_page(cursor, limit, now).await
     }
 }

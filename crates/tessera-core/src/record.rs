@@ -1,27 +1,27 @@
-//! The session record stores keep, its data, client information and the
-//! tombstones left behind by rotation.
+//! The session record stores keep: the application's data, the
+//! authentication state, every deadline, the client it belongs to, and the
+//! hashes of its current and previous token.
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::token::{SessionId, TokenHash};
 
-/// Session data: a JSON object, kept as compact JSON text so a million
-/// sessions stay small in memory and clone cheaply.
-#[derive(Clone, Serialize)]
-#[serde(transparent)]
-pub struct SessionData(Box<RawValue>);
+/// Session data: a JSON object, kept as its compact JSON text so a million
+/// sessions stay small in memory and clone cheaply. Parse it once per
+/// request with [`to_map`](Self::to_map).
+#[derive(Clone)]
+pub struct SessionData(Box<str>);
 
 /// Why a value cannot be session data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// Session data must be a JSON object (`{…}`).
     #[error("session data must be a JSON object, got {found}")]
@@ -37,14 +37,13 @@ pub enum DataError {
 impl SessionData {
     /// The empty object `{}`.
     pub fn empty() -> Self {
-        Self(RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON"))
+        Self("{}".into())
     }
 
     /// Data from a JSON object.
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, DataError> {
-        let text = serde_json::to_string(map).map_err(|e| DataError::Json(e.to_string()))?;
-        RawValue::from_string(text)
-            .map(Self)
+        serde_json::to_string(map)
+            .map(|text| Self(text.into_boxed_str()))
             .map_err(|e| DataError::Json(e.to_string()))
     }
 
@@ -65,9 +64,15 @@ impl SessionData {
         Self::from_value(&value)
     }
 
-    /// The data as a JSON object.
+    /// Data from text a store kept (written by [`SessionData::as_json`]);
+    /// not parsed here: a damaged text surfaces when it is read.
+    pub(crate) fn from_stored(text: Box<str>) -> Self {
+        Self(text)
+    }
+
+    /// The data as a JSON object (empty if the stored text is damaged).
     pub fn to_map(&self) -> Map<String, Value> {
-        serde_json::from_str(self.0.get()).unwrap_or_default()
+        serde_json::from_str(&self.0).unwrap_or_default()
     }
 
     /// The data as a JSON value (always an object).
@@ -77,19 +82,19 @@ impl SessionData {
 
     /// One field, deserialised; `None` when absent or of another type.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let mut map = self.to_map();
-        map.remove(key)
+        self.to_map()
+            .remove(key)
             .and_then(|value| serde_json::from_value(value).ok())
     }
 
     /// The compact JSON text.
     pub fn as_json(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// Size of the JSON text in bytes (what the data limit counts).
     pub fn len_bytes(&self) -> usize {
-        self.0.get().len()
+        self.0.len()
     }
 }
 
@@ -113,13 +118,19 @@ impl Default for SessionData {
 
 impl PartialEq for SessionData {
     fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get() || self.to_map() == other.to_map()
+        self.0 == other.0 || self.to_map() == other.to_map()
     }
 }
 
 impl fmt::Debug for SessionData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionData({} bytes)", self.len_bytes())
+    }
+}
+
+impl Serialize for SessionData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
     }
 }
 
@@ -130,8 +141,41 @@ impl<'de> Deserialize<'de> for SessionData {
     }
 }
 
+/// How strongly a session's subject authenticated: 0 while anonymous, 1
+/// for a password, 2 for multi-factor; apps may define higher levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuthLevel(pub u8);
+
+impl AuthLevel {
+    /// Not signed in.
+    pub const ANONYMOUS: AuthLevel = AuthLevel(0);
+    /// Signed in with a password (the default of a login).
+    pub const PASSWORD: AuthLevel = AuthLevel(1);
+    /// Signed in with a second factor.
+    pub const MULTI_FACTOR: AuthLevel = AuthLevel(2);
+
+    /// The level as a number.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl From<u8> for AuthLevel {
+    fn from(level: u8) -> Self {
+        AuthLevel(level)
+    }
+}
+
+impl fmt::Display for AuthLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// What a client told us about itself when it made a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ClientInfo {
     /// The client's IP address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,7 +229,7 @@ impl ClientInfo {
 }
 
 /// The network prefix client binding compares: /24 for IPv4, /48 for IPv6.
-pub fn ip_prefix(ip: IpAddr) -> IpAddr {
+pub(crate) fn ip_prefix(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
@@ -224,18 +268,72 @@ impl ClientBinding {
     }
 }
 
+/// What a compare-and-swap write compares: the data version and the hash
+/// of the current token. Renewal changes the token but not the version, a
+/// data change the version but not the token; a write made on the strength
+/// of an older reading of the record is refused after either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Revision {
+    /// The record's version.
+    pub version: u64,
+    /// The hash of its current token.
+    pub token: TokenHash,
+}
+
+impl Revision {
+    /// The 40 bytes a stored record keeps at a fixed place (see
+    /// [`codec`](crate::codec)): the version big-endian, then the hash.
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.version.to_be_bytes());
+        out[8..].copy_from_slice(&self.token.0);
+        out
+    }
+}
+
+/// The token a session had before its last rotation, kept so that
+/// requests still in flight with it are recognised, and so that its reuse
+/// after the grace gives its theft away.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct PreviousToken {
+    /// SHA-256 of the previous token.
+    pub(crate) hash: TokenHash,
+    /// When it was replaced.
+    pub(crate) rotated_at: Timestamp,
+    /// Until when it still resolves after its successor was presented;
+    /// `None` when it died at once (login, step-up).
+    pub(crate) grace_until: Option<Timestamp>,
+    /// The successor, sealed so that only the previous token opens it,
+    /// while the successor has not been presented yet.
+    pub(crate) successor: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for PreviousToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreviousToken")
+            .field("hash", &self.hash)
+            .field("rotated_at", &self.rotated_at)
+            .field("grace_until", &self.grace_until)
+            .field("successor_unconfirmed", &self.successor.is_some())
+            .finish()
+    }
+}
+
 /// A session as stores keep it and the manager hands it out.
 ///
-/// Times are in milliseconds; the idle deadline is derived
-/// (`last_seen_at + idle_timeout`), so touching a session writes one field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Session {
+/// The manager creates and changes records; stores keep them as the
+/// [`codec`](crate::codec) encodes them. Times are in milliseconds; the
+/// idle deadline is derived (`last_seen_at + idle_timeout`), so touching a
+/// session writes one field.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SessionRecord {
     /// The public id, stable across rotation.
     pub id: SessionId,
     /// The authenticated user, `None` while anonymous.
     pub subject: Option<String>,
-    /// Strength of the authentication (0 anonymous, 1 password, 2 multi-factor, …).
-    pub auth_level: u8,
+    /// Strength of the authentication.
+    pub auth_level: AuthLevel,
     /// When the subject last authenticated.
     pub authenticated_at: Option<Timestamp>,
     /// The application's data.
@@ -255,16 +353,35 @@ pub struct Session {
     /// The global revocation epoch the session was created in.
     pub epoch: u64,
     /// The creating (or logging-in) client, for display ("your sessions").
-    /// Boxed: most sessions in memory do without, and a million of them
-    /// should not pay for the space.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<Box<ClientInfo>>,
     /// The creating (or logging-in) client's binding fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Box<ClientBinding>>,
+    /// SHA-256 of the current token.
+    pub(crate) token: TokenHash,
+    /// The token before the last rotation.
+    pub(crate) previous: Option<Box<PreviousToken>>,
+    /// The secret CSRF tokens of this session are masked from; new at every login.
+    pub(crate) csrf_secret: CsrfSecret,
 }
 
-impl Session {
+/// A session's CSRF secret: 128 random bits. `Debug` is redacted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CsrfSecret(pub(crate) [u8; 16]);
+
+impl CsrfSecret {
+    /// The secret's bytes, for masking CSRF tokens.
+    pub fn expose(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CsrfSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CsrfSecret(…redacted)")
+    }
+}
+
+impl SessionRecord {
     /// This session's idle timeout.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
@@ -280,39 +397,23 @@ impl Session {
         self.idle_expires_at().min(self.absolute_expires_at)
     }
 
-    /// When stores may forget the record: [`EXPIRED_RETENTION`] after it ends,
-    /// so that a late request learns *why* its session ended.
-    pub fn forget_at(&self) -> Timestamp {
-        self.expires_at().plus(EXPIRED_RETENTION)
+    /// What a compare-and-swap write of this record compares.
+    pub fn revision(&self) -> Revision {
+        Revision {
+            version: self.version,
+            token: self.token,
+        }
     }
-}
 
-/// How long stores keep a record after it expired, so that the manager can
-/// answer `expired_idle` or `expired_absolute` instead of `unknown`. The
-/// manager never treats such a record as valid.
-pub const EXPIRED_RETENTION: Duration = Duration::from_secs(5 * 60);
+    /// The secret this session's CSRF tokens are masked from.
+    pub fn csrf_secret(&self) -> &CsrfSecret {
+        &self.csrf_secret
+    }
 
-/// What is left under a rotated-away token's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tombstone {
-    /// The session the token belonged to.
-    pub session_id: SessionId,
-    /// The key the session moved to.
-    pub successor: TokenHash,
-    /// Until when the old token still resolves to the session (renewal and
-    /// rotate); `None` when it died at once (login, step-up).
-    pub grace_until: Option<Timestamp>,
-    /// When the store may forget the tombstone (the session's absolute deadline).
-    pub forget_at: Timestamp,
-}
-
-/// What a store finds under a key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoredEntry {
-    /// A live session.
-    Live(Arc<Session>),
-    /// A rotated-away token.
-    Tombstone(Tombstone),
+    /// Whether the subject is signed in.
+    pub fn is_authenticated(&self) -> bool {
+        self.subject.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -368,5 +469,11 @@ mod tests {
         let kept = stored.user_agent.expect("ua");
         assert!(kept.len() <= MAX_USER_AGENT_BYTES);
         assert!(kept.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn csrf_secrets_do_not_show_in_debug() {
+        let secret = CsrfSecret([0xAB; 16]);
+        assert!(!format!("{secret:?}").to_lowercase().contains("ab"));
     }
 }

@@ -1,21 +1,23 @@
 //! Sealed client-side sessions: the session record encrypted into the
-//! cookie with XChaCha20-Poly1305 under a [`KeyRing`].
+//! credential itself with XChaCha20-Poly1305 under a [`KeyRing`] (the
+//! format is the contract of `docs/tokens-and-cookies.md`).
 //!
-//! The sealed text is `base64url(format ‖ key id ‖ nonce ‖ ciphertext ‖ tag)`:
-//! one format byte (1), the 4-byte big-endian id of the key that sealed it,
-//! a random 24-byte nonce, and the AEAD output. The header and a caller
-//! context (the cookie name) are authenticated as associated data, so a seal
-//! cannot be moved to another cookie or relabelled with another key id.
+//! The sealed text of format 2 is `base64url(2 ‖ key id ‖ nonce ‖
+//! ciphertext ‖ tag)`: the format byte, the id of the key that sealed it
+//! (LEB128), a random 24-byte nonce, and the AEAD output. The header and
+//! a caller context (the cookie name) are authenticated as associated
+//! data, so a seal cannot be moved to another cookie or relabelled with
+//! another key id. The plaintext carries only what validation and the
+//! application need: id, CSRF secret, deadlines, versions, epochs, subject,
+//! authentication, binding fingerprint and data, in compact binary.
+//!
+//! Seals of format 1 (a 4-byte key id and a JSON record) still open, so
+//! sessions sealed before the upgrade last until their deadlines.
 //!
 //! The newest key of the ring seals; every key of the ring opens, so keys
 //! rotate without signing anyone out: put the new key first, keep the old
 //! one until the longest session sealed with it has expired (the absolute
 //! timeout), then drop it. A seal whose key has left the ring does not open.
-//!
-//! The plaintext is the versioned record `{"v":1,"session":{…},"subject_epoch":n}`;
-//! every deadline of the session travels inside the seal, and the
-//! [`SessionManager`](crate::SessionManager) applies the same policy to it as
-//! to a stored record (see [`SessionManager::validate_client_side`](crate::SessionManager::validate_client_side)).
 
 use std::fmt;
 
@@ -23,53 +25,34 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::record::Session;
-use crate::token::TokenError;
+use crate::clock::Timestamp;
+use crate::codec::{Reader, write_bytes, write_ip, write_signed, write_unsigned};
+use crate::record::{
+    AuthLevel, ClientBinding, ClientInfo, CsrfSecret, SessionData, SessionRecord,
+};
+use crate::token::{SessionId, TokenError, TokenHash, random};
 
 /// The seal format [`KeyRing::seal`] writes.
-pub const SEAL_FORMAT: u8 = 1;
-const KEY_ID_LEN: usize = 4;
-const HEADER_LEN: usize = 1 + KEY_ID_LEN;
+pub const SEAL_FORMAT: u8 = 2;
+const LEGACY_FORMAT: u8 = 1;
+const LEGACY_KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
-/// Bytes a seal adds to the plaintext record before base64url.
-const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 /// Largest sealed text [`KeyRing::open`] looks at; anything longer is
 /// refused before decoding (64 KiB of data plus the record's own fields).
 pub const MAX_SEALED_LEN: usize = 192 * 1024;
 
 /// A session as it travels inside a seal: the record plus the subject's
 /// revocation epoch when it was sealed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClientSideSession {
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedSession {
     /// The session record, with every deadline.
-    pub session: Session,
+    pub record: SessionRecord,
     /// The subject's revocation epoch when the session was sealed (0 while
     /// anonymous); the session is dead once the store's epoch moved past it.
     pub subject_epoch: u64,
-}
-
-#[derive(Serialize)]
-struct PlainV1<'a> {
-    v: u8,
-    session: &'a Session,
-    subject_epoch: u64,
-}
-
-#[derive(Deserialize)]
-struct Versioned {
-    v: u8,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecodeV1 {
-    #[allow(dead_code)]
-    v: u8,
-    session: Session,
-    subject_epoch: u64,
 }
 
 /// One 256-bit sealing key with its id. `Debug` shows only the id.
@@ -90,9 +73,7 @@ impl SealingKey {
 
     /// A fresh random key from the OS CSPRNG.
     pub fn generate(id: u32) -> Result<Self, TokenError> {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|_| TokenError::Entropy)?;
-        Ok(Self::new(id, secret))
+        Ok(Self::new(id, random()?))
     }
 
     /// A key from 32 bytes written in base64url or standard base64 (padding optional).
@@ -126,8 +107,9 @@ impl fmt::Debug for SealingKey {
     }
 }
 
-/// Why a key ring cannot be built.
+/// Why a key ring cannot be built. No variant shows key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyRingError {
     /// Two keys share an id, so a seal could not name its key.
     #[error("two sealing keys have the id {id}; every key needs its own id")]
@@ -151,13 +133,13 @@ pub enum KeyRingError {
         /// Its length in bytes.
         len: usize,
     },
-    /// A key-ring description is not `ID:KEY[,ID:KEY…]`.
+    /// A key-ring entry is not `ID:KEY`.
     #[error(
-        "cannot read the key ring entry `{entry}`: write ID:BASE64KEY, newest first, separated by commas"
+        "key ring entry {position} is not ID:BASE64KEY (an id, a colon, then the key); write the entries newest first, separated by commas"
     )]
     Syntax {
-        /// The entry that could not be read (its key part is not shown).
-        entry: String,
+        /// The entry's position in the description, from 1.
+        position: usize,
     },
     /// A key-ring description names no key.
     #[error("the key ring is empty; give at least one ID:BASE64KEY")]
@@ -167,12 +149,13 @@ pub enum KeyRingError {
 /// Why a sealed text did not open. Every case means "no session": the
 /// caller treats the request as anonymous.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// Not base64url, too short or too long.
     #[error("the sealed session is malformed")]
     Malformed,
     /// Written in a seal format this build does not know.
-    #[error("the sealed session has format {format}; this build reads format {SEAL_FORMAT}")]
+    #[error("the sealed session has format {format}; this build reads formats 1 and {SEAL_FORMAT}")]
     UnknownFormat {
         /// The format byte found.
         format: u8,
@@ -189,17 +172,15 @@ pub enum OpenError {
     /// another cookie, or forged.
     #[error("the sealed session does not verify (tampered or forged)")]
     Forged,
-    /// Verified, but the record inside cannot be read (written by a newer build?).
+    /// Verified, but the record inside cannot be read.
     #[error("the sealed session's record cannot be read: {0}")]
     Record(String),
 }
 
 /// Why a session could not be sealed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SealError {
-    /// The record could not be serialised.
-    #[error("cannot serialise the session record: {0}")]
-    Encode(String),
     /// The OS CSPRNG failed to give a nonce.
     #[error(transparent)]
     Entropy(#[from] TokenError),
@@ -233,11 +214,13 @@ impl KeyRing {
 
     /// Reads `ID:BASE64KEY[,ID:BASE64KEY…]`, newest (sealing) key first —
     /// the form used by command-line flags and environment variables.
+    /// Errors name entries by position, never by content.
     pub fn parse(spec: &str) -> Result<Self, KeyRingError> {
         let mut ring: Option<KeyRing> = None;
-        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let entries = spec.split(',').map(str::trim).filter(|e| !e.is_empty());
+        for (index, entry) in entries.enumerate() {
             let syntax = || KeyRingError::Syntax {
-                entry: entry.split(':').next().unwrap_or_default().to_owned() + ":…",
+                position: index + 1,
             };
             let (id, key) = entry.split_once(':').ok_or_else(syntax)?;
             let id: u32 = id.trim().parse().map_err(|_| syntax())?;
@@ -260,24 +243,14 @@ impl KeyRing {
         self.keys.iter().map(|k| k.id).collect()
     }
 
-    /// Length of the sealed text for a plaintext record of `plaintext_len` bytes.
-    pub fn sealed_len(plaintext_len: usize) -> usize {
-        ((plaintext_len + OVERHEAD) * 4).div_ceil(3)
-    }
-
     /// Seals a session with the newest key. `context` (e.g. the cookie name)
     /// must be given again to open it.
-    pub fn seal(&self, record: &ClientSideSession, context: &[u8]) -> Result<String, SealError> {
-        let plaintext = serde_json::to_vec(&PlainV1 {
-            v: SEAL_FORMAT,
-            session: &record.session,
-            subject_epoch: record.subject_epoch,
-        })
-        .map_err(|e| SealError::Encode(e.to_string()))?;
+    pub fn seal(&self, session: &SealedSession, context: &[u8]) -> Result<String, SealError> {
+        let plaintext = encode_plain(session);
         let key = &self.keys[0];
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|_| TokenError::Entropy)?;
-        let header = header(key.id);
+        let nonce: [u8; NONCE_LEN] = random()?;
+        let mut header = vec![SEAL_FORMAT];
+        write_unsigned(&mut header, u64::from(key.id));
         let aad = associated_data(&header, context);
         let ciphertext = key
             .cipher
@@ -289,38 +262,52 @@ impl KeyRing {
                 },
             )
             .map_err(|_| SealError::Encrypt)?;
-        let mut sealed = Vec::with_capacity(OVERHEAD + plaintext.len());
-        sealed.extend_from_slice(&header);
+        let mut sealed = header;
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
         Ok(URL_SAFE_NO_PAD.encode(sealed))
     }
 
     /// Opens a sealed session made by any key of the ring with the same `context`.
-    pub fn open(&self, sealed: &str, context: &[u8]) -> Result<ClientSideSession, OpenError> {
+    pub fn open(&self, sealed: &str, context: &[u8]) -> Result<SealedSession, OpenError> {
         if sealed.len() > MAX_SEALED_LEN {
             return Err(OpenError::Malformed);
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(sealed)
             .map_err(|_| OpenError::Malformed)?;
-        if bytes.len() < OVERHEAD {
+        let (key_id, header_len) = match bytes.first() {
+            Some(&SEAL_FORMAT) => {
+                let mut reader = Reader {
+                    bytes: &bytes,
+                    at: 1,
+                };
+                let id = reader.unsigned().map_err(|_| OpenError::Malformed)?;
+                let id = u32::try_from(id).map_err(|_| OpenError::Malformed)?;
+                (id, reader.at)
+            }
+            Some(&LEGACY_FORMAT) => {
+                let id_bytes = bytes
+                    .get(1..1 + LEGACY_KEY_ID_LEN)
+                    .ok_or(OpenError::Malformed)?;
+                let mut id = [0u8; LEGACY_KEY_ID_LEN];
+                id.copy_from_slice(id_bytes);
+                (u32::from_be_bytes(id), 1 + LEGACY_KEY_ID_LEN)
+            }
+            Some(&format) => return Err(OpenError::UnknownFormat { format }),
+            None => return Err(OpenError::Malformed),
+        };
+        if bytes.len() < header_len + NONCE_LEN + TAG_LEN {
             return Err(OpenError::Malformed);
         }
-        if bytes[0] != SEAL_FORMAT {
-            return Err(OpenError::UnknownFormat { format: bytes[0] });
-        }
-        let (header_bytes, rest) = bytes.split_at(HEADER_LEN);
-        let mut id_bytes = [0u8; KEY_ID_LEN];
-        id_bytes.copy_from_slice(&header_bytes[1..]);
-        let key_id = u32::from_be_bytes(id_bytes);
         let key = self
             .keys
             .iter()
             .find(|k| k.id == key_id)
             .ok_or(OpenError::UnknownKey { key_id })?;
+        let (header, rest) = bytes.split_at(header_len);
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let aad = associated_data(header_bytes, context);
+        let aad = associated_data(header, context);
         let plaintext = key
             .cipher
             .decrypt(
@@ -331,15 +318,12 @@ impl KeyRing {
                 },
             )
             .map_err(|_| OpenError::Forged)?;
-        decode_record(&plaintext)
+        if header[0] == LEGACY_FORMAT {
+            decode_legacy(&plaintext)
+        } else {
+            decode_plain(&plaintext).map_err(|e| OpenError::Record(e.to_string()))
+        }
     }
-}
-
-fn header(key_id: u32) -> [u8; HEADER_LEN] {
-    let mut header = [0u8; HEADER_LEN];
-    header[0] = SEAL_FORMAT;
-    header[1..].copy_from_slice(&key_id.to_be_bytes());
-    header
 }
 
 fn associated_data(header: &[u8], context: &[u8]) -> Vec<u8> {
@@ -349,35 +333,197 @@ fn associated_data(header: &[u8], context: &[u8]) -> Vec<u8> {
     aad
 }
 
-fn decode_record(plaintext: &[u8]) -> Result<ClientSideSession, OpenError> {
-    let Versioned { v } =
-        serde_json::from_slice(plaintext).map_err(|e| OpenError::Record(e.to_string()))?;
-    if v != SEAL_FORMAT {
-        return Err(OpenError::Record(format!(
-            "record version {v} is not known to this build"
-        )));
+const S_SUBJECT: u8 = 1;
+const S_AUTHENTICATED_AT: u8 = 1 << 1;
+const S_BINDING_UA: u8 = 1 << 2;
+const S_BINDING_IP: u8 = 1 << 3;
+
+fn encode_plain(session: &SealedSession) -> Vec<u8> {
+    let record = &session.record;
+    let mut out = Vec::with_capacity(64 + record.data.len_bytes());
+    out.extend_from_slice(&record.id.0);
+    out.extend_from_slice(&record.csrf_secret.0);
+    let binding_ua = record.binding.as_ref().and_then(|b| b.user_agent_hash);
+    let binding_ip = record.binding.as_ref().and_then(|b| b.ip_prefix);
+    let mut flags = 0;
+    for (present, flag) in [
+        (record.subject.is_some(), S_SUBJECT),
+        (record.authenticated_at.is_some(), S_AUTHENTICATED_AT),
+        (binding_ua.is_some(), S_BINDING_UA),
+        (binding_ip.is_some(), S_BINDING_IP),
+    ] {
+        if present {
+            flags |= flag;
+        }
     }
-    let record: DecodeV1 =
-        serde_json::from_slice(plaintext).map_err(|e| OpenError::Record(e.to_string()))?;
-    Ok(ClientSideSession {
-        session: record.session,
-        subject_epoch: record.subject_epoch,
+    out.push(flags);
+    let created = record.created_at.0;
+    write_signed(&mut out, created);
+    write_signed(&mut out, record.token_issued_at.0.wrapping_sub(created));
+    write_signed(&mut out, record.last_seen_at.0.wrapping_sub(created));
+    write_signed(&mut out, record.absolute_expires_at.0.wrapping_sub(created));
+    write_unsigned(&mut out, record.idle_timeout_ms);
+    write_unsigned(&mut out, record.epoch);
+    write_unsigned(&mut out, session.subject_epoch);
+    write_unsigned(&mut out, record.version);
+    out.push(record.auth_level.0);
+    if let Some(at) = record.authenticated_at {
+        write_signed(&mut out, at.0.wrapping_sub(created));
+    }
+    if let Some(subject) = &record.subject {
+        write_bytes(&mut out, subject.as_bytes());
+    }
+    if let Some(hash) = binding_ua {
+        out.extend_from_slice(&hash.to_be_bytes());
+    }
+    if let Some(ip) = binding_ip {
+        write_ip(&mut out, ip);
+    }
+    out.extend_from_slice(record.data.as_json().as_bytes());
+    out
+}
+
+fn decode_plain(bytes: &[u8]) -> Result<SealedSession, crate::store::StoreError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let id = SessionId(reader.array()?);
+    let csrf = CsrfSecret(reader.array()?);
+    let flags = reader.byte()?;
+    let created = reader.signed()?;
+    let token_issued = created.wrapping_add(reader.signed()?);
+    let last_seen = created.wrapping_add(reader.signed()?);
+    let absolute = created.wrapping_add(reader.signed()?);
+    let idle_timeout_ms = reader.unsigned()?;
+    let epoch = reader.unsigned()?;
+    let subject_epoch = reader.unsigned()?;
+    let version = reader.unsigned()?;
+    let auth_level = AuthLevel(reader.byte()?);
+    let authenticated_at = (flags & S_AUTHENTICATED_AT != 0)
+        .then(|| reader.signed().map(|d| Timestamp(created.wrapping_add(d))))
+        .transpose()?;
+    let subject = (flags & S_SUBJECT != 0).then(|| reader.text()).transpose()?;
+    let binding_ua = (flags & S_BINDING_UA != 0)
+        .then(|| reader.array::<16>().map(u128::from_be_bytes))
+        .transpose()?;
+    let binding_ip = (flags & S_BINDING_IP != 0).then(|| reader.ip()).transpose()?;
+    let data = std::str::from_utf8(&bytes[reader.at..])
+        .map_err(|_| crate::store::StoreError::corrupt("sealed data is not UTF-8"))?;
+    let binding = (binding_ua.is_some() || binding_ip.is_some()).then(|| {
+        Box::new(ClientBinding {
+            user_agent_hash: binding_ua,
+            ip_prefix: binding_ip,
+        })
+    });
+    Ok(SealedSession {
+        record: SessionRecord {
+            id,
+            subject,
+            auth_level,
+            authenticated_at,
+            data: SessionData::from_stored(data.into()),
+            created_at: Timestamp(created),
+            last_seen_at: Timestamp(last_seen),
+            token_issued_at: Timestamp(token_issued),
+            idle_timeout_ms,
+            absolute_expires_at: Timestamp(absolute),
+            version,
+            epoch,
+            client: None,
+            binding,
+            token: TokenHash([0; 32]),
+            previous: None,
+            csrf_secret: csrf,
+        },
+        subject_epoch,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyPlain {
+    #[allow(dead_code)]
+    v: u8,
+    session: LegacySession,
+    subject_epoch: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacySession {
+    id: SessionId,
+    subject: Option<String>,
+    auth_level: u8,
+    authenticated_at: Option<Timestamp>,
+    data: SessionData,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
+    token_issued_at: Timestamp,
+    idle_timeout_ms: u64,
+    absolute_expires_at: Timestamp,
+    version: u64,
+    epoch: u64,
+    #[serde(default)]
+    client: Option<Box<ClientInfo>>,
+    #[serde(default)]
+    binding: Option<Box<ClientBinding>>,
+}
+
+/// The session-data key under which format 1 kept its CSRF secret.
+const LEGACY_CSRF_KEY: &str = "__tessera_csrf";
+
+/// A format 1 seal's JSON record. Its CSRF secret (in the data) is
+/// replaced by one derived from the session id, stable across requests.
+fn decode_legacy(plaintext: &[u8]) -> Result<SealedSession, OpenError> {
+    let old: LegacyPlain =
+        serde_json::from_slice(plaintext).map_err(|e| OpenError::Record(e.to_string()))?;
+    let s = old.session;
+    let mut data = s.data.to_map();
+    let csrf = match data.remove(LEGACY_CSRF_KEY) {
+        Some(serde_json::Value::String(secret)) => legacy_csrf(secret.as_bytes()),
+        _ => legacy_csrf(&s.id.0),
+    };
+    let data = SessionData::from_map(&data).map_err(|e| OpenError::Record(e.to_string()))?;
+    Ok(SealedSession {
+        record: SessionRecord {
+            id: s.id,
+            subject: s.subject,
+            auth_level: AuthLevel(s.auth_level),
+            authenticated_at: s.authenticated_at,
+            data,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            token_issued_at: s.token_issued_at,
+            idle_timeout_ms: s.idle_timeout_ms,
+            absolute_expires_at: s.absolute_expires_at,
+            version: s.version,
+            epoch: s.epoch,
+            client: s.client,
+            binding: s.binding,
+            token: TokenHash([0; 32]),
+            previous: None,
+            csrf_secret: csrf,
+        },
+        subject_epoch: old.subject_epoch,
+    })
+}
+
+fn legacy_csrf(seed: &[u8]) -> CsrfSecret {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(seed);
+    let mut secret = [0u8; 16];
+    secret.copy_from_slice(&digest[..16]);
+    CsrfSecret(secret)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
-    use crate::record::SessionData;
-    use crate::token::SessionId;
 
-    fn record() -> ClientSideSession {
-        ClientSideSession {
-            session: Session {
+    fn session() -> SealedSession {
+        SealedSession {
+            record: SessionRecord {
                 id: SessionId([7; 16]),
                 subject: Some("alice".into()),
-                auth_level: 1,
+                auth_level: AuthLevel(1),
                 authenticated_at: Some(Timestamp(5)),
                 data: SessionData::from_json(r#"{"n":1}"#).expect("object"),
                 created_at: Timestamp(1),
@@ -388,7 +534,12 @@ mod tests {
                 version: 4,
                 epoch: 0,
                 client: None,
-                binding: None,
+                binding: Some(Box::new(
+                    ClientInfo::new(Some("10.0.0.1".parse().expect("ip")), Some("UA")).binding(),
+                )),
+                token: TokenHash([0; 32]),
+                previous: None,
+                csrf_secret: CsrfSecret([3; 16]),
             },
             subject_epoch: 3,
         }
@@ -401,24 +552,17 @@ mod tests {
     #[test]
     fn seals_round_trip_and_differ_every_time() {
         let ring = ring(1, 9);
-        let a = ring.seal(&record(), b"c").expect("seal");
-        let b = ring.seal(&record(), b"c").expect("seal");
+        let a = ring.seal(&session(), b"c").expect("seal");
+        let b = ring.seal(&session(), b"c").expect("seal");
         assert_ne!(a, b, "a fresh nonce per seal");
-        assert_eq!(ring.open(&a, b"c").expect("open"), record());
-        let plain_len = serde_json::to_vec(&PlainV1 {
-            v: 1,
-            session: &record().session,
-            subject_epoch: 3,
-        })
-        .expect("json")
-        .len();
-        assert_eq!(KeyRing::sealed_len(plain_len), a.len());
+        assert_eq!(ring.open(&a, b"c").expect("open"), session());
+        assert!(a.len() < 180, "a small signed-in seal is {} characters", a.len());
     }
 
     #[test]
     fn tampering_context_and_unknown_keys_are_refused() {
         let ring = ring(1, 9);
-        let sealed = ring.seal(&record(), b"cookie-a").expect("seal");
+        let sealed = ring.seal(&session(), b"cookie-a").expect("seal");
         assert_eq!(ring.open(&sealed, b"cookie-b"), Err(OpenError::Forged));
         let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).expect("b64");
         let last = bytes.len() - 1;
@@ -433,7 +577,7 @@ mod tests {
             .with_previous(SealingKey::new(2, [9; 32]))
             .expect("ring");
         let mut relabelled = URL_SAFE_NO_PAD.decode(&sealed).expect("b64");
-        relabelled[4] = 2;
+        relabelled[1] = 2;
         assert_eq!(
             other.open(&URL_SAFE_NO_PAD.encode(&relabelled), b"cookie-a"),
             Err(OpenError::Forged)
@@ -457,15 +601,45 @@ mod tests {
     }
 
     #[test]
+    fn a_format_1_seal_still_opens() {
+        // Sealed by the format 1 code: header 1 ‖ key id 4 bytes BE, JSON plaintext.
+        let key = SealingKey::new(1, [9; 32]);
+        let plaintext = br#"{"v":1,"session":{"id":"BwcHBwcHBwcHBwcHBwcHBw","subject":"alice","auth_level":1,"authenticated_at":5,"data":{"n":1,"__tessera_csrf":"abc"},"created_at":1,"last_seen_at":2,"token_issued_at":3,"idle_timeout_ms":1000,"absolute_expires_at":10000,"version":4,"epoch":0},"subject_epoch":3}"#;
+        let header = [1u8, 0, 0, 0, 1];
+        let nonce = [4u8; NONCE_LEN];
+        let aad = associated_data(&header, b"c");
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("encrypt");
+        let mut sealed = header.to_vec();
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        let opened = KeyRing::new(key)
+            .open(&URL_SAFE_NO_PAD.encode(sealed), b"c")
+            .expect("format 1 opens");
+        assert_eq!(opened.record.id, SessionId([7; 16]));
+        assert_eq!(opened.subject_epoch, 3);
+        assert_eq!(opened.record.data.as_json(), r#"{"n":1}"#);
+        assert_eq!(opened.record.csrf_secret, legacy_csrf(b"abc"));
+    }
+
+    #[test]
     fn rotation_keeps_old_seals_open_until_the_key_is_dropped() {
         let old = ring(1, 1);
-        let sealed_old = old.seal(&record(), b"c").expect("seal");
+        let sealed_old = old.seal(&session(), b"c").expect("seal");
         let rotated = KeyRing::new(SealingKey::new(2, [2; 32]))
             .with_previous(SealingKey::new(1, [1; 32]))
             .expect("ring");
         assert_eq!(rotated.current_id(), 2);
-        assert_eq!(rotated.open(&sealed_old, b"c").expect("open"), record());
-        let sealed_new = rotated.seal(&record(), b"c").expect("seal");
+        assert_eq!(rotated.open(&sealed_old, b"c").expect("open"), session());
+        let sealed_new = rotated.seal(&session(), b"c").expect("seal");
         assert!(old.open(&sealed_new, b"c").is_err());
         let retired = ring(2, 2);
         assert_eq!(
@@ -475,7 +649,7 @@ mod tests {
     }
 
     #[test]
-    fn key_ring_descriptions_are_checked() {
+    fn key_ring_descriptions_are_checked_and_errors_show_no_key() {
         let key = URL_SAFE_NO_PAD.encode([3u8; 32]);
         let ring = KeyRing::parse(&format!("2:{key}, 1:{key}")).expect("ring");
         assert_eq!(ring.key_ids(), vec![2, 1]);
@@ -484,16 +658,29 @@ mod tests {
             Some(KeyRingError::DuplicateId { id: 1 })
         );
         assert_eq!(KeyRing::parse("").err(), Some(KeyRingError::Empty));
-        assert!(matches!(
-            KeyRing::parse("x:abc"),
-            Err(KeyRingError::Syntax { .. })
-        ));
         assert_eq!(
             KeyRing::parse("1:AAAA").err(),
             Some(KeyRingError::WrongLength { id: 1, len: 3 })
         );
         let padded = base64::engine::general_purpose::STANDARD.encode([4u8; 32]);
         assert!(KeyRing::parse(&format!("7:{padded}")).is_ok());
+        // A key without its `ID:` prefix, a bad id, a bad key: no message
+        // or debug output carries any of the key's characters.
+        let secret = "h3zT+Q2wLkq9vX8mN4bR7cY1pF6sJ0dG5aE2uI3oK9w=";
+        for spec in [
+            secret.to_owned(),
+            format!("x{secret}:{secret}"),
+            format!("1:{key},{secret}"),
+            format!("3:{}", &secret[..20]),
+        ] {
+            let err = KeyRing::parse(&spec).expect_err("refused");
+            for shown in [err.to_string(), format!("{err:?}")] {
+                assert!(
+                    !shown.contains(&secret[..12]) && !shown.contains(&key[..12]),
+                    "`{shown}` shows key material"
+                );
+            }
+        }
         assert!(!format!("{:?}", SealingKey::new(1, [1; 32])).contains("cipher"));
     }
 }

@@ -1,10 +1,22 @@
-//! Session tokens, their storage keys and public session ids (DESIGN.md §2).
+//! Session tokens, their hashes and public session ids (the format is the
+//! contract of `docs/tokens-and-cookies.md`).
 //!
-//! A [`SessionToken`] is the secret a client holds: `tss_` + base64url of 32
-//! random bytes from the OS CSPRNG + 6 base64url characters of the CRC-32 of
-//! those bytes, 53 characters in all. Stores only ever see its SHA-256, the
-//! [`TokenHash`]. The [`SessionId`] is a separate public 128-bit id that stays
-//! the same across rotation and is safe to log and show.
+//! A [`SessionToken`] is the secret a client holds. The current format (2)
+//! is `tss_` + base64url of the session's public 16-byte id (the
+//! *selector*) and 32 random bytes from the OS CSPRNG (the *verifier*) + 6
+//! base64url characters of the CRC-32 of those 48 bytes: 74 characters. A
+//! store finds the record by the id and the manager compares the SHA-256 of
+//! the whole token with the hash the record keeps, in constant time.
+//!
+//! Tokens of format 1 (`tss_` + 32 random bytes + CRC-32, 53 characters)
+//! were issued before the selector existed; they are still read, found
+//! through the store's pointers of that layout
+//! ([`Records::find_legacy`](crate::store::Records::find_legacy)), and
+//! replaced by a format 2 token at their first use.
+//!
+//! Stores only ever see a token's SHA-256, the [`TokenHash`]. The
+//! [`SessionId`] is public: it stays the same across rotation and is safe
+//! to log and show.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,18 +29,25 @@ use subtle::ConstantTimeEq;
 
 /// The prefix every token starts with; lets secret scanners recognise leaked tokens.
 pub const TOKEN_PREFIX: &str = "tss_";
-/// Random bytes in a token (256 bits).
-pub const TOKEN_SECRET_BYTES: usize = 32;
-/// Length of a token in characters: prefix, 43 characters of secret, 6 of checksum.
-pub const TOKEN_LEN: usize = 53;
-const SECRET_CHARS: usize = 43;
+/// Random bytes in a token's verifier (256 bits).
+pub const VERIFIER_BYTES: usize = 32;
+/// Length of a token in characters: prefix, 64 characters of selector and
+/// verifier, 6 of checksum.
+pub const TOKEN_LEN: usize = 74;
+/// Length of a token of the first format (no selector), still accepted.
+pub const LEGACY_TOKEN_LEN: usize = 53;
+const BODY_BYTES: usize = 16 + VERIFIER_BYTES;
+const BODY_CHARS: usize = 64;
+const LEGACY_BODY_CHARS: usize = 43;
 const CHECKSUM_CHARS: usize = 6;
-const _: () = assert!(TOKEN_PREFIX.len() + SECRET_CHARS + CHECKSUM_CHARS == TOKEN_LEN);
+const _: () = assert!(TOKEN_PREFIX.len() + BODY_CHARS + CHECKSUM_CHARS == TOKEN_LEN);
+const _: () = assert!(TOKEN_PREFIX.len() + LEGACY_BODY_CHARS + CHECKSUM_CHARS == LEGACY_TOKEN_LEN);
 
 /// Why a string is not a well-formed token. The token itself is never included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
-    /// The token does not have exactly [`TOKEN_LEN`] bytes.
+    /// The token has neither the length of a current token nor that of a legacy one.
     #[error("a session token has {expected} characters, this one has {actual}")]
     Length {
         /// The length a token must have.
@@ -50,62 +69,93 @@ pub enum TokenError {
     Entropy,
 }
 
+/// Fills `bytes` from the OS CSPRNG: one system call however many secrets
+/// the bytes are split into afterwards.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], TokenError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|_| TokenError::Entropy)?;
+    Ok(bytes)
+}
+
 /// A secret bearer token. `Debug` and `Display` are redacted; use
 /// [`SessionToken::expose`] where the token must be sent to its holder.
 #[derive(Clone)]
 pub struct SessionToken {
     text: String,
-    secret: [u8; TOKEN_SECRET_BYTES],
+    /// The session id the token names (`None`: a legacy token).
+    id: Option<SessionId>,
 }
 
 impl SessionToken {
-    /// Generates a fresh token from the OS CSPRNG.
-    pub fn generate() -> Result<Self, TokenError> {
-        let mut secret = [0u8; TOKEN_SECRET_BYTES];
-        getrandom::fill(&mut secret).map_err(|_| TokenError::Entropy)?;
-        Ok(Self::from_secret(secret))
+    /// A token for session `id` with this verifier.
+    pub(crate) fn new(id: SessionId, verifier: [u8; VERIFIER_BYTES]) -> Self {
+        let mut body = [0u8; BODY_BYTES];
+        body[..16].copy_from_slice(&id.0);
+        body[16..].copy_from_slice(&verifier);
+        let mut text = String::with_capacity(TOKEN_LEN);
+        text.push_str(TOKEN_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(body, &mut text);
+        URL_SAFE_NO_PAD.encode_string(crc32fast::hash(&body).to_be_bytes(), &mut text);
+        Self { text, id: Some(id) }
     }
 
-    fn from_secret(secret: [u8; TOKEN_SECRET_BYTES]) -> Self {
-        let mut text = String::with_capacity(TOKEN_LEN);
+    /// A legacy (format 1) token from its 32 secret bytes; tests and
+    /// migration tooling make these, the manager never issues them.
+    pub fn legacy_from_secret(secret: [u8; 32]) -> Self {
+        let mut text = String::with_capacity(LEGACY_TOKEN_LEN);
         text.push_str(TOKEN_PREFIX);
         URL_SAFE_NO_PAD.encode_string(secret, &mut text);
         URL_SAFE_NO_PAD.encode_string(crc32fast::hash(&secret).to_be_bytes(), &mut text);
-        Self { text, secret }
+        Self { text, id: None }
     }
 
     /// Parses a token presented by a client. Rejects the wrong prefix, length,
     /// alphabet or checksum without touching any store.
     pub fn parse(text: &str) -> Result<Self, TokenError> {
         let bytes = text.as_bytes();
-        if bytes.len() != TOKEN_LEN {
-            return Err(TokenError::Length {
-                expected: TOKEN_LEN,
-                actual: bytes.len(),
-            });
-        }
+        let body_chars = match bytes.len() {
+            TOKEN_LEN => BODY_CHARS,
+            LEGACY_TOKEN_LEN => LEGACY_BODY_CHARS,
+            actual => {
+                return Err(TokenError::Length {
+                    expected: TOKEN_LEN,
+                    actual,
+                });
+            }
+        };
         if !bytes.starts_with(TOKEN_PREFIX.as_bytes()) {
             return Err(TokenError::Prefix);
         }
-        let body = &bytes[TOKEN_PREFIX.len()..];
-        let (secret_text, checksum_text) = body.split_at(SECRET_CHARS);
-        let mut secret = [0u8; TOKEN_SECRET_BYTES];
+        let (body_text, checksum_text) = bytes[TOKEN_PREFIX.len()..].split_at(body_chars);
+        let mut body = [0u8; BODY_BYTES];
         let written = URL_SAFE_NO_PAD
-            .decode_slice(secret_text, &mut secret)
+            .decode_slice(body_text, &mut body)
             .map_err(|_| TokenError::Alphabet)?;
         let mut checksum = [0u8; 4];
         let checksum_len = URL_SAFE_NO_PAD
             .decode_slice(checksum_text, &mut checksum)
             .map_err(|_| TokenError::Alphabet)?;
-        if written != TOKEN_SECRET_BYTES || checksum_len != 4 {
+        let expected = if body_chars == BODY_CHARS { BODY_BYTES } else { 32 };
+        if written != expected || checksum_len != 4 {
             return Err(TokenError::Alphabet);
         }
-        if u32::from_be_bytes(checksum) != crc32fast::hash(&secret) {
+        let body = &body[..written];
+        if u32::from_be_bytes(checksum) != crc32fast::hash(body) {
             return Err(TokenError::Checksum);
         }
         // Non-canonical base64 (spare low bits set) would decode to the same
-        // secret under a different text; only the canonical text is accepted.
-        let canonical = Self::from_secret(secret);
+        // bytes under a different text; only the canonical text is accepted.
+        let canonical = if body_chars == BODY_CHARS {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&body[..16]);
+            let mut verifier = [0u8; VERIFIER_BYTES];
+            verifier.copy_from_slice(&body[16..]);
+            Self::new(SessionId(id), verifier)
+        } else {
+            let mut secret = [0u8; 32];
+            secret.copy_from_slice(body);
+            Self::legacy_from_secret(secret)
+        };
         if canonical.text.as_bytes() != bytes {
             return Err(TokenError::Alphabet);
         }
@@ -117,7 +167,13 @@ impl SessionToken {
         &self.text
     }
 
-    /// The storage key: SHA-256 of the token text.
+    /// The session the token names; `None` for a legacy token, which names
+    /// none and is found through the store's pointers of the old layout.
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.id
+    }
+
+    /// SHA-256 of the token text: what a record keeps to recognise it.
     pub fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(self.text.as_bytes()).into())
     }
@@ -126,11 +182,51 @@ impl SessionToken {
     pub fn matches(&self, presented: &str) -> bool {
         self.text.as_bytes().ct_eq(presented.as_bytes()).into()
     }
+
+    /// The verifier of a format 2 token.
+    fn verifier(&self) -> Option<[u8; VERIFIER_BYTES]> {
+        self.id?;
+        let mut body = [0u8; BODY_BYTES];
+        let text = &self.text.as_bytes()[TOKEN_PREFIX.len()..TOKEN_PREFIX.len() + BODY_CHARS];
+        URL_SAFE_NO_PAD.decode_slice(text, &mut body).ok()?;
+        let mut verifier = [0u8; VERIFIER_BYTES];
+        verifier.copy_from_slice(&body[16..]);
+        Some(verifier)
+    }
+
+    /// The successor of this token sealed for its holder: the successor's
+    /// verifier XOR a pad only this token's text yields. A record keeps it
+    /// while the successor has not been presented, so that a request
+    /// still carrying this token can be given the successor again, while a
+    /// dump of the store reveals nothing.
+    pub(crate) fn seal_successor(&self, successor: &SessionToken) -> Option<[u8; 32]> {
+        let verifier = successor.verifier()?;
+        Some(xor(verifier, self.successor_pad()))
+    }
+
+    /// Recovers the successor sealed by [`seal_successor`](Self::seal_successor).
+    pub(crate) fn open_successor(&self, id: SessionId, sealed: &[u8; 32]) -> SessionToken {
+        SessionToken::new(id, xor(*sealed, self.successor_pad()))
+    }
+
+    fn successor_pad(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tessera successor\0");
+        hasher.update(self.text.as_bytes());
+        hasher.finalize().into()
+    }
+}
+
+fn xor(mut a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x ^= y;
+    }
+    a
 }
 
 impl PartialEq for SessionToken {
     fn eq(&self, other: &Self) -> bool {
-        self.secret.ct_eq(&other.secret).into()
+        self.text.as_bytes().ct_eq(other.text.as_bytes()).into()
     }
 }
 
@@ -162,12 +258,7 @@ pub struct TokenHash(pub [u8; 32]);
 impl TokenHash {
     /// The hash as lowercase hex, for stores that key by text.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        out
+        hex(&self.0)
     }
 
     /// Parses 64 hex digits.
@@ -189,9 +280,23 @@ impl TokenHash {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// Whether this is the hash of `other`'s token, in constant time.
+    pub fn ct_eq(&self, other: &TokenHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Lowercase hex of some bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
+}
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -226,9 +331,7 @@ pub struct SessionIdError;
 impl SessionId {
     /// Generates a random id from the OS CSPRNG.
     pub fn generate() -> Result<Self, TokenError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|_| TokenError::Entropy)?;
-        Ok(Self(bytes))
+        random().map(Self)
     }
 
     /// Parses the 22-character base64url form.
@@ -288,9 +391,13 @@ impl<'de> Deserialize<'de> for SessionId {
 mod tests {
     use super::*;
 
+    fn token() -> SessionToken {
+        SessionToken::new(SessionId([9; 16]), random().expect("entropy"))
+    }
+
     #[test]
     fn generated_token_has_contract_shape() {
-        let token = SessionToken::generate().expect("entropy");
+        let token = token();
         let text = token.expose();
         assert_eq!(text.len(), TOKEN_LEN);
         assert!(text.starts_with("tss_"));
@@ -299,67 +406,103 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        assert_eq!(SessionToken::parse(text).expect("round trip"), token);
+        let parsed = SessionToken::parse(text).expect("round trip");
+        assert_eq!(parsed, token);
+        assert_eq!(parsed.session_id(), Some(SessionId([9; 16])));
     }
 
     #[test]
-    fn checksum_is_crc32_ieee_big_endian_of_the_secret() {
-        let secret = [7u8; 32];
-        let token = SessionToken::from_secret(secret);
-        let crc = crc32fast::hash(&secret).to_be_bytes();
+    fn checksum_is_crc32_ieee_big_endian_of_selector_and_verifier() {
+        let token = SessionToken::new(SessionId([1; 16]), [7; 32]);
+        let mut body = vec![1u8; 16];
+        body.extend([7u8; 32]);
+        let crc = crc32fast::hash(&body).to_be_bytes();
         assert!(token.expose().ends_with(&URL_SAFE_NO_PAD.encode(crc)));
-        // Known vector: all-zero secret (CRC-32 0x190A55AD, checked with zlib).
-        let zero = SessionToken::from_secret([0u8; 32]);
+        // Known vectors (CRC-32 checked with zlib).
+        let zero = SessionToken::new(SessionId([0; 16]), [0; 32]);
+        // CRC-32 of 48 zero bytes: 0xF288B395.
         assert_eq!(
             zero.expose(),
+            "tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA8oizlQ"
+        );
+        let legacy = SessionToken::legacy_from_secret([0u8; 32]);
+        assert_eq!(
+            legacy.expose(),
             "tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGQpVrQ"
         );
     }
 
     #[test]
+    fn legacy_tokens_still_parse_and_name_no_session() {
+        let legacy = SessionToken::legacy_from_secret(random().expect("entropy"));
+        assert_eq!(legacy.expose().len(), LEGACY_TOKEN_LEN);
+        let parsed = SessionToken::parse(legacy.expose()).expect("legacy parses");
+        assert_eq!(parsed.session_id(), None);
+        assert_eq!(parsed.hash(), legacy.hash());
+    }
+
+    #[test]
     fn parse_rejects_each_kind_of_garbage() {
-        let good = SessionToken::generate().expect("entropy");
-        let text = good.expose().to_owned();
-        assert!(matches!(
-            SessionToken::parse(""),
-            Err(TokenError::Length { .. })
-        ));
-        assert!(matches!(
-            SessionToken::parse(&text[..52]),
-            Err(TokenError::Length { .. })
-        ));
-        let wrong_prefix = format!("tsx_{}", &text[4..]);
-        assert_eq!(SessionToken::parse(&wrong_prefix), Err(TokenError::Prefix));
-        let bad_alphabet = format!("{}!{}", &text[..10], &text[11..]);
-        assert_eq!(
-            SessionToken::parse(&bad_alphabet),
-            Err(TokenError::Alphabet)
-        );
-        let mut flipped = text.clone().into_bytes();
-        flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
-        let flipped = String::from_utf8(flipped).expect("ascii");
-        assert_eq!(SessionToken::parse(&flipped), Err(TokenError::Checksum));
-        let multibyte = format!("{}é{}", &text[..10], &text[12..]);
-        assert!(SessionToken::parse(&multibyte).is_err());
+        for good in [
+            token(),
+            SessionToken::legacy_from_secret(random().expect("entropy")),
+        ] {
+            let text = good.expose().to_owned();
+            assert!(matches!(
+                SessionToken::parse(""),
+                Err(TokenError::Length { .. })
+            ));
+            assert!(matches!(
+                SessionToken::parse(&text[..text.len() - 1]),
+                Err(TokenError::Length { .. })
+            ));
+            let wrong_prefix = format!("tsx_{}", &text[4..]);
+            assert_eq!(SessionToken::parse(&wrong_prefix), Err(TokenError::Prefix));
+            let bad_alphabet = format!("{}!{}", &text[..10], &text[11..]);
+            assert_eq!(
+                SessionToken::parse(&bad_alphabet),
+                Err(TokenError::Alphabet)
+            );
+            let mut flipped = text.clone().into_bytes();
+            flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+            let flipped = String::from_utf8(flipped).expect("ascii");
+            assert_eq!(SessionToken::parse(&flipped), Err(TokenError::Checksum));
+            let multibyte = format!("{}é{}", &text[..10], &text[12..]);
+            assert!(SessionToken::parse(&multibyte).is_err());
+        }
     }
 
     #[test]
     fn debug_and_display_are_redacted() {
-        let token = SessionToken::generate().expect("entropy");
-        let secret_part = &token.expose()[4..20];
+        let token = token();
+        let secret_part = &token.expose()[30..60];
         assert!(!format!("{token:?}").contains(secret_part));
         assert!(!format!("{token}").contains(secret_part));
     }
 
     #[test]
     fn hash_is_sha256_of_the_text() {
-        let token = SessionToken::generate().expect("entropy");
+        let token = token();
         let expected: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
         assert_eq!(token.hash().0, expected);
         assert_eq!(
             TokenHash::from_hex(&token.hash().to_hex()),
             Some(token.hash())
         );
+    }
+
+    #[test]
+    fn a_successor_opens_only_with_its_predecessor() {
+        let id = SessionId([3; 16]);
+        let old = SessionToken::new(id, [1; 32]);
+        let new = SessionToken::new(id, [2; 32]);
+        let sealed = old.seal_successor(&new).expect("format 2 successor");
+        assert_eq!(old.open_successor(id, &sealed), new);
+        let other = SessionToken::new(id, [5; 32]);
+        assert_ne!(other.open_successor(id, &sealed), new);
+        let legacy = SessionToken::legacy_from_secret([4; 32]);
+        let sealed = legacy.seal_successor(&new).expect("successor of a legacy token");
+        assert_eq!(legacy.open_successor(id, &sealed), new);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Cases that drive a [`SessionManager`] over the store: every lifecycle rule
-//! of DESIGN.md §1 at its boundaries.
+//! (`docs/concepts.md`) at its boundaries.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use serde_json::json;
 use super::{Case, CaseResult, Context, Harness, case_list, ensure, ensure_eq};
 use crate::config::BindingPolicy;
 use crate::error::{InvalidReason, SessionError};
-use crate::manager::{DataChange, Login, NewSession, SessionManager};
-use crate::record::{ClientInfo, SessionData};
-use crate::store::SessionStore;
+use crate::manager::{ActiveSession, DataChange, Login, NewSession, SessionManager};
+use crate::record::{AuthLevel, ClientInfo, SessionData, SessionRecord};
+use crate::store::Records;
 
 pub(super) fn cases() -> Vec<Case> {
     case_list![
@@ -21,6 +21,7 @@ pub(super) fn cases() -> Vec<Case> {
         touch_is_amortised,
         renewal_rotates_and_old_token_has_grace,
         reuse_after_grace_revokes_the_session,
+        a_lost_renewal_is_delivered_again_without_a_theft_alarm,
         explicit_rotate_has_grace,
         login_replaces_token_without_grace,
         login_of_another_subject_drops_old_data,
@@ -52,7 +53,71 @@ fn reason(result: Result<impl std::fmt::Debug, SessionError>) -> Result<InvalidR
 
 async fn token_of(manager: &SessionManager, request: NewSession) -> Result<String, String> {
     let issued = manager.create(request).await.context("create")?;
-    Ok(issued.token.expose().to_owned())
+    Ok(tok(&issued))
+}
+
+/// A well-formed token of a session that does not exist.
+fn unknown_token() -> Result<crate::token::SessionToken, String> {
+    let id = crate::token::SessionId::generate().context("id")?;
+    let verifier = crate::token::random::<32>().context("verifier")?;
+    Ok(crate::token::SessionToken::new(id, verifier))
+}
+
+/// The credential an operation issued, as text.
+fn tok(session: &ActiveSession) -> String {
+    session
+        .issued()
+        .map(|c| c.expose().to_owned())
+        .unwrap_or_default()
+}
+
+/// A data change through a presented token, as an API call makes it.
+async fn update(
+    m: &SessionManager,
+    token: &str,
+    change: DataChange,
+    version: Option<u64>,
+    client: Option<&ClientInfo>,
+) -> Result<Arc<SessionRecord>, SessionError> {
+    let current = m.resolve(token, client).await?;
+    Ok(m.update(&current, change, version, client)
+        .await?
+        .record()
+        .clone())
+}
+
+/// A rotation through a presented token.
+async fn rotate(m: &SessionManager, token: &str) -> Result<ActiveSession, SessionError> {
+    let current = m.resolve(token, None).await?;
+    m.rotate(&current).await
+}
+
+/// A login through a presented token, if it is still valid.
+async fn login(
+    m: &SessionManager,
+    token: Option<&str>,
+    login: Login,
+) -> Result<ActiveSession, SessionError> {
+    let current = match token {
+        Some(token) => match m.resolve(token, login.client.as_ref()).await {
+            Ok(current) => Some(current),
+            Err(SessionError::Invalid { .. }) => None,
+            Err(other) => return Err(other),
+        },
+        None => None,
+    };
+    m.login(current.as_ref(), login).await
+}
+
+/// A step-up through a presented token.
+async fn step_up(
+    m: &SessionManager,
+    token: &str,
+    level: u8,
+    client: Option<&ClientInfo>,
+) -> Result<ActiveSession, SessionError> {
+    let current = m.resolve(token, client).await?;
+    m.step_up(&current, level, client).await
 }
 
 async fn idle_timeout_boundary(h: Harness) -> CaseResult {
@@ -88,7 +153,7 @@ async fn absolute_timeout_boundary_survives_activity(h: Harness) -> CaseResult {
         h.clock.advance(step);
         elapsed += step;
         let valid = m.validate(&token, None).await.context("active session")?;
-        if let Some(renewed) = valid.renewed_token {
+        if let Some(renewed) = valid.issued() {
             token = renewed.expose().to_owned();
         }
     }
@@ -97,7 +162,7 @@ async fn absolute_timeout_boundary_survives_activity(h: Harness) -> CaseResult {
         .validate(&token, None)
         .await
         .context("one second before absolute")?;
-    if let Some(renewed) = valid.renewed_token {
+    if let Some(renewed) = valid.issued() {
         token = renewed.expose().to_owned();
     }
     h.clock.advance(Duration::from_secs(2));
@@ -112,30 +177,30 @@ async fn absolute_timeout_boundary_survives_activity(h: Harness) -> CaseResult {
 async fn touch_is_amortised(h: Harness) -> CaseResult {
     let m = h.manager();
     let issued = m.create(NewSession::default()).await.context("create")?;
-    let token = issued.token.expose();
-    let writes = h.store.writes();
+    let token = &tok(&issued);
+    let writes = h.calls().writes();
     h.clock.advance(Duration::from_secs(30));
     let first = m.validate(token, None).await.context("validate")?;
-    ensure_eq!(h.store.writes(), writes, "no write within touch_after");
+    ensure_eq!(h.calls().writes(), writes, "no write within touch_after");
     ensure_eq!(
-        first.session.last_seen_at,
-        issued.session.last_seen_at,
+        first.record().last_seen_at,
+        issued.record().last_seen_at,
         "not touched"
     );
     h.clock.advance(Duration::from_secs(31));
     let second = m.validate(token, None).await.context("validate")?;
-    ensure_eq!(h.store.writes(), writes + 1, "one write after touch_after");
-    ensure_eq!(second.session.last_seen_at, h.now(), "touched now");
-    let (_, stored) = h
+    ensure_eq!(h.calls().writes(), writes + 1, "one write after touch_after");
+    ensure_eq!(second.record().last_seen_at, h.now(), "touched now");
+    let stored = h
         .store
-        .load_by_id(&issued.session.id, h.now())
+        .load(&issued.record().id, h.now())
         .await
         .context("load")?
         .ok_or("session gone")?;
     ensure_eq!(stored.last_seen_at, h.now(), "touch stored");
     ensure_eq!(
         stored.version,
-        issued.session.version,
+        issued.record().version,
         "touch does not bump the version"
     );
     Ok(())
@@ -144,21 +209,23 @@ async fn touch_is_amortised(h: Harness) -> CaseResult {
 async fn renewal_rotates_and_old_token_has_grace(h: Harness) -> CaseResult {
     let m = h.manager();
     let issued = m.create(NewSession::default()).await.context("create")?;
-    let old = issued.token.expose().to_owned();
+    let old = tok(&issued);
     h.clock
         .advance(m.config().renew_after - Duration::from_secs(1));
     let not_yet = m.validate(&old, None).await.context("before renewal")?;
-    ensure!(not_yet.renewed_token.is_none(), "renewed too early");
+    ensure!(not_yet.issued().is_none(), "renewed too early");
     h.clock.advance(Duration::from_secs(1));
     let renewed = m.validate(&old, None).await.context("renewal")?;
-    let new = renewed
-        .renewed_token
-        .ok_or("validation at renew_after must renew")?
-        .expose()
-        .to_owned();
+    let new = tok(&renewed);
+    ensure!(!new.is_empty(), "validation at renew_after must renew");
     ensure!(new != old, "a new token");
-    ensure_eq!(renewed.session.id, issued.session.id, "same public id");
+    ensure_eq!(renewed.record().id, issued.record().id, "same public id");
     ensure!(!h.events.of_kind("renewed").is_empty(), "a renewed event");
+    // The successor has not been presented yet: the old token still
+    // works, and its responses carry the successor again.
+    let again = m.validate(&old, None).await.context("old before the successor")?;
+    ensure_eq!(tok(&again), new, "the successor, delivered again");
+    m.validate(&new, None).await.context("new token")?;
     h.clock
         .advance(m.config().rotation_grace - Duration::from_secs(1));
     let in_grace = m
@@ -166,31 +233,25 @@ async fn renewal_rotates_and_old_token_has_grace(h: Harness) -> CaseResult {
         .await
         .context("old token within grace")?;
     ensure_eq!(
-        in_grace.session.id,
-        issued.session.id,
+        in_grace.record().id,
+        issued.record().id,
         "grace resolves to the successor"
     );
     ensure!(
-        in_grace.renewed_token.is_none(),
-        "an old token is never renewed"
+        in_grace.issued().is_none(),
+        "an old token is never renewed, and the successor has arrived"
     );
-    m.validate(&new, None).await.context("new token")?;
     Ok(())
 }
 
 async fn reuse_after_grace_revokes_the_session(h: Harness) -> CaseResult {
     let m = h.manager();
     let issued = m.create(NewSession::default()).await.context("create")?;
-    let old = issued.token.expose().to_owned();
+    let old = tok(&issued);
     h.clock.advance(m.config().renew_after);
-    let new = m
-        .validate(&old, None)
-        .await
-        .context("renewal")?
-        .renewed_token
-        .ok_or("expected renewal")?
-        .expose()
-        .to_owned();
+    let new = tok(&m.validate(&old, None).await.context("renewal")?);
+    ensure!(!new.is_empty(), "expected renewal");
+    m.validate(&new, None).await.context("the successor arrives")?;
     h.clock
         .advance(m.config().rotation_grace + Duration::from_secs(1));
     ensure_eq!(
@@ -207,8 +268,35 @@ async fn reuse_after_grace_revokes_the_session(h: Harness) -> CaseResult {
         "the whole session is revoked, the new token too"
     );
     ensure!(
-        m.get(&issued.session.id).await.context("get")?.is_none(),
+        m.get(&issued.record().id).await.context("get")?.is_none(),
         "session gone"
+    );
+    Ok(())
+}
+
+async fn a_lost_renewal_is_delivered_again_without_a_theft_alarm(h: Harness) -> CaseResult {
+    let m = h.manager();
+    let issued = m.create(NewSession::default()).await.context("create")?;
+    let old = tok(&issued);
+    h.clock.advance(m.config().renew_after);
+    // The renewal's response never reaches the client (a long request, a
+    // dropped connection, a proxy that drops Set-Cookie).
+    let lost = tok(&m.validate(&old, None).await.context("renewal")?);
+    let window = m.config().renewal_delivery_window;
+    h.clock.advance(m.config().rotation_grace * 3);
+    let late = m.validate(&old, None).await.context("old after the grace")?;
+    ensure_eq!(tok(&late), lost, "the same successor, delivered again");
+    ensure!(h.events.of_kind("token_reuse").is_empty(), "no theft alarm");
+    // Never followed: the old token dies with the window, quietly.
+    h.clock.advance(window);
+    ensure_eq!(
+        reason(m.validate(&old, None).await)?,
+        InvalidReason::Revoked,
+        "an old token past the delivery window"
+    );
+    ensure!(
+        h.events.of_kind("token_reuse").is_empty(),
+        "still no theft alarm: the successor was never presented"
     );
     Ok(())
 }
@@ -216,11 +304,11 @@ async fn reuse_after_grace_revokes_the_session(h: Harness) -> CaseResult {
 async fn explicit_rotate_has_grace(h: Harness) -> CaseResult {
     let m = h.manager();
     let issued = m.create(NewSession::default()).await.context("create")?;
-    let old = issued.token.expose().to_owned();
-    let rotated = m.rotate(&old).await.context("rotate")?;
-    ensure_eq!(rotated.session.id, issued.session.id, "same id");
+    let old = tok(&issued);
+    let rotated = rotate(&m, &old).await.context("rotate")?;
+    ensure_eq!(rotated.record().id, issued.record().id, "same id");
     m.validate(&old, None).await.context("old within grace")?;
-    m.validate(rotated.token.expose(), None)
+    m.validate(&tok(&rotated), None)
         .await
         .context("new")?;
     ensure!(!h.events.of_kind("rotated").is_empty(), "a rotated event");
@@ -243,35 +331,34 @@ async fn login_replaces_token_without_grace(h: Harness) -> CaseResult {
         })
         .await
         .context("create")?;
-    let pre_login = anonymous.token.expose().to_owned();
-    let issued = m
-        .login(Some(&pre_login), Login::new("alice"))
+    let pre_login = tok(&anonymous);
+    let issued = login(&m, Some(&pre_login), Login::new("alice"))
         .await
         .context("login")?;
     ensure!(
-        issued.token.expose() != pre_login,
+        tok(&issued) != pre_login,
         "login issues a new token"
     );
-    ensure_eq!(issued.session.id, anonymous.session.id, "same session");
-    ensure_eq!(issued.session.subject.as_deref(), Some("alice"), "subject");
-    ensure_eq!(issued.session.auth_level, 1, "level");
+    ensure_eq!(issued.record().id, anonymous.record().id, "same session");
+    ensure_eq!(issued.record().subject.as_deref(), Some("alice"), "subject");
+    ensure_eq!(issued.record().auth_level, AuthLevel::PASSWORD, "level");
     ensure_eq!(
-        issued.session.authenticated_at,
+        issued.record().authenticated_at,
         Some(h.now()),
         "authenticated_at"
     );
-    ensure_eq!(issued.session.data, data, "anonymous data carries over");
+    ensure_eq!(issued.record().data, data, "anonymous data carries over");
     ensure_eq!(
         reason(m.validate(&pre_login, None).await)?,
         InvalidReason::Revoked,
         "the pre-login token is dead at once"
     );
     let after = m
-        .validate(issued.token.expose(), None)
+        .validate(&tok(&issued), None)
         .await
         .context("new token survives")?;
     ensure_eq!(
-        after.session.subject.as_deref(),
+        after.record().subject.as_deref(),
         Some("alice"),
         "still signed in"
     );
@@ -280,17 +367,16 @@ async fn login_replaces_token_without_grace(h: Harness) -> CaseResult {
         "a logged_in event"
     );
     // No token, or a dead one: a fresh session.
-    let fresh = m
-        .login(Some(&pre_login), Login::new("alice"))
+    let fresh = login(&m, Some(&pre_login), Login::new("alice"))
         .await
         .context("login")?;
     ensure!(
-        fresh.session.id != anonymous.session.id,
+        fresh.record().id != anonymous.record().id,
         "a dead token starts a new session"
     );
-    let none = m.login(None, Login::new("alice")).await.context("login")?;
+    let none = login(&m, None, Login::new("alice")).await.context("login")?;
     ensure_eq!(
-        none.session.subject.as_deref(),
+        none.record().subject.as_deref(),
         Some("alice"),
         "login without a token"
     );
@@ -299,9 +385,9 @@ async fn login_replaces_token_without_grace(h: Harness) -> CaseResult {
 
 async fn login_of_another_subject_drops_old_data(h: Harness) -> CaseResult {
     let m = h.manager();
-    let first = m.login(None, Login::new("alice")).await.context("alice")?;
-    m.update(
-        first.token.expose(),
+    let first = login(&m, None, Login::new("alice")).await.context("alice")?;
+    update(&m, 
+        &tok(&first),
         DataChange::Replace(
             SessionData::from_value(&json!({"secret": "alice's"})).context("data")?,
         ),
@@ -310,13 +396,12 @@ async fn login_of_another_subject_drops_old_data(h: Harness) -> CaseResult {
     )
     .await
     .context("update")?;
-    let second = m
-        .login(Some(first.token.expose()), Login::new("bob"))
+    let second = login(&m, Some(&tok(&first)), Login::new("bob"))
         .await
         .context("bob")?;
-    ensure_eq!(second.session.subject.as_deref(), Some("bob"), "bob");
+    ensure_eq!(second.record().subject.as_deref(), Some("bob"), "bob");
     ensure_eq!(
-        second.session.data,
+        second.record().data,
         SessionData::empty(),
         "alice's data never reaches bob"
     );
@@ -326,42 +411,41 @@ async fn login_of_another_subject_drops_old_data(h: Harness) -> CaseResult {
 async fn step_up_rotates_and_require_auth_checks_freshness(h: Harness) -> CaseResult {
     let m = h.manager();
     let anonymous = m.create(NewSession::default()).await.context("create")?;
-    let refused = m.step_up(anonymous.token.expose(), 2, None).await;
+    let refused = step_up(&m, &tok(&anonymous), 2, None).await;
     ensure!(
         matches!(refused, Err(SessionError::NotAuthenticated)),
         "step-up needs a signed-in session, got {refused:?}"
     );
-    let login = m.login(None, Login::new("alice")).await.context("login")?;
+    let login = login(&m, None, Login::new("alice")).await.context("login")?;
     let sensitive = Duration::from_secs(300);
     ensure!(
-        m.require_auth(&login.session, 2, sensitive).is_err(),
+        m.require_auth(&login.record(), 2, sensitive).is_err(),
         "level 1 is not level 2"
     );
-    m.require_auth(&login.session, 1, sensitive)
+    m.require_auth(&login.record(), 1, sensitive)
         .context("level 1 fresh")?;
-    let stepped = m
-        .step_up(login.token.expose(), 2, None)
+    let stepped = step_up(&m, &tok(&login), 2, None)
         .await
         .context("step-up")?;
     ensure!(
-        stepped.token.expose() != login.token.expose(),
+        &tok(&stepped) != &tok(&login),
         "step-up rotates"
     );
     ensure_eq!(
-        reason(m.validate(login.token.expose(), None).await)?,
+        reason(m.validate(&tok(&login), None).await)?,
         InvalidReason::Revoked,
         "the pre-step-up token is dead"
     );
-    m.require_auth(&stepped.session, 2, sensitive)
+    m.require_auth(&stepped.record(), 2, sensitive)
         .context("level 2 fresh")?;
     h.clock.advance(sensitive + Duration::from_secs(1));
     let current = m
-        .validate(stepped.token.expose(), None)
+        .validate(&tok(&stepped), None)
         .await
         .context("validate")?;
     ensure!(
         matches!(
-            m.require_auth(&current.session, 2, sensitive),
+            m.require_auth(&current.record(), 2, sensitive),
             Err(SessionError::ReauthenticationRequired { .. })
         ),
         "authentication older than max_age must be refused"
@@ -378,7 +462,7 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
         })
         .await
         .context("create")?;
-    let token: Arc<str> = issued.token.expose().into();
+    let token: Arc<str> = tok(&issued).into();
     let mut writers = Vec::new();
     for _ in 0..64 {
         let (m, token) = (m.clone(), token.clone());
@@ -386,12 +470,11 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
             let mut done = 0;
             let mut conflicts = 0u32;
             while done < 100 {
-                let current = m.validate(&token, None).await.context("read")?.session;
+                let current = m.validate(&token, None).await.context("read")?.record().clone();
                 let counter: u64 = current.data.get("counter").unwrap_or(0);
                 let next =
                     SessionData::from_value(&json!({"counter": counter + 1})).context("data")?;
-                match m
-                    .update(
+                match update(&m, 
                         &token,
                         DataChange::Replace(next),
                         Some(current.version),
@@ -425,7 +508,7 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
         .validate(&token, None)
         .await
         .context("final read")?
-        .session;
+        .record().clone();
     ensure_eq!(
         last.data.get::<u64>("counter"),
         Some(6400),
@@ -452,9 +535,8 @@ async fn merge_patch_and_typed_version_conflict(h: Harness) -> CaseResult {
         })
         .await
         .context("create")?;
-    let token = issued.token.expose();
-    let patched = m
-        .update(
+    let token = &tok(&issued);
+    let patched = update(&m, 
             token,
             DataChange::MergePatch(json!({"a": null, "b": {"d": 3}})),
             Some(1),
@@ -468,8 +550,7 @@ async fn merge_patch_and_typed_version_conflict(h: Harness) -> CaseResult {
         "RFC 7396 merge"
     );
     ensure_eq!(patched.version, 2, "version bumped");
-    match m
-        .update(
+    match update(&m, 
             token,
             DataChange::MergePatch(json!({"x": 1})),
             Some(1),
@@ -483,15 +564,14 @@ async fn merge_patch_and_typed_version_conflict(h: Harness) -> CaseResult {
         }) => {}
         other => return Err(format!("expected a version conflict at 2, got {other:?}")),
     }
-    let not_object = m
-        .update(token, DataChange::MergePatch(json!([1])), None, None)
+    let not_object = update(&m, token, DataChange::MergePatch(json!([1])), None, None)
         .await;
     ensure!(
         matches!(not_object, Err(SessionError::Data(_))),
         "a patch making an array: {not_object:?}"
     );
     let after = m.validate(token, None).await.context("validate")?;
-    ensure_eq!(after.session.version, 2, "failed updates change nothing");
+    ensure_eq!(after.record().version, 2, "failed updates change nothing");
     Ok(())
 }
 
@@ -499,7 +579,7 @@ async fn subject_index_consistent_through_lifecycle(h: Harness) -> CaseResult {
     let m = h.manager();
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        tokens.push(m.login(None, Login::new("alice")).await.context("login")?);
+        tokens.push(login(&m, None, Login::new("alice")).await.context("login")?);
     }
     let short = m
         .create(NewSession {
@@ -514,17 +594,17 @@ async fn subject_index_consistent_through_lifecycle(h: Harness) -> CaseResult {
         4,
         "four sessions"
     );
-    let rotated = m.rotate(tokens[0].token.expose()).await.context("rotate")?;
-    m.logout(tokens[1].token.expose()).await.context("logout")?;
+    let rotated = rotate(&m, &tok(&tokens[0])).await.context("rotate")?;
+    m.logout_presented(&tok(&tokens[1])).await.context("logout")?;
     h.clock.advance(Duration::from_secs(61));
     let listed = m.list_subject("alice").await.context("list")?;
     let mut ids: Vec<_> = listed.iter().map(|s| s.id).collect();
     ids.sort();
-    let mut expected = vec![rotated.session.id, tokens[2].session.id];
+    let mut expected = vec![rotated.record().id, tokens[2].record().id];
     expected.sort();
     ensure_eq!(ids, expected, "rotation kept, logout and expiry dropped");
     ensure!(
-        listed.iter().all(|s| s.id != short.session.id),
+        listed.iter().all(|s| s.id != short.record().id),
         "expired session listed"
     );
     Ok(())
@@ -532,28 +612,28 @@ async fn subject_index_consistent_through_lifecycle(h: Harness) -> CaseResult {
 
 async fn revoke_subject_except_current(h: Harness) -> CaseResult {
     let m = h.manager();
-    let current = m.login(None, Login::new("frank")).await.context("login")?;
+    let current = login(&m, None, Login::new("frank")).await.context("login")?;
     let mut others = Vec::new();
     for _ in 0..3 {
-        others.push(m.login(None, Login::new("frank")).await.context("login")?);
+        others.push(login(&m, None, Login::new("frank")).await.context("login")?);
     }
-    let bystander = m.login(None, Login::new("grace")).await.context("login")?;
+    let bystander = login(&m, None, Login::new("grace")).await.context("login")?;
     let revoked = m
-        .revoke_subject("frank", Some(&current.session.id))
+        .revoke_subject("frank", Some(&current.record().id))
         .await
         .context("revoke")?;
     ensure_eq!(revoked, 3, "three revoked");
-    m.validate(current.token.expose(), None)
+    m.validate(&tok(&current), None)
         .await
         .context("current survives")?;
     for other in &others {
         ensure_eq!(
-            reason(m.validate(other.token.expose(), None).await)?,
+            reason(m.validate(&tok(&other), None).await)?,
             InvalidReason::Unknown,
             "revoked session"
         );
     }
-    m.validate(bystander.token.expose(), None)
+    m.validate(&tok(&bystander), None)
         .await
         .context("other subject")?;
     ensure_eq!(
@@ -567,7 +647,7 @@ async fn revoke_subject_except_current(h: Harness) -> CaseResult {
 async fn global_revocation_ends_every_session(h: Harness) -> CaseResult {
     let m = h.manager();
     let other_node = h.manager();
-    let a = m.login(None, Login::new("alice")).await.context("login")?;
+    let a = login(&m, None, Login::new("alice")).await.context("login")?;
     let b = token_of(&m, NewSession::default()).await?;
     other_node
         .validate(&b, None)
@@ -575,7 +655,7 @@ async fn global_revocation_ends_every_session(h: Harness) -> CaseResult {
         .context("other node sees b")?;
     m.revoke_everything().await.context("revoke everything")?;
     ensure_eq!(
-        reason(m.validate(a.token.expose(), None).await)?,
+        reason(m.validate(&tok(&a), None).await)?,
         InvalidReason::Revoked,
         "a"
     );
@@ -599,19 +679,19 @@ async fn global_revocation_ends_every_session(h: Harness) -> CaseResult {
 async fn per_subject_cap_evicts_oldest(h: Harness) -> CaseResult {
     let cap = NonZeroUsize::new(2).ok_or("cap")?;
     let m = h.manager_with(|b| b.max_sessions_per_subject(cap));
-    let first = m.login(None, Login::new("heidi")).await.context("first")?;
+    let first = login(&m, None, Login::new("heidi")).await.context("first")?;
     h.clock.advance(Duration::from_secs(1));
-    let second = m.login(None, Login::new("heidi")).await.context("second")?;
+    let second = login(&m, None, Login::new("heidi")).await.context("second")?;
     h.clock.advance(Duration::from_secs(1));
-    let third = m.login(None, Login::new("heidi")).await.context("third")?;
+    let third = login(&m, None, Login::new("heidi")).await.context("third")?;
     ensure!(
-        reason(m.validate(first.token.expose(), None).await).is_ok(),
+        reason(m.validate(&tok(&first), None).await).is_ok(),
         "oldest evicted"
     );
-    m.validate(second.token.expose(), None)
+    m.validate(&tok(&second), None)
         .await
         .context("second kept")?;
-    m.validate(third.token.expose(), None)
+    m.validate(&tok(&third), None)
         .await
         .context("newest kept")?;
     ensure_eq!(
@@ -641,14 +721,13 @@ async fn data_at_limit_accepted_over_limit_refused(h: Harness) -> CaseResult {
         .await
         .context("create at the limit")?;
     let read = m
-        .validate(issued.token.expose(), None)
+        .validate(&tok(&issued), None)
         .await
         .context("read back")?;
-    ensure_eq!(read.session.data, exact, "64 KiB round trip");
+    ensure_eq!(read.record().data, exact, "64 KiB round trip");
     let over = SessionData::from_value(&json!({"blob": "x".repeat(limit - 10)})).context("data")?;
-    let refused = m
-        .update(
-            issued.token.expose(),
+    let refused = update(&m, 
+            &tok(&issued),
             DataChange::Replace(over.clone()),
             None,
             None,
@@ -659,12 +738,12 @@ async fn data_at_limit_accepted_over_limit_refused(h: Harness) -> CaseResult {
         "one byte over: {refused:?}"
     );
     let after = m
-        .validate(issued.token.expose(), None)
+        .validate(&tok(&issued), None)
         .await
         .context("after")?;
     ensure_eq!(
-        after.session.version,
-        issued.session.version,
+        after.record().version,
+        issued.record().version,
         "refused update changed nothing"
     );
     let create_over = m
@@ -683,7 +762,7 @@ async fn data_at_limit_accepted_over_limit_refused(h: Harness) -> CaseResult {
 async fn unicode_subjects_work_everywhere(h: Harness) -> CaseResult {
     let m = h.manager();
     let subject = "Zoë 🚀 用户 \u{202e}";
-    let issued = m.login(None, Login::new(subject)).await.context("login")?;
+    let issued = login(&m, None, Login::new(subject)).await.context("login")?;
     let listed = m.list_subject(subject).await.context("list")?;
     ensure_eq!(listed.len(), 1, "listed");
     ensure_eq!(listed[0].subject.as_deref(), Some(subject), "exact subject");
@@ -700,11 +779,11 @@ async fn unicode_subjects_work_everywhere(h: Harness) -> CaseResult {
         "revoked"
     );
     ensure!(
-        reason(m.validate(issued.token.expose(), None).await).is_ok(),
+        reason(m.validate(&tok(&issued), None).await).is_ok(),
         "gone"
     );
     let longest = "é".repeat(128);
-    m.login(None, Login::new(longest.clone()))
+    login(&m, None, Login::new(longest.clone()))
         .await
         .context("256-byte subject")?;
     Ok(())
@@ -712,9 +791,9 @@ async fn unicode_subjects_work_everywhere(h: Harness) -> CaseResult {
 
 async fn oversized_and_invalid_input_is_refused(h: Harness) -> CaseResult {
     let m = h.manager();
-    let writes = h.store.writes();
+    let writes = h.calls().writes();
     let long = "a".repeat(257);
-    let too_long = m.login(None, Login::new(long.clone())).await;
+    let too_long = login(&m, None, Login::new(long.clone())).await;
     ensure!(
         matches!(
             too_long,
@@ -725,7 +804,7 @@ async fn oversized_and_invalid_input_is_refused(h: Harness) -> CaseResult {
         ),
         "257-byte subject: {too_long:?}"
     );
-    let empty = m.login(None, Login::new("")).await;
+    let empty = login(&m, None, Login::new("")).await;
     ensure!(
         matches!(empty, Err(SessionError::EmptySubject)),
         "empty subject: {empty:?}"
@@ -748,14 +827,14 @@ async fn oversized_and_invalid_input_is_refused(h: Harness) -> CaseResult {
         m.list_subject(&"b".repeat(300)).await.is_err(),
         "listing a huge subject"
     );
-    ensure_eq!(h.store.writes(), writes, "refused input wrote nothing");
+    ensure_eq!(h.calls().writes(), writes, "refused input wrote nothing");
     Ok(())
 }
 
 async fn malformed_tokens_never_reach_the_store(h: Harness) -> CaseResult {
     let m = h.manager();
     let real = token_of(&m, NewSession::default()).await?;
-    let loads = h.store.loads();
+    let loads = h.calls().reads();
     let mut flipped = real.clone().into_bytes();
     flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
     let garbage = [
@@ -775,20 +854,20 @@ async fn malformed_tokens_never_reach_the_store(h: Harness) -> CaseResult {
             "{text:?}"
         );
         ensure!(
-            m.update(text, DataChange::MergePatch(json!({})), None, None)
+            update(&m, text, DataChange::MergePatch(json!({})), None, None)
                 .await
                 .is_err(),
             "update"
         );
-        ensure!(m.rotate(text).await.is_err(), "rotate");
-        m.logout(text).await.context("logout of garbage is fine")?;
+        ensure!(rotate(&m, text).await.is_err(), "rotate");
+        m.logout_presented(text).await.context("logout of garbage is fine")?;
     }
     ensure_eq!(
-        h.store.loads(),
+        h.calls().reads(),
         loads,
         "malformed tokens cost no store access"
     );
-    let unknown = crate::token::SessionToken::generate().context("token")?;
+    let unknown = unknown_token()?;
     ensure_eq!(
         reason(m.validate(unknown.expose(), None).await)?,
         InvalidReason::Unknown,
@@ -854,7 +933,7 @@ async fn guessing_is_detected_per_ip(h: Harness) -> CaseResult {
     let honest = ClientInfo::new("192.0.2.1".parse().ok(), None);
     let ip = guesser.ip.ok_or("ip")?;
     for _ in 0..4 {
-        let token = crate::token::SessionToken::generate().context("token")?;
+        let token = unknown_token()?;
         let _ = m.validate(token.expose(), Some(&guesser)).await;
     }
     ensure!(!m.is_guessing(ip), "below the threshold");
@@ -871,17 +950,17 @@ async fn guessing_is_detected_per_ip(h: Harness) -> CaseResult {
 async fn logout_is_idempotent_and_covers_grace_tokens(h: Harness) -> CaseResult {
     let m = h.manager();
     let token = token_of(&m, NewSession::default()).await?;
-    m.logout(&token).await.context("logout")?;
-    m.logout(&token).await.context("logout again")?;
+    m.logout_presented(&token).await.context("logout")?;
+    m.logout_presented(&token).await.context("logout again")?;
     ensure!(reason(m.validate(&token, None).await).is_ok(), "logged out");
     ensure!(!h.events.of_kind("revoked").is_empty(), "a revoked event");
     let old = token_of(&m, NewSession::default()).await?;
-    let new = m.rotate(&old).await.context("rotate")?;
-    m.logout(&old)
+    let new = rotate(&m, &old).await.context("rotate")?;
+    m.logout_presented(&old)
         .await
         .context("logout with the in-grace old token")?;
     ensure!(
-        reason(m.validate(new.token.expose(), None).await).is_ok(),
+        reason(m.validate(&tok(&new), None).await).is_ok(),
         "logout through an in-grace token ends the session"
     );
     Ok(())
@@ -889,23 +968,23 @@ async fn logout_is_idempotent_and_covers_grace_tokens(h: Harness) -> CaseResult 
 
 async fn revoke_by_public_id(h: Harness) -> CaseResult {
     let m = h.manager();
-    let issued = m.login(None, Login::new("ivan")).await.context("login")?;
-    let found = m.get(&issued.session.id).await.context("get")?;
+    let issued = login(&m, None, Login::new("ivan")).await.context("login")?;
+    let found = m.get(&issued.record().id).await.context("get")?;
     ensure!(found.is_some(), "get by id");
     ensure!(
-        m.revoke(&issued.session.id).await.context("revoke")?,
+        m.revoke(&issued.record().id).await.context("revoke")?,
         "revoked"
     );
     ensure!(
-        !m.revoke(&issued.session.id).await.context("again")?,
+        !m.revoke(&issued.record().id).await.context("again")?,
         "second revoke is false"
     );
     ensure!(
-        reason(m.validate(issued.token.expose(), None).await).is_ok(),
+        reason(m.validate(&tok(&issued), None).await).is_ok(),
         "token dead"
     );
     ensure!(
-        m.get(&issued.session.id).await.context("get")?.is_none(),
+        m.get(&issued.record().id).await.context("get")?.is_none(),
         "gone"
     );
     Ok(())
@@ -922,7 +1001,7 @@ async fn per_session_timeouts_are_capped(h: Harness) -> CaseResult {
         .await
         .context("shorter timeouts")?;
     ensure_eq!(
-        shorter.session.absolute_expires_at,
+        shorter.record().absolute_expires_at,
         h.now().plus(Duration::from_secs(3600)),
         "per-session absolute"
     );
@@ -944,7 +1023,7 @@ async fn per_session_timeouts_are_capped(h: Harness) -> CaseResult {
     );
     h.clock.advance(Duration::from_secs(61));
     ensure_eq!(
-        reason(m.validate(shorter.token.expose(), None).await)?,
+        reason(m.validate(&tok(&shorter), None).await)?,
         InvalidReason::ExpiredIdle,
         "per-session idle timeout applies"
     );

@@ -1,664 +1,574 @@
-//! Cases that call the store directly: the storage guarantees of DESIGN.md §3.
+//! Cases that call the store directly: the guarantees of each part of the
+//! storage contract (`docs/writing-a-store.md`).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{Case, CaseResult, Context, Harness, case_list, ensure, ensure_eq};
-use crate::record::{EXPIRED_RETENTION, StoredEntry, Tombstone};
-use crate::store::{CreateOutcome, SessionStore, WriteOutcome};
-use crate::token::{SessionToken, TokenHash};
+use super::{Case, CaseResult, Context, Harness, case_list, ensure, ensure_eq, fresh_token_hash};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::manager::forget_at;
+use crate::record::{ClientInfo, PreviousToken, SessionData, SessionRecord};
+use crate::store::{CreateOutcome, Epochs, Maintenance, Records, SubjectIndex, WriteOutcome};
+use crate::token::{SessionId, TokenHash};
 
 pub(super) fn cases() -> Vec<Case> {
     case_list![
-        store_create_is_create_if_absent,
-        store_load_returns_what_was_stored,
-        store_load_hides_expired_records,
-        store_update_is_compare_and_swap,
-        store_touch_moves_last_seen_forward_only,
-        store_rotate_is_atomic_with_tombstone,
-        store_rotate_refuses_stale_version,
-        store_delete_removes_session,
-        store_subject_index_follows_every_change,
-        store_delete_by_subject_keeps_the_exception,
-        store_global_epoch_is_shared_and_monotonic,
-        store_sweep_removes_expired,
-        store_write_to_expired_record_is_reported,
-        store_export_pages_through_every_live_session,
+        records_create_is_create_if_absent,
+        records_load_returns_what_was_stored,
+        records_load_hides_forgotten_records,
+        records_update_is_compare_and_swap,
+        records_touch_moves_forward_only,
+        records_write_to_a_forgotten_record_is_not_found,
+        records_delete_removes_the_record,
+        records_find_legacy_knows_no_stranger,
+        subjects_index_follows_every_change,
+        subjects_pages_cover_every_session_once,
+        subjects_delete_keeps_the_exception,
+        epochs_are_shared_and_only_grow,
+        maintenance_sweep_removes_forgotten_records,
+        maintenance_export_pages_through_every_live_record,
     ]
 }
 
-fn key() -> TokenHash {
-    SessionToken::generate()
-        .map(|t| t.hash())
-        .unwrap_or(TokenHash([9; 32]))
+fn data(json: &str) -> Result<SessionData, String> {
+    SessionData::from_json(json).context("data")
 }
 
-async fn store_create_is_create_if_absent(h: Harness) -> CaseResult {
-    let (k1, k2) = (key(), key());
-    let session = h.sample_session(None);
-    let created = h.store.create(&k1, &session).await.context("create")?;
-    ensure_eq!(created, CreateOutcome::Created, "first create");
-    let mut other = h.sample_session(None);
-    let again = h.store.create(&k1, &other).await.context("create again")?;
-    ensure_eq!(again, CreateOutcome::AlreadyExists, "same key twice");
-    other.id = session.id;
-    let same_id = h
-        .store
-        .create(&k2, &other)
-        .await
-        .context("create same id")?;
-    ensure_eq!(
-        same_id,
-        CreateOutcome::AlreadyExists,
-        "same session id twice"
-    );
-    match h.store.load(&k1, h.now()).await.context("load")? {
-        Some(StoredEntry::Live(stored)) => ensure_eq!(*stored, session, "first write kept"),
-        other => return Err(format!("expected the first session, got {other:?}")),
-    }
-    ensure!(
-        h.store
-            .load(&k2, h.now())
+/// All records of a subject, every page, as ids.
+async fn listed(h: &Harness, subject: &str, now: Timestamp) -> Result<BTreeSet<SessionId>, String> {
+    let mut ids = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = h
+            .store
+            .list_subject(subject, cursor.as_deref(), 2, now)
             .await
-            .context("load k2")?
-            .is_none(),
-        "a refused create must write nothing"
+            .context("list")?;
+        for record in &page.items {
+            ensure_eq!(
+                record.subject.as_deref(),
+                Some(subject),
+                "a listing holds only the subject's records"
+            );
+            ensure!(ids.insert(record.id), "a record listed twice");
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(ids),
+        }
+    }
+    Err("the listing never ends".into())
+}
+
+async fn records_create_is_create_if_absent(h: Harness) -> CaseResult {
+    let record = h.sample_record(None);
+    let created = h
+        .store
+        .create(&record, forget_at(&record))
+        .await
+        .context("create")?;
+    ensure_eq!(created, CreateOutcome::Created, "first create");
+    let mut other = h.sample_record(Some("someone"));
+    other.id = record.id;
+    let again = h
+        .store
+        .create(&other, forget_at(&other))
+        .await
+        .context("create again")?;
+    ensure_eq!(again, CreateOutcome::AlreadyExists, "same id twice");
+    let stored = h.store.load(&record.id, h.now()).await.context("load")?;
+    ensure_eq!(stored, Some(record), "the first write is kept");
+    ensure!(
+        listed(&h, "someone", h.now()).await?.is_empty(),
+        "a refused create indexes nothing"
     );
     Ok(())
 }
 
-async fn store_load_returns_what_was_stored(h: Harness) -> CaseResult {
-    let k = key();
-    let mut session = h.sample_session(Some("Zoë 🚀 用户"));
-    session.data = crate::record::SessionData::from_json(
-        r#"{"cart":[1,2,3],"nested":{"deep":"ü"},"n":1.5,"none":null}"#,
-    )
-    .context("data")?;
-    session.client = Some(Box::new(crate::record::ClientInfo::new(
+async fn records_load_returns_what_was_stored(h: Harness) -> CaseResult {
+    let mut record = h.sample_record(Some("Zoë 🚀 用户"));
+    record.data = data(r#"{"cart":[1,2,3],"nested":{"deep":"ü"},"n":1.5,"none":null}"#)?;
+    record.client = Some(Box::new(ClientInfo::new(
         "2001:db8::1".parse().ok(),
         Some("Mozilla/5.0 ✓"),
     )));
-    session.binding = session.client.as_ref().map(|c| Box::new(c.binding()));
-    h.store.create(&k, &session).await.context("create")?;
-    match h.store.load(&k, h.now()).await.context("load")? {
-        Some(StoredEntry::Live(stored)) => ensure_eq!(*stored, session, "round trip"),
-        other => return Err(format!("expected a live session, got {other:?}")),
-    }
-    match h
-        .store
-        .load_by_id(&session.id, h.now())
+    record.binding = record.client.as_ref().map(|c| Box::new(c.binding()));
+    record.previous = Some(Box::new(PreviousToken {
+        hash: fresh_token_hash(record.id),
+        rotated_at: h.now(),
+        grace_until: Some(h.now().plus(Duration::from_secs(10))),
+        successor: Some([4; 32]),
+    }));
+    h.store
+        .create(&record, forget_at(&record))
         .await
-        .context("by id")?
-    {
-        Some((found_key, stored)) => {
-            ensure_eq!(found_key, k, "key by id");
-            ensure_eq!(*stored, session, "session by id");
-        }
-        None => return Err("load_by_id found nothing".into()),
-    }
+        .context("create")?;
+    let stored = h.store.load(&record.id, h.now()).await.context("load")?;
+    ensure_eq!(stored, Some(record), "round trip");
+    let unknown = SessionId::generate().context("id")?;
     ensure!(
         h.store
-            .load(&key(), h.now())
+            .load(&unknown, h.now())
             .await
             .context("unknown")?
             .is_none(),
-        "unknown key must load nothing"
+        "an unknown id loads nothing"
     );
     Ok(())
 }
 
-async fn store_load_hides_expired_records(h: Harness) -> CaseResult {
-    let k = key();
-    let session = h.sample_session(Some("expiring"));
-    h.store.create(&k, &session).await.context("create")?;
-    let forget_at = session.forget_at();
-    let just_before = forget_at.minus(Duration::from_secs(1));
+async fn records_load_hides_forgotten_records(h: Harness) -> CaseResult {
+    let record = h.sample_record(Some("expiring"));
+    let forget = forget_at(&record);
+    h.store.create(&record, forget).await.context("create")?;
+    let just_before = forget.minus(Duration::from_millis(1));
     ensure!(
         h.store
-            .load(&k, just_before)
+            .load(&record.id, just_before)
             .await
             .context("load")?
             .is_some(),
-        "record must load one second before it may be forgotten"
-    );
-    ensure!(
-        h.store.load(&k, forget_at).await.context("load")?.is_none(),
-        "record must not load once forget_at is reached"
+        "a record loads until its forget deadline"
     );
     ensure!(
         h.store
-            .load_by_id(&session.id, forget_at)
+            .load(&record.id, forget)
             .await
-            .context("by id")?
+            .context("load")?
             .is_none(),
-        "expired record must not load by id"
+        "a record does not load once its forget deadline is reached"
     );
     ensure!(
-        h.store
-            .list_by_subject("expiring", forget_at)
-            .await
-            .context("list")?
-            .is_empty(),
-        "expired record must not be listed"
+        listed(&h, "expiring", forget).await?.is_empty(),
+        "a forgotten record is not listed"
+    );
+    ensure_eq!(
+        listed(&h, "expiring", just_before).await?.len(),
+        1,
+        "listed before its deadline"
     );
     Ok(())
 }
 
-async fn store_update_is_compare_and_swap(h: Harness) -> CaseResult {
-    let k = key();
-    let session = h.sample_session(None);
-    h.store.create(&k, &session).await.context("create")?;
-    let mut next = session.clone();
-    next.version = 2;
-    next.data = crate::record::SessionData::from_json(r#"{"a":1}"#).context("data")?;
-    let stale = h
-        .store
-        .update(&k, &next, 5, h.now())
+async fn records_update_is_compare_and_swap(h: Harness) -> CaseResult {
+    let record = h.sample_record(None);
+    h.store
+        .create(&record, forget_at(&record))
         .await
-        .context("stale")?;
+        .context("create")?;
+    let mut next = record.clone();
+    next.version = 2;
+    next.data = data(r#"{"a":1}"#)?;
+    let mut stale = record.revision();
+    stale.version = 5;
+    let outcome = h
+        .store
+        .update(&next, stale, forget_at(&next), h.now())
+        .await
+        .context("stale version")?;
     ensure_eq!(
-        stale,
-        WriteOutcome::VersionConflict { current: 1 },
-        "stale version"
+        outcome,
+        WriteOutcome::Conflict {
+            current: record.revision()
+        },
+        "a stale version is refused with the stored revision"
+    );
+    let mut other_token = record.revision();
+    other_token.token = fresh_token_hash(record.id);
+    let outcome = h
+        .store
+        .update(&next, other_token, forget_at(&next), h.now())
+        .await
+        .context("other token")?;
+    ensure_eq!(
+        outcome,
+        WriteOutcome::Conflict {
+            current: record.revision()
+        },
+        "a revision with another token is refused"
     );
     let written = h
         .store
-        .update(&k, &next, 1, h.now())
+        .update(&next, record.revision(), forget_at(&next), h.now())
         .await
         .context("update")?;
-    ensure_eq!(written, WriteOutcome::Written, "matching version");
+    ensure_eq!(written, WriteOutcome::Written, "the matching revision writes");
     let again = h
         .store
-        .update(&k, &next, 1, h.now())
+        .update(&next, record.revision(), forget_at(&next), h.now())
         .await
         .context("again")?;
     ensure_eq!(
         again,
-        WriteOutcome::VersionConflict { current: 2 },
-        "same version twice"
+        WriteOutcome::Conflict {
+            current: next.revision()
+        },
+        "the same expected revision twice"
     );
+    let mut rotated = next.clone();
+    rotated.token = fresh_token_hash(record.id);
+    let moved = h
+        .store
+        .update(&rotated, next.revision(), forget_at(&rotated), h.now())
+        .await
+        .context("rotate")?;
+    ensure_eq!(moved, WriteOutcome::Written, "a new token, same version");
+    let mut unknown = h.sample_record(None);
+    unknown.version = 2;
     let missing = h
         .store
-        .update(&key(), &next, 1, h.now())
+        .update(&unknown, h.sample_record(None).revision(), forget_at(&unknown), h.now())
         .await
         .context("missing")?;
-    ensure_eq!(missing, WriteOutcome::NotFound, "unknown key");
-    match h.store.load(&k, h.now()).await.context("load")? {
-        Some(StoredEntry::Live(stored)) => ensure_eq!(*stored, next, "stored after update"),
-        other => return Err(format!("expected live, got {other:?}")),
-    }
+    ensure_eq!(missing, WriteOutcome::NotFound, "unknown id");
+    ensure_eq!(
+        h.store.load(&record.id, h.now()).await.context("load")?,
+        Some(rotated),
+        "stored after the writes"
+    );
     Ok(())
 }
 
-async fn store_touch_moves_last_seen_forward_only(h: Harness) -> CaseResult {
-    let k = key();
-    let session = h.sample_session(None);
-    h.store.create(&k, &session).await.context("create")?;
-    let later = session.last_seen_at.plus(Duration::from_secs(120));
-    let touched = h.store.touch(&k, later, h.now()).await.context("touch")?;
+async fn records_touch_moves_forward_only(h: Harness) -> CaseResult {
+    let record = h.sample_record(None);
+    let forget = forget_at(&record);
+    h.store.create(&record, forget).await.context("create")?;
+    let later = record.last_seen_at.plus(Duration::from_secs(120));
+    let later_forget = forget.plus(Duration::from_secs(120));
+    let touched = h
+        .store
+        .touch(&record.id, later, later_forget, h.now())
+        .await
+        .context("touch")?;
     ensure_eq!(touched, WriteOutcome::Written, "touch");
-    let earlier = session.last_seen_at.plus(Duration::from_secs(60));
+    let earlier = record.last_seen_at.plus(Duration::from_secs(60));
     h.store
-        .touch(&k, earlier, h.now())
+        .touch(&record.id, earlier, forget, h.now())
         .await
         .context("touch back")?;
-    match h.store.load(&k, h.now()).await.context("load")? {
-        Some(StoredEntry::Live(stored)) => {
-            ensure_eq!(stored.last_seen_at, later, "last_seen_at never moves back");
-            ensure_eq!(stored.version, session.version, "touch keeps the version");
-            ensure_eq!(
-                stored.idle_expires_at(),
-                later.plus(session.idle_timeout()),
-                "idle deadline slides with last_seen_at"
-            );
-        }
-        other => return Err(format!("expected live, got {other:?}")),
-    }
+    let stored = h
+        .store
+        .load(&record.id, h.now())
+        .await
+        .context("load")?
+        .ok_or("the touched record is gone")?;
+    ensure_eq!(stored.last_seen_at, later, "last_seen_at never moves back");
+    ensure_eq!(stored.revision(), record.revision(), "touch keeps the revision");
+    ensure!(
+        h.store
+            .load(&record.id, forget.plus(Duration::from_secs(60)))
+            .await
+            .context("load after the old deadline")?
+            .is_some(),
+        "the forget deadline moved forward and never back"
+    );
+    let unknown = SessionId::generate().context("id")?;
     let missing = h
         .store
-        .touch(&key(), later, h.now())
+        .touch(&unknown, later, later_forget, h.now())
         .await
-        .context("missing")?;
-    ensure_eq!(missing, WriteOutcome::NotFound, "touch of unknown key");
-    Ok(())
-}
-
-fn tombstone_for(h: &Harness, id: crate::token::SessionId, successor: TokenHash) -> Tombstone {
-    Tombstone {
-        session_id: id,
-        successor,
-        grace_until: Some(h.now().plus(Duration::from_secs(10))),
-        forget_at: h.now().plus(Duration::from_secs(3600)),
-    }
-}
-
-async fn store_rotate_is_atomic_with_tombstone(h: Harness) -> CaseResult {
-    let (old, new) = (key(), key());
-    let session = h.sample_session(Some("rotator"));
-    h.store.create(&old, &session).await.context("create")?;
-    let mut next = session.clone();
-    next.token_issued_at = h.now().plus(Duration::from_secs(1));
-    let tombstone = tombstone_for(&h, session.id, new);
-    let outcome = h
-        .store
-        .rotate(&old, &new, &next, 1, &tombstone, h.now())
-        .await
-        .context("rotate")?;
-    ensure_eq!(outcome, WriteOutcome::Written, "rotate");
-    match h.store.load(&old, h.now()).await.context("load old")? {
-        Some(StoredEntry::Tombstone(found)) => ensure_eq!(found, tombstone, "tombstone"),
-        other => return Err(format!("old key must hold the tombstone, got {other:?}")),
-    }
-    match h.store.load(&new, h.now()).await.context("load new")? {
-        Some(StoredEntry::Live(stored)) => ensure_eq!(*stored, next, "new key"),
-        other => return Err(format!("new key must hold the session, got {other:?}")),
-    }
-    match h
-        .store
-        .load_by_id(&session.id, h.now())
-        .await
-        .context("by id")?
-    {
-        Some((k, _)) => ensure_eq!(k, new, "id follows the rotation"),
-        None => return Err("id lost by rotation".into()),
-    }
-    let listed = h
-        .store
-        .list_by_subject("rotator", h.now())
-        .await
-        .context("list")?;
-    ensure_eq!(listed.len(), 1, "one session listed after rotation");
-    let twice = h
-        .store
-        .rotate(&old, &key(), &next, 1, &tombstone, h.now())
-        .await
-        .context("rotate again")?;
-    ensure_eq!(
-        twice,
-        WriteOutcome::NotFound,
-        "a tombstone cannot be rotated"
+        .context("touch unknown")?;
+    ensure_eq!(missing, WriteOutcome::NotFound, "touch of an unknown id");
+    ensure!(
+        h.store.load(&unknown, h.now()).await.context("load")?.is_none(),
+        "a touch creates nothing"
     );
     Ok(())
 }
 
-async fn store_rotate_refuses_stale_version(h: Harness) -> CaseResult {
-    let (old, new) = (key(), key());
-    let session = h.sample_session(None);
-    h.store.create(&old, &session).await.context("create")?;
-    let tombstone = tombstone_for(&h, session.id, new);
-    let outcome = h
+async fn records_write_to_a_forgotten_record_is_not_found(h: Harness) -> CaseResult {
+    let record = h.sample_record(Some("gone"));
+    let forget = forget_at(&record);
+    h.store.create(&record, forget).await.context("create")?;
+    let mut next = record.clone();
+    next.version += 1;
+    let updated = h
         .store
-        .rotate(&old, &new, &session, 7, &tombstone, h.now())
+        .update(&next, record.revision(), forget.plus(Duration::from_secs(60)), forget)
         .await
-        .context("rotate")?;
-    ensure_eq!(
-        outcome,
-        WriteOutcome::VersionConflict { current: 1 },
-        "stale rotate"
-    );
-    ensure!(
-        h.store.load(&new, h.now()).await.context("new")?.is_none(),
-        "a refused rotate must not create the new key"
-    );
-    ensure!(
-        matches!(
-            h.store.load(&old, h.now()).await.context("old")?,
-            Some(StoredEntry::Live(_))
-        ),
-        "a refused rotate must leave the old key live"
-    );
+        .context("update")?;
+    ensure_eq!(updated, WriteOutcome::NotFound, "an update after the deadline");
+    let touched = h
+        .store
+        .touch(&record.id, forget, forget.plus(Duration::from_secs(60)), forget)
+        .await
+        .context("touch")?;
+    ensure_eq!(touched, WriteOutcome::NotFound, "a touch after the deadline");
     Ok(())
 }
 
-async fn store_delete_removes_session(h: Harness) -> CaseResult {
-    let k = key();
-    let session = h.sample_session(Some("deleter"));
-    h.store.create(&k, &session).await.context("create")?;
+async fn records_delete_removes_the_record(h: Harness) -> CaseResult {
+    let record = h.sample_record(Some("deleted"));
+    h.store
+        .create(&record, forget_at(&record))
+        .await
+        .context("create")?;
     ensure!(
-        h.store.delete(&session.id).await.context("delete")?,
-        "delete of a live session"
+        h.store.delete(&record.id).await.context("delete")?,
+        "deleting a live record says so"
     );
     ensure!(
-        h.store.load(&k, h.now()).await.context("load")?.is_none(),
-        "deleted key loads"
+        h.store.load(&record.id, h.now()).await.context("load")?.is_none(),
+        "gone after delete"
     );
     ensure!(
-        h.store
-            .load_by_id(&session.id, h.now())
-            .await
-            .context("by id")?
-            .is_none(),
-        "deleted id loads"
+        !h.store.delete(&record.id).await.context("delete again")?,
+        "deleting twice says nothing was there"
     );
     ensure!(
-        h.store
-            .list_by_subject("deleter", h.now())
-            .await
-            .context("list")?
-            .is_empty(),
-        "deleted session listed"
+        listed(&h, "deleted", h.now()).await?.is_empty(),
+        "not listed after delete"
     );
-    ensure!(
-        !h.store.delete(&session.id).await.context("again")?,
-        "second delete reports false"
-    );
+    let mut next = record.clone();
+    next.version += 1;
+    let updated = h
+        .store
+        .update(&next, record.revision(), forget_at(&next), h.now())
+        .await
+        .context("update")?;
+    ensure_eq!(updated, WriteOutcome::NotFound, "an update after delete");
     Ok(())
 }
 
-async fn store_subject_index_follows_every_change(h: Harness) -> CaseResult {
+async fn records_find_legacy_knows_no_stranger(h: Harness) -> CaseResult {
+    let record = h.sample_record(None);
+    h.store
+        .create(&record, forget_at(&record))
+        .await
+        .context("create")?;
+    for key in [record.token, TokenHash([0x5a; 32])] {
+        ensure!(
+            h.store
+                .find_legacy(&key, h.now())
+                .await
+                .context("find_legacy")?
+                .is_none(),
+            "a token hash of the current layout is no legacy pointer"
+        );
+    }
+    Ok(())
+}
+
+async fn subjects_index_follows_every_change(h: Harness) -> CaseResult {
     let now = h.now();
-    let mut keys = Vec::new();
+    let mut alice = Vec::new();
     for _ in 0..3 {
-        let k = key();
-        let session = h.sample_session(Some("alice"));
-        h.store.create(&k, &session).await.context("create")?;
-        keys.push((k, session));
+        let record = h.sample_record(Some("alice"));
+        h.store
+            .create(&record, forget_at(&record))
+            .await
+            .context("create")?;
+        alice.push(record);
     }
-    let bob = h.sample_session(Some("bob"));
-    h.store.create(&key(), &bob).await.context("create bob")?;
-    let mut short = h.sample_session(Some("alice"));
-    short.idle_timeout_ms = 1000;
+    let anonymous = h.sample_record(None);
     h.store
-        .create(&key(), &short)
+        .create(&anonymous, forget_at(&anonymous))
         .await
-        .context("create short")?;
-    ensure_eq!(
-        h.store
-            .list_by_subject("alice", now)
-            .await
-            .context("list")?
-            .len(),
-        4,
-        "alice"
-    );
-    // Rotation keeps the index, delete drops from it, expiry hides.
-    let (k0, s0) = &keys[0];
-    let new = key();
-    let tomb = tombstone_for(&h, s0.id, new);
+        .context("create")?;
+    // The anonymous session signs in as alice; alice's first becomes bob's.
+    let mut signed_in = anonymous.clone();
+    signed_in.subject = Some("alice".into());
+    signed_in.version += 1;
     h.store
-        .rotate(k0, &new, s0, 1, &tomb, now)
+        .update(&signed_in, anonymous.revision(), forget_at(&signed_in), now)
         .await
-        .context("rotate")?;
-    h.store.delete(&keys[1].1.id).await.context("delete")?;
-    let later = short.forget_at();
-    let listed = h
-        .store
-        .list_by_subject("alice", later)
+        .context("sign in")?;
+    let mut moved = alice[0].clone();
+    moved.subject = Some("bob".into());
+    moved.version += 1;
+    h.store
+        .update(&moved, alice[0].revision(), forget_at(&moved), now)
         .await
-        .context("list later")?;
-    let mut ids: Vec<_> = listed.iter().map(|s| s.id).collect();
-    ids.sort();
-    let mut expected = vec![s0.id, keys[2].1.id];
-    expected.sort();
-    ensure_eq!(ids, expected, "alice's live sessions");
-    // Changing the subject moves the session between subjects.
-    let (k2, s2) = &keys[2];
-    let mut moved = s2.clone();
-    moved.subject = Some("carol".into());
-    moved.version = 2;
-    h.store.update(k2, &moved, 1, now).await.context("move")?;
-    ensure_eq!(
-        h.store
-            .list_by_subject("carol", now)
-            .await
-            .context("carol")?
-            .len(),
-        1,
-        "carol after subject change"
-    );
-    ensure!(
-        h.store
-            .list_by_subject("alice", now)
-            .await
-            .context("alice")?
-            .iter()
-            .all(|s| s.id != s2.id),
-        "subject change leaves the old subject's index"
-    );
-    ensure_eq!(
-        h.store
-            .list_by_subject("bob", now)
-            .await
-            .context("bob")?
-            .len(),
-        1,
-        "bob"
-    );
-    ensure!(
-        h.store
-            .list_by_subject("nobody", now)
-            .await
-            .context("nobody")?
-            .is_empty(),
-        "unknown subject"
-    );
+        .context("change subject")?;
+    h.store.delete(&alice[1].id).await.context("delete")?;
+    let expected: BTreeSet<SessionId> = [alice[2].id, signed_in.id].into_iter().collect();
+    ensure_eq!(listed(&h, "alice", now).await?, expected, "alice's sessions");
+    let bob: BTreeSet<SessionId> = [moved.id].into_iter().collect();
+    ensure_eq!(listed(&h, "bob", now).await?, bob, "bob's sessions");
+    ensure!(listed(&h, "carol", now).await?.is_empty(), "nobody's sessions");
+    ensure!(listed(&h, "alic", now).await?.is_empty(), "no prefix match");
     Ok(())
 }
 
-async fn store_delete_by_subject_keeps_the_exception(h: Harness) -> CaseResult {
-    let now = h.now();
+async fn subjects_pages_cover_every_session_once(h: Harness) -> CaseResult {
+    let mut expected = BTreeSet::new();
+    for _ in 0..7 {
+        let record = h.sample_record(Some("many"));
+        h.store
+            .create(&record, forget_at(&record))
+            .await
+            .context("create")?;
+        expected.insert(record.id);
+    }
+    // `listed` asks for pages of two.
+    ensure_eq!(listed(&h, "many", h.now()).await?, expected, "every session once");
+    let bad = h
+        .store
+        .list_subject("many", Some("not a cursor of any store"), 2, h.now())
+        .await;
+    ensure!(bad.is_err(), "a foreign cursor is refused, not taken as the start");
+    Ok(())
+}
+
+async fn subjects_delete_keeps_the_exception(h: Harness) -> CaseResult {
     let mut ids = Vec::new();
     for _ in 0..4 {
-        let session = h.sample_session(Some("dave"));
-        h.store.create(&key(), &session).await.context("create")?;
-        ids.push(session.id);
-    }
-    let other = h.sample_session(Some("erin"));
-    h.store.create(&key(), &other).await.context("erin")?;
-    let deleted = h
-        .store
-        .delete_by_subject("dave", Some(&ids[0]), now)
-        .await
-        .context("delete by subject")?;
-    ensure_eq!(deleted.len(), 3, "three deleted");
-    let left = h.store.list_by_subject("dave", now).await.context("list")?;
-    ensure_eq!(left.len(), 1, "one left");
-    ensure_eq!(left[0].id, ids[0], "the exception survives");
-    ensure_eq!(
+        let record = h.sample_record(Some("dave"));
         h.store
-            .list_by_subject("erin", now)
+            .create(&record, forget_at(&record))
             .await
-            .context("erin")?
-            .len(),
-        1,
-        "others untouched"
-    );
+            .context("create")?;
+        ids.push(record.id);
+    }
+    let other = h.sample_record(Some("erin"));
+    h.store
+        .create(&other, forget_at(&other))
+        .await
+        .context("create")?;
+    let mut deleted = h
+        .store
+        .delete_subject("dave", Some(&ids[0]), h.now())
+        .await
+        .context("delete subject")?;
+    deleted.sort();
+    let mut expected = ids[1..].to_vec();
+    expected.sort();
+    ensure_eq!(deleted, expected, "the others are deleted and reported");
+    let left: BTreeSet<SessionId> = [ids[0]].into_iter().collect();
+    ensure_eq!(listed(&h, "dave", h.now()).await?, left, "the exception survives");
+    ensure_eq!(listed(&h, "erin", h.now()).await?.len(), 1, "other subjects untouched");
     let all = h
         .store
-        .delete_by_subject("dave", None, now)
+        .delete_subject("dave", None, h.now())
         .await
-        .context("all")?;
-    ensure_eq!(all.len(), 1, "the rest");
+        .context("delete all")?;
+    ensure_eq!(all, vec![ids[0]], "then the rest");
+    ensure!(
+        h.store.load(&ids[0], h.now()).await.context("load")?.is_none(),
+        "deleted records do not load"
+    );
     Ok(())
 }
 
-async fn store_global_epoch_is_shared_and_monotonic(h: Harness) -> CaseResult {
+async fn epochs_are_shared_and_only_grow(h: Harness) -> CaseResult {
     let start = h.store.global_epoch().await.context("epoch")?;
     let bumped = h.store.bump_global_epoch().await.context("bump")?;
     ensure_eq!(bumped, start + 1, "bump returns the new epoch");
-    ensure_eq!(
-        h.store.global_epoch().await.context("epoch")?,
-        start + 1,
-        "epoch reads back"
-    );
-    h.store.ping().await.context("ping")?;
+    ensure_eq!(h.store.global_epoch().await.context("epoch")?, bumped, "read back");
+    let raised = h.store.raise_global_epoch(start + 5).await.context("raise")?;
+    ensure_eq!(raised, start + 5, "raise returns the epoch reached");
+    let kept = h.store.raise_global_epoch(1).await.context("raise lower")?;
+    ensure_eq!(kept, start + 5, "raising to a lower epoch changes nothing");
+    ensure_eq!(h.store.subject_epoch("frank").await.context("subject")?, 0, "starts at 0");
+    ensure_eq!(h.store.bump_subject_epoch("frank").await.context("bump")?, 1, "bumped");
+    ensure_eq!(h.store.raise_subject_epoch("frank", 4).await.context("raise")?, 4, "raised");
+    ensure_eq!(h.store.raise_subject_epoch("frank", 2).await.context("raise")?, 4, "kept");
+    ensure_eq!(h.store.subject_epoch("frank").await.context("subject")?, 4, "read back");
+    ensure_eq!(h.store.subject_epoch("fran").await.context("subject")?, 0, "per subject");
     Ok(())
 }
 
-async fn store_sweep_removes_expired(h: Harness) -> CaseResult {
-    let now = h.now();
-    let mut expired = h.sample_session(Some("sweep"));
-    expired.idle_timeout_ms = 1000;
-    let live = h.sample_session(Some("sweep"));
-    let (k_expired, k_live, k_tomb_new) = (key(), key(), key());
+async fn maintenance_sweep_removes_forgotten_records(h: Harness) -> CaseResult {
+    // Stores that forget by themselves do it on their own clock: their
+    // records get deadlines a moment ahead in real time, and the case
+    // waits for them.
+    let start = if h.native_expiry {
+        SystemClock.now()
+    } else {
+        h.now()
+    };
+    let soon = start.plus(Duration::from_millis(1500));
+    let mut gone = Vec::new();
+    for subject in [Some("sweep"), None] {
+        let record = h.sample_record(subject);
+        h.store.create(&record, soon).await.context("create")?;
+        gone.push(record.id);
+    }
+    let kept = h.sample_record(Some("sweep"));
     h.store
-        .create(&k_expired, &expired)
+        .create(&kept, forget_at(&kept))
         .await
         .context("create")?;
-    h.store
-        .create(&k_live, &live)
-        .await
-        .context("create live")?;
-    let mut short_tomb = tombstone_for(&h, live.id, k_tomb_new);
-    short_tomb.forget_at = now.plus(Duration::from_secs(2));
-    h.store
-        .rotate(&k_live, &k_tomb_new, &live, 1, &short_tomb, now)
-        .await
-        .context("rotate")?;
-    let after = expired.forget_at().plus(Duration::from_secs(1));
-    let removed = h.store.sweep_expired(after).await.context("sweep")?;
-    ensure!(
-        removed >= 2,
-        "sweep removed {removed}, expected the expired session and tombstone"
-    );
-    // Physically gone: not even a read at an earlier time sees them.
-    ensure!(
-        h.store
-            .load(&k_expired, now)
-            .await
-            .context("load")?
-            .is_none(),
-        "swept session still stored"
-    );
-    ensure!(
-        h.store.load(&k_live, now).await.context("load")?.is_none(),
-        "swept tombstone still stored"
-    );
-    ensure!(
-        h.store
-            .load(&k_tomb_new, now)
-            .await
-            .context("load")?
-            .is_some(),
-        "sweep removed a live session"
-    );
-    ensure_eq!(
-        h.store
-            .list_by_subject("sweep", now)
-            .await
-            .context("list")?
-            .len(),
-        1,
-        "sweep leaves no index entry behind"
-    );
-    let _ = EXPIRED_RETENTION;
-    Ok(())
-}
-
-async fn store_write_to_expired_record_is_reported(h: Harness) -> CaseResult {
-    let k = key();
-    let session = h.sample_session(None);
-    h.store.create(&k, &session).await.context("create")?;
-    let gone = session.forget_at();
-    let mut next = session.clone();
-    next.version = 2;
-    let updated = h.store.update(&k, &next, 1, gone).await.context("update")?;
-    ensure_eq!(updated, WriteOutcome::NotFound, "update after expiry");
-    let touched = h.store.touch(&k, gone, gone).await.context("touch")?;
-    ensure_eq!(touched, WriteOutcome::NotFound, "touch after expiry");
-    let tomb = tombstone_for(&h, session.id, key());
-    let rotated = h
-        .store
-        .rotate(&k, &key(), &next, 1, &tomb, gone)
-        .await
-        .context("rotate")?;
-    ensure_eq!(rotated, WriteOutcome::NotFound, "rotate after expiry");
-    Ok(())
-}
-
-async fn store_export_pages_through_every_live_session(h: Harness) -> CaseResult {
-    use std::collections::HashMap;
-    let subject = format!(
-        "export-{}",
-        key().0[0..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let mut expected: HashMap<TokenHash, crate::record::Session> = HashMap::new();
-    let mut excluded = Vec::new();
-    for n in 0..10u64 {
-        let k = key();
-        let mut session = h.sample_session(Some(&subject));
-        session.version = n + 1;
-        h.store.create(&k, &session).await.context("create")?;
-        expected.insert(k, session);
+    let after = soon.plus(Duration::from_millis(100));
+    if h.native_expiry {
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+    } else {
+        h.clock.set(after);
     }
-    // A rotated session is exported under its new key only.
-    let (old, new) = (key(), key());
-    let session = h.sample_session(Some(&subject));
-    h.store.create(&old, &session).await.context("create")?;
-    let mut next = session.clone();
-    next.version = 2;
-    let tombstone = tombstone_for(&h, session.id, new);
-    let rotated = h
-        .store
-        .rotate(&old, &new, &next, 1, &tombstone, h.now())
-        .await
-        .context("rotate")?;
-    ensure_eq!(rotated, WriteOutcome::Written, "rotate");
-    expected.insert(new, next);
-    excluded.push(old);
-    // A deleted session and one forgotten by the export time are not exported.
-    let deleted = key();
-    let session = h.sample_session(Some(&subject));
-    h.store.create(&deleted, &session).await.context("create")?;
-    h.store.delete(&session.id).await.context("delete")?;
-    excluded.push(deleted);
-    let short = key();
-    let mut session = h.sample_session(Some(&subject));
-    session.absolute_expires_at = h.now().plus(Duration::from_secs(60));
-    h.store.create(&short, &session).await.context("create")?;
-    excluded.push(short);
-    let export_at = h
-        .now()
-        .plus(Duration::from_secs(60) + EXPIRED_RETENTION + Duration::from_secs(1));
-
-    let mut seen: HashMap<TokenHash, usize> = HashMap::new();
+    h.store.sweep_expired(after).await.context("sweep")?;
+    // Gone for good: not even a reader from before the deadline sees them.
+    let mut exported = BTreeSet::new();
     let mut cursor: Option<String> = None;
-    let mut pages = 0;
     loop {
         let page = h
             .store
-            .export_page(cursor.as_deref(), 3, export_at)
+            .export_page(cursor.as_deref(), 100, start)
             .await
-            .context("export a page")?;
-        pages += 1;
-        ensure!(
-            page.sessions.len() <= 3,
-            "a page of {} sessions with limit 3",
-            page.sessions.len()
-        );
-        for (k, stored) in &page.sessions {
-            *seen.entry(*k).or_default() += 1;
-            if let Some(want) = expected.get(k) {
-                ensure_eq!(**stored, *want, "exported session equals the stored one");
-            }
-        }
-        ensure!(pages < 100_000, "export never ends");
+            .context("export")?;
+        exported.extend(page.items.iter().map(|r| r.id));
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
-    for k in expected.keys() {
-        ensure_eq!(
-            seen.get(k).copied(),
-            Some(1),
-            "every live session exported exactly once"
-        );
+    for id in &gone {
+        ensure!(!exported.contains(id), "a forgotten record survived the sweep");
     }
-    for k in &excluded {
-        ensure!(
-            !seen.contains_key(k),
-            "a tombstone, deleted or forgotten record was exported"
-        );
+    ensure!(exported.contains(&kept.id), "a live record was swept");
+    let left: BTreeSet<SessionId> = [kept.id].into_iter().collect();
+    ensure_eq!(listed(&h, "sweep", start).await?, left, "the index lists the live one only");
+    Ok(())
+}
+
+async fn maintenance_export_pages_through_every_live_record(h: Harness) -> CaseResult {
+    let now = h.now();
+    let mut expected: Vec<SessionRecord> = Vec::new();
+    for n in 0..25 {
+        let subject = (n % 3 == 0).then(|| format!("user-{n}"));
+        let mut record = h.sample_record(subject.as_deref());
+        record.data = data(&format!(r#"{{"n":{n}}}"#))?;
+        h.store
+            .create(&record, forget_at(&record))
+            .await
+            .context("create")?;
+        expected.push(record);
+    }
+    let dead = h.sample_record(None);
+    h.store
+        .create(&dead, now.plus(Duration::from_secs(1)))
+        .await
+        .context("create")?;
+    let deleted = expected.pop().ok_or("no records")?;
+    h.store.delete(&deleted.id).await.context("delete")?;
+    let later = now.plus(Duration::from_secs(2));
+    let mut seen: Vec<SessionRecord> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = h
+            .store
+            .export_page(cursor.as_deref(), 7, later)
+            .await
+            .context("export")?;
+        ensure!(page.items.len() <= 7, "a page holds at most the limit");
+        seen.extend(page.items);
+        pages += 1;
+        ensure!(pages < 1000, "the export never ends");
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    seen.sort_by_key(|r| r.id);
+    seen.dedup_by_key(|r| r.id);
+    expected.sort_by_key(|r| r.id);
+    ensure_eq!(seen.len(), expected.len(), "every live record, once");
+    for (got, want) in seen.iter().zip(&expected) {
+        ensure_eq!(got, want, "an exported record equals the stored one");
     }
     ensure!(
-        h.store
-            .export_page(Some("not a cursor"), 3, export_at)
-            .await
-            .is_err(),
-        "a foreign cursor must be refused"
+        h.store.export_page(Some("zz"), 7, later).await.is_err(),
+        "a foreign cursor is refused"
     );
     Ok(())
 }
