@@ -18,6 +18,7 @@
 //! and wrap the store in [`Intercepted`].
 
 mod intercept;
+mod redact;
 mod sweeper;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::intercept::{Call, Intercept, Intercepted, Operation};
+pub use self::redact::redact_url;
 pub use self::sweeper::{Sweeper, spawn_sweeper, spawn_sweeper_with_clock};
 use crate::clock::Timestamp;
 use crate::record::{Revision, SessionRecord};
