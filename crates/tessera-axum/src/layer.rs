@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,38 +12,46 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE, USER_AGENT};
+use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tessera_core::{ClientInfo, SessionManager};
+use tessera_core::SessionManager;
+use tessera_web::{ExemptCheck, FromWebConfig, RequestSession, WebConfig, WebConfigBuilder};
 use tokio::sync::Mutex;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::config::{SessionLayerBuilder, Shared};
-use crate::csrf::{self, CsrfError};
 use crate::error::Error;
 use crate::session::Session;
-use crate::state::{CookieChange, State};
+
+/// Builds a [`SessionLayer`]: cookie attributes, sealed sessions, CSRF
+/// settings, client addresses (see [`WebConfigBuilder`]'s methods).
+pub type SessionLayerBuilder = WebConfigBuilder<SessionLayer>;
 
 /// Adds Tessera sessions to an axum router (or any tower service over
 /// axum's body): `router.layer(SessionLayer::new(manager))`.
 #[derive(Clone)]
 pub struct SessionLayer {
-    shared: Arc<Shared>,
+    config: Arc<WebConfig>,
 }
 
 impl std::fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("cookie_name", &self.shared.cookie_name)
-            .finish_non_exhaustive()
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl FromWebConfig for SessionLayer {
+    fn from_web_config(config: Arc<WebConfig>) -> Self {
+        Self { config }
     }
 }
 
 impl SessionLayer {
-    /// Server-side sessions in `manager`'s store, with every default:
-    /// `__Host-tessera` cookie, `SameSite=Lax`, CSRF protection on.
+    /// Sessions in `manager`'s store, with every default: `__Host-tessera`
+    /// cookie, `SameSite=Lax`, CSRF protection on.
     pub fn new(manager: SessionManager) -> Self {
         Self::builder(manager)
             .build()
@@ -52,16 +60,12 @@ impl SessionLayer {
 
     /// Starts a configuration with every default.
     pub fn builder(manager: SessionManager) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(manager)
-    }
-
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        WebConfigBuilder::new(manager)
     }
 
     /// The manager behind the layer.
     pub fn manager(&self) -> &SessionManager {
-        &self.shared.manager
+        self.config.manager()
     }
 }
 
@@ -71,7 +75,7 @@ impl<S> Layer<S> for SessionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SessionService {
             inner,
-            shared: self.shared.clone(),
+            config: self.config.clone(),
         }
     }
 }
@@ -80,7 +84,7 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Clone)]
 pub struct SessionService<S> {
     inner: S,
-    shared: Arc<Shared>,
+    config: Arc<WebConfig>,
 }
 
 impl<S> std::fmt::Debug for SessionService<S> {
@@ -106,44 +110,51 @@ where
         // The clone that was polled ready serves this request.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(serve(shared, inner, request).await) })
+        let config = self.config.clone();
+        Box::pin(async move { Ok(serve(config, inner, request).await) })
     }
 }
 
-async fn serve<S>(shared: Arc<Shared>, mut inner: S, mut request: Request<Body>) -> Response
+async fn serve<S>(config: Arc<WebConfig>, mut inner: S, mut request: Request<Body>) -> Response
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
 {
-    let presented = shared.cookies.read(request.headers());
-    let client = client_info(&shared, &request);
-    if shared.reject_guessing
+    let presented = config.cookies().read(request.headers());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client = config.client_info(request.headers(), peer);
+    if config.rejects_guessing()
         && presented.cookie_count() > 0
-        && client.ip.is_some_and(|ip| shared.manager.is_guessing(ip))
+        && client.ip.is_some_and(|ip| config.manager().is_guessing(ip))
     {
-        return Error::Guessing.into_response();
+        return Error(tessera_web::Error::Guessing).into_response();
     }
-    let state = Arc::new(Mutex::new(State::new(shared.clone(), presented, client)));
+    let state = Arc::new(Mutex::new(RequestSession::new(
+        config.clone(),
+        presented,
+        client,
+    )));
     request
         .extensions_mut()
-        .insert(Session::new(state.clone(), shared.manager.clone()));
+        .insert(Session::new(state.clone(), config.manager().clone()));
 
-    let needs_csrf = shared.csrf.enabled && csrf::is_unsafe(request.method()) && {
-        let (parts, body) = request.into_parts();
-        let exempt = shared.csrf.exempt.as_ref().is_some_and(|e| e(&parts));
-        request = Request::from_parts(parts, body);
-        !exempt
-    };
+    let needs_csrf = config.csrf_applies(&ExemptCheck {
+        method: request.method().as_str(),
+        path: request.uri().path(),
+        headers: request.headers(),
+    });
     let response = if needs_csrf {
         // Boxed: only unsafe requests pay for the CSRF check's future.
-        match Box::pin(check_csrf(&shared, &state, request)).await {
+        match Box::pin(check_csrf(&config, &state, request)).await {
             Ok(request) => call(&mut inner, request).await,
             Err(err) => err.into_response(),
         }
     } else {
         call(&mut inner, request).await
     };
-    finish(&shared, &state, response).await
+    finish(&state, response).await
 }
 
 async fn call<S>(inner: &mut S, request: Request<Body>) -> Response
@@ -159,117 +170,69 @@ where
 /// The CSRF check of an unsafe request; returns the request (with its body
 /// restored if it was read to find the form field).
 async fn check_csrf(
-    shared: &Shared,
-    state: &Mutex<State>,
+    config: &WebConfig,
+    state: &Mutex<RequestSession>,
     request: Request<Body>,
 ) -> Result<Request<Body>, Error> {
-    let settings = &shared.csrf;
-    csrf::check_origin(request.headers(), &settings.trusted_origins)?;
-    let from_header = request
-        .headers()
-        .get(&settings.header)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let is_form = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+    let from_header = config.csrf_token_from_headers(request.headers())?;
     let (token, request) = match from_header {
         Some(token) => (Some(token), request),
-        None if is_form => {
+        None if config.wants_form_body(request.headers()) => {
             let (parts, body) = request.into_parts();
-            let bytes = Limited::new(body, settings.max_form_bytes)
+            let bytes = Limited::new(body, config.max_form_bytes())
                 .collect()
                 .await
-                .map_err(|err| Error::Body {
-                    too_large: err.downcast_ref::<LengthLimitError>().is_some(),
-                    message: err.to_string(),
+                .map_err(|err| {
+                    Error(tessera_web::Error::Body {
+                        too_large: err.downcast_ref::<LengthLimitError>().is_some(),
+                        message: err.to_string(),
+                    })
                 })?
                 .to_bytes();
-            let token = form_urlencoded::parse(&bytes)
-                .find(|(name, _)| name == settings.field.as_str())
-                .map(|(_, value)| value.into_owned());
+            let token = config.csrf_token_from_form(&bytes);
             (token, Request::from_parts(parts, Body::from(bytes)))
         }
         None => (None, request),
     };
     let Some(token) = token else {
-        return Err(CsrfError::MissingToken {
-            header: settings.header.to_string(),
-            field: settings.field.clone(),
-        }
-        .into());
+        return Err(config.missing_csrf_token().into());
     };
     state.lock().await.verify_csrf(&token).await?;
     Ok(request)
 }
 
 /// Writes the request's cookie change into the response.
-async fn finish(shared: &Shared, state: &Mutex<State>, mut response: Response) -> Response {
+async fn finish(state: &Mutex<RequestSession>, mut response: Response) -> Response {
     let mut state = state.lock().await;
     // A sign-in the handler left pending is written now, before its cookie.
     // Should that fail, the error is the answer, and a cookie change made
     // before the sign-in (a renewed token) still goes out with it.
     if let Err(err) = state.flush().await {
-        response = err.into_response();
+        response = Error(err).into_response();
     }
-    state.finish();
-    let presented = state.presented_cookies;
-    let no_store = HeaderValue::from_static("no-store");
-    match std::mem::replace(&mut state.cookie, CookieChange::Keep) {
-        CookieChange::Keep => {
-            if state.served_session() && !response.headers().contains_key(CACHE_CONTROL) {
-                response.headers_mut().insert(CACHE_CONTROL, no_store);
-            }
-        }
-        CookieChange::Set(credential) => match shared.cookies.set(&credential, presented) {
-            Ok(values) => {
-                let headers = response.headers_mut();
-                for value in values {
-                    headers.append(SET_COOKIE, value);
-                }
-                headers.insert(CACHE_CONTROL, no_store);
-            }
-            Err(err) => return Error::CookieTooLarge(err).into_response(),
-        },
-        CookieChange::Remove => {
-            let headers = response.headers_mut();
-            for value in shared.cookies.remove(presented) {
+    let changes = match state.finish() {
+        Ok(changes) => changes,
+        Err(err) => return Error(err).into_response(),
+    };
+    let headers = response.headers_mut();
+    for value in &changes.set_cookies {
+        match HeaderValue::from_str(value) {
+            Ok(value) => {
                 headers.append(SET_COOKIE, value);
             }
-            headers.insert(
-                http::HeaderName::from_static("clear-site-data"),
-                HeaderValue::from_static("\"cookies\""),
-            );
-            headers.insert(CACHE_CONTROL, no_store);
+            Err(_) => {
+                tracing::error!("a session cookie is not a valid header value");
+            }
         }
     }
+    if changes.clear_site_data {
+        headers.insert(
+            http::HeaderName::from_static("clear-site-data"),
+            HeaderValue::from_static("\"cookies\""),
+        );
+    }
+    if changes.cookie_changed || (changes.no_store && !headers.contains_key(CACHE_CONTROL)) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
-}
-
-fn client_info(shared: &Shared, request: &Request<Body>) -> ClientInfo {
-    let from_header = shared.client_ip_header.as_ref().and_then(|name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    });
-    let ip = from_header.or_else(|| {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-    });
-    let user_agent = request
-        .headers()
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    ClientInfo::new(ip, user_agent)
 }

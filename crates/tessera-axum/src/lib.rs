@@ -33,7 +33,7 @@
 //!
 //! * **Lazy**: a request that never touches its session makes no store
 //!   call; a request that never writes creates nothing and sets no cookie.
-//! * **Cookies** (DESIGN.md §3): `__Host-tessera`, `Secure`, `HttpOnly`,
+//! * **Cookies** (`docs/tokens-and-cookies.md`): `__Host-tessera`, `Secure`, `HttpOnly`,
 //!   `SameSite=Lax` (or `Strict`), `Path=/`, no `Domain`, no `Max-Age`. A
 //!   configuration contradicting the prefix is refused by
 //!   [`SessionLayerBuilder::build`]. At most one `Set-Cookie` per name per
@@ -45,7 +45,7 @@
 //!   or sealed with a retired key — make the request anonymous (as if no
 //!   cookie had been sent); [`Session::rejected`] says why. They never cause
 //!   a 500.
-//! * **CSRF** (see [`csrf`]): unsafe methods need a masked token bound to
+//! * **CSRF** (see [`tessera_web::csrf`]): unsafe methods need a masked token bound to
 //!   the session, from the `X-CSRF-Token` header or the `csrf_token` form
 //!   field, and must not be cross-site by `Sec-Fetch-Site`/`Origin`;
 //!   otherwise 403 with a `Tessera-Error` code.
@@ -78,22 +78,19 @@
 //! The store then keeps only per-subject revocation epochs: logout and
 //! "sign out everywhere else" end a subject's sealed sessions at once.
 //! Sessions above 4096 bytes span numbered cookies up to
-//! [`SessionLayerBuilder::max_cookies`]; beyond that, writes fail with
-//! [`Error::CookieTooLarge`].
+//! [`SessionLayerBuilder::max_cookies`]; beyond that, writes fail with the
+//! code `session_too_large` (413).
+//!
+//! The framework-neutral parts (cookies, CSRF, the per-request session)
+//! live in [`tessera_web`], shared with the actix-web integration; this
+//! crate translates axum's requests and responses.
 #![forbid(unsafe_code)]
 
-mod config;
-pub mod cookies;
-pub mod csrf;
 mod error;
 mod layer;
 mod session;
-mod state;
 
-pub use config::{
-    CsrfExempt, DEFAULT_MAX_COOKIES, DEFAULT_MAX_FORM_BYTES, LayerConfigError, SessionLayerBuilder,
-};
-pub use cookies::SameSite;
 pub use error::Error;
-pub use layer::{SessionLayer, SessionService};
+pub use layer::{SessionLayer, SessionLayerBuilder, SessionService};
 pub use session::Session;
+pub use tessera_web::{LayerConfigError, SameSite};

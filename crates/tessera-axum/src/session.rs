@@ -7,12 +7,12 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
-use tessera_core::{DataChange, InvalidReason, SessionId, SessionManager};
+use serde_json::Value;
+use tessera_core::{AuthLevel, InvalidReason, SessionId, SessionManager, SessionRecord};
+use tessera_web::RequestSession;
 use tokio::sync::Mutex;
 
 use crate::error::Error;
-use crate::state::State;
 
 /// The request's session. Extract it in any handler behind a
 /// [`SessionLayer`](crate::SessionLayer); clones share the same state.
@@ -41,7 +41,7 @@ use crate::state::State;
 /// change at once in server-side mode.
 #[derive(Clone)]
 pub struct Session {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<RequestSession>>,
     manager: SessionManager,
 }
 
@@ -52,7 +52,7 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(state: Arc<Mutex<State>>, manager: SessionManager) -> Self {
+    pub(crate) fn new(state: Arc<Mutex<RequestSession>>, manager: SessionManager) -> Self {
         Self { state, manager }
     }
 
@@ -62,38 +62,27 @@ impl Session {
     }
 
     /// The value under `key`, or `None` when absent (or without a session).
+    /// The session's data is parsed once per request, however many values
+    /// are read.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let mut state = self.state.lock().await;
-        let Some(session) = state.load().await? else {
-            return Ok(None);
-        };
-        crate::state::data_field(&session.data, key).map_err(|e| serde_error(key, e))
+        let value = self.state.lock().await.get(key).await?;
+        value
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| serde_error(key, e))
     }
 
     /// Stores `value` under `key`, creating the session if there is none.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
         let value = serde_json::to_value(value).map_err(|e| serde_error(key, e))?;
-        let patch = Value::Object(Map::from_iter([(key.to_owned(), value)]));
-        self.state
-            .lock()
-            .await
-            .change(DataChange::MergePatch(patch), None)
-            .await
+        Ok(self.state.lock().await.insert(key, value).await?)
     }
 
     /// Removes `key` and returns its former value.
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let mut state = self.state.lock().await;
-        let Some(session) = state.load().await? else {
-            return Ok(None);
-        };
-        let Some(old) = session.data.to_map().remove(key) else {
-            return Ok(None);
-        };
-        let patch = Value::Object(Map::from_iter([(key.to_owned(), Value::Null)]));
-        state.change(DataChange::MergePatch(patch), None).await?;
-        serde_json::from_value(old)
-            .map(Some)
+        let old = self.state.lock().await.remove(key).await?;
+        old.map(serde_json::from_value)
+            .transpose()
             .map_err(|e| serde_error(key, e))
     }
 
@@ -106,12 +95,12 @@ impl Session {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T + Send,
     {
-        let mut typed = |old: Option<Value>| -> Result<Value, Error> {
+        let mut typed = |old: Option<Value>| -> Result<Value, tessera_web::Error> {
             let old = old
                 .map(serde_json::from_value::<T>)
                 .transpose()
-                .map_err(|e| serde_error(key, e))?;
-            serde_json::to_value(f(old)).map_err(|e| serde_error(key, e))
+                .map_err(|e| serde_error(key, e).0)?;
+            serde_json::to_value(f(old)).map_err(|e| serde_error(key, e).0)
         };
         let new = self.state.lock().await.modify(key, &mut typed).await?;
         serde_json::from_value(new).map_err(|e| serde_error(key, e))
@@ -119,7 +108,7 @@ impl Session {
 
     /// Removes every value (the CSRF secret stays).
     pub async fn clear(&self) -> Result<(), Error> {
-        self.state.lock().await.clear().await
+        Ok(self.state.lock().await.clear().await?)
     }
 
     /// Signs `subject` in at authentication `level` (1 password, 2
@@ -135,25 +124,25 @@ impl Session {
     /// Data over the size limit is refused by `insert` itself; a sealed
     /// session too large for its cookies only when written. After the
     /// response has left (a task keeping the session), it is written at once.
-    pub async fn login(&self, subject: &str, level: u8) -> Result<(), Error> {
-        self.state.lock().await.login(subject, level).await
+    pub async fn login(&self, subject: &str, level: impl Into<AuthLevel>) -> Result<(), Error> {
+        Ok(self.state.lock().await.login(subject, level.into()).await?)
     }
 
     /// Raises the authentication level (after a second factor, say); a new token.
-    pub async fn step_up(&self, level: u8) -> Result<(), Error> {
-        self.state.lock().await.step_up(level).await
+    pub async fn step_up(&self, level: impl Into<AuthLevel>) -> Result<(), Error> {
+        Ok(self.state.lock().await.step_up(level.into()).await?)
     }
 
     /// Ends the session; the response removes the cookie and sends
     /// `Clear-Site-Data: "cookies"`.
     pub async fn logout(&self) -> Result<(), Error> {
-        self.state.lock().await.logout().await
+        Ok(self.state.lock().await.logout().await?)
     }
 
     /// Issues a new token for the same session (the old one keeps working
-    /// for the rotation grace).
+    /// until the new one is presented, then for the rotation grace).
     pub async fn rotate(&self) -> Result<(), Error> {
-        self.state.lock().await.rotate().await
+        Ok(self.state.lock().await.rotate().await?)
     }
 
     /// The session's public id, if there is a session.
@@ -173,7 +162,7 @@ impl Session {
     }
 
     /// The whole session record, if there is a session.
-    pub async fn record(&self) -> Result<Option<Arc<tessera_core::Session>>, Error> {
+    pub async fn record(&self) -> Result<Option<Arc<SessionRecord>>, Error> {
         Ok(self.state.lock().await.load().await?.cloned())
     }
 
@@ -181,15 +170,17 @@ impl Session {
     /// `binding_mismatch`, …), when it did not; `None` when it did or when
     /// there was no cookie.
     pub async fn rejected(&self) -> Result<Option<InvalidReason>, Error> {
-        let mut state = self.state.lock().await;
-        state.load().await?;
-        Ok(state.rejected())
+        Ok(self.state.lock().await.rejected().await?)
     }
 
     /// Demands a signed-in session authenticated at `level` or above within
-    /// `max_age`; otherwise [`Error::Session`] with `NotAuthenticated` (401)
-    /// or `ReauthenticationRequired` (403), so the app can ask again.
-    pub async fn require_auth(&self, level: u8, max_age: Duration) -> Result<(), Error> {
+    /// `max_age`; otherwise an error with code `not_authenticated` (401)
+    /// or `reauthentication_required` (403), so the app can ask again.
+    pub async fn require_auth(
+        &self,
+        level: impl Into<AuthLevel>,
+        max_age: Duration,
+    ) -> Result<(), Error> {
         let session = self
             .record()
             .await?
@@ -201,35 +192,35 @@ impl Session {
     /// A CSRF token for a form or header of this session: masked afresh on
     /// every call. Creates the session (and its secret) if needed.
     pub async fn csrf_token(&self) -> Result<String, Error> {
-        self.state.lock().await.csrf_token().await
+        Ok(self.state.lock().await.csrf_token().await?)
     }
 
     /// Every session of the signed-in subject, oldest first ("your
     /// sessions"). Client-side sessions are nowhere but in their cookies, so
     /// in sealed mode this lists only the current one.
-    pub async fn sessions(&self) -> Result<Vec<Arc<tessera_core::Session>>, Error> {
-        self.state.lock().await.sessions().await
+    pub async fn sessions(&self) -> Result<Vec<Arc<SessionRecord>>, Error> {
+        Ok(self.state.lock().await.sessions().await?)
     }
 
     /// Ends one session of the signed-in subject (ending the current one
     /// logs out). `false` when no such session of this subject is live.
     pub async fn revoke(&self, id: &SessionId) -> Result<bool, Error> {
-        self.state.lock().await.revoke(id).await
+        Ok(self.state.lock().await.revoke(id).await?)
     }
 
     /// "Sign out everywhere else": ends every other session of the
     /// signed-in subject. In sealed mode this moves the subject's epoch on
     /// and re-seals the current session under it.
     pub async fn revoke_others(&self) -> Result<(), Error> {
-        self.state.lock().await.revoke_others().await
+        Ok(self.state.lock().await.revoke_others().await?)
     }
 }
 
 fn serde_error(key: &str, err: serde_json::Error) -> Error {
-    Error::Serde {
+    Error(tessera_web::Error::Serde {
         key: key.to_owned(),
         message: err.to_string(),
-    }
+    })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -240,6 +231,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .extensions
             .get::<Session>()
             .cloned()
-            .ok_or(Error::MissingLayer)
+            .ok_or(Error(tessera_web::Error::MissingLayer))
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use axum::body::Body;
 use common::{Client, MODES, Mode, app, app_with, raw};
 use http::{Request, StatusCode};
+use tessera_core::BindingPolicy;
 use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::{BindingPolicy, SessionStore};
+use tessera_core::store::Epochs;
 
 #[tokio::test]
 async fn untouched_and_read_only_requests_cost_nothing_and_set_no_cookie() {
@@ -25,13 +26,13 @@ async fn untouched_and_read_only_requests_cost_nothing_and_set_no_cookie() {
             reply.set_cookies().is_empty(),
             "{mode:?}: reading creates nothing"
         );
-        assert_eq!(app.store.writes(), 0, "{mode:?}");
+        assert_eq!(app.store.hook().writes(), 0, "{mode:?}");
         // With a session cookie, a handler that ignores the session reads nothing.
         client.post(&app, "/set/a/1").await;
-        let loads = app.store.loads();
+        let loads = app.store.hook().reads();
         let reply = client.get(&app, "/untouched").await;
         assert!(reply.set_cookies().is_empty());
-        assert_eq!(app.store.loads(), loads, "{mode:?}: lazy loading");
+        assert_eq!(app.store.hook().reads(), loads, "{mode:?}: lazy loading");
     }
 }
 
@@ -233,7 +234,7 @@ async fn csrf_needs_a_token_of_this_session_and_a_same_site_request() {
         assert_eq!(client.get(&app, "/whoami").await.status, StatusCode::OK);
     }
     let exempt = app_with(Mode::Server, BindingPolicy::Log, |b| {
-        b.csrf_exempt(|parts| parts.uri.path() == "/untouched")
+        b.csrf_exempt(|request| request.path == "/untouched")
     });
     let reply = raw(
         &exempt,
@@ -289,7 +290,7 @@ async fn login_and_the_data_set_after_it_are_one_write() {
         client.post(&app, "/set/cart/3").await;
         let planted = client.session_cookie().cloned();
         let csrf = client.get(&app, "/csrf").await.body;
-        let writes = app.store.writes();
+        let writes = app.store.hook().writes();
         let reply = client.post_with_token(&app, "/signin/bob", &csrf).await;
         assert_eq!(reply.status, StatusCode::OK, "{mode:?}");
         let expected_writes = match mode {
@@ -297,7 +298,11 @@ async fn login_and_the_data_set_after_it_are_one_write() {
             // Sealed: the session travels in the cookie, the store sees nothing.
             Mode::Sealed => 0,
         };
-        assert_eq!(app.store.writes() - writes, expected_writes, "{mode:?}");
+        assert_eq!(
+            app.store.hook().writes() - writes,
+            expected_writes,
+            "{mode:?}"
+        );
         assert_ne!(client.session_cookie().cloned(), planted, "{mode:?}");
         let (visits, csrf) = reply.body.split_once(' ').expect("visits and token");
         assert_eq!(visits, "1");
@@ -640,6 +645,6 @@ async fn sealed_mode_writes_nothing_to_the_store_but_epochs() {
         client.post(&app, "/incr").await;
     }
     assert_eq!(client.get(&app, "/get/n").await.body, "3");
-    assert_eq!(app.store.writes(), 0);
+    assert_eq!(app.store.hook().writes(), 0);
     assert_eq!(app.store.subject_epoch("alice").await.expect("epoch"), 0);
 }

@@ -243,7 +243,10 @@ mod tests {
             .touch_after(Duration::from_secs(60))
             .build()
             .expect_err("both given");
-        assert!(matches!(refused, ConfigError::TouchNotShorterThanIdle { .. }));
+        assert!(matches!(
+            refused,
+            ConfigError::TouchNotShorterThanIdle { .. }
+        ));
         assert!(refused.to_string().contains("touch_after (60s)"));
     }
 

@@ -92,7 +92,10 @@ pub fn encode(record: &SessionRecord, forget_at: Timestamp) -> Vec<u8> {
     let created = record.created_at;
     write_signed(&mut out, created.0);
     write_signed(&mut out, record.token_issued_at.0.wrapping_sub(created.0));
-    write_signed(&mut out, record.absolute_expires_at.0.wrapping_sub(created.0));
+    write_signed(
+        &mut out,
+        record.absolute_expires_at.0.wrapping_sub(created.0),
+    );
     write_unsigned(&mut out, record.idle_timeout_ms);
     write_unsigned(&mut out, record.epoch);
     out.push(record.auth_level.0);
@@ -144,7 +147,9 @@ pub fn decode(bytes: &[u8], legacy_key: Option<&TokenHash>) -> Result<SessionRec
         Some(&FORMAT) => decode_v2(bytes),
         Some(b'{') => {
             let key = legacy_key.ok_or_else(|| {
-                StoreError::corrupt("a format 1 record was read without the key it was stored under")
+                StoreError::corrupt(
+                    "a format 1 record was read without the key it was stored under",
+                )
             })?;
             decode_legacy(bytes, key)
         }
@@ -199,10 +204,7 @@ fn decode_v2(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
         return Err(StoreError::corrupt("session record is truncated"));
     }
     let revision = revision_of(bytes).ok_or_else(|| StoreError::corrupt("bad record header"))?;
-    let mut reader = Reader {
-        bytes,
-        at: FIXED,
-    };
+    let mut reader = Reader { bytes, at: FIXED };
     let last_seen = i64::from_be_bytes(fixed(&bytes[LAST_SEEN]));
     let id = SessionId(fixed(&bytes[ID]));
     let csrf = CsrfSecret(fixed(&bytes[CSRF]));
@@ -246,12 +248,18 @@ fn decode_v2(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     } else {
         None
     };
-    let client_ip = (flags & F_CLIENT_IP != 0).then(|| reader.ip()).transpose()?;
-    let client_ua = (flags & F_CLIENT_UA != 0).then(|| reader.text()).transpose()?;
+    let client_ip = (flags & F_CLIENT_IP != 0)
+        .then(|| reader.ip())
+        .transpose()?;
+    let client_ua = (flags & F_CLIENT_UA != 0)
+        .then(|| reader.text())
+        .transpose()?;
     let binding_ua = (flags & F_BINDING_UA != 0)
         .then(|| reader.array::<16>().map(u128::from_be_bytes))
         .transpose()?;
-    let binding_ip = (flags & F_BINDING_IP != 0).then(|| reader.ip()).transpose()?;
+    let binding_ip = (flags & F_BINDING_IP != 0)
+        .then(|| reader.ip())
+        .transpose()?;
     let data = std::str::from_utf8(&bytes[reader.at..])
         .map_err(|_| StoreError::corrupt("session data is not UTF-8"))?;
     let client = (client_ip.is_some() || client_ua.is_some()).then(|| {
@@ -459,7 +467,9 @@ impl<'a> Reader<'a> {
                 return Ok(value);
             }
         }
-        Err(StoreError::corrupt("an integer in the session record is too long"))
+        Err(StoreError::corrupt(
+            "an integer in the session record is too long",
+        ))
     }
 
     pub(crate) fn signed(&mut self) -> Result<i64, StoreError> {
@@ -495,7 +505,6 @@ impl<'a> Reader<'a> {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -550,7 +559,11 @@ mod tests {
         bare.data = SessionData::empty();
         let bytes = encode(&bare, T);
         assert_eq!(decode(&bytes, None).expect("decode"), bare);
-        assert!(bytes.len() < 120, "an anonymous record is {} bytes", bytes.len());
+        assert!(
+            bytes.len() < 120,
+            "an anonymous record is {} bytes",
+            bytes.len()
+        );
     }
 
     #[test]
@@ -564,7 +577,10 @@ mod tests {
         assert_eq!(forget_at_of(&bytes), Some(T));
         let later = Timestamp(full.last_seen_at.0 + 5);
         assert!(touch_in_place(&mut bytes, later, Timestamp(T.0 + 5)));
-        assert!(touch_in_place(&mut bytes, Timestamp(0), Timestamp(0)), "never back");
+        assert!(
+            touch_in_place(&mut bytes, Timestamp(0), Timestamp(0)),
+            "never back"
+        );
         let touched = decode(&bytes, None).expect("decode");
         assert_eq!(touched.last_seen_at, later);
         assert_eq!(forget_at_of(&bytes), Some(Timestamp(T.0 + 5)));
@@ -580,7 +596,10 @@ mod tests {
         assert_eq!(record.token, key);
         assert_eq!(record.version, 4);
         assert_eq!(record.data.as_json(), r#"{"n":1}"#);
-        assert!(decode(stored, None).is_err(), "a legacy record needs its key");
+        assert!(
+            decode(stored, None).is_err(),
+            "a legacy record needs its key"
+        );
         let tombstone = br#"{"v":1,"tombstone":{"session_id":"AQEBAQEBAQEBAQEBAQEBAQ"}}"#;
         assert!(matches!(
             decode(tombstone, Some(&key)),
@@ -598,7 +617,9 @@ mod tests {
         assert!(decode(&[99, 1, 2], None).is_err());
         assert!(decode(br#"{"v":99}"#, Some(&TokenHash([0; 32]))).is_err());
         let mut long_varint = bytes[..FIXED].to_vec();
-        long_varint.extend([0u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        long_varint.extend([
+            0u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]);
         assert!(decode(&long_varint, None).is_err());
     }
 }

@@ -140,9 +140,7 @@ pub enum ConfigError {
         idle: Duration,
     },
     /// The delivery window is shorter than the grace.
-    #[error(
-        "renewal_delivery_window ({window:?}) must be at least rotation_grace ({grace:?})"
-    )]
+    #[error("renewal_delivery_window ({window:?}) must be at least rotation_grace ({grace:?})")]
     DeliveryWindowShorterThanGrace {
         /// The delivery window.
         window: Duration,

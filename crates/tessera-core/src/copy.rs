@@ -153,10 +153,12 @@ async fn copy_one(
     if !newer {
         return Ok(Copied::Unchanged);
     }
-    Ok(match to.update(session, held.revision(), forget, now).await? {
-        WriteOutcome::Written => Copied::Updated,
-        WriteOutcome::Conflict { .. } | WriteOutcome::NotFound => Copied::Conflict,
-    })
+    Ok(
+        match to.update(session, held.revision(), forget, now).await? {
+            WriteOutcome::Written => Copied::Updated,
+            WriteOutcome::Conflict { .. } | WriteOutcome::NotFound => Copied::Conflict,
+        },
+    )
 }
 
 /// Raises the destination's global epoch to the source's; returns it.
@@ -307,7 +309,12 @@ mod tests {
             .await
             .expect("valid in the destination");
         assert_eq!(seen.record().data.get::<u64>("n"), Some(2));
-        assert!(target.validate(&super::tests::token(&rotated), None).await.is_ok());
+        assert!(
+            target
+                .validate(&super::tests::token(&rotated), None)
+                .await
+                .is_ok()
+        );
         let third = copy_all(&*from, &*to).await;
         assert_eq!(
             third.unchanged + third.revoked,

@@ -318,15 +318,40 @@ mod kind_tests {
         let id = SessionId([0; 16]);
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         let events = [
-            SessionEvent::Created { session_id: id, subject: None },
-            SessionEvent::LoggedIn { session_id: id, subject: "a".into(), auth_level: AuthLevel(1) },
+            SessionEvent::Created {
+                session_id: id,
+                subject: None,
+            },
+            SessionEvent::LoggedIn {
+                session_id: id,
+                subject: "a".into(),
+                auth_level: AuthLevel(1),
+            },
             SessionEvent::Renewed { session_id: id },
             SessionEvent::Rotated { session_id: id },
-            SessionEvent::Expired { session_id: id, kind: ExpiryKind::Idle },
-            SessionEvent::Revoked { session_id: id, subject: None, cause: RevokeCause::Logout },
-            SessionEvent::TokenReuse { session_id: id, subject: None, ip: None },
-            SessionEvent::BindingMismatch { session_id: id, ip: None, rejected: false },
-            SessionEvent::TokenGuessing { ip, invalid_tokens: 1 },
+            SessionEvent::Expired {
+                session_id: id,
+                kind: ExpiryKind::Idle,
+            },
+            SessionEvent::Revoked {
+                session_id: id,
+                subject: None,
+                cause: RevokeCause::Logout,
+            },
+            SessionEvent::TokenReuse {
+                session_id: id,
+                subject: None,
+                ip: None,
+            },
+            SessionEvent::BindingMismatch {
+                session_id: id,
+                ip: None,
+                rejected: false,
+            },
+            SessionEvent::TokenGuessing {
+                ip,
+                invalid_tokens: 1,
+            },
         ];
         let kinds: Vec<&str> = events.iter().map(SessionEvent::kind).collect();
         assert_eq!(kinds, SessionEvent::KINDS);

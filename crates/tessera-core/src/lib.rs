@@ -85,6 +85,6 @@ pub use record::{
     SessionData, SessionRecord,
 };
 pub use token::{
-    LEGACY_TOKEN_LEN, SessionId, SessionIdError, SessionToken, TOKEN_LEN, TOKEN_PREFIX,
-    TokenError, TokenHash,
+    LEGACY_TOKEN_LEN, SessionId, SessionIdError, SessionToken, TOKEN_LEN, TOKEN_PREFIX, TokenError,
+    TokenHash,
 };

@@ -290,7 +290,9 @@ impl Records for MemoryStore {
             return Ok(WriteOutcome::NotFound);
         }
         if !codec::touch_in_place(&mut stored.bytes, last_seen_at, forget_at) {
-            return Err(StoreError::corrupt("a stored record is not of the current format"));
+            return Err(StoreError::corrupt(
+                "a stored record is not of the current format",
+            ));
         }
         Ok(WriteOutcome::Written)
     }
@@ -365,7 +367,11 @@ impl Epochs for MemoryStore {
     }
 
     async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
-        Ok(self.maps.epoch.fetch_max(epoch, Ordering::SeqCst).max(epoch))
+        Ok(self
+            .maps
+            .epoch
+            .fetch_max(epoch, Ordering::SeqCst)
+            .max(epoch))
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {

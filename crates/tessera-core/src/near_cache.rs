@@ -221,9 +221,7 @@ impl Shared {
     }
 
     fn marked_since(&self, id: &SessionId, started: u64) -> bool {
-        self.id_marks
-            .get(id)
-            .is_some_and(|mark| mark.0 > started)
+        self.id_marks.get(id).is_some_and(|mark| mark.0 > started)
     }
 
     fn remember(&self, record: SessionRecord, started: u64) {
@@ -612,7 +610,12 @@ impl<S: SessionStore> SubjectIndex for NearCache<S> {
                 .inner
                 .list_subject(subject, cursor.as_deref(), 1000, now)
                 .await?;
-            ids.extend(page.items.iter().map(|r| r.id).filter(|id| Some(id) != except));
+            ids.extend(
+                page.items
+                    .iter()
+                    .map(|r| r.id)
+                    .filter(|id| Some(id) != except),
+            );
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,

@@ -143,7 +143,9 @@ impl<'de> Deserialize<'de> for SessionData {
 
 /// How strongly a session's subject authenticated: 0 while anonymous, 1
 /// for a password, 2 for multi-factor; apps may define higher levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct AuthLevel(pub u8);
 
@@ -369,6 +371,11 @@ pub struct SessionRecord {
 pub struct CsrfSecret(pub(crate) [u8; 16]);
 
 impl CsrfSecret {
+    /// A secret from its bytes (for tests and for tools that keep one).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
     /// The secret's bytes, for masking CSRF tokens.
     pub fn expose(&self) -> &[u8; 16] {
         &self.0

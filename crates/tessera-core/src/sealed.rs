@@ -29,9 +29,7 @@ use serde::Deserialize;
 
 use crate::clock::Timestamp;
 use crate::codec::{Reader, write_bytes, write_ip, write_signed, write_unsigned};
-use crate::record::{
-    AuthLevel, ClientBinding, ClientInfo, CsrfSecret, SessionData, SessionRecord,
-};
+use crate::record::{AuthLevel, ClientBinding, ClientInfo, CsrfSecret, SessionData, SessionRecord};
 use crate::token::{SessionId, TokenError, TokenHash, random};
 
 /// The seal format [`KeyRing::seal`] writes.
@@ -400,11 +398,15 @@ fn decode_plain(bytes: &[u8]) -> Result<SealedSession, crate::store::StoreError>
     let authenticated_at = (flags & S_AUTHENTICATED_AT != 0)
         .then(|| reader.signed().map(|d| Timestamp(created.wrapping_add(d))))
         .transpose()?;
-    let subject = (flags & S_SUBJECT != 0).then(|| reader.text()).transpose()?;
+    let subject = (flags & S_SUBJECT != 0)
+        .then(|| reader.text())
+        .transpose()?;
     let binding_ua = (flags & S_BINDING_UA != 0)
         .then(|| reader.array::<16>().map(u128::from_be_bytes))
         .transpose()?;
-    let binding_ip = (flags & S_BINDING_IP != 0).then(|| reader.ip()).transpose()?;
+    let binding_ip = (flags & S_BINDING_IP != 0)
+        .then(|| reader.ip())
+        .transpose()?;
     let data = std::str::from_utf8(&bytes[reader.at..])
         .map_err(|_| crate::store::StoreError::corrupt("sealed data is not UTF-8"))?;
     let binding = (binding_ua.is_some() || binding_ip.is_some()).then(|| {
@@ -556,7 +558,11 @@ mod tests {
         let b = ring.seal(&session(), b"c").expect("seal");
         assert_ne!(a, b, "a fresh nonce per seal");
         assert_eq!(ring.open(&a, b"c").expect("open"), session());
-        assert!(a.len() < 180, "a small signed-in seal is {} characters", a.len());
+        assert!(
+            a.len() < 180,
+            "a small signed-in seal is {} characters",
+            a.len()
+        );
     }
 
     #[test]

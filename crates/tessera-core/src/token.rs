@@ -135,7 +135,11 @@ impl SessionToken {
         let checksum_len = URL_SAFE_NO_PAD
             .decode_slice(checksum_text, &mut checksum)
             .map_err(|_| TokenError::Alphabet)?;
-        let expected = if body_chars == BODY_CHARS { BODY_BYTES } else { 32 };
+        let expected = if body_chars == BODY_CHARS {
+            BODY_BYTES
+        } else {
+            32
+        };
         if written != expected || checksum_len != 4 {
             return Err(TokenError::Alphabet);
         }
@@ -501,7 +505,9 @@ mod tests {
         let other = SessionToken::new(id, [5; 32]);
         assert_ne!(other.open_successor(id, &sealed), new);
         let legacy = SessionToken::legacy_from_secret([4; 32]);
-        let sealed = legacy.seal_successor(&new).expect("successor of a legacy token");
+        let sealed = legacy
+            .seal_successor(&new)
+            .expect("successor of a legacy token");
         assert_eq!(legacy.open_successor(id, &sealed), new);
     }
 

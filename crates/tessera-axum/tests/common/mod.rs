@@ -16,7 +16,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use tessera_axum::{Error, Session, SessionLayer, SessionLayerBuilder};
 use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::testkit::CountingStore;
+use tessera_core::store::{Intercepted, SessionStore};
+use tessera_core::testkit::{CallCounter, CountingStore};
 use tessera_core::{
     BindingPolicy, CollectingEventSink, ManualClock, MemoryStore, SessionManager, Timestamp,
 };
@@ -52,7 +53,8 @@ pub fn app_with(
     binding: BindingPolicy,
     configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
 ) -> TestApp {
-    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let inner: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let store: Arc<CountingStore> = Arc::new(Intercepted::new(inner, CallCounter::default()));
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
     let events = CollectingEventSink::new();
     let manager = SessionManager::builder_shared(store.clone())

@@ -96,9 +96,9 @@ impl PendingLogin {
     /// be over the limit; data over it is refused and left as it was.
     pub fn change(&mut self, change: &DataChange) -> Result<(), SessionError> {
         let added = match change {
-            DataChange::Replace(replacement) => replacement
-                .len_bytes()
-                .saturating_sub(self.bytes_at_most),
+            DataChange::Replace(replacement) => {
+                replacement.len_bytes().saturating_sub(self.bytes_at_most)
+            }
             DataChange::MergePatch(patch) => serde_json::to_string(patch)
                 .map(|json| json.len())
                 .unwrap_or(usize::MAX),
@@ -158,7 +158,10 @@ impl SessionManager {
                 if session.record.subject.is_none()
                     || session.record.subject.as_deref() == Some(login.subject.as_str()) =>
             {
-                (session.record.data.to_map(), session.record.data.len_bytes())
+                (
+                    session.record.data.to_map(),
+                    session.record.data.len_bytes(),
+                )
             }
             (None, _) => (Map::new(), 2),
         };

@@ -71,7 +71,8 @@ impl SessionManager {
             subject: subject.clone(),
         });
         if let Some(subject) = subject {
-            self.enforce_subject_cap(&subject, &session.record.id).await?;
+            self.enforce_subject_cap(&subject, &session.record.id)
+                .await?;
         }
         Ok(session)
     }
@@ -261,7 +262,9 @@ impl SessionManager {
             // Reached through the token before the last rotation: no
             // renewal, and the successor once more when it is still owed.
             return Ok(match successor {
-                Some(next) => ActiveSession::new(record, Some(Credential::token(&next)), Held::Token(next)),
+                Some(next) => {
+                    ActiveSession::new(record, Some(Credential::token(&next)), Held::Token(next))
+                }
                 None => ActiveSession::new(record, None, Held::Token(token)),
             });
         }
@@ -270,8 +273,8 @@ impl SessionManager {
         }
         let config = self.config();
         // A token of the first format is replaced at its first use.
-        let renew = token.session_id().is_none()
-            || now.since(record.token_issued_at) >= config.renew_after;
+        let renew =
+            token.session_id().is_none() || now.since(record.token_issued_at) >= config.renew_after;
         if renew {
             return match self
                 .rotate_from(&record, &token, Rotation::Renewal, now, |r| r)

@@ -96,7 +96,8 @@ impl SessionManager {
         let held = match &current.held {
             Held::Seal { subject_epoch } => {
                 let subject_epoch = *subject_epoch;
-                let (next, result) = self.changed(&current.record, expected_version, now, &mut f)?;
+                let (next, result) =
+                    self.changed(&current.record, expected_version, now, &mut f)?;
                 return Ok((self.seal_into(next, subject_epoch)?, result));
             }
             Held::Token(held) => held.clone(),
@@ -249,9 +250,8 @@ impl SessionManager {
             .store()
             .update(&next, record.revision(), forget_at(&next), now)
             .await?;
-        Ok((outcome == WriteOutcome::Written).then(|| {
-            ActiveSession::new(next, Some(Credential::token(&token)), Held::Token(token))
-        }))
+        Ok((outcome == WriteOutcome::Written)
+            .then(|| ActiveSession::new(next, Some(Credential::token(&token)), Held::Token(token))))
     }
 
     /// Refuses an operation on a session that is not signed in.
@@ -261,5 +261,4 @@ impl SessionManager {
             .as_deref()
             .ok_or(SessionError::NotAuthenticated)
     }
-
 }

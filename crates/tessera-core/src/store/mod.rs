@@ -147,8 +147,11 @@ pub trait Records: Send + Sync + 'static {
 
     /// The record with this id, or `None` if there is none or its
     /// `forget_at` is not after `now`.
-    async fn load(&self, id: &SessionId, now: Timestamp)
-    -> Result<Option<SessionRecord>, StoreError>;
+    async fn load(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Replaces the record with `record.id` if its stored revision is
     /// `expected` (and it is not forgotten by `now`).
@@ -288,7 +291,11 @@ pub fn page_of_ids(
         page.truncate(limit);
     }
     page.sort_unstable();
-    let next = if more { page.last().map(id_cursor) } else { None };
+    let next = if more {
+        page.last().map(id_cursor)
+    } else {
+        None
+    };
     Ok((page, next))
 }
 
@@ -423,7 +430,9 @@ mod tests {
 
     #[test]
     fn id_pages_cover_every_id_once_in_order() {
-        let ids: Vec<SessionId> = (0u8..25).map(|i| SessionId([i.wrapping_mul(37); 16])).collect();
+        let ids: Vec<SessionId> = (0u8..25)
+            .map(|i| SessionId([i.wrapping_mul(37); 16]))
+            .collect();
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {

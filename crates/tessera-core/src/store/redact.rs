@@ -57,22 +57,37 @@ mod tests {
     #[test]
     fn passwords_are_hidden_wherever_a_url_carries_them() {
         for (url, shown) in [
-            ("redis://app:s3cret@host:6379/0", "redis://app:***@host:6379/0"),
+            (
+                "redis://app:s3cret@host:6379/0",
+                "redis://app:***@host:6379/0",
+            ),
             ("redis://:s3cret@host:6379", "redis://:***@host:6379"),
             (
                 "redis+cluster://app:s3cret@a:7000,b:7001?prefix=x:",
                 "redis+cluster://app:***@a:7000,b:7001?prefix=x:",
             ),
-            ("redis://host:6379?password=s3cret&db=1", "redis://host:6379?password=***&db=1"),
-            ("redis://host:6379?PASSWORD=s3cret", "redis://host:6379?PASSWORD=***"),
+            (
+                "redis://host:6379?password=s3cret&db=1",
+                "redis://host:6379?password=***&db=1",
+            ),
+            (
+                "redis://host:6379?PASSWORD=s3cret",
+                "redis://host:6379?PASSWORD=***",
+            ),
             (
                 "postgres://tessera:p%40ss@db/app?schema=s",
                 "postgres://tessera:***@db/app?schema=s",
             ),
-            ("host=db user=t password=s3cret dbname=app", "host=db user=t password=*** dbname=app"),
+            (
+                "host=db user=t password=s3cret dbname=app",
+                "host=db user=t password=*** dbname=app",
+            ),
             ("embedded:./tessera-data", "embedded:./tessera-data"),
             ("redis://app@host", "redis://app@host"),
-            ("postgres://db/app?mypassword=x", "postgres://db/app?mypassword=x"),
+            (
+                "postgres://db/app?mypassword=x",
+                "postgres://db/app?mypassword=x",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }

@@ -52,7 +52,9 @@ pub fn spawn_sweeper_with_clock<S: Maintenance>(
             match store.sweep_expired(clock.now()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "swept expired sessions"),
-                Err(error) => tracing::warn!(%error, "sweeping expired sessions failed; retrying next tick"),
+                Err(error) => {
+                    tracing::warn!(%error, "sweeping expired sessions failed; retrying next tick")
+                }
             }
         }
     });

@@ -189,7 +189,11 @@ async fn touch_is_amortised(h: Harness) -> CaseResult {
     );
     h.clock.advance(Duration::from_secs(31));
     let second = m.validate(token, None).await.context("validate")?;
-    ensure_eq!(h.calls().writes(), writes + 1, "one write after touch_after");
+    ensure_eq!(
+        h.calls().writes(),
+        writes + 1,
+        "one write after touch_after"
+    );
     ensure_eq!(second.record().last_seen_at, h.now(), "touched now");
     let stored = h
         .store
@@ -223,7 +227,10 @@ async fn renewal_rotates_and_old_token_has_grace(h: Harness) -> CaseResult {
     ensure!(!h.events.of_kind("renewed").is_empty(), "a renewed event");
     // The successor has not been presented yet: the old token still
     // works, and its responses carry the successor again.
-    let again = m.validate(&old, None).await.context("old before the successor")?;
+    let again = m
+        .validate(&old, None)
+        .await
+        .context("old before the successor")?;
     ensure_eq!(tok(&again), new, "the successor, delivered again");
     m.validate(&new, None).await.context("new token")?;
     h.clock
@@ -251,7 +258,9 @@ async fn reuse_after_grace_revokes_the_session(h: Harness) -> CaseResult {
     h.clock.advance(m.config().renew_after);
     let new = tok(&m.validate(&old, None).await.context("renewal")?);
     ensure!(!new.is_empty(), "expected renewal");
-    m.validate(&new, None).await.context("the successor arrives")?;
+    m.validate(&new, None)
+        .await
+        .context("the successor arrives")?;
     h.clock
         .advance(m.config().rotation_grace + Duration::from_secs(1));
     ensure_eq!(
@@ -284,7 +293,10 @@ async fn a_lost_renewal_is_delivered_again_without_a_theft_alarm(h: Harness) -> 
     let lost = tok(&m.validate(&old, None).await.context("renewal")?);
     let window = m.config().renewal_delivery_window;
     h.clock.advance(m.config().rotation_grace * 3);
-    let late = m.validate(&old, None).await.context("old after the grace")?;
+    let late = m
+        .validate(&old, None)
+        .await
+        .context("old after the grace")?;
     ensure_eq!(tok(&late), lost, "the same successor, delivered again");
     ensure!(h.events.of_kind("token_reuse").is_empty(), "no theft alarm");
     // Never followed: the old token dies with the window, quietly.
@@ -308,9 +320,7 @@ async fn explicit_rotate_has_grace(h: Harness) -> CaseResult {
     let rotated = rotate(&m, &old).await.context("rotate")?;
     ensure_eq!(rotated.record().id, issued.record().id, "same id");
     m.validate(&old, None).await.context("old within grace")?;
-    m.validate(&tok(&rotated), None)
-        .await
-        .context("new")?;
+    m.validate(&tok(&rotated), None).await.context("new")?;
     ensure!(!h.events.of_kind("rotated").is_empty(), "a rotated event");
     h.clock.advance(m.config().rotation_grace);
     ensure_eq!(
@@ -335,10 +345,7 @@ async fn login_replaces_token_without_grace(h: Harness) -> CaseResult {
     let issued = login(&m, Some(&pre_login), Login::new("alice"))
         .await
         .context("login")?;
-    ensure!(
-        tok(&issued) != pre_login,
-        "login issues a new token"
-    );
+    ensure!(tok(&issued) != pre_login, "login issues a new token");
     ensure_eq!(issued.record().id, anonymous.record().id, "same session");
     ensure_eq!(issued.record().subject.as_deref(), Some("alice"), "subject");
     ensure_eq!(issued.record().auth_level, AuthLevel::PASSWORD, "level");
@@ -374,7 +381,9 @@ async fn login_replaces_token_without_grace(h: Harness) -> CaseResult {
         fresh.record().id != anonymous.record().id,
         "a dead token starts a new session"
     );
-    let none = login(&m, None, Login::new("alice")).await.context("login")?;
+    let none = login(&m, None, Login::new("alice"))
+        .await
+        .context("login")?;
     ensure_eq!(
         none.record().subject.as_deref(),
         Some("alice"),
@@ -385,8 +394,11 @@ async fn login_replaces_token_without_grace(h: Harness) -> CaseResult {
 
 async fn login_of_another_subject_drops_old_data(h: Harness) -> CaseResult {
     let m = h.manager();
-    let first = login(&m, None, Login::new("alice")).await.context("alice")?;
-    update(&m, 
+    let first = login(&m, None, Login::new("alice"))
+        .await
+        .context("alice")?;
+    update(
+        &m,
         &tok(&first),
         DataChange::Replace(
             SessionData::from_value(&json!({"secret": "alice's"})).context("data")?,
@@ -416,36 +428,32 @@ async fn step_up_rotates_and_require_auth_checks_freshness(h: Harness) -> CaseRe
         matches!(refused, Err(SessionError::NotAuthenticated)),
         "step-up needs a signed-in session, got {refused:?}"
     );
-    let login = login(&m, None, Login::new("alice")).await.context("login")?;
+    let login = login(&m, None, Login::new("alice"))
+        .await
+        .context("login")?;
     let sensitive = Duration::from_secs(300);
     ensure!(
-        m.require_auth(&login.record(), 2, sensitive).is_err(),
+        m.require_auth(login.record(), 2, sensitive).is_err(),
         "level 1 is not level 2"
     );
-    m.require_auth(&login.record(), 1, sensitive)
+    m.require_auth(login.record(), 1, sensitive)
         .context("level 1 fresh")?;
     let stepped = step_up(&m, &tok(&login), 2, None)
         .await
         .context("step-up")?;
-    ensure!(
-        &tok(&stepped) != &tok(&login),
-        "step-up rotates"
-    );
+    ensure!(tok(&stepped) != tok(&login), "step-up rotates");
     ensure_eq!(
         reason(m.validate(&tok(&login), None).await)?,
         InvalidReason::Revoked,
         "the pre-step-up token is dead"
     );
-    m.require_auth(&stepped.record(), 2, sensitive)
+    m.require_auth(stepped.record(), 2, sensitive)
         .context("level 2 fresh")?;
     h.clock.advance(sensitive + Duration::from_secs(1));
-    let current = m
-        .validate(&tok(&stepped), None)
-        .await
-        .context("validate")?;
+    let current = m.validate(&tok(&stepped), None).await.context("validate")?;
     ensure!(
         matches!(
-            m.require_auth(&current.record(), 2, sensitive),
+            m.require_auth(current.record(), 2, sensitive),
             Err(SessionError::ReauthenticationRequired { .. })
         ),
         "authentication older than max_age must be refused"
@@ -470,17 +478,23 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
             let mut done = 0;
             let mut conflicts = 0u32;
             while done < 100 {
-                let current = m.validate(&token, None).await.context("read")?.record().clone();
+                let current = m
+                    .validate(&token, None)
+                    .await
+                    .context("read")?
+                    .record()
+                    .clone();
                 let counter: u64 = current.data.get("counter").unwrap_or(0);
                 let next =
                     SessionData::from_value(&json!({"counter": counter + 1})).context("data")?;
-                match update(&m, 
-                        &token,
-                        DataChange::Replace(next),
-                        Some(current.version),
-                        None,
-                    )
-                    .await
+                match update(
+                    &m,
+                    &token,
+                    DataChange::Replace(next),
+                    Some(current.version),
+                    None,
+                )
+                .await
                 {
                     Ok(_) => {
                         done += 1;
@@ -508,7 +522,8 @@ async fn concurrent_writers_lose_no_update(h: Harness) -> CaseResult {
         .validate(&token, None)
         .await
         .context("final read")?
-        .record().clone();
+        .record()
+        .clone();
     ensure_eq!(
         last.data.get::<u64>("counter"),
         Some(6400),
@@ -536,27 +551,29 @@ async fn merge_patch_and_typed_version_conflict(h: Harness) -> CaseResult {
         .await
         .context("create")?;
     let token = &tok(&issued);
-    let patched = update(&m, 
-            token,
-            DataChange::MergePatch(json!({"a": null, "b": {"d": 3}})),
-            Some(1),
-            None,
-        )
-        .await
-        .context("patch")?;
+    let patched = update(
+        &m,
+        token,
+        DataChange::MergePatch(json!({"a": null, "b": {"d": 3}})),
+        Some(1),
+        None,
+    )
+    .await
+    .context("patch")?;
     ensure_eq!(
         patched.data.to_value(),
         json!({"b": {"c": 2, "d": 3}}),
         "RFC 7396 merge"
     );
     ensure_eq!(patched.version, 2, "version bumped");
-    match update(&m, 
-            token,
-            DataChange::MergePatch(json!({"x": 1})),
-            Some(1),
-            None,
-        )
-        .await
+    match update(
+        &m,
+        token,
+        DataChange::MergePatch(json!({"x": 1})),
+        Some(1),
+        None,
+    )
+    .await
     {
         Err(SessionError::VersionConflict {
             expected: 1,
@@ -564,8 +581,7 @@ async fn merge_patch_and_typed_version_conflict(h: Harness) -> CaseResult {
         }) => {}
         other => return Err(format!("expected a version conflict at 2, got {other:?}")),
     }
-    let not_object = update(&m, token, DataChange::MergePatch(json!([1])), None, None)
-        .await;
+    let not_object = update(&m, token, DataChange::MergePatch(json!([1])), None, None).await;
     ensure!(
         matches!(not_object, Err(SessionError::Data(_))),
         "a patch making an array: {not_object:?}"
@@ -579,7 +595,11 @@ async fn subject_index_consistent_through_lifecycle(h: Harness) -> CaseResult {
     let m = h.manager();
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        tokens.push(login(&m, None, Login::new("alice")).await.context("login")?);
+        tokens.push(
+            login(&m, None, Login::new("alice"))
+                .await
+                .context("login")?,
+        );
     }
     let short = m
         .create(NewSession {
@@ -595,7 +615,9 @@ async fn subject_index_consistent_through_lifecycle(h: Harness) -> CaseResult {
         "four sessions"
     );
     let rotated = rotate(&m, &tok(&tokens[0])).await.context("rotate")?;
-    m.logout_presented(&tok(&tokens[1])).await.context("logout")?;
+    m.logout_presented(&tok(&tokens[1]))
+        .await
+        .context("logout")?;
     h.clock.advance(Duration::from_secs(61));
     let listed = m.list_subject("alice").await.context("list")?;
     let mut ids: Vec<_> = listed.iter().map(|s| s.id).collect();
@@ -612,12 +634,20 @@ async fn subject_index_consistent_through_lifecycle(h: Harness) -> CaseResult {
 
 async fn revoke_subject_except_current(h: Harness) -> CaseResult {
     let m = h.manager();
-    let current = login(&m, None, Login::new("frank")).await.context("login")?;
+    let current = login(&m, None, Login::new("frank"))
+        .await
+        .context("login")?;
     let mut others = Vec::new();
     for _ in 0..3 {
-        others.push(login(&m, None, Login::new("frank")).await.context("login")?);
+        others.push(
+            login(&m, None, Login::new("frank"))
+                .await
+                .context("login")?,
+        );
     }
-    let bystander = login(&m, None, Login::new("grace")).await.context("login")?;
+    let bystander = login(&m, None, Login::new("grace"))
+        .await
+        .context("login")?;
     let revoked = m
         .revoke_subject("frank", Some(&current.record().id))
         .await
@@ -628,7 +658,7 @@ async fn revoke_subject_except_current(h: Harness) -> CaseResult {
         .context("current survives")?;
     for other in &others {
         ensure_eq!(
-            reason(m.validate(&tok(&other), None).await)?,
+            reason(m.validate(&tok(other), None).await)?,
             InvalidReason::Unknown,
             "revoked session"
         );
@@ -647,7 +677,9 @@ async fn revoke_subject_except_current(h: Harness) -> CaseResult {
 async fn global_revocation_ends_every_session(h: Harness) -> CaseResult {
     let m = h.manager();
     let other_node = h.manager();
-    let a = login(&m, None, Login::new("alice")).await.context("login")?;
+    let a = login(&m, None, Login::new("alice"))
+        .await
+        .context("login")?;
     let b = token_of(&m, NewSession::default()).await?;
     other_node
         .validate(&b, None)
@@ -679,11 +711,17 @@ async fn global_revocation_ends_every_session(h: Harness) -> CaseResult {
 async fn per_subject_cap_evicts_oldest(h: Harness) -> CaseResult {
     let cap = NonZeroUsize::new(2).ok_or("cap")?;
     let m = h.manager_with(|b| b.max_sessions_per_subject(cap));
-    let first = login(&m, None, Login::new("heidi")).await.context("first")?;
+    let first = login(&m, None, Login::new("heidi"))
+        .await
+        .context("first")?;
     h.clock.advance(Duration::from_secs(1));
-    let second = login(&m, None, Login::new("heidi")).await.context("second")?;
+    let second = login(&m, None, Login::new("heidi"))
+        .await
+        .context("second")?;
     h.clock.advance(Duration::from_secs(1));
-    let third = login(&m, None, Login::new("heidi")).await.context("third")?;
+    let third = login(&m, None, Login::new("heidi"))
+        .await
+        .context("third")?;
     ensure!(
         reason(m.validate(&tok(&first), None).await).is_ok(),
         "oldest evicted"
@@ -720,27 +758,22 @@ async fn data_at_limit_accepted_over_limit_refused(h: Harness) -> CaseResult {
         })
         .await
         .context("create at the limit")?;
-    let read = m
-        .validate(&tok(&issued), None)
-        .await
-        .context("read back")?;
+    let read = m.validate(&tok(&issued), None).await.context("read back")?;
     ensure_eq!(read.record().data, exact, "64 KiB round trip");
     let over = SessionData::from_value(&json!({"blob": "x".repeat(limit - 10)})).context("data")?;
-    let refused = update(&m, 
-            &tok(&issued),
-            DataChange::Replace(over.clone()),
-            None,
-            None,
-        )
-        .await;
+    let refused = update(
+        &m,
+        &tok(&issued),
+        DataChange::Replace(over.clone()),
+        None,
+        None,
+    )
+    .await;
     ensure!(
         matches!(refused, Err(SessionError::DataTooLarge { size, limit: l }) if size == limit + 1 && l == limit),
         "one byte over: {refused:?}"
     );
-    let after = m
-        .validate(&tok(&issued), None)
-        .await
-        .context("after")?;
+    let after = m.validate(&tok(&issued), None).await.context("after")?;
     ensure_eq!(
         after.record().version,
         issued.record().version,
@@ -762,7 +795,9 @@ async fn data_at_limit_accepted_over_limit_refused(h: Harness) -> CaseResult {
 async fn unicode_subjects_work_everywhere(h: Harness) -> CaseResult {
     let m = h.manager();
     let subject = "Zoë 🚀 用户 \u{202e}";
-    let issued = login(&m, None, Login::new(subject)).await.context("login")?;
+    let issued = login(&m, None, Login::new(subject))
+        .await
+        .context("login")?;
     let listed = m.list_subject(subject).await.context("list")?;
     ensure_eq!(listed.len(), 1, "listed");
     ensure_eq!(listed[0].subject.as_deref(), Some(subject), "exact subject");
@@ -860,7 +895,9 @@ async fn malformed_tokens_never_reach_the_store(h: Harness) -> CaseResult {
             "update"
         );
         ensure!(rotate(&m, text).await.is_err(), "rotate");
-        m.logout_presented(text).await.context("logout of garbage is fine")?;
+        m.logout_presented(text)
+            .await
+            .context("logout of garbage is fine")?;
     }
     ensure_eq!(
         h.calls().reads(),

@@ -192,7 +192,11 @@ async fn records_update_is_compare_and_swap(h: Harness) -> CaseResult {
         .update(&next, record.revision(), forget_at(&next), h.now())
         .await
         .context("update")?;
-    ensure_eq!(written, WriteOutcome::Written, "the matching revision writes");
+    ensure_eq!(
+        written,
+        WriteOutcome::Written,
+        "the matching revision writes"
+    );
     let again = h
         .store
         .update(&next, record.revision(), forget_at(&next), h.now())
@@ -217,7 +221,12 @@ async fn records_update_is_compare_and_swap(h: Harness) -> CaseResult {
     unknown.version = 2;
     let missing = h
         .store
-        .update(&unknown, h.sample_record(None).revision(), forget_at(&unknown), h.now())
+        .update(
+            &unknown,
+            h.sample_record(None).revision(),
+            forget_at(&unknown),
+            h.now(),
+        )
         .await
         .context("missing")?;
     ensure_eq!(missing, WriteOutcome::NotFound, "unknown id");
@@ -253,7 +262,11 @@ async fn records_touch_moves_forward_only(h: Harness) -> CaseResult {
         .context("load")?
         .ok_or("the touched record is gone")?;
     ensure_eq!(stored.last_seen_at, later, "last_seen_at never moves back");
-    ensure_eq!(stored.revision(), record.revision(), "touch keeps the revision");
+    ensure_eq!(
+        stored.revision(),
+        record.revision(),
+        "touch keeps the revision"
+    );
     ensure!(
         h.store
             .load(&record.id, forget.plus(Duration::from_secs(60)))
@@ -270,7 +283,11 @@ async fn records_touch_moves_forward_only(h: Harness) -> CaseResult {
         .context("touch unknown")?;
     ensure_eq!(missing, WriteOutcome::NotFound, "touch of an unknown id");
     ensure!(
-        h.store.load(&unknown, h.now()).await.context("load")?.is_none(),
+        h.store
+            .load(&unknown, h.now())
+            .await
+            .context("load")?
+            .is_none(),
         "a touch creates nothing"
     );
     Ok(())
@@ -284,16 +301,34 @@ async fn records_write_to_a_forgotten_record_is_not_found(h: Harness) -> CaseRes
     next.version += 1;
     let updated = h
         .store
-        .update(&next, record.revision(), forget.plus(Duration::from_secs(60)), forget)
+        .update(
+            &next,
+            record.revision(),
+            forget.plus(Duration::from_secs(60)),
+            forget,
+        )
         .await
         .context("update")?;
-    ensure_eq!(updated, WriteOutcome::NotFound, "an update after the deadline");
+    ensure_eq!(
+        updated,
+        WriteOutcome::NotFound,
+        "an update after the deadline"
+    );
     let touched = h
         .store
-        .touch(&record.id, forget, forget.plus(Duration::from_secs(60)), forget)
+        .touch(
+            &record.id,
+            forget,
+            forget.plus(Duration::from_secs(60)),
+            forget,
+        )
         .await
         .context("touch")?;
-    ensure_eq!(touched, WriteOutcome::NotFound, "a touch after the deadline");
+    ensure_eq!(
+        touched,
+        WriteOutcome::NotFound,
+        "a touch after the deadline"
+    );
     Ok(())
 }
 
@@ -308,7 +343,11 @@ async fn records_delete_removes_the_record(h: Harness) -> CaseResult {
         "deleting a live record says so"
     );
     ensure!(
-        h.store.load(&record.id, h.now()).await.context("load")?.is_none(),
+        h.store
+            .load(&record.id, h.now())
+            .await
+            .context("load")?
+            .is_none(),
         "gone after delete"
     );
     ensure!(
@@ -382,10 +421,17 @@ async fn subjects_index_follows_every_change(h: Harness) -> CaseResult {
         .context("change subject")?;
     h.store.delete(&alice[1].id).await.context("delete")?;
     let expected: BTreeSet<SessionId> = [alice[2].id, signed_in.id].into_iter().collect();
-    ensure_eq!(listed(&h, "alice", now).await?, expected, "alice's sessions");
+    ensure_eq!(
+        listed(&h, "alice", now).await?,
+        expected,
+        "alice's sessions"
+    );
     let bob: BTreeSet<SessionId> = [moved.id].into_iter().collect();
     ensure_eq!(listed(&h, "bob", now).await?, bob, "bob's sessions");
-    ensure!(listed(&h, "carol", now).await?.is_empty(), "nobody's sessions");
+    ensure!(
+        listed(&h, "carol", now).await?.is_empty(),
+        "nobody's sessions"
+    );
     ensure!(listed(&h, "alic", now).await?.is_empty(), "no prefix match");
     Ok(())
 }
@@ -401,12 +447,19 @@ async fn subjects_pages_cover_every_session_once(h: Harness) -> CaseResult {
         expected.insert(record.id);
     }
     // `listed` asks for pages of two.
-    ensure_eq!(listed(&h, "many", h.now()).await?, expected, "every session once");
+    ensure_eq!(
+        listed(&h, "many", h.now()).await?,
+        expected,
+        "every session once"
+    );
     let bad = h
         .store
         .list_subject("many", Some("not a cursor of any store"), 2, h.now())
         .await;
-    ensure!(bad.is_err(), "a foreign cursor is refused, not taken as the start");
+    ensure!(
+        bad.is_err(),
+        "a foreign cursor is refused, not taken as the start"
+    );
     Ok(())
 }
 
@@ -435,8 +488,16 @@ async fn subjects_delete_keeps_the_exception(h: Harness) -> CaseResult {
     expected.sort();
     ensure_eq!(deleted, expected, "the others are deleted and reported");
     let left: BTreeSet<SessionId> = [ids[0]].into_iter().collect();
-    ensure_eq!(listed(&h, "dave", h.now()).await?, left, "the exception survives");
-    ensure_eq!(listed(&h, "erin", h.now()).await?.len(), 1, "other subjects untouched");
+    ensure_eq!(
+        listed(&h, "dave", h.now()).await?,
+        left,
+        "the exception survives"
+    );
+    ensure_eq!(
+        listed(&h, "erin", h.now()).await?.len(),
+        1,
+        "other subjects untouched"
+    );
     let all = h
         .store
         .delete_subject("dave", None, h.now())
@@ -444,7 +505,11 @@ async fn subjects_delete_keeps_the_exception(h: Harness) -> CaseResult {
         .context("delete all")?;
     ensure_eq!(all, vec![ids[0]], "then the rest");
     ensure!(
-        h.store.load(&ids[0], h.now()).await.context("load")?.is_none(),
+        h.store
+            .load(&ids[0], h.now())
+            .await
+            .context("load")?
+            .is_none(),
         "deleted records do not load"
     );
     Ok(())
@@ -454,17 +519,55 @@ async fn epochs_are_shared_and_only_grow(h: Harness) -> CaseResult {
     let start = h.store.global_epoch().await.context("epoch")?;
     let bumped = h.store.bump_global_epoch().await.context("bump")?;
     ensure_eq!(bumped, start + 1, "bump returns the new epoch");
-    ensure_eq!(h.store.global_epoch().await.context("epoch")?, bumped, "read back");
-    let raised = h.store.raise_global_epoch(start + 5).await.context("raise")?;
+    ensure_eq!(
+        h.store.global_epoch().await.context("epoch")?,
+        bumped,
+        "read back"
+    );
+    let raised = h
+        .store
+        .raise_global_epoch(start + 5)
+        .await
+        .context("raise")?;
     ensure_eq!(raised, start + 5, "raise returns the epoch reached");
     let kept = h.store.raise_global_epoch(1).await.context("raise lower")?;
     ensure_eq!(kept, start + 5, "raising to a lower epoch changes nothing");
-    ensure_eq!(h.store.subject_epoch("frank").await.context("subject")?, 0, "starts at 0");
-    ensure_eq!(h.store.bump_subject_epoch("frank").await.context("bump")?, 1, "bumped");
-    ensure_eq!(h.store.raise_subject_epoch("frank", 4).await.context("raise")?, 4, "raised");
-    ensure_eq!(h.store.raise_subject_epoch("frank", 2).await.context("raise")?, 4, "kept");
-    ensure_eq!(h.store.subject_epoch("frank").await.context("subject")?, 4, "read back");
-    ensure_eq!(h.store.subject_epoch("fran").await.context("subject")?, 0, "per subject");
+    ensure_eq!(
+        h.store.subject_epoch("frank").await.context("subject")?,
+        0,
+        "starts at 0"
+    );
+    ensure_eq!(
+        h.store.bump_subject_epoch("frank").await.context("bump")?,
+        1,
+        "bumped"
+    );
+    ensure_eq!(
+        h.store
+            .raise_subject_epoch("frank", 4)
+            .await
+            .context("raise")?,
+        4,
+        "raised"
+    );
+    ensure_eq!(
+        h.store
+            .raise_subject_epoch("frank", 2)
+            .await
+            .context("raise")?,
+        4,
+        "kept"
+    );
+    ensure_eq!(
+        h.store.subject_epoch("frank").await.context("subject")?,
+        4,
+        "read back"
+    );
+    ensure_eq!(
+        h.store.subject_epoch("fran").await.context("subject")?,
+        0,
+        "per subject"
+    );
     Ok(())
 }
 
@@ -512,11 +615,18 @@ async fn maintenance_sweep_removes_forgotten_records(h: Harness) -> CaseResult {
         }
     }
     for id in &gone {
-        ensure!(!exported.contains(id), "a forgotten record survived the sweep");
+        ensure!(
+            !exported.contains(id),
+            "a forgotten record survived the sweep"
+        );
     }
     ensure!(exported.contains(&kept.id), "a live record was swept");
     let left: BTreeSet<SessionId> = [kept.id].into_iter().collect();
-    ensure_eq!(listed(&h, "sweep", start).await?, left, "the index lists the live one only");
+    ensure_eq!(
+        listed(&h, "sweep", start).await?,
+        left,
+        "the index lists the live one only"
+    );
     Ok(())
 }
 

@@ -1,67 +1,180 @@
-//! Building a [`SessionLayer`](crate::SessionLayer): cookie attributes,
-//! storage mode (server-side or sealed), CSRF settings; nonsense refused at start.
+//! Every setting of a session layer: cookie attributes, sealing, CSRF,
+//! client addresses; nonsense refused when the layer is built.
 
 use std::fmt;
+use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderName;
-use http::request::Parts;
-use tessera_core::SessionManager;
 use tessera_core::sealed::KeyRing;
+use tessera_core::{ClientInfo, SessionManager};
 
+use crate::Headers;
 use crate::cookies::{ChunkedCookie, CookieAttributes, CookieController, SameSite, SingleCookie};
 use crate::csrf::{DEFAULT_CSRF_FIELD, DEFAULT_CSRF_HEADER};
-use crate::layer::SessionLayer;
 
 /// Default number of cookies a sealed session may span.
 pub const DEFAULT_MAX_COOKIES: usize = 4;
 /// Default largest form body read to find the CSRF field (1 MiB).
 pub const DEFAULT_MAX_FORM_BYTES: usize = 1024 * 1024;
 
-/// Where sessions live between requests.
-#[derive(Clone)]
-pub(crate) enum Storage {
-    /// In the manager's store; the cookie holds the token.
-    Server,
-    /// Sealed into the cookie itself.
-    Sealed(Arc<KeyRing>),
+/// What a CSRF exemption sees of a request.
+pub struct ExemptCheck<'a> {
+    /// The method, upper case.
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The headers.
+    pub headers: &'a dyn Headers,
+}
+
+impl fmt::Debug for ExemptCheck<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExemptCheck")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A predicate choosing requests exempt from the CSRF check.
-pub type CsrfExempt = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+pub type CsrfExempt = Arc<dyn Fn(&ExemptCheck<'_>) -> bool + Send + Sync>;
 
-/// CSRF settings.
-#[derive(Clone)]
-pub(crate) struct CsrfSettings {
-    pub(crate) enabled: bool,
-    pub(crate) header: HeaderName,
-    pub(crate) field: String,
-    pub(crate) trusted_origins: Vec<String>,
-    pub(crate) exempt: Option<CsrfExempt>,
-    pub(crate) max_form_bytes: usize,
-}
-
-/// Everything the layer's service needs, shared by every request.
-pub(crate) struct Shared {
+/// A layer's settings, built by [`WebConfigBuilder`] and shared by every
+/// request.
+pub struct WebConfig {
     pub(crate) manager: SessionManager,
-    pub(crate) storage: Storage,
     pub(crate) cookies: Arc<dyn CookieController>,
     pub(crate) cookie_name: String,
-    pub(crate) csrf: CsrfSettings,
-    pub(crate) client_ip_header: Option<HeaderName>,
+    pub(crate) csrf_enabled: bool,
+    pub(crate) csrf_header: String,
+    pub(crate) csrf_field: String,
+    pub(crate) trusted_origins: Vec<String>,
+    pub(crate) csrf_exempt: Option<CsrfExempt>,
+    pub(crate) max_form_bytes: usize,
+    pub(crate) client_ip_header: Option<String>,
     pub(crate) reject_guessing: bool,
 }
 
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field("sealed", &self.manager.is_sealed())
+            .field("csrf", &self.csrf_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebConfig {
+    /// The manager behind the layer.
+    pub fn manager(&self) -> &SessionManager {
+        &self.manager
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// How the credential is written to and read from cookies.
+    pub fn cookies(&self) -> &dyn CookieController {
+        &*self.cookies
+    }
+
+    /// The largest urlencoded form body read to find the CSRF field.
+    pub fn max_form_bytes(&self) -> usize {
+        self.max_form_bytes
+    }
+
+    /// What the client tells about itself: its address (the connection's
+    /// peer, or the configured header set by a trusted proxy) and its
+    /// `User-Agent`.
+    pub fn client_info(&self, headers: &dyn Headers, peer: Option<IpAddr>) -> ClientInfo {
+        let from_header = self.client_ip_header.as_deref().and_then(|name| {
+            headers
+                .get(name)
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        });
+        ClientInfo::new(from_header.or(peer), headers.get("user-agent"))
+    }
+
+    /// Whether a request must pass the CSRF check: CSRF protection is on,
+    /// the method is unsafe and no exemption matches.
+    pub fn csrf_applies(&self, request: &ExemptCheck<'_>) -> bool {
+        self.csrf_enabled
+            && crate::csrf::is_unsafe(request.method)
+            && !self
+                .csrf_exempt
+                .as_ref()
+                .is_some_and(|exempt| exempt(request))
+    }
+
+    /// The CSRF token a request carries in its header, after checking that
+    /// the request is not cross-site. `Ok(None)`: look in the form body
+    /// ([`wants_form_body`](Self::wants_form_body)).
+    pub fn csrf_token_from_headers(
+        &self,
+        headers: &dyn Headers,
+    ) -> Result<Option<String>, crate::csrf::CsrfError> {
+        crate::csrf::check_origin(headers, &self.trusted_origins)?;
+        Ok(headers.get(&self.csrf_header).map(str::to_owned))
+    }
+
+    /// Whether the token may be in the body: an urlencoded form.
+    pub fn wants_form_body(&self, headers: &dyn Headers) -> bool {
+        headers.get("content-type").is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+    }
+
+    /// The CSRF field of an urlencoded form body.
+    pub fn csrf_token_from_form(&self, body: &[u8]) -> Option<String> {
+        form_urlencoded::parse(body)
+            .find(|(name, _)| name == self.csrf_field.as_str())
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// The error for a request that carried no token at all.
+    pub fn missing_csrf_token(&self) -> crate::csrf::CsrfError {
+        crate::csrf::CsrfError::MissingToken {
+            header: self.csrf_header.clone(),
+            field: self.csrf_field.clone(),
+        }
+    }
+
+    /// Whether a client the manager flags as guessing is refused (429).
+    pub fn rejects_guessing(&self) -> bool {
+        self.reject_guessing
+    }
+}
+
+/// What a framework integration builds from a checked [`WebConfig`].
+pub trait FromWebConfig: Sized {
+    /// The layer (or middleware) over these settings.
+    fn from_web_config(config: Arc<WebConfig>) -> Self;
+}
+
+impl FromWebConfig for Arc<WebConfig> {
+    fn from_web_config(config: Arc<WebConfig>) -> Self {
+        config
+    }
+}
+
 /// A layer configuration that contradicts itself, refused by
-/// [`SessionLayerBuilder::build`].
+/// [`WebConfigBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerConfigError {
     /// The cookie name is empty or has characters a cookie name cannot have.
     #[error("`{0}` is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~ only)")]
     InvalidCookieName(String),
     /// A `__Host-` or `__Secure-` cookie without `Secure`: browsers would refuse it.
     #[error(
-        "the cookie name `{name}` has the {prefix} prefix, which requires the Secure attribute; keep secure(true) or choose another name"
+        "the cookie name `{name}` has the {prefix} prefix, which requires the Secure attribute; keep secure(true) or choose another name (for development over plain HTTP: .secure(false) with a name like `tessera`)"
     )]
     PrefixNeedsSecure {
         /// The cookie name.
@@ -88,11 +201,12 @@ pub enum LayerConfigError {
     InvalidClientIpHeader(String),
 }
 
-/// Builds a [`SessionLayer`]; every setting starts at the secure default.
-pub struct SessionLayerBuilder {
+/// Builds a layer's settings; every setting starts at the secure default.
+/// `T` is what [`build`](Self::build) returns (the framework's layer).
+pub struct WebConfigBuilder<T> {
     manager: SessionManager,
     attributes: CookieAttributes,
-    storage: Storage,
+    sealing: Option<KeyRing>,
     max_cookies: usize,
     controller: Option<Arc<dyn CookieController>>,
     csrf_enabled: bool,
@@ -103,23 +217,26 @@ pub struct SessionLayerBuilder {
     max_form_bytes: usize,
     client_ip_header: Option<String>,
     reject_guessing: bool,
+    target: PhantomData<fn() -> T>,
 }
 
-impl fmt::Debug for SessionLayerBuilder {
+impl<T> fmt::Debug for WebConfigBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionLayerBuilder")
+        f.debug_struct("WebConfigBuilder")
             .field("attributes", &self.attributes)
-            .field("sealed", &matches!(self.storage, Storage::Sealed(_)))
+            .field("sealed", &self.sealing.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl SessionLayerBuilder {
-    pub(crate) fn new(manager: SessionManager) -> Self {
+impl<T: FromWebConfig> WebConfigBuilder<T> {
+    /// Every default: `__Host-tessera` cookie, `SameSite=Lax`, sessions in
+    /// the manager's store, CSRF protection on.
+    pub fn new(manager: SessionManager) -> Self {
         Self {
             manager,
             attributes: CookieAttributes::default(),
-            storage: Storage::Server,
+            sealing: None,
             max_cookies: DEFAULT_MAX_COOKIES,
             controller: None,
             csrf_enabled: true,
@@ -130,14 +247,15 @@ impl SessionLayerBuilder {
             max_form_bytes: DEFAULT_MAX_FORM_BYTES,
             client_ip_header: None,
             reject_guessing: true,
+            target: PhantomData,
         }
     }
 
     /// Keeps sessions in the cookie itself, sealed with the newest key of
     /// `keys` (client-side sessions) instead of in the manager's store. The
-    /// store then holds only the per-subject revocation epochs.
+    /// store then holds only the revocation epochs. Handlers do not change.
     pub fn sealed(mut self, keys: KeyRing) -> Self {
-        self.storage = Storage::Sealed(Arc::new(keys));
+        self.sealing = Some(keys);
         self
     }
 
@@ -161,7 +279,9 @@ impl SessionLayerBuilder {
     }
 
     /// The `Secure` attribute (default on). Turning it off is refused for
-    /// `__Host-` and `__Secure-` names.
+    /// `__Host-` and `__Secure-` names: for development over plain HTTP on
+    /// another host than `localhost`, use `.secure(false)` with a name
+    /// without the prefix.
     pub fn secure(mut self, secure: bool) -> Self {
         self.attributes.secure = secure;
         self
@@ -201,7 +321,10 @@ impl SessionLayerBuilder {
 
     /// Exempts the requests `exempt` selects from the CSRF check (webhooks
     /// authenticated otherwise, say).
-    pub fn csrf_exempt(mut self, exempt: impl Fn(&Parts) -> bool + Send + Sync + 'static) -> Self {
+    pub fn csrf_exempt(
+        mut self,
+        exempt: impl Fn(&ExemptCheck<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.csrf_exempt = Some(Arc::new(exempt));
         self
     }
@@ -227,7 +350,7 @@ impl SessionLayerBuilder {
     }
 
     /// Builds the layer, refusing settings that contradict each other.
-    pub fn build(self) -> Result<SessionLayer, LayerConfigError> {
+    pub fn build(self) -> Result<T, LayerConfigError> {
         let name = &self.attributes.name;
         if name.is_empty() || !name.bytes().all(is_cookie_name_byte) {
             return Err(LayerConfigError::InvalidCookieName(name.clone()));
@@ -243,8 +366,9 @@ impl SessionLayerBuilder {
         if !(1..=9).contains(&self.max_cookies) {
             return Err(LayerConfigError::MaxCookies(self.max_cookies));
         }
-        let header = HeaderName::try_from(self.csrf_header.as_str())
-            .map_err(|_| LayerConfigError::InvalidCsrfHeader(self.csrf_header.clone()))?;
+        if http::HeaderName::try_from(self.csrf_header.as_str()).is_err() {
+            return Err(LayerConfigError::InvalidCsrfHeader(self.csrf_header));
+        }
         if self.csrf_field.is_empty() {
             return Err(LayerConfigError::EmptyCsrfField);
         }
@@ -256,35 +380,34 @@ impl SessionLayerBuilder {
                 return Err(LayerConfigError::InvalidTrustedOrigin(origin.clone()));
             }
         }
-        let client_ip_header = self
-            .client_ip_header
-            .map(|h| {
-                HeaderName::try_from(h.as_str())
-                    .map_err(|_| LayerConfigError::InvalidClientIpHeader(h))
-            })
-            .transpose()?;
-        let cookies: Arc<dyn CookieController> = match (self.controller, &self.storage) {
-            (Some(controller), _) => controller,
-            (None, Storage::Server) => Arc::new(SingleCookie::new(self.attributes.clone())),
-            (None, Storage::Sealed(_)) => Arc::new(ChunkedCookie::new(
+        if let Some(header) = &self.client_ip_header
+            && http::HeaderName::try_from(header.as_str()).is_err()
+        {
+            return Err(LayerConfigError::InvalidClientIpHeader(header.clone()));
+        }
+        let manager = match self.sealing {
+            Some(keys) => self.manager.with_sealing(keys, name.as_bytes()),
+            None => self.manager,
+        };
+        let cookies: Arc<dyn CookieController> = match self.controller {
+            Some(controller) => controller,
+            None if manager.is_sealed() => Arc::new(ChunkedCookie::new(
                 self.attributes.clone(),
                 self.max_cookies,
             )),
+            None => Arc::new(SingleCookie::new(self.attributes.clone())),
         };
-        Ok(SessionLayer::from_shared(Arc::new(Shared {
-            manager: self.manager,
-            storage: self.storage,
+        Ok(T::from_web_config(Arc::new(WebConfig {
+            manager,
             cookies,
             cookie_name: self.attributes.name,
-            csrf: CsrfSettings {
-                enabled: self.csrf_enabled,
-                header,
-                field: self.csrf_field,
-                trusted_origins: self.trusted_origins,
-                exempt: self.csrf_exempt,
-                max_form_bytes: self.max_form_bytes,
-            },
-            client_ip_header,
+            csrf_enabled: self.csrf_enabled,
+            csrf_header: self.csrf_header.to_ascii_lowercase(),
+            csrf_field: self.csrf_field,
+            trusted_origins: self.trusted_origins,
+            csrf_exempt: self.csrf_exempt,
+            max_form_bytes: self.max_form_bytes,
+            client_ip_header: self.client_ip_header.map(|h| h.to_ascii_lowercase()),
             reject_guessing: self.reject_guessing,
         })))
     }
@@ -302,8 +425,8 @@ mod tests {
 
     use super::*;
 
-    fn builder() -> SessionLayerBuilder {
-        SessionLayerBuilder::new(
+    fn builder() -> WebConfigBuilder<Arc<WebConfig>> {
+        WebConfigBuilder::new(
             SessionManager::builder(MemoryStore::new())
                 .build()
                 .expect("defaults"),
@@ -345,6 +468,11 @@ mod tests {
             Err(LayerConfigError::InvalidCsrfHeader(_))
         ));
         let keys = KeyRing::new(SealingKey::new(1, [7; 32]));
-        assert!(builder().sealed(keys).max_cookies(9).build().is_ok());
+        let sealed = builder()
+            .sealed(keys)
+            .max_cookies(9)
+            .build()
+            .expect("sealed");
+        assert!(sealed.manager().is_sealed());
     }
 }

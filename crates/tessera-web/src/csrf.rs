@@ -1,11 +1,11 @@
 //! Cross-site request forgery protection: a per-session secret, masked
 //! per-response tokens, and the `Origin` / `Sec-Fetch-Site` check.
 //!
-//! Each session holds a 32-byte secret (in its data under
-//! [`CSRF_DATA_KEY`], created on first use and replaced at login). A token
-//! handed to a page is `base64url(mask ‖ mask ⊕ secret)` with a fresh random
-//! mask every time, so no two responses carry the same bytes and a
-//! compression side channel (BREACH) learns nothing about the secret.
+//! Each session holds a 128-bit secret (its record's
+//! [`CsrfSecret`], replaced at every login). A token handed to a page is
+//! `base64url(mask ‖ mask ⊕ secret)` with a fresh random mask every time,
+//! so no two responses carry the same bytes and a compression side channel
+//! (BREACH) learns nothing about the secret.
 //!
 //! Unsafe requests (every method but GET, HEAD, OPTIONS and TRACE) must
 //! carry a token — in the `X-CSRF-Token` header or the `csrf_token` form
@@ -15,20 +15,21 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, Method, header};
 use subtle::ConstantTimeEq;
+use tessera_core::CsrfSecret;
 
-/// The session data key holding the CSRF secret.
-pub const CSRF_DATA_KEY: &str = "__tessera_csrf";
+use crate::Headers;
+
 /// The default request header carrying the token.
 pub const DEFAULT_CSRF_HEADER: &str = "x-csrf-token";
 /// The default form field carrying the token.
 pub const DEFAULT_CSRF_FIELD: &str = "csrf_token";
 
-const SECRET_LEN: usize = 32;
+const SECRET_LEN: usize = 16;
 
 /// Why an unsafe request was refused (always `403 Forbidden`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CsrfError {
     /// The browser says the request was started by another site.
     #[error("cross-site request refused: {evidence}")]
@@ -56,28 +57,13 @@ pub enum CsrfError {
 }
 
 /// Whether requests with this method change state and need a token.
-pub fn is_unsafe(method: &Method) -> bool {
-    !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// A fresh random secret, as stored in the session data.
-pub(crate) fn new_secret() -> Result<String, getrandom::Error> {
-    let mut secret = [0u8; SECRET_LEN];
-    getrandom::fill(&mut secret)?;
-    Ok(URL_SAFE_NO_PAD.encode(secret))
-}
-
-fn decode_secret(secret: &str) -> Option<[u8; SECRET_LEN]> {
-    let bytes = URL_SAFE_NO_PAD.decode(secret).ok()?;
-    bytes.try_into().ok()
+pub fn is_unsafe(method: &str) -> bool {
+    !matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE")
 }
 
 /// A masked token for `secret`: different on every call.
-pub(crate) fn mask(secret: &str) -> Result<String, getrandom::Error> {
-    let secret = decode_secret(secret).unwrap_or([0; SECRET_LEN]);
+pub fn mask(secret: &CsrfSecret) -> Result<String, getrandom::Error> {
+    let secret = secret.expose();
     let mut pad = [0u8; SECRET_LEN];
     getrandom::fill(&mut pad)?;
     let mut token = [0u8; 2 * SECRET_LEN];
@@ -89,10 +75,7 @@ pub(crate) fn mask(secret: &str) -> Result<String, getrandom::Error> {
 }
 
 /// Whether a presented masked token unmasks to `secret` (constant time).
-pub(crate) fn verify(secret: &str, presented: &str) -> bool {
-    let Some(secret) = decode_secret(secret) else {
-        return false;
-    };
+pub fn verify(secret: &CsrfSecret, presented: &str) -> bool {
     if presented.len() > 128 {
         return false;
     }
@@ -106,23 +89,20 @@ pub(crate) fn verify(secret: &str, presented: &str) -> bool {
     for i in 0..SECRET_LEN {
         unmasked[i] = token[i] ^ token[SECRET_LEN + i];
     }
-    unmasked.ct_eq(&secret).into()
+    unmasked.ct_eq(secret.expose()).into()
 }
 
 /// The `Sec-Fetch-Site` / `Origin` check. `trusted` are extra origins
 /// (`scheme://host[:port]`) allowed to post, e.g. a sibling front end.
-pub(crate) fn check_origin(headers: &HeaderMap, trusted: &[String]) -> Result<(), CsrfError> {
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
+pub fn check_origin(headers: &dyn Headers, trusted: &[String]) -> Result<(), CsrfError> {
+    let origin = headers.get("origin").map(str::trim);
     let trusted_origin = || origin.is_some_and(|o| trusted.iter().any(|t| t == o));
     if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => Ok(()),
+        return match site {
+            "same-origin" | "none" => Ok(()),
             _ if trusted_origin() => Ok(()),
             other => Err(CsrfError::CrossSite {
-                evidence: format!("Sec-Fetch-Site: {}", String::from_utf8_lossy(other)),
+                evidence: format!("Sec-Fetch-Site: {other}"),
             }),
         };
     }
@@ -131,7 +111,7 @@ pub(crate) fn check_origin(headers: &HeaderMap, trusted: &[String]) -> Result<()
         // token alone decides.
         return Ok(());
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = headers.get("host");
     let origin_authority = origin.split_once("://").map(|(_, authority)| authority);
     if origin_authority.is_some() && origin_authority == host || trusted_origin() {
         return Ok(());
@@ -143,24 +123,24 @@ pub(crate) fn check_origin(headers: &HeaderMap, trusted: &[String]) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     use super::*;
 
     #[test]
     fn masked_tokens_differ_and_verify() {
-        let secret = new_secret().expect("entropy");
+        let secret = CsrfSecret::from_bytes([7; 16]);
         let a = mask(&secret).expect("entropy");
         let b = mask(&secret).expect("entropy");
         assert_ne!(a, b);
         assert!(verify(&secret, &a) && verify(&secret, &b));
-        let other = new_secret().expect("entropy");
+        let other = CsrfSecret::from_bytes([8; 16]);
         assert!(!verify(&other, &a));
         assert!(!verify(&secret, ""));
         assert!(!verify(&secret, "garbage!"));
         assert!(!verify(&secret, &"A".repeat(1000)));
         // The unmasked secret itself is not a valid token.
-        assert!(!verify(&secret, &secret));
+        assert!(!verify(&secret, &URL_SAFE_NO_PAD.encode(secret.expose())));
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -2,7 +2,7 @@
 //! session) is read from `Cookie` headers and written as `Set-Cookie`,
 //! kept apart from the session logic.
 //!
-//! Every cookie is written with the attributes of DESIGN.md §3: `Secure`,
+//! Every cookie is written with the attributes of `docs/tokens-and-cookies.md`: `Secure`,
 //! `HttpOnly`, `SameSite=Lax` (or `Strict`), `Path=/`, no `Domain`, no
 //! `Max-Age`/`Expires` (a browser-session cookie; the server enforces the
 //! timeouts). A cookie never exceeds [`MAX_COOKIE_BYTES`]: a credential that
@@ -17,7 +17,8 @@
 //! as an anonymous visitor.
 
 use cookie::{Cookie, SameSite as CookieSameSite};
-use http::header::{COOKIE, HeaderMap, HeaderValue};
+
+use crate::Headers;
 
 /// Largest cookie (`name=value`) the library writes; browsers drop larger ones.
 pub const MAX_COOKIE_BYTES: usize = 4096;
@@ -25,6 +26,7 @@ pub const MAX_COOKIE_BYTES: usize = 4096;
 /// The `SameSite` attribute of the session cookie. `None` is not offered:
 /// it would send the session with cross-site requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SameSite {
     /// Sent with top-level navigations from other sites, not with their
     /// subrequests or cross-site POSTs (the default).
@@ -56,7 +58,7 @@ impl Default for CookieAttributes {
 }
 
 impl CookieAttributes {
-    fn set_cookie(&self, name: &str, value: &str) -> Result<HeaderValue, CookieTooLarge> {
+    fn set_cookie(&self, name: &str, value: &str) -> Result<String, CookieTooLarge> {
         let size = name.len() + 1 + value.len();
         if size > MAX_COOKIE_BYTES {
             return Err(CookieTooLarge {
@@ -70,10 +72,10 @@ impl CookieAttributes {
             .http_only(true)
             .same_site(self.cookie_same_site())
             .build();
-        header_value(&cookie)
+        Ok(cookie.to_string())
     }
 
-    fn removal(&self, name: &str) -> Option<HeaderValue> {
+    fn removal(&self, name: &str) -> String {
         let cookie = Cookie::build((name, ""))
             .path("/")
             .secure(self.secure)
@@ -82,7 +84,7 @@ impl CookieAttributes {
             .max_age(cookie::time::Duration::ZERO)
             .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
             .build();
-        header_value(&cookie).ok()
+        cookie.to_string()
     }
 
     fn cookie_same_site(&self) -> CookieSameSite {
@@ -91,15 +93,6 @@ impl CookieAttributes {
             SameSite::Strict => CookieSameSite::Strict,
         }
     }
-}
-
-fn header_value(cookie: &Cookie<'_>) -> Result<HeaderValue, CookieTooLarge> {
-    // Credentials are base64url or token text, so this cannot fail; a
-    // refusal is still reported rather than unwrapped.
-    HeaderValue::from_str(&cookie.to_string()).map_err(|_| CookieTooLarge {
-        size: 0,
-        limit: MAX_COOKIE_BYTES,
-    })
 }
 
 /// A credential too large for the cookies allowed to carry it.
@@ -149,18 +142,19 @@ impl Presented {
 }
 
 /// How the session credential travels in cookies. The layer calls it; the
-/// session logic never sees cookie names or attributes.
+/// session logic never sees cookie names or attributes. `Set-Cookie`
+/// values are returned as text that is always a valid header value.
 pub trait CookieController: Send + Sync + 'static {
     /// The credential a request presented in its `Cookie` headers.
-    fn read(&self, headers: &HeaderMap) -> Presented;
+    fn read(&self, headers: &dyn Headers) -> Presented;
 
     /// `Set-Cookie` values that store `credential`, replacing the
     /// `presented` session cookies of the request (at most one per name).
-    fn set(&self, credential: &str, presented: usize) -> Result<Vec<HeaderValue>, CookieTooLarge>;
+    fn set(&self, credential: &str, presented: usize) -> Result<Vec<String>, CookieTooLarge>;
 
     /// `Set-Cookie` values that remove the session cookies (at least the
     /// main one, and the `presented` ones).
-    fn remove(&self, presented: usize) -> Vec<HeaderValue>;
+    fn remove(&self, presented: usize) -> Vec<String>;
 
     /// The longest credential [`set`](Self::set) accepts.
     fn capacity(&self) -> usize;
@@ -169,11 +163,11 @@ pub trait CookieController: Send + Sync + 'static {
 /// Every `name=value` pair of the request's `Cookie` headers, as raw
 /// bytes (a hand-rolled scan: this runs on every request, and only our own
 /// names matter). Pairs without `=` are skipped.
-fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+fn cookie_pairs(headers: &dyn Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|header| header.as_bytes().split(|b| *b == b';'))
+        .all("cookie")
+        .into_iter()
+        .flat_map(|header| header.split(|b| *b == b';'))
         .filter_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|b| *b == b'=')?;
@@ -202,7 +196,7 @@ impl SingleCookie {
 }
 
 impl CookieController for SingleCookie {
-    fn read(&self, headers: &HeaderMap) -> Presented {
+    fn read(&self, headers: &dyn Headers) -> Presented {
         let name = self.attributes.name.as_bytes();
         let mut cookies = 0;
         let mut found: &[u8] = &[];
@@ -236,18 +230,15 @@ impl CookieController for SingleCookie {
         }
     }
 
-    fn set(&self, credential: &str, _presented: usize) -> Result<Vec<HeaderValue>, CookieTooLarge> {
+    fn set(&self, credential: &str, _presented: usize) -> Result<Vec<String>, CookieTooLarge> {
         Ok(vec![
             self.attributes
                 .set_cookie(&self.attributes.name, credential)?,
         ])
     }
 
-    fn remove(&self, _presented: usize) -> Vec<HeaderValue> {
-        self.attributes
-            .removal(&self.attributes.name)
-            .into_iter()
-            .collect()
+    fn remove(&self, _presented: usize) -> Vec<String> {
+        vec![self.attributes.removal(&self.attributes.name)]
     }
 
     fn capacity(&self) -> usize {
@@ -289,7 +280,7 @@ impl ChunkedCookie {
 }
 
 impl CookieController for ChunkedCookie {
-    fn read(&self, headers: &HeaderMap) -> Presented {
+    fn read(&self, headers: &dyn Headers) -> Presented {
         let name = self.attributes.name.as_bytes();
         // parts[i]: the values of cookie `NAME` (i = 0) or `NAME.i`.
         let mut parts: [Vec<&[u8]>; 10] = Default::default();
@@ -340,7 +331,7 @@ impl CookieController for ChunkedCookie {
         Presented::Credential { value, cookies }
     }
 
-    fn set(&self, credential: &str, presented: usize) -> Result<Vec<HeaderValue>, CookieTooLarge> {
+    fn set(&self, credential: &str, presented: usize) -> Result<Vec<String>, CookieTooLarge> {
         let too_large = CookieTooLarge {
             size: credential.len(),
             limit: self.capacity(),
@@ -372,14 +363,14 @@ impl CookieController for ChunkedCookie {
             );
         }
         for index in count..presented {
-            headers.extend(self.attributes.removal(&self.chunk_name(index)));
+            headers.push(self.attributes.removal(&self.chunk_name(index)));
         }
         Ok(headers)
     }
 
-    fn remove(&self, presented: usize) -> Vec<HeaderValue> {
+    fn remove(&self, presented: usize) -> Vec<String> {
         (0..presented.max(1))
-            .filter_map(|index| self.attributes.removal(&self.chunk_name(index)))
+            .map(|index| self.attributes.removal(&self.chunk_name(index)))
             .collect()
     }
 
@@ -390,6 +381,8 @@ impl CookieController for ChunkedCookie {
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, HeaderValue, header::COOKIE};
+
     use super::*;
 
     fn headers(cookies: &[&[u8]]) -> HeaderMap {
@@ -408,7 +401,7 @@ mod tests {
         let controller = SingleCookie::new(CookieAttributes::default());
         let set = controller.set("tss_abc", 0).expect("fits");
         assert_eq!(set.len(), 1);
-        let text = set[0].to_str().expect("ascii");
+        let text = &set[0];
         assert!(text.starts_with("__Host-tessera=tss_abc"), "{text}");
         for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
             assert!(text.contains(attribute), "{attribute} missing in {text}");
@@ -417,7 +410,7 @@ mod tests {
             assert!(!text.contains(absent), "{absent} present in {text}");
         }
         let removal = controller.remove(1);
-        let removal = removal[0].to_str().expect("ascii");
+        let removal = &removal[0];
         assert!(removal.contains("Max-Age=0") && removal.contains("Path=/"));
     }
 
@@ -459,11 +452,10 @@ mod tests {
         let set = controller.set(&credential, 4).expect("fits in 3");
         // Three parts plus the removal of the stale fourth.
         assert_eq!(set.len(), 4);
-        assert!(set[3].to_str().expect("ascii").contains("Max-Age=0"));
+        assert!(set[3].contains("Max-Age=0"));
         let cookie_header: Vec<String> = set[..3]
             .iter()
-            .map(|v| {
-                let text = v.to_str().expect("ascii");
+            .map(|text| {
                 assert!(text.split(';').next().expect("pair").len() <= MAX_COOKIE_BYTES);
                 text.split(';').next().expect("pair").to_owned()
             })
@@ -512,7 +504,7 @@ mod tests {
         let set = chunked.set(&full, 0).expect("fits");
         let pairs: Vec<&str> = set
             .iter()
-            .map(|v| v.to_str().expect("ascii").split(';').next().expect("pair"))
+            .map(|v| v.split(';').next().expect("pair"))
             .collect();
         assert_eq!(
             chunked.read(&headers(&[pairs.join("; ").as_bytes()])),

@@ -1,0 +1,51 @@
+//! Framework-neutral web sessions for Tessera: what the axum and actix-web
+//! integrations share, so that each of them only translates its
+//! framework's requests and responses.
+//!
+//! * [`cookies`]: how the credential travels in cookies (`__Host-` name,
+//!   `Secure`, `HttpOnly`, `SameSite`, chunking of sealed sessions);
+//! * [`csrf`]: masked per-response tokens and the `Sec-Fetch-Site` /
+//!   `Origin` check;
+//! * [`WebConfig`] and its [`WebConfigBuilder`]: every setting of a
+//!   session layer, checked at start;
+//! * [`RequestSession`]: one request's session, loaded lazily, written
+//!   through the [`SessionManager`](tessera_core::SessionManager), and
+//!   turned into at most one cookie change when the response leaves
+//!   ([`ResponseChanges`]);
+//! * [`Error`]: what a request's session operations can fail with, with
+//!   the HTTP status and the stable code each answers with.
+#![forbid(unsafe_code)]
+
+mod config;
+pub mod cookies;
+pub mod csrf;
+mod error;
+mod request;
+
+pub use config::{
+    CsrfExempt, DEFAULT_MAX_COOKIES, DEFAULT_MAX_FORM_BYTES, ExemptCheck, FromWebConfig,
+    LayerConfigError, WebConfig, WebConfigBuilder,
+};
+pub use cookies::SameSite;
+pub use error::Error;
+pub use request::{RequestSession, ResponseChanges};
+
+/// A request's headers as a framework integration hands them over.
+/// Header names are given in lowercase.
+pub trait Headers {
+    /// The first value of header `name`, when it is visible ASCII text.
+    fn get(&self, name: &str) -> Option<&str>;
+
+    /// Every value of header `name`, as bytes.
+    fn all(&self, name: &str) -> Vec<&[u8]>;
+}
+
+impl Headers for http::HeaderMap {
+    fn get(&self, name: &str) -> Option<&str> {
+        http::HeaderMap::get(self, name).and_then(|v| v.to_str().ok())
+    }
+
+    fn all(&self, name: &str) -> Vec<&[u8]> {
+        self.get_all(name).iter().map(|v| v.as_bytes()).collect()
+    }
+}
