@@ -1,55 +1,88 @@
-//! The conformance suite catches stores that break a guarantee: each broken
-//! store below breaks one, and the suite must fail the case that covers it.
+//! The conformance suite catches stores that break the storage contract
+//! (`docs/writing-a-store.md`): a reference store passes every case, none
+//! skipped, and each broken variant below breaks one guarantee, which the
+//! case that covers it must fail, for that reason.
+//!
+//! The reference store is the design of the example in the `store` module's
+//! documentation: one mutex around a map of encoded records keyed by
+//! session id, a subject map and the epochs. Faults of meaning (what a
+//! write does) are switches inside it; faults of a failing operation are
+//! an [`Intercept`] hook around it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
-use tessera_core::testkit;
-use tessera_core::{
-    CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry,
-    Timestamp, TokenHash, Tombstone, WriteOutcome, async_trait, page_of_keys,
+use async_trait::async_trait;
+use tessera_core::store::{
+    Call, CreateOutcome, Epochs, Intercept, Intercepted, Maintenance, Operation, Page, Records,
+    StoreError, SubjectIndex, WriteOutcome, page_of_ids,
 };
+use tessera_core::testkit::{self, ConformanceReport};
+use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash, codec};
 
-/// One way a store can be wrong.
-#[derive(Clone, Copy, Default)]
+/// One way a store can be wrong; the default is a correct store.
+#[derive(Debug, Clone, Copy, Default)]
 struct Faults {
-    /// Updates ignore the expected version (last write wins).
+    /// `update` ignores the expected revision: last write wins.
     last_write_wins: bool,
-    /// Expired records keep loading.
-    returns_expired: bool,
-    /// Rotation copies the session but leaves the old key live.
-    rotate_without_tombstone: bool,
-    /// Deleted sessions stay in the subject index.
+    /// `update` compares the version but not the token hash, so a write
+    /// based on a reading from before a renewal lands after it.
+    version_only_cas: bool,
+    /// `load` and listings return records past their forget deadline.
+    returns_forgotten: bool,
+    /// Deleted records, and records whose subject changed, stay listed
+    /// under their old subject (the index keeps a copy of what it indexed).
     leaky_subject_index: bool,
-    /// Create overwrites existing keys.
+    /// `create` overwrites a record with the same id.
     create_overwrites: bool,
-    /// The sweeper removes nothing.
+    /// `sweep_expired` removes nothing.
     never_sweeps: bool,
+    /// `touch` writes what it is given, even when it is earlier.
+    touch_moves_back: bool,
 }
 
 #[derive(Default)]
-struct FaultyStore {
+struct ReferenceStore {
     faults: Faults,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<TokenHash, StoredEntry>,
-    ids: HashMap<SessionId, TokenHash>,
-    deleted: Vec<Arc<Session>>,
-    epoch: u64,
+    /// Every record as the codec encodes it, forget deadline included.
+    records: HashMap<SessionId, Vec<u8>>,
+    /// The ids of each subject's records.
+    subjects: HashMap<String, HashSet<SessionId>>,
+    global_epoch: u64,
     subject_epochs: HashMap<String, u64>,
+    /// `leaky_subject_index` only: deleted records, as the index still has them.
+    graveyard: HashMap<SessionId, Vec<u8>>,
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Unavailable {
-        message: "poisoned".into(),
-        source: None,
+impl Inner {
+    fn index(&mut self, subject: &str, id: SessionId) {
+        self.subjects
+            .entry(subject.to_owned())
+            .or_default()
+            .insert(id);
+    }
+
+    fn unindex(&mut self, subject: &str, id: &SessionId) {
+        if let Some(ids) = self.subjects.get_mut(subject) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.subjects.remove(subject);
+            }
+        }
     }
 }
 
-impl FaultyStore {
+/// Whether an encoded record may still be returned at `now`.
+fn live(bytes: &[u8], now: Timestamp) -> bool {
+    codec::forget_at_of(bytes).is_some_and(|forget_at| forget_at > now)
+}
+
+impl ReferenceStore {
     fn with(faults: Faults) -> Self {
         Self {
             faults,
@@ -57,214 +90,258 @@ impl FaultyStore {
         }
     }
 
-    fn visible(&self, forget_at: Timestamp, now: Timestamp) -> bool {
-        self.faults.returns_expired || forget_at > now
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::corrupt("the store's lock is poisoned"))
     }
 
-    fn live(&self, inner: &Inner, key: &TokenHash, now: Timestamp) -> Option<Arc<Session>> {
-        match inner.entries.get(key) {
-            Some(StoredEntry::Live(s)) if self.visible(s.forget_at(), now) => Some(s.clone()),
-            _ => None,
+    fn visible(&self, bytes: &[u8], now: Timestamp) -> bool {
+        self.faults.returns_forgotten || live(bytes, now)
+    }
+
+    fn accepts(&self, stored: Revision, expected: Revision) -> bool {
+        if self.faults.last_write_wins {
+            true
+        } else if self.faults.version_only_cas {
+            stored.version == expected.version
+        } else {
+            stored == expected
         }
+    }
+
+    /// Removes a record and its index entry (which the leaky index keeps,
+    /// with a copy of the record); the bytes removed.
+    fn remove(&self, inner: &mut Inner, id: &SessionId) -> Option<Vec<u8>> {
+        let bytes = inner.records.remove(id)?;
+        if self.faults.leaky_subject_index {
+            inner.graveyard.insert(*id, bytes.clone());
+        } else if let Some(subject) = codec::subject_of(&bytes) {
+            inner.unindex(subject, id);
+        }
+        Some(bytes)
     }
 }
 
 #[async_trait]
-impl SessionStore for FaultyStore {
+impl Records for ReferenceStore {
     async fn create(
         &self,
-        key: &TokenHash,
-        session: &Session,
+        record: &SessionRecord,
+        forget_at: Timestamp,
     ) -> Result<CreateOutcome, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        if !self.faults.create_overwrites
-            && (inner.entries.contains_key(key) || inner.ids.contains_key(&session.id))
-        {
+        let mut inner = self.lock()?;
+        if inner.records.contains_key(&record.id) && !self.faults.create_overwrites {
             return Ok(CreateOutcome::AlreadyExists);
         }
         inner
-            .entries
-            .insert(*key, StoredEntry::Live(Arc::new(session.clone())));
-        inner.ids.insert(session.id, *key);
+            .records
+            .insert(record.id, codec::encode(record, forget_at));
+        if let Some(subject) = &record.subject {
+            inner.index(subject, record.id);
+        }
         Ok(CreateOutcome::Created)
     }
 
     async fn load(
         &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        if self.faults.last_write_wins {
-            // Let concurrent writers interleave between read and write, as a
-            // networked store would, so lost updates show on any machine.
-            tokio::task::yield_now().await;
-        }
-        let inner = self.inner.lock().map_err(|_| poisoned())?;
-        Ok(match inner.entries.get(key) {
-            Some(StoredEntry::Live(s)) if self.visible(s.forget_at(), now) => {
-                Some(StoredEntry::Live(s.clone()))
-            }
-            Some(StoredEntry::Tombstone(t)) if self.visible(t.forget_at, now) => {
-                Some(StoredEntry::Tombstone(*t))
-            }
-            _ => None,
-        })
-    }
-
-    async fn load_by_id(
-        &self,
         id: &SessionId,
         now: Timestamp,
-    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        let inner = self.inner.lock().map_err(|_| poisoned())?;
-        Ok(inner
-            .ids
-            .get(id)
-            .and_then(|k| self.live(&inner, k, now).map(|s| (*k, s))))
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let inner = self.lock()?;
+        match inner.records.get(id) {
+            Some(bytes) if self.visible(bytes, now) => codec::decode(bytes, None).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn update(
         &self,
-        key: &TokenHash,
-        session: &Session,
-        expected: u64,
+        record: &SessionRecord,
+        expected: Revision,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        match self.live(&inner, key, now) {
-            None => Ok(WriteOutcome::NotFound),
-            Some(s) if s.version != expected && !self.faults.last_write_wins => {
-                Ok(WriteOutcome::VersionConflict { current: s.version })
+        let mut inner = self.lock()?;
+        let Some(stored) = inner.records.get(&record.id).filter(|b| live(b, now)) else {
+            return Ok(WriteOutcome::NotFound);
+        };
+        let current = codec::revision_of(stored)
+            .ok_or_else(|| StoreError::corrupt("a stored record has no revision"))?;
+        if !self.accepts(current, expected) {
+            return Ok(WriteOutcome::Conflict { current });
+        }
+        let old_subject = codec::subject_of(stored).map(str::to_owned);
+        inner
+            .records
+            .insert(record.id, codec::encode(record, forget_at));
+        if old_subject != record.subject {
+            if let Some(old) = old_subject.filter(|_| !self.faults.leaky_subject_index) {
+                inner.unindex(&old, &record.id);
             }
-            Some(_) => {
-                inner
-                    .entries
-                    .insert(*key, StoredEntry::Live(Arc::new(session.clone())));
-                Ok(WriteOutcome::Written)
+            if let Some(subject) = &record.subject {
+                inner.index(subject, record.id);
             }
         }
+        Ok(WriteOutcome::Written)
     }
 
     async fn touch(
         &self,
-        key: &TokenHash,
+        id: &SessionId,
         last_seen_at: Timestamp,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        let Some(s) = self.live(&inner, key, now) else {
+        let mut inner = self.lock()?;
+        let Some(bytes) = inner.records.get_mut(id).filter(|b| live(b, now)) else {
             return Ok(WriteOutcome::NotFound);
         };
-        let mut touched = (*s).clone();
-        touched.last_seen_at = touched.last_seen_at.max(last_seen_at);
-        inner
-            .entries
-            .insert(*key, StoredEntry::Live(Arc::new(touched)));
-        Ok(WriteOutcome::Written)
-    }
-
-    async fn rotate(
-        &self,
-        old: &TokenHash,
-        new: &TokenHash,
-        session: &Session,
-        expected: u64,
-        tombstone: &Tombstone,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        match self.live(&inner, old, now) {
-            None => return Ok(WriteOutcome::NotFound),
-            Some(s) if s.version != expected => {
-                return Ok(WriteOutcome::VersionConflict { current: s.version });
-            }
-            Some(_) => {}
+        if self.faults.touch_moves_back {
+            bytes[codec::LAST_SEEN].copy_from_slice(&last_seen_at.as_millis().to_be_bytes());
+            bytes[codec::FORGET_AT].copy_from_slice(&forget_at.as_millis().to_be_bytes());
+        } else if !codec::touch_in_place(bytes, last_seen_at, forget_at) {
+            return Err(StoreError::corrupt(
+                "a stored record is not of the current format",
+            ));
         }
-        inner
-            .entries
-            .insert(*new, StoredEntry::Live(Arc::new(session.clone())));
-        if !self.faults.rotate_without_tombstone {
-            inner
-                .entries
-                .insert(*old, StoredEntry::Tombstone(*tombstone));
-        }
-        inner.ids.insert(session.id, *new);
         Ok(WriteOutcome::Written)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        let Some(key) = inner.ids.remove(id) else {
-            return Ok(false);
-        };
-        match inner.entries.remove(&key) {
-            Some(StoredEntry::Live(s)) => {
-                inner.deleted.push(s);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        let mut inner = self.lock()?;
+        Ok(self.remove(&mut inner, id).is_some())
     }
 
-    async fn list_by_subject(
+    async fn find_legacy(
+        &self,
+        _key: &TokenHash,
+        _now: Timestamp,
+    ) -> Result<Option<SessionId>, StoreError> {
+        Ok(None)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.lock().map(drop)
+    }
+}
+
+#[async_trait]
+impl SubjectIndex for ReferenceStore {
+    async fn list_subject(
         &self,
         subject: &str,
+        cursor: Option<&str>,
+        limit: usize,
         now: Timestamp,
-    ) -> Result<Vec<Arc<Session>>, StoreError> {
-        let inner = self.inner.lock().map_err(|_| poisoned())?;
-        let mut found: Vec<Arc<Session>> = inner
-            .ids
-            .values()
-            .filter_map(|k| self.live(&inner, k, now))
-            .filter(|s| s.subject.as_deref() == Some(subject))
-            .collect();
-        if self.faults.leaky_subject_index {
-            found.extend(
-                inner
-                    .deleted
-                    .iter()
-                    .filter(|s| s.subject.as_deref() == Some(subject))
-                    .cloned(),
-            );
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let inner = self.lock()?;
+        let leaky = self.faults.leaky_subject_index;
+        let mut found = HashMap::new();
+        for id in inner.subjects.get(subject).into_iter().flatten() {
+            let stored = inner
+                .records
+                .get(id)
+                .or_else(|| inner.graveyard.get(id).filter(|_| leaky));
+            let Some(bytes) = stored.filter(|b| self.visible(b, now)) else {
+                continue;
+            };
+            let record = codec::decode(bytes, None)?;
+            if leaky || record.subject.as_deref() == Some(subject) {
+                found.insert(*id, record);
+            }
         }
-        Ok(found)
+        let (ids, next) = page_of_ids(found.keys().copied(), cursor, limit)?;
+        let items = ids.iter().filter_map(|id| found.remove(id)).collect();
+        Ok(Page { items, next })
     }
 
+    async fn delete_subject(
+        &self,
+        subject: &str,
+        except: Option<&SessionId>,
+        now: Timestamp,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut inner = self.lock()?;
+        let ids: Vec<SessionId> = inner
+            .subjects
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter(|id| Some(*id) != except)
+            .copied()
+            .collect();
+        let mut deleted = Vec::new();
+        for id in ids {
+            if let Some(bytes) = self.remove(&mut inner, &id)
+                && live(&bytes, now)
+            {
+                deleted.push(id);
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl Epochs for ReferenceStore {
     async fn global_epoch(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.lock().map_err(|_| poisoned())?.epoch)
+        Ok(self.lock()?.global_epoch)
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        inner.epoch += 1;
-        Ok(inner.epoch)
+        let mut inner = self.lock()?;
+        inner.global_epoch += 1;
+        Ok(inner.global_epoch)
+    }
+
+    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock()?;
+        inner.global_epoch = inner.global_epoch.max(epoch);
+        Ok(inner.global_epoch)
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        let inner = self.inner.lock().map_err(|_| poisoned())?;
-        Ok(inner.subject_epochs.get(subject).copied().unwrap_or(0))
+        Ok(self
+            .lock()?
+            .subject_epochs
+            .get(subject)
+            .copied()
+            .unwrap_or(0))
     }
 
     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        let mut inner = self.lock()?;
         let epoch = inner.subject_epochs.entry(subject.to_owned()).or_insert(0);
         *epoch += 1;
         Ok(*epoch)
     }
 
+    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock()?;
+        let stored = inner.subject_epochs.entry(subject.to_owned()).or_insert(0);
+        *stored = (*stored).max(epoch);
+        Ok(*stored)
+    }
+}
+
+#[async_trait]
+impl Maintenance for ReferenceStore {
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         if self.faults.never_sweeps {
             return Ok(0);
         }
-        let mut inner = self.inner.lock().map_err(|_| poisoned())?;
-        let before = inner.entries.len();
-        inner.entries.retain(|_, e| match e {
-            StoredEntry::Live(s) => s.forget_at() > now,
-            StoredEntry::Tombstone(t) => t.forget_at > now,
-        });
-        let Inner { entries, ids, .. } = &mut *inner;
-        ids.retain(|_, k| matches!(entries.get(k), Some(StoredEntry::Live(_))));
-        Ok((before - inner.entries.len()) as u64)
+        let mut inner = self.lock()?;
+        let expired: Vec<SessionId> = inner
+            .records
+            .iter()
+            .filter(|(_, bytes)| !live(bytes, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.remove(&mut inner, id);
+        }
+        Ok(expired.len() as u64)
     }
 
     async fn export_page(
@@ -272,113 +349,257 @@ impl SessionStore for FaultyStore {
         cursor: Option<&str>,
         limit: usize,
         now: Timestamp,
-    ) -> Result<ExportPage, StoreError> {
-        let inner = self.inner.lock().map_err(|_| poisoned())?;
-        let (keys, next) = page_of_keys(inner.ids.values().copied(), cursor, limit)?;
-        let sessions = keys
-            .into_iter()
-            .filter_map(|key| self.live(&inner, &key, now).map(|session| (key, session)))
-            .collect();
-        Ok(ExportPage { sessions, next })
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let inner = self.lock()?;
+        let (ids, next) = page_of_ids(inner.records.keys().copied(), cursor, limit)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(bytes) = inner.records.get(&id).filter(|b| live(b, now)) {
+                items.push(codec::decode(bytes, None)?);
+            }
+        }
+        Ok(Page { items, next })
     }
 }
 
-async fn report_for(faults: Faults) -> testkit::ConformanceReport {
-    testkit::run_conformance(move || async move { FaultyStore::with(faults) }).await
+/// Around every operation: a yield to the scheduler, as a networked store
+/// would make, so that concurrent requests interleave between a read and
+/// the write that depends on it on any machine; and, when set, the
+/// failure of one kind of operation.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hook {
+    fail: Option<Operation>,
+}
+
+impl Intercept for Hook {
+    async fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: Operation,
+        call: Call<'a, T>,
+    ) -> Result<T, StoreError> {
+        tokio::task::yield_now().await;
+        if self.fail == Some(op) {
+            return Err(StoreError::Unavailable {
+                message: format!("{} is down", op.name()),
+                source: None,
+            });
+        }
+        call.await
+    }
+}
+
+async fn report_for(faults: Faults, hook: Hook) -> ConformanceReport {
+    let report = testkit::run_conformance(move || async move {
+        Intercepted::new(ReferenceStore::with(faults), hook)
+    })
+    .await;
+    println!("{faults:?} {hook:?}: {report}");
+    report
+}
+
+async fn report_with(faults: Faults) -> ConformanceReport {
+    report_for(faults, Hook::default()).await
+}
+
+/// The named case failed, and for the stated reason (its message carries
+/// `why`), not for some other.
+#[track_caller]
+fn assert_caught(report: &ConformanceReport, case: &str, why: &str) {
+    assert!(
+        testkit::cases().iter().any(|c| c.name == case),
+        "the suite has no case {case}"
+    );
+    let Some((_, message)) = report.failed.iter().find(|(name, _)| *name == case) else {
+        panic!("{case} did not catch the fault:\n{report}");
+    };
+    assert!(
+        message.contains(why),
+        "{case} failed, but not for the fault (expected `{why}`): {message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_correct_reference_store_passes() {
-    let report = report_for(Faults::default()).await;
+async fn the_reference_store_passes_every_case() {
+    let report = report_with(Faults::default()).await;
     assert!(report.is_success(), "{report}");
+    assert!(report.skipped.is_empty(), "{report}");
+    assert_eq!(report.passed.len(), testkit::cases().len(), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn last_write_wins_is_caught() {
-    let report = report_for(Faults {
+    let report = report_with(Faults {
         last_write_wins: true,
         ..Faults::default()
     })
     .await;
-    assert!(
-        report.failed_case("store_update_is_compare_and_swap"),
-        "{report}"
+    assert_caught(
+        &report,
+        "records_update_is_compare_and_swap",
+        "a stale version is refused",
     );
-    assert!(
-        report.failed_case("concurrent_writers_lose_no_update"),
-        "{report}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn returning_expired_records_is_caught() {
-    let report = report_for(Faults {
-        returns_expired: true,
-        ..Faults::default()
-    })
-    .await;
-    assert!(
-        report.failed_case("store_load_hides_expired_records"),
-        "{report}"
+    assert_caught(
+        &report,
+        "concurrent_writers_lose_no_update",
+        "64 × 100 increments",
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rotation_without_tombstone_is_caught() {
-    let report = report_for(Faults {
-        rotate_without_tombstone: true,
+async fn a_compare_and_swap_blind_to_the_token_is_caught() {
+    let report = report_with(Faults {
+        version_only_cas: true,
         ..Faults::default()
     })
     .await;
-    assert!(
-        report.failed_case("store_rotate_is_atomic_with_tombstone"),
-        "{report}"
+    assert_caught(
+        &report,
+        "records_update_is_compare_and_swap",
+        "a revision with another token is refused",
     );
-    assert!(
-        report.failed_case("reuse_after_grace_revokes_the_session"),
-        "{report}"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn returning_forgotten_records_is_caught() {
+    let report = report_with(Faults {
+        returns_forgotten: true,
+        ..Faults::default()
+    })
+    .await;
+    assert_caught(
+        &report,
+        "records_load_hides_forgotten_records",
+        "a record does not load once its forget deadline is reached",
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leaky_subject_index_is_caught() {
-    let report = report_for(Faults {
+    let report = report_with(Faults {
         leaky_subject_index: true,
         ..Faults::default()
     })
     .await;
-    assert!(
-        report.failed_case("store_subject_index_follows_every_change"),
-        "{report}"
+    // Bob's former session (now alice's) is listed under alice.
+    assert_caught(
+        &report,
+        "subjects_index_follows_every_change",
+        "a listing holds only the subject's records",
     );
-    assert!(
-        report.failed_case("store_delete_removes_session"),
-        "{report}"
+    assert_caught(
+        &report,
+        "records_delete_removes_the_record",
+        "not listed after delete",
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn overwriting_create_is_caught() {
-    let report = report_for(Faults {
+async fn an_overwriting_create_is_caught() {
+    let report = report_with(Faults {
         create_overwrites: true,
         ..Faults::default()
     })
     .await;
-    assert!(
-        report.failed_case("store_create_is_create_if_absent"),
-        "{report}"
+    assert_caught(
+        &report,
+        "records_create_is_create_if_absent",
+        "same id twice",
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_store_that_never_sweeps_is_caught() {
-    let report = report_for(Faults {
+    let report = report_with(Faults {
         never_sweeps: true,
         ..Faults::default()
     })
     .await;
+    assert_caught(
+        &report,
+        "maintenance_sweep_removes_forgotten_records",
+        "a forgotten record survived the sweep",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_touch_that_moves_back_is_caught() {
+    let report = report_with(Faults {
+        touch_moves_back: true,
+        ..Faults::default()
+    })
+    .await;
+    assert_caught(
+        &report,
+        "records_touch_moves_forward_only",
+        "last_seen_at never moves back",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_operations_fail_their_cases_with_the_store_error() {
+    let expectations: [(Operation, &[&str]); 4] = [
+        (
+            Operation::SweepExpired,
+            &["maintenance_sweep_removes_forgotten_records"],
+        ),
+        (
+            Operation::Touch,
+            &["records_touch_moves_forward_only", "touch_is_amortised"],
+        ),
+        (
+            Operation::BumpSubjectEpoch,
+            &["epochs_are_shared_and_only_grow"],
+        ),
+        (
+            Operation::ExportPage,
+            &["maintenance_export_pages_through_every_live_record"],
+        ),
+    ];
+    for (op, cases) in expectations {
+        let report = report_for(Faults::default(), Hook { fail: Some(op) }).await;
+        for case in cases {
+            assert_caught(&report, case, &format!("{} is down", op.name()));
+        }
+        assert!(
+            report
+                .failed
+                .iter()
+                .all(|(_, why)| !why.starts_with("panicked")),
+            "a failing store is reported, not a panic: {report}"
+        );
+    }
+}
+
+/// What the store-level case guards at the manager's level: two rotations
+/// made on the strength of one reading of the session. With a
+/// compare-and-swap that compares the token hash, the second loses, reads
+/// again and rotates on top of the first, whose token lives on through
+/// the grace; with one that compares only the version, the second
+/// overwrites the first and the token the first handed out is unknown.
+#[tokio::test]
+async fn a_compare_and_swap_blind_to_the_token_loses_a_rotation() {
+    async fn first_rotation_survives(faults: Faults) -> bool {
+        let manager = tessera_core::SessionManager::builder(ReferenceStore::with(faults))
+            .build()
+            .expect("manager");
+        let created = manager
+            .create(tessera_core::NewSession::anonymous())
+            .await
+            .expect("create");
+        let first = manager.rotate(&created).await.expect("first rotation");
+        manager
+            .rotate(&created)
+            .await
+            .expect("second rotation, from the same reading");
+        let first = first.issued().expect("a new token").expose();
+        manager.resolve(first, None).await.is_ok()
+    }
+    assert!(first_rotation_survives(Faults::default()).await);
     assert!(
-        report.failed_case("store_sweep_removes_expired"),
-        "{report}"
+        !first_rotation_survives(Faults {
+            version_only_cas: true,
+            ..Faults::default()
+        })
+        .await
     );
 }
