@@ -21,7 +21,7 @@ use axum::http::Request;
 use libfuzzer_sys::fuzz_target;
 use tessera::{MemoryStore, SessionManager};
 use tesserad::api::{AppState, HttpLimits, router};
-use tesserad::keys::KeyRing;
+use tesserad::keys::ApiKeys;
 use tesserad::metrics::{Metrics, MetricsEventSink};
 use tower::ServiceExt;
 
@@ -76,14 +76,12 @@ fn new_router() -> Router {
         .events(MetricsEventSink::new(metrics.clone()))
         .build()
         .expect("manager");
-    let state = AppState {
+    let state = AppState::new(
         manager,
-        keys: Arc::new(KeyRing::new(Some(KEY), None).expect("keys")),
-        metrics,
-        cookie_name: "__Host-tessera".into(),
-        store_description: "memory:".into(),
-        started: Instant::now(),
-    };
+        Arc::new(ApiKeys::new(Some(KEY), None).expect("keys")),
+    )
+    .metrics(metrics)
+    .store_description("memory:");
     router(
         state,
         HttpLimits {

@@ -129,8 +129,13 @@ impl fmt::Debug for SessionData {
 }
 
 impl Serialize for SessionData {
+    /// Writes the JSON text as it is (an object), without building values.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_map().serialize(serializer)
+        match serde_json::from_str::<&serde_json::value::RawValue>(&self.0) {
+            Ok(raw) => raw.serialize(serializer),
+            // A damaged stored text shows as an empty object, as `to_map` reads it.
+            Err(_) => Map::new().serialize(serializer),
+        }
     }
 }
 

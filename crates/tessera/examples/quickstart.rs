@@ -1,6 +1,6 @@
 //! A whole session lifecycle on the in-memory store, printed step by step.
 //!
-//! `cargo run -p tessera --example quickstart`
+//! `cargo run -p tessera-sessions --example quickstart`
 
 use std::time::Duration;
 
@@ -17,48 +17,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clock(clock.clone())
         .build()?;
 
-    let visitor = manager.create(NewSession::default()).await?;
-    println!("created anonymous session {}", visitor.session.id);
+    // A visitor arrives: a session, and a token for its cookie.
+    let visitor = manager.create(NewSession::anonymous()).await?;
+    let first_token = visitor.issued().expect("a new session").expose().to_owned();
+    println!("created anonymous session {}", visitor.record().id);
 
     let cart = SessionData::from_value(&json!({"cart": ["book"]}))?;
-    manager
-        .update(
-            visitor.token.expose(),
-            DataChange::Replace(cart),
-            None,
-            None,
-        )
+    let visitor = manager
+        .update(&visitor, DataChange::Replace(cart), None, None)
         .await?;
     println!("stored a cart in it");
 
-    let alice = manager
-        .login(Some(visitor.token.expose()), Login::new("alice"))
-        .await?;
+    // Login: same session, a new token; the old one is dead at once.
+    let alice = manager.login(Some(&visitor), Login::new("alice")).await?;
+    let mut token = alice.issued().expect("a login").expose().to_owned();
     println!(
         "alice logged in: same session {}, new token; the old token now gives: {}",
-        alice.session.id,
+        alice.record().id,
         manager
-            .validate(visitor.token.expose(), None)
+            .validate(&first_token, None)
             .await
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
     );
 
+    // Later requests present the token; after 15 minutes it is renewed.
     clock.advance(Duration::from_secs(16 * 60));
-    let valid = manager.validate(alice.token.expose(), None).await?;
+    let valid = manager.validate(&token, None).await?;
     println!(
         "16 minutes later the token was renewed: {}",
-        valid.renewed_token.is_some()
+        valid.issued().is_some()
     );
-    let token = valid
-        .renewed_token
-        .map(|t| t.expose().to_owned())
-        .unwrap_or_else(|| alice.token.expose().to_owned());
+    if let Some(renewed) = valid.issued() {
+        token = renewed.expose().to_owned();
+    }
     println!(
         "cart survived login: {}",
         valid
-            .session
+            .record()
             .data
             .get::<Vec<String>>("cart")
             .unwrap_or_default()

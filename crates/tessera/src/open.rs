@@ -1,5 +1,5 @@
 //! Opening a session store from a URL (`memory:`, `embedded:PATH`,
-//! `postgres://…`): the
+//! `redis://…`, `rediss://…`, `redis+cluster://…`, `postgres://…`): the
 //! one place that knows every store URL, shared by `tesserad` and the demo.
 //!
 //! ```
@@ -21,8 +21,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_core::{MemoryStore, SessionStore};
-use tokio::task::JoinHandle;
+use tessera_core::MemoryStore;
+use tessera_core::store::{SessionStore, Sweeper, redact_url, spawn_sweeper};
 
 /// How often background sweepers remove expired records.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -85,41 +85,10 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory:"),
             StoreUrl::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
-            StoreUrl::Postgres { url } => f.write_str(&redacted(url)),
-            StoreUrl::Redis { url } => f.write_str(&redacted(url)),
+            StoreUrl::Postgres { url } => f.write_str(&redact_url(url)),
+            StoreUrl::Redis { url } => f.write_str(&redact_url(url)),
         }
     }
-}
-
-/// `url` with the password of its user part and any `password=` parameter
-/// replaced by `***`.
-fn redacted(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = url.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end = url[authority_start..]
-            .find(['/', '?'])
-            .map_or(url.len(), |end| authority_start + end);
-        let authority = &url[authority_start..authority_end];
-        if let Some(at) = authority.rfind('@')
-            && let Some(colon) = authority[..at].find(':')
-        {
-            out.replace_range(authority_start + colon + 1..authority_start + at, "***");
-        }
-    }
-    let mut hidden = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(found) = rest.find("password=") {
-        let value_start = found + "password=".len();
-        hidden.push_str(&rest[..value_start]);
-        hidden.push_str("***");
-        let value_len = rest[value_start..]
-            .find(['&', ' '])
-            .unwrap_or(rest.len() - value_start);
-        rest = &rest[value_start + value_len..];
-    }
-    hidden.push_str(rest);
-    hidden
 }
 
 impl fmt::Debug for StoreUrl {
@@ -248,14 +217,15 @@ impl FromStr for StoreUrl {
 pub type RecordCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Closes a store cleanly (flushes and unlocks what it holds).
-pub type StoreCloser = Box<dyn FnOnce() -> Result<(), tessera_core::BoxError> + Send>;
+pub type StoreCloser = Box<dyn FnOnce() -> Result<(), tessera_core::store::BoxError> + Send>;
 
 /// An open store and the background tasks that keep it tidy.
 pub struct OpenedStore {
     /// The store.
     pub store: Arc<dyn SessionStore>,
-    /// Background tasks started for the store (sweepers); [`shutdown`](Self::shutdown) ends them.
-    pub tasks: Vec<JoinHandle<()>>,
+    /// Background tasks started for the store (its sweeper); they end
+    /// with [`shutdown`](Self::shutdown), or when this is dropped.
+    pub tasks: Vec<Sweeper>,
     /// Counts the records held, when the store can tell cheaply.
     pub record_counter: Option<RecordCounter>,
     /// The URL it was opened from.
@@ -278,8 +248,8 @@ impl OpenedStore {
     /// hold files or connections; others close when the last clone of
     /// [`store`](Self::store) is dropped).
     pub fn shutdown(self) -> Result<(), OpenStoreError> {
-        for task in &self.tasks {
-            task.abort();
+        for task in self.tasks {
+            task.stop();
         }
         match self.closer {
             Some(close) => close().map_err(|source| OpenStoreError::Close {
@@ -329,7 +299,7 @@ pub async fn open_store_with(
     match url {
         StoreUrl::Memory => {
             let store = MemoryStore::new();
-            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            let sweeper = spawn_sweeper(store.clone(), SWEEP_INTERVAL);
             let counted = store.clone();
             Ok(OpenedStore {
                 store: Arc::new(store),
@@ -347,7 +317,7 @@ pub async fn open_store_with(
                     source: Box::new(source),
                 }
             })?;
-            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            let sweeper = spawn_sweeper(store.clone(), SWEEP_INTERVAL);
             let counted = store.clone();
             let closing = store.clone();
             Ok(OpenedStore {
@@ -358,7 +328,7 @@ pub async fn open_store_with(
                 closer: Some(Box::new(move || {
                     closing
                         .close()
-                        .map_err(|e| Box::new(e) as tessera_core::BoxError)
+                        .map_err(|e| Box::new(e) as tessera_core::store::BoxError)
                 })),
             })
         }
@@ -375,7 +345,7 @@ pub async fn open_store_with(
                     scheme: "postgres",
                     source: Box::new(source),
                 })?;
-            let sweeper = store.spawn_sweeper(SWEEP_INTERVAL);
+            let sweeper = spawn_sweeper(store.clone(), SWEEP_INTERVAL);
             Ok(OpenedStore {
                 store: Arc::new(store),
                 tasks: vec![sweeper],
@@ -404,9 +374,10 @@ pub async fn open_store_with(
                     tessera_core::near_cache::NearCacheConfig::default(),
                 );
                 let closing = cache.clone();
+                let sweeper = spawn_sweeper(cache.clone(), SWEEP_INTERVAL);
                 return Ok(OpenedStore {
                     store: Arc::new(cache),
-                    tasks: Vec::new(),
+                    tasks: vec![sweeper],
                     record_counter: None,
                     url: url.clone(),
                     closer: Some(Box::new(move || {
@@ -415,9 +386,10 @@ pub async fn open_store_with(
                     })),
                 });
             }
+            let sweeper = spawn_sweeper(store.clone(), SWEEP_INTERVAL);
             Ok(OpenedStore {
                 store: Arc::new(store),
-                tasks: Vec::new(),
+                tasks: vec![sweeper],
                 record_counter: None,
                 url: url.clone(),
                 closer: None,

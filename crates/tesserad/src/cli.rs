@@ -1,4 +1,4 @@
-//! The command line of DESIGN.md §4: `serve` (the default) and the local
+//! The command line (`docs/cli.md`): `serve` (the default) and the local
 //! and remote admin commands. Every flag also reads `TESSERA_<NAME>`.
 
 use std::net::SocketAddr;
@@ -162,21 +162,26 @@ pub struct ServeArgs {
     /// none given and none stored, one is generated and printed once.
     #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// A session ends this long after its last use.
-    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", default_value = "30m", value_parser = duration)]
-    pub idle_timeout: Duration,
-    /// A session ends this long after creation, however active.
-    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", default_value = "12h", value_parser = duration)]
-    pub absolute_timeout: Duration,
-    /// Validation rotates a token older than this.
-    #[arg(long, env = "TESSERA_RENEW_AFTER", default_value = "15m", value_parser = duration)]
-    pub renew_after: Duration,
-    /// A rotated-away token still works this long (requests in flight).
-    #[arg(long, env = "TESSERA_ROTATION_GRACE", default_value = "10s", value_parser = duration)]
-    pub rotation_grace: Duration,
-    /// Validation writes the idle deadline only when it is older than this.
-    #[arg(long, env = "TESSERA_TOUCH_AFTER", default_value = "60s", value_parser = duration)]
-    pub touch_after: Duration,
+    /// A session ends this long after its last use [default: 30m].
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = duration)]
+    pub idle_timeout: Option<Duration>,
+    /// A session ends this long after creation, however active [default:
+    /// 12h, at least the idle timeout].
+    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_parser = duration)]
+    pub absolute_timeout: Option<Duration>,
+    /// Validation rotates a token older than this [default: 15m, at most
+    /// half the idle timeout].
+    #[arg(long, env = "TESSERA_RENEW_AFTER", value_parser = duration)]
+    pub renew_after: Option<Duration>,
+    /// A token replaced by renewal still works this long after its
+    /// successor is presented (requests in flight) [default: 10s, at most a
+    /// quarter of the renewal interval].
+    #[arg(long, env = "TESSERA_ROTATION_GRACE", value_parser = duration)]
+    pub rotation_grace: Option<Duration>,
+    /// Validation writes the idle deadline only when it is older than this
+    /// [default: 60s, at most a quarter of the idle timeout].
+    #[arg(long, env = "TESSERA_TOUCH_AFTER", value_parser = duration)]
+    pub touch_after: Option<Duration>,
     /// What to do when a client's User-Agent or IP prefix changes: off, log or reject.
     #[arg(long, env = "TESSERA_BINDING", default_value = "log", value_parser = binding)]
     pub binding: BindingPolicy,
@@ -248,11 +253,11 @@ mod tests {
             cli.serve.location.data_dir(),
             PathBuf::from("./tessera-data")
         );
-        assert_eq!(cli.serve.idle_timeout, Duration::from_secs(1800));
-        assert_eq!(cli.serve.absolute_timeout, Duration::from_secs(12 * 3600));
-        assert_eq!(cli.serve.renew_after, Duration::from_secs(900));
-        assert_eq!(cli.serve.rotation_grace, Duration::from_secs(10));
-        assert_eq!(cli.serve.touch_after, Duration::from_secs(60));
+        assert_eq!(cli.serve.idle_timeout, None, "derived by the manager");
+        assert_eq!(cli.serve.absolute_timeout, None);
+        assert_eq!(cli.serve.renew_after, None);
+        assert_eq!(cli.serve.rotation_grace, None);
+        assert_eq!(cli.serve.touch_after, None);
         assert_eq!(cli.serve.binding, BindingPolicy::Log);
         assert_eq!(cli.serve.cookie_name, "__Host-tessera");
     }
@@ -273,7 +278,7 @@ mod tests {
         let Some(Command::Serve(serve)) = cli.command else {
             panic!("serve expected");
         };
-        assert_eq!(serve.idle_timeout, Duration::from_secs(2));
+        assert_eq!(serve.idle_timeout, Some(Duration::from_secs(2)));
         assert_eq!(serve.binding, BindingPolicy::Reject);
         assert!(Cli::try_parse_from(["tesserad", "--idle-timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["tesserad", "--store", "mongodb://x"]).is_err());

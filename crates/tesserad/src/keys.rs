@@ -246,14 +246,14 @@ impl KeyStore {
 /// The keys the server accepts: the one given on the command line (if
 /// any) and those in the data directory, reloaded when the file changes.
 #[derive(Debug)]
-pub struct KeyRing {
+pub struct ApiKeys {
     configured: Option<[u8; 32]>,
     stored: RwLock<Vec<[u8; 32]>>,
     store: Option<KeyStore>,
     loaded_at: RwLock<Option<SystemTime>>,
 }
 
-impl KeyRing {
+impl ApiKeys {
     /// A ring accepting `configured` and every key in `store`.
     pub fn new(configured: Option<&str>, store: Option<KeyStore>) -> Result<Self, KeyError> {
         let ring = Self {
@@ -361,7 +361,7 @@ mod tests {
         assert!(!text.contains(&first.key) && !text.contains(&second.key));
         assert!(text.contains(&hex::encode(hash_key(&first.key))));
 
-        let ring = KeyRing::new(Some("configured-key"), Some(store.clone())).expect("ring");
+        let ring = ApiKeys::new(Some("configured-key"), Some(store.clone())).expect("ring");
         assert!(ring.verify(&first.key));
         assert!(ring.verify(&second.key));
         assert!(ring.verify("configured-key"));

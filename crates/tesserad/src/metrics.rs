@@ -14,7 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tessera::open::RecordCounter;
-use tessera::{EventSink, SessionEvent};
+use tessera::events::EventSink;
+use tessera::SessionEvent;
+use tessera::store::Operation;
 
 use crate::api::error::ErrorCode;
 use crate::api::model::{EventCount, OperationCount};
@@ -111,93 +113,8 @@ fn outcome_name(index: usize) -> &'static str {
     }
 }
 
-/// A store method, as the latency histogram names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOp {
-    /// `create`.
-    Create,
-    /// `load`.
-    Load,
-    /// `load_by_id`.
-    LoadById,
-    /// `update`.
-    Update,
-    /// `touch`.
-    Touch,
-    /// `rotate`.
-    Rotate,
-    /// `delete`.
-    Delete,
-    /// `list_by_subject`.
-    ListBySubject,
-    /// `delete_by_subject`.
-    DeleteBySubject,
-    /// `global_epoch`.
-    GlobalEpoch,
-    /// `bump_global_epoch`.
-    BumpGlobalEpoch,
-    /// `subject_epoch`.
-    SubjectEpoch,
-    /// `bump_subject_epoch`.
-    BumpSubjectEpoch,
-    /// `sweep_expired`.
-    SweepExpired,
-    /// `ping`.
-    Ping,
-}
-
-impl StoreOp {
-    const ALL: [StoreOp; 15] = [
-        StoreOp::Create,
-        StoreOp::Load,
-        StoreOp::LoadById,
-        StoreOp::Update,
-        StoreOp::Touch,
-        StoreOp::Rotate,
-        StoreOp::Delete,
-        StoreOp::ListBySubject,
-        StoreOp::DeleteBySubject,
-        StoreOp::GlobalEpoch,
-        StoreOp::BumpGlobalEpoch,
-        StoreOp::SubjectEpoch,
-        StoreOp::BumpSubjectEpoch,
-        StoreOp::SweepExpired,
-        StoreOp::Ping,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            StoreOp::Create => "create",
-            StoreOp::Load => "load",
-            StoreOp::LoadById => "load_by_id",
-            StoreOp::Update => "update",
-            StoreOp::Touch => "touch",
-            StoreOp::Rotate => "rotate",
-            StoreOp::Delete => "delete",
-            StoreOp::ListBySubject => "list_by_subject",
-            StoreOp::DeleteBySubject => "delete_by_subject",
-            StoreOp::GlobalEpoch => "global_epoch",
-            StoreOp::BumpGlobalEpoch => "bump_global_epoch",
-            StoreOp::SubjectEpoch => "subject_epoch",
-            StoreOp::BumpSubjectEpoch => "bump_subject_epoch",
-            StoreOp::SweepExpired => "sweep_expired",
-            StoreOp::Ping => "ping",
-        }
-    }
-}
-
-/// Every event kind the engine emits (see `SessionEvent::kind`).
-const EVENT_KINDS: [&str; 9] = [
-    "created",
-    "logged_in",
-    "renewed",
-    "rotated",
-    "expired",
-    "revoked",
-    "token_reuse",
-    "binding_mismatch",
-    "token_guessing",
-];
+/// Every event kind the engine emits, from the engine's own list.
+const EVENT_KINDS: [&str; SessionEvent::KINDS.len()] = SessionEvent::KINDS;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
@@ -277,7 +194,7 @@ impl Metrics {
             .map(|op| {
                 request_family
                     .get_or_create(&OperationLabel {
-                        operation: op.as_str(),
+                        operation: op.name(),
                     })
                     .clone()
             })
@@ -290,13 +207,13 @@ impl Metrics {
             "Latency of session store calls by method and outcome (`ok` or `error`)",
             store_family.clone(),
         );
-        let mut store_seconds = Vec::with_capacity(StoreOp::ALL.len() * 2);
-        for op in StoreOp::ALL {
+        let mut store_seconds = Vec::with_capacity(Operation::ALL.len() * 2);
+        for op in Operation::ALL {
             for outcome in ["ok", "error"] {
                 store_seconds.push(
                     store_family
                         .get_or_create(&OperationLabels {
-                            operation: op.as_str(),
+                            operation: op.name(),
                             outcome,
                         })
                         .clone(),
@@ -354,8 +271,9 @@ impl Metrics {
     }
 
     /// Records one store call.
-    pub fn record_store(&self, op: StoreOp, ok: bool, elapsed: Duration) {
-        let index = op as usize * 2 + usize::from(!ok);
+    pub fn record_store(&self, op: Operation, ok: bool, elapsed: Duration) {
+        let position = Operation::ALL.iter().position(|o| *o == op).unwrap_or(0);
+        let index = position * 2 + usize::from(!ok);
         if let Some(histogram) = self.store_seconds.get(index) {
             histogram.observe(elapsed.as_secs_f64());
         }
@@ -459,7 +377,7 @@ mod tests {
             Some(ErrorCode::InvalidSession),
             Duration::from_micros(40),
         );
-        metrics.record_store(StoreOp::Load, true, Duration::from_micros(5));
+        metrics.record_store(Operation::Load, true, Duration::from_micros(5));
         metrics.record_event("created");
         metrics.record_event("something_new");
         let text = metrics.encode().expect("encode");

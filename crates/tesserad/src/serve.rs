@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tessera::open::{OpenOptions, OpenStoreError, open_store_with};
-use tessera::{
-    ConfigError, EventSink, FanOutEventSink, SessionManager, SessionStore, TracingEventSink,
-};
+use tessera::events::{EventSink, FanOutEventSink, TracingEventSink};
+use tessera::store::SessionStore;
+use tessera::{ConfigError, SessionManager};
 
 use crate::api::{AppState, HttpLimits, router};
 use crate::cli::ServeArgs;
-use crate::keys::{KeyError, KeyRing, KeyStore};
-use crate::metered_store::MeteredStore;
+use crate::keys::{ApiKeys, KeyError, KeyStore};
+use crate::metered_store::metered;
 use crate::metrics::{Metrics, MetricsEventSink};
 
 /// How often the API keys file is checked for changes.
@@ -63,14 +63,26 @@ pub fn build_manager(
     store: Arc<dyn SessionStore>,
     events: Arc<dyn EventSink>,
 ) -> Result<SessionManager, ConfigError> {
+    // Only the settings given are set: the others are derived from them
+    // (a short `--idle-timeout` alone works).
     let mut builder = SessionManager::builder_shared(store)
-        .idle_timeout(args.idle_timeout)
-        .absolute_timeout(args.absolute_timeout)
-        .renew_after(args.renew_after)
-        .rotation_grace(args.rotation_grace)
-        .touch_after(args.touch_after)
         .binding(args.binding)
         .events_shared(events);
+    if let Some(idle) = args.idle_timeout {
+        builder = builder.idle_timeout(idle);
+    }
+    if let Some(absolute) = args.absolute_timeout {
+        builder = builder.absolute_timeout(absolute);
+    }
+    if let Some(renew) = args.renew_after {
+        builder = builder.renew_after(renew);
+    }
+    if let Some(grace) = args.rotation_grace {
+        builder = builder.rotation_grace(grace);
+    }
+    if let Some(touch) = args.touch_after {
+        builder = builder.touch_after(touch);
+    }
     if let Some(cap) = args.max_sessions_per_subject {
         builder = builder.max_sessions_per_subject(cap);
     }
@@ -79,7 +91,7 @@ pub fn build_manager(
 
 /// Makes sure some API key is accepted: with none given and none stored,
 /// generates one, prints it once and keeps only its hash.
-fn prepare_keys(args: &ServeArgs) -> Result<KeyRing, KeyError> {
+fn prepare_keys(args: &ServeArgs) -> Result<ApiKeys, KeyError> {
     let data_dir = args.location.data_dir();
     let store = KeyStore::open(&data_dir)?;
     let configured = args.api_key.as_deref().filter(|key| !key.is_empty());
@@ -96,7 +108,7 @@ fn prepare_keys(args: &ServeArgs) -> Result<KeyRing, KeyError> {
             "generated the first API key"
         );
     }
-    KeyRing::new(configured, Some(store))
+    ApiKeys::new(configured, Some(store))
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -111,21 +123,16 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let key_reloader = keys.spawn_reloader(KEY_RELOAD_INTERVAL);
 
     let metrics = Arc::new(Metrics::new(opened.record_counter.clone()));
-    let store: Arc<dyn SessionStore> =
-        Arc::new(MeteredStore::new(opened.store.clone(), metrics.clone()));
+    let store: Arc<dyn SessionStore> = Arc::new(metered(opened.store.clone(), metrics.clone()));
     let events: Arc<dyn EventSink> = Arc::new(FanOutEventSink(vec![
         Arc::new(TracingEventSink),
         Arc::new(MetricsEventSink::new(metrics.clone())),
     ]));
     let manager = build_manager(&args, store, events)?;
-    let state = AppState {
-        manager,
-        keys,
-        metrics,
-        cookie_name: args.cookie_name.as_str().into(),
-        store_description: opened.url.to_string().into(),
-        started: Instant::now(),
-    };
+    let state = AppState::new(manager, keys)
+        .metrics(metrics)
+        .cookie_name(&args.cookie_name)
+        .store_description(opened.url.to_string());
     let app = router(
         state,
         HttpLimits {

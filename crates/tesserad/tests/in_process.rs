@@ -14,7 +14,7 @@ use tessera::{
     StoreError, StoredEntry, Timestamp, TokenHash, Tombstone, WriteOutcome, async_trait,
 };
 use tesserad::api::{AppState, HttpLimits, router};
-use tesserad::keys::KeyRing;
+use tesserad::keys::ApiKeys;
 use tesserad::metrics::{Metrics, MetricsEventSink};
 use tower::ServiceExt;
 
@@ -140,14 +140,12 @@ fn app(request_timeout: Duration) -> App {
         .events(MetricsEventSink::new(metrics.clone()))
         .build()
         .expect("manager");
-    let state = AppState {
+    let state = AppState::new(
         manager,
-        keys: Arc::new(KeyRing::new(Some(KEY), None).expect("keys")),
-        metrics,
-        cookie_name: "__Host-tessera".into(),
-        store_description: "memory:".into(),
-        started: Instant::now(),
-    };
+        Arc::new(ApiKeys::new(Some(KEY), None).expect("keys")),
+    )
+    .metrics(metrics)
+    .store_description("memory:");
     let router = router(
         state,
         HttpLimits {

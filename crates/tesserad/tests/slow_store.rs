@@ -23,7 +23,7 @@ use tessera::postgres::{PostgresConfig, PostgresStore};
 use tessera::redis::{RedisConfig, RedisStore};
 use tessera::{SessionManager, SessionStore};
 use tesserad::api::{AppState, HttpLimits, router};
-use tesserad::keys::KeyRing;
+use tesserad::keys::ApiKeys;
 use tesserad::metrics::{Metrics, MetricsEventSink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -164,14 +164,12 @@ async fn slow_store_answers_from_the_timeout(store: Arc<dyn SessionStore>, slow:
         .events(MetricsEventSink::new(metrics.clone()))
         .build()
         .expect("manager");
-    let state = AppState {
+    let state = AppState::new(
         manager,
-        keys: Arc::new(KeyRing::new(Some(KEY), None).expect("keys")),
-        metrics,
-        cookie_name: "__Host-tessera".into(),
-        store_description: "slow store".into(),
-        started: Instant::now(),
-    };
+        Arc::new(ApiKeys::new(Some(KEY), None).expect("keys")),
+    )
+    .metrics(metrics)
+    .store_description("slow store");
     let router = router(
         state,
         HttpLimits {

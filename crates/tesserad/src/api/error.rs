@@ -163,6 +163,18 @@ impl ApiError {
         error
     }
 
+    /// A failure of the server itself (never bad input): logged, and
+    /// answered as `503 store_unavailable`, the contract's code for "try
+    /// again later", without the details.
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!(%message, "internal error");
+        Self::new(
+            ErrorCode::StoreUnavailable,
+            "the server cannot handle this session right now; try again later",
+        )
+    }
+
     /// The error code.
     pub fn code(&self) -> ErrorCode {
         self.body.error
@@ -191,17 +203,15 @@ impl From<SessionError> for ApiError {
                 api.body.current_version = Some(current_version);
                 api
             }
+            SessionError::WriteContention { last_version, .. } => {
+                let mut api = ApiError::new(ErrorCode::VersionConflict, error.to_string());
+                api.body.current_version = Some(last_version);
+                api
+            }
             SessionError::DataTooLarge { .. } => {
                 ApiError::new(ErrorCode::PayloadTooLarge, error.to_string())
             }
             SessionError::Store(store) => store_unavailable(&store),
-            SessionError::Token(_) => {
-                tracing::error!(error = %error, "cannot generate tokens");
-                ApiError::new(
-                    ErrorCode::StoreUnavailable,
-                    "the server cannot generate secure tokens right now",
-                )
-            }
             SessionError::SubjectTooLong { .. }
             | SessionError::EmptySubject
             | SessionError::Data(_)
@@ -210,6 +220,7 @@ impl From<SessionError> for ApiError {
             | SessionError::ReauthenticationRequired { .. } => {
                 ApiError::invalid_request(error.to_string())
             }
+            other => ApiError::internal(other.to_string()),
         }
     }
 }

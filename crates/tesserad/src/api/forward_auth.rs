@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera::ClientInfo;
+use tessera_web::cookies::{CookieController, Presented};
 
 use super::SharedState;
 use super::error::{ApiError, ErrorBody, ErrorCode};
@@ -44,11 +45,22 @@ pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-sessi
 )]
 pub(super) async fn forward_auth(State(state): State<SharedState>, request: Request) -> Response {
     let headers = request.headers();
-    let Some(token) = session_cookie(headers, &state.cookie_name) else {
-        return refuse(ApiError::new(
-            ErrorCode::InvalidSession,
-            format!("no `{}` cookie", state.cookie_name),
-        ));
+    // Read as the session layer reads it: a missing, duplicated or
+    // unreadable cookie gives no session.
+    let token = match state.cookies.read(headers) {
+        Presented::Credential { value, .. } => value,
+        Presented::Nothing => {
+            return refuse(ApiError::new(
+                ErrorCode::InvalidSession,
+                format!("no `{}` cookie", state.cookie_name),
+            ));
+        }
+        Presented::Unreadable { problem, .. } => {
+            return refuse(ApiError::new(
+                ErrorCode::InvalidSession,
+                format!("the `{}` cookie cannot be read: {problem}", state.cookie_name),
+            ));
+        }
     };
     let peer = request
         .extensions()
@@ -61,11 +73,11 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
             .and_then(|ua| ua.to_str().ok())
             .map(str::to_owned),
     };
-    let valid = match state.manager.validate(token, Some(&client)).await {
+    let valid = match state.manager.validate(&token, Some(&client)).await {
         Ok(valid) => valid,
         Err(error) => return refuse(ApiError::from(error)),
     };
-    let session = &valid.session;
+    let session = valid.record();
     let Some(subject) = session.subject.as_deref() else {
         return refuse(ApiError::new(
             ErrorCode::InvalidSession,
@@ -80,15 +92,18 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
     if let Ok(value) = HeaderValue::from_str(&session.id.to_string()) {
         out.insert(SESSION_ID_HEADER, value);
     }
-    if let Some(renewed) = valid.renewed_token {
-        let cookie = format!(
-            "{}={}; Path=/; Secure; HttpOnly; SameSite=Lax",
-            state.cookie_name,
-            renewed.expose()
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            out.insert(header::SET_COOKIE, value);
-            out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(renewed) = valid.issued() {
+        // The same cookie the session layer writes.
+        match state.cookies.set(renewed.expose(), 1) {
+            Ok(cookies) => {
+                for cookie in cookies {
+                    if let Ok(value) = HeaderValue::from_str(&cookie) {
+                        out.append(header::SET_COOKIE, value);
+                    }
+                }
+                out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            Err(error) => tracing::error!(%error, "a renewed token does not fit its cookie"),
         }
     }
     response
@@ -104,18 +119,6 @@ fn refuse(error: ApiError) -> Response {
     }
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     response
-}
-
-/// The value of the session cookie among the request's `Cookie` headers.
-fn session_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().trim_matches('"'))
 }
 
 /// The browser's IP as the proxy reports it (`X-Real-IP`, else the first
@@ -151,19 +154,6 @@ fn encode_subject(subject: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_cookie_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_static("theme=dark; __Host-tessera=tss_abc ; other=1"),
-        );
-        assert_eq!(session_cookie(&headers, "__Host-tessera"), Some("tss_abc"));
-        assert_eq!(session_cookie(&headers, "missing"), None);
-        headers.append(header::COOKIE, HeaderValue::from_static("x=\"quoted\""));
-        assert_eq!(session_cookie(&headers, "x"), Some("quoted"));
-    }
 
     #[test]
     fn subjects_become_safe_header_values() {

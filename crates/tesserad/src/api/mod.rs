@@ -1,4 +1,4 @@
-//! The HTTP API of DESIGN.md §4: routes, the API-key check, request
+//! The HTTP API (`docs/http-api.md`): routes, the API-key check, request
 //! accounting and the OpenAPI document generated from the handlers.
 
 pub mod error;
@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tessera::SessionManager;
+use tessera_web::cookies::{CookieAttributes, SingleCookie};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -26,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::{ApiError, ErrorCode};
-use crate::keys::KeyRing;
+use crate::keys::ApiKeys;
 use crate::metrics::{Metrics, Operation};
 
 /// The router's state: one reference count per request, however many
@@ -57,15 +58,61 @@ pub struct AppState {
     /// The session engine (all policy).
     pub manager: SessionManager,
     /// The accepted API keys.
-    pub keys: Arc<KeyRing>,
+    pub keys: Arc<ApiKeys>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The session cookie forward-auth reads and renews.
     pub cookie_name: Arc<str>,
+    /// How forward-auth reads and writes that cookie: as the session layer does.
+    pub cookies: Arc<SingleCookie>,
     /// The store URL, without secrets (for stats).
     pub store_description: Arc<str>,
     /// When the server started.
     pub started: Instant,
+}
+
+impl AppState {
+    /// The state of a server over `manager` accepting `keys`, with fresh
+    /// metrics, the default cookie and no store description.
+    pub fn new(manager: SessionManager, keys: Arc<ApiKeys>) -> Self {
+        Self {
+            manager,
+            keys,
+            metrics: Arc::new(Metrics::new(None)),
+            cookie_name: DEFAULT_COOKIE_NAME.into(),
+            cookies: Arc::new(cookie_controller(DEFAULT_COOKIE_NAME)),
+            store_description: "".into(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records into `metrics`.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Forward-auth reads and renews the cookie `name`.
+    pub fn cookie_name(mut self, name: &str) -> Self {
+        self.cookie_name = name.into();
+        self.cookies = Arc::new(cookie_controller(name));
+        self
+    }
+
+    /// Describes the store in stats (without secrets).
+    pub fn store_description(mut self, description: impl Into<Arc<str>>) -> Self {
+        self.store_description = description.into();
+        self
+    }
+}
+
+/// The cookie forward-auth reads and writes: the session layer's
+/// attributes (`Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`).
+fn cookie_controller(name: &str) -> SingleCookie {
+    SingleCookie::new(CookieAttributes {
+        name: name.to_owned(),
+        ..CookieAttributes::default()
+    })
 }
 
 impl std::fmt::Debug for AppState {

@@ -1,11 +1,11 @@
-//! The JSON bodies of the API (DESIGN.md §4): requests refuse unknown
-//! fields; the session shape is the contract's.
+//! The JSON bodies of the API (`docs/http-api.md`): requests refuse
+//! unknown fields; the session shape is the contract's.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tessera::{ClientInfo, Session, SessionData, Timestamp};
+use tessera::{ClientInfo, SessionData, SessionRecord, Timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 /// The client a request is made for: `{ip?, user_agent?}`.
@@ -23,10 +23,7 @@ pub struct ClientBody {
 
 impl From<ClientBody> for ClientInfo {
     fn from(body: ClientBody) -> Self {
-        ClientInfo {
-            ip: body.ip,
-            user_agent: body.user_agent,
-        }
+        ClientInfo::new(body.ip, body.user_agent.as_deref())
     }
 }
 
@@ -73,12 +70,12 @@ pub struct SessionView {
     pub client: Option<ClientView>,
 }
 
-impl From<&Session> for SessionView {
-    fn from(session: &Session) -> Self {
+impl From<&SessionRecord> for SessionView {
+    fn from(session: &SessionRecord) -> Self {
         SessionView {
             id: session.id.to_string(),
             subject: session.subject.clone(),
-            auth_level: session.auth_level,
+            auth_level: session.auth_level.get(),
             authenticated_at: session.authenticated_at.map(rfc3339),
             data: session.data.clone(),
             created_at: rfc3339(session.created_at),

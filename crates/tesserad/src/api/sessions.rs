@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use tessera::{ClientInfo, DataChange, IssuedSession, Login, NewSession, SessionData};
+use tessera::{ActiveSession, AuthLevel, ClientInfo, DataChange, Login, NewSession, SessionData};
 use utoipa::IntoResponses;
 
 use super::SharedState;
@@ -41,11 +41,16 @@ fn data(
         .map_err(|e| ApiError::invalid_request(e.to_string()))
 }
 
-fn issued(issued: IssuedSession) -> IssuedResponse {
-    IssuedResponse {
-        token: issued.token.expose().to_owned(),
-        session: SessionView::from(issued.session.as_ref()),
-    }
+fn issued(session: ActiveSession) -> Result<IssuedResponse, ApiError> {
+    let token = session
+        .issued()
+        .ok_or_else(|| ApiError::internal("the operation issued no token"))?
+        .expose()
+        .to_owned();
+    Ok(IssuedResponse {
+        token,
+        session: SessionView::from(session.record().as_ref()),
+    })
 }
 
 /// Creates a session and issues its first token.
@@ -64,18 +69,16 @@ pub(super) async fn create(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<IssuedResponse>), ApiError> {
-    let new = NewSession {
-        subject: request.subject,
-        auth_level: None,
-        data: data(request.data)?,
-        client: request.client.map(ClientInfo::from),
-        idle_timeout: request.idle_timeout_s.map(std::time::Duration::from_secs),
-        absolute_timeout: request
-            .absolute_timeout_s
-            .map(std::time::Duration::from_secs),
-    };
+    let mut new = NewSession::anonymous();
+    new.subject = request.subject;
+    new.data = data(request.data)?;
+    new.client = request.client.map(ClientInfo::from);
+    new.idle_timeout = request.idle_timeout_s.map(std::time::Duration::from_secs);
+    new.absolute_timeout = request
+        .absolute_timeout_s
+        .map(std::time::Duration::from_secs);
     let session = state.manager.create(new).await?;
-    Ok((StatusCode::CREATED, Json(issued(session))))
+    Ok((StatusCode::CREATED, Json(issued(session)?)))
 }
 
 /// Validates a token; renews it when it is older than `renew_after`.
@@ -100,8 +103,8 @@ pub(super) async fn validate(
         .validate(&request.token, client.as_ref())
         .await?;
     Ok(Json(ValidateResponse {
-        session: SessionView::from(valid.session.as_ref()),
-        token: valid.renewed_token.map(|t| t.expose().to_owned()),
+        session: SessionView::from(valid.record().as_ref()),
+        token: valid.issued().map(|t| t.expose().to_owned()),
     }))
 }
 
@@ -140,12 +143,13 @@ pub(super) async fn update(
             ));
         }
     };
+    let current = state.manager.resolve(&request.token, None).await?;
     let session = state
         .manager
-        .update(&request.token, change, request.version, None)
+        .update(&current, change, request.version, None)
         .await?;
     Ok(Json(SessionResponse {
-        session: SessionView::from(session.as_ref()),
+        session: SessionView::from(session.record().as_ref()),
     }))
 }
 
@@ -166,18 +170,24 @@ pub(super) async fn login(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<IssuedResponse>, ApiError> {
-    let login = Login {
-        subject: request.subject,
-        auth_level: request.auth_level.unwrap_or(1),
-        data: data(request.data)?,
-        client: request.client.map(ClientInfo::from),
+    let mut login = Login::new(request.subject).level(AuthLevel(request.auth_level.unwrap_or(1)));
+    login.data = data(request.data)?;
+    login.client = request.client.map(ClientInfo::from);
+    // A missing or invalid token starts a new session.
+    let current = match request.token.as_deref() {
+        Some(token) => match state.manager.resolve(token, login.client.as_ref()).await {
+            Ok(current) => Some(current),
+            Err(tessera::SessionError::Invalid { .. }) => None,
+            Err(other) => return Err(other.into()),
+        },
+        None => None,
     };
-    let session = state.manager.login(request.token.as_deref(), login).await?;
-    Ok(Json(issued(session)))
+    let session = state.manager.login(current.as_ref(), login).await?;
+    Ok(Json(issued(session)?))
 }
 
-/// Issues a new token for the session; the old one resolves for
-/// `rotation_grace`, then counts as stolen.
+/// Issues a new token for the session; the old one keeps working until the
+/// new one is presented, then for `rotation_grace`, then counts as stolen.
 #[utoipa::path(
     post,
     path = "/v1/sessions/rotate",
@@ -193,8 +203,9 @@ pub(super) async fn rotate(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> Result<Json<IssuedResponse>, ApiError> {
-    let session = state.manager.rotate(&request.token).await?;
-    Ok(Json(issued(session)))
+    let current = state.manager.resolve(&request.token, None).await?;
+    let session = state.manager.rotate(&current).await?;
+    Ok(Json(issued(session)?))
 }
 
 /// Ends the session of this token; unknown tokens are fine (idempotent).
@@ -213,6 +224,6 @@ pub(super) async fn logout(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state.manager.logout(&request.token).await?;
+    state.manager.logout_presented(&request.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
