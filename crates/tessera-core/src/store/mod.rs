@@ -16,6 +16,324 @@
 //! not compile. Wrappers that do the same thing around every operation
 //! (timing, counting, failing on purpose) implement [`Intercept`] instead
 //! and wrap the store in [`Intercepted`].
+//!
+//! # Writing a store
+//!
+//! A store implements these 17 methods, and nothing else:
+//!
+//! | trait | methods |
+//! |---|---|
+//! | [`Records`] | [`create`](Records::create), [`load`](Records::load), [`update`](Records::update), [`touch`](Records::touch), [`delete`](Records::delete), [`find_legacy`](Records::find_legacy), [`ping`](Records::ping) |
+//! | [`SubjectIndex`] | [`list_subject`](SubjectIndex::list_subject), [`delete_subject`](SubjectIndex::delete_subject) |
+//! | [`Epochs`] | [`global_epoch`](Epochs::global_epoch), [`bump_global_epoch`](Epochs::bump_global_epoch), [`raise_global_epoch`](Epochs::raise_global_epoch), [`subject_epoch`](Epochs::subject_epoch), [`bump_subject_epoch`](Epochs::bump_subject_epoch), [`raise_subject_epoch`](Epochs::raise_subject_epoch) |
+//! | [`Maintenance`] | [`sweep_expired`](Maintenance::sweep_expired), [`export_page`](Maintenance::export_page) |
+//!
+//! Each trait's documentation states what its methods guarantee. The traits
+//! are declared with the `async_trait` attribute: a store crate depends on
+//! `async-trait = "0.1"` and puts `#[async_trait]` on its `impl` blocks, and
+//! the store type must be `Send + Sync + 'static`.
+//!
+//! Keep each record as the bytes [`codec::encode`](crate::codec::encode)
+//! writes, and read it back with [`codec::decode`](crate::codec::decode):
+//! older record formats stay readable after an upgrade. The bytes start
+//! with a fixed header, so that the hot paths need not decode the record:
+//! [`revision_of`](crate::codec::revision_of) is what `update` compares,
+//! [`forget_at_of`](crate::codec::forget_at_of) says whether a record may
+//! still be returned, [`touch_in_place`](crate::codec::touch_in_place) is
+//! `touch`, and [`subject_of`](crate::codec::subject_of) finds the index
+//! entry to drop. A store that never kept records under the hash of a
+//! first-format token answers `find_legacy` with `Ok(None)`. Paging through
+//! a map without an order of its own can use [`page_of_ids`].
+//!
+//! Then prove the store with the conformance suite, from its tests, with
+//! `tessera-core`'s `testkit` feature:
+//! `tessera_core::testkit::assert_conformance` (see the example below)
+//! runs every case against a fresh store from the factory it is given.
+//!
+//! # A complete store
+//!
+//! One mutex around a map of encoded records keyed by session id, a map of
+//! each subject's ids, and the epochs; it passes the whole suite. A copy is
+//! the quickest start for a store of your own: replace the maps with your
+//! backend, keeping each method's promise.
+//!
+//! ```
+//! use std::collections::{HashMap, HashSet};
+//! use std::sync::{Mutex, MutexGuard};
+//!
+//! use async_trait::async_trait;
+//! use tessera_core::codec;
+//! use tessera_core::store::{
+//!     CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+//!     page_of_ids,
+//! };
+//! use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
+//!
+//! #[derive(Default)]
+//! pub struct MutexStore {
+//!     inner: Mutex<Inner>,
+//! }
+//!
+//! #[derive(Default)]
+//! struct Inner {
+//!     /// Every record as the codec encodes it, forget deadline included.
+//!     records: HashMap<SessionId, Vec<u8>>,
+//!     /// The ids of each subject's records.
+//!     subjects: HashMap<String, HashSet<SessionId>>,
+//!     global_epoch: u64,
+//!     subject_epochs: HashMap<String, u64>,
+//! }
+//!
+//! impl MutexStore {
+//!     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+//!         self.inner
+//!             .lock()
+//!             .map_err(|_| StoreError::corrupt("the store's lock is poisoned"))
+//!     }
+//! }
+//!
+//! impl Inner {
+//!     fn index(&mut self, subject: &str, id: SessionId) {
+//!         self.subjects.entry(subject.to_owned()).or_default().insert(id);
+//!     }
+//!
+//!     fn unindex(&mut self, subject: &str, id: &SessionId) {
+//!         if let Some(ids) = self.subjects.get_mut(subject) {
+//!             ids.remove(id);
+//!             if ids.is_empty() {
+//!                 self.subjects.remove(subject);
+//!             }
+//!         }
+//!     }
+//!
+//!     /// Removes a record and its index entry.
+//!     fn remove(&mut self, id: &SessionId) -> Option<Vec<u8>> {
+//!         let bytes = self.records.remove(id)?;
+//!         if let Some(subject) = codec::subject_of(&bytes) {
+//!             self.unindex(subject, id);
+//!         }
+//!         Some(bytes)
+//!     }
+//! }
+//!
+//! /// Whether an encoded record may still be returned at `now`.
+//! fn live(bytes: &[u8], now: Timestamp) -> bool {
+//!     codec::forget_at_of(bytes).is_some_and(|forget_at| forget_at > now)
+//! }
+//!
+//! #[async_trait]
+//! impl Records for MutexStore {
+//!     async fn create(
+//!         &self,
+//!         record: &SessionRecord,
+//!         forget_at: Timestamp,
+//!     ) -> Result<CreateOutcome, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         if inner.records.contains_key(&record.id) {
+//!             return Ok(CreateOutcome::AlreadyExists);
+//!         }
+//!         inner.records.insert(record.id, codec::encode(record, forget_at));
+//!         if let Some(subject) = &record.subject {
+//!             inner.index(subject, record.id);
+//!         }
+//!         Ok(CreateOutcome::Created)
+//!     }
+//!
+//!     async fn load(
+//!         &self,
+//!         id: &SessionId,
+//!         now: Timestamp,
+//!     ) -> Result<Option<SessionRecord>, StoreError> {
+//!         let inner = self.lock()?;
+//!         match inner.records.get(id) {
+//!             Some(bytes) if live(bytes, now) => codec::decode(bytes, None).map(Some),
+//!             _ => Ok(None),
+//!         }
+//!     }
+//!
+//!     async fn update(
+//!         &self,
+//!         record: &SessionRecord,
+//!         expected: Revision,
+//!         forget_at: Timestamp,
+//!         now: Timestamp,
+//!     ) -> Result<WriteOutcome, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         let Some(stored) = inner.records.get(&record.id).filter(|b| live(b, now)) else {
+//!             return Ok(WriteOutcome::NotFound);
+//!         };
+//!         // Compare-and-swap: the version and the token hash, both.
+//!         let current = codec::revision_of(stored)
+//!             .ok_or_else(|| StoreError::corrupt("a stored record has no revision"))?;
+//!         if current != expected {
+//!             return Ok(WriteOutcome::Conflict { current });
+//!         }
+//!         let old_subject = codec::subject_of(stored).map(str::to_owned);
+//!         inner.records.insert(record.id, codec::encode(record, forget_at));
+//!         // A login can change the subject: the index follows.
+//!         if old_subject != record.subject {
+//!             if let Some(old) = old_subject {
+//!                 inner.unindex(&old, &record.id);
+//!             }
+//!             if let Some(subject) = &record.subject {
+//!                 inner.index(subject, record.id);
+//!             }
+//!         }
+//!         Ok(WriteOutcome::Written)
+//!     }
+//!
+//!     async fn touch(
+//!         &self,
+//!         id: &SessionId,
+//!         last_seen_at: Timestamp,
+//!         forget_at: Timestamp,
+//!         now: Timestamp,
+//!     ) -> Result<WriteOutcome, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         let Some(bytes) = inner.records.get_mut(id).filter(|b| live(b, now)) else {
+//!             return Ok(WriteOutcome::NotFound);
+//!         };
+//!         // Forward only, and the revision stays as it is.
+//!         if !codec::touch_in_place(bytes, last_seen_at, forget_at) {
+//!             return Err(StoreError::corrupt("a stored record is not of the current format"));
+//!         }
+//!         Ok(WriteOutcome::Written)
+//!     }
+//!
+//!     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+//!         Ok(self.lock()?.remove(id).is_some())
+//!     }
+//!
+//!     async fn find_legacy(
+//!         &self,
+//!         _key: &TokenHash,
+//!         _now: Timestamp,
+//!     ) -> Result<Option<SessionId>, StoreError> {
+//!         // This store never kept records under a token's hash.
+//!         Ok(None)
+//!     }
+//!
+//!     async fn ping(&self) -> Result<(), StoreError> {
+//!         self.lock().map(drop)
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl SubjectIndex for MutexStore {
+//!     async fn list_subject(
+//!         &self,
+//!         subject: &str,
+//!         cursor: Option<&str>,
+//!         limit: usize,
+//!         now: Timestamp,
+//!     ) -> Result<Page<SessionRecord>, StoreError> {
+//!         let inner = self.lock()?;
+//!         let ids = inner.subjects.get(subject).into_iter().flatten();
+//!         let live_ids = ids.filter(|id| inner.records.get(*id).is_some_and(|b| live(b, now)));
+//!         let (page, next) = page_of_ids(live_ids.copied(), cursor, limit)?;
+//!         let mut items = Vec::with_capacity(page.len());
+//!         for id in page {
+//!             items.push(codec::decode(&inner.records[&id], None)?);
+//!         }
+//!         Ok(Page { items, next })
+//!     }
+//!
+//!     async fn delete_subject(
+//!         &self,
+//!         subject: &str,
+//!         except: Option<&SessionId>,
+//!         now: Timestamp,
+//!     ) -> Result<Vec<SessionId>, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         let ids: Vec<SessionId> = inner.subjects.get(subject).into_iter().flatten().copied().collect();
+//!         let mut deleted = Vec::new();
+//!         for id in ids.into_iter().filter(|id| Some(id) != except) {
+//!             if inner.remove(&id).is_some_and(|bytes| live(&bytes, now)) {
+//!                 deleted.push(id);
+//!             }
+//!         }
+//!         Ok(deleted)
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl Epochs for MutexStore {
+//!     async fn global_epoch(&self) -> Result<u64, StoreError> {
+//!         Ok(self.lock()?.global_epoch)
+//!     }
+//!
+//!     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         inner.global_epoch += 1;
+//!         Ok(inner.global_epoch)
+//!     }
+//!
+//!     async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         inner.global_epoch = inner.global_epoch.max(epoch);
+//!         Ok(inner.global_epoch)
+//!     }
+//!
+//!     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+//!         Ok(self.lock()?.subject_epochs.get(subject).copied().unwrap_or(0))
+//!     }
+//!
+//!     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         let epoch = inner.subject_epochs.entry(subject.to_owned()).or_insert(0);
+//!         *epoch += 1;
+//!         Ok(*epoch)
+//!     }
+//!
+//!     async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         let stored = inner.subject_epochs.entry(subject.to_owned()).or_insert(0);
+//!         *stored = (*stored).max(epoch);
+//!         Ok(*stored)
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl Maintenance for MutexStore {
+//!     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         let expired: Vec<SessionId> = inner
+//!             .records
+//!             .iter()
+//!             .filter(|(_, bytes)| !live(bytes, now))
+//!             .map(|(id, _)| *id)
+//!             .collect();
+//!         for id in &expired {
+//!             inner.remove(id);
+//!         }
+//!         Ok(expired.len() as u64)
+//!     }
+//!
+//!     async fn export_page(
+//!         &self,
+//!         cursor: Option<&str>,
+//!         limit: usize,
+//!         now: Timestamp,
+//!     ) -> Result<Page<SessionRecord>, StoreError> {
+//!         let inner = self.lock()?;
+//!         let (page, next) = page_of_ids(inner.records.keys().copied(), cursor, limit)?;
+//!         let mut items = Vec::with_capacity(page.len());
+//!         for id in page {
+//!             match inner.records.get(&id) {
+//!                 Some(bytes) if live(bytes, now) => items.push(codec::decode(bytes, None)?),
+//!                 _ => {}
+//!             }
+//!         }
+//!         Ok(Page { items, next })
+//!     }
+//! }
+//!
+//! // In the store's tests (the suite needs a multi-threaded runtime):
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! tessera_core::testkit::assert_conformance(|| async { MutexStore::default() }).await;
+//! # }
+//! ```
 
 mod intercept;
 mod redact;
