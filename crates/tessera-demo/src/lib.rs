@@ -4,7 +4,7 @@
 //! showing who is signed in, a counter kept in the session, a "your
 //! sessions" page with revoke buttons and "sign out everywhere else", and
 //! logout — in server-side or sealed-cookie mode. Its routes, flags and
-//! element ids are fixed by DESIGN.md §6 (browser tests drive them).
+//! element ids are a contract (`docs/demo.md`; browser tests drive them).
 #![forbid(unsafe_code)]
 
 pub mod pages;
@@ -18,9 +18,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use serde::Deserialize;
-use tessera_axum::{Error, LayerConfigError, Session, SessionLayer};
-use tessera_core::sealed::KeyRing;
-use tessera_core::{SessionId, SessionManager};
+use tessera::axum::{Error, LayerConfigError, Session, SessionLayer};
+use tessera::sealed::KeyRing;
+use tessera::{SessionId, SessionManager};
 
 use axum::http;
 

@@ -1,4 +1,4 @@
-//! `tessera-demo`: serves the demo site (DESIGN.md §6).
+//! `tessera-demo`: serves the demo site (`docs/demo.md`).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tessera::open::{OpenStoreError, StoreUrl, open_store};
-use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::{BindingPolicy, SessionManager};
+use tessera::sealed::{KeyRing, SealingKey};
+use tessera::{BindingPolicy, SessionManager};
 use tessera_demo::DemoMode;
 
 /// The Tessera demo site: sign in, count, list and revoke your sessions.
@@ -28,21 +28,22 @@ struct Args {
     /// sessions end when the demo restarts.
     #[arg(long, env = "TESSERA_SEALING_KEYS", hide_env_values = true)]
     sealing_keys: Option<String>,
-    /// Idle timeout.
-    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30m")]
-    idle_timeout: Duration,
-    /// Absolute timeout.
-    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "12h")]
-    absolute_timeout: Duration,
-    /// Token renewal interval.
-    #[arg(long, env = "TESSERA_RENEW_AFTER", value_parser = humantime::parse_duration, default_value = "15m")]
-    renew_after: Duration,
-    /// How long a rotated-away token keeps working.
-    #[arg(long, env = "TESSERA_ROTATION_GRACE", value_parser = humantime::parse_duration, default_value = "10s")]
-    rotation_grace: Duration,
-    /// Touch granularity.
-    #[arg(long, env = "TESSERA_TOUCH_AFTER", value_parser = humantime::parse_duration, default_value = "60s")]
-    touch_after: Duration,
+    /// Idle timeout [default: 30m].
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Absolute timeout [default: 12h, at least the idle timeout].
+    #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_parser = humantime::parse_duration)]
+    absolute_timeout: Option<Duration>,
+    /// Token renewal interval [default: 15m, at most half the idle timeout].
+    #[arg(long, env = "TESSERA_RENEW_AFTER", value_parser = humantime::parse_duration)]
+    renew_after: Option<Duration>,
+    /// How long a renewed-away token keeps working once its successor is
+    /// presented [default: 10s, at most a quarter of the renewal interval].
+    #[arg(long, env = "TESSERA_ROTATION_GRACE", value_parser = humantime::parse_duration)]
+    rotation_grace: Option<Duration>,
+    /// Touch granularity [default: 60s, at most a quarter of the idle timeout].
+    #[arg(long, env = "TESSERA_TOUCH_AFTER", value_parser = humantime::parse_duration)]
+    touch_after: Option<Duration>,
     /// Client binding policy: off, log or reject.
     #[arg(long, env = "TESSERA_BINDING", default_value = "log")]
     binding: BindingPolicy,
@@ -61,13 +62,13 @@ enum DemoError {
     #[error("--store: {0}")]
     Store(#[from] OpenStoreError),
     #[error("invalid session settings: {0}")]
-    Config(#[from] tessera_core::ConfigError),
+    Config(#[from] tessera::ConfigError),
     #[error("invalid cookie settings: {0}")]
-    Layer(#[from] tessera_axum::LayerConfigError),
+    Layer(#[from] tessera::axum::LayerConfigError),
     #[error("--sealing-keys: {0}")]
-    Keys(#[from] tessera_core::sealed::KeyRingError),
+    Keys(#[from] tessera::sealed::KeyRingError),
     #[error("cannot make a sealing key: {0}")]
-    Entropy(#[from] tessera_core::TokenError),
+    Entropy(#[from] tessera::token::TokenError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -96,14 +97,24 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<(), DemoError> {
     let opened = open_store(&args.store).await?;
-    let manager = SessionManager::builder_shared(opened.store.clone())
-        .idle_timeout(args.idle_timeout)
-        .absolute_timeout(args.absolute_timeout)
-        .renew_after(args.renew_after)
-        .rotation_grace(args.rotation_grace)
-        .touch_after(args.touch_after)
-        .binding(args.binding)
-        .build()?;
+    // Only the timeouts given are set: the others are derived from them.
+    let mut builder = SessionManager::builder_shared(opened.store.clone()).binding(args.binding);
+    if let Some(idle) = args.idle_timeout {
+        builder = builder.idle_timeout(idle);
+    }
+    if let Some(absolute) = args.absolute_timeout {
+        builder = builder.absolute_timeout(absolute);
+    }
+    if let Some(renew) = args.renew_after {
+        builder = builder.renew_after(renew);
+    }
+    if let Some(grace) = args.rotation_grace {
+        builder = builder.rotation_grace(grace);
+    }
+    if let Some(touch) = args.touch_after {
+        builder = builder.touch_after(touch);
+    }
+    let manager = builder.build()?;
     let mode = match args.mode {
         Mode::Server => DemoMode::Server,
         Mode::Cookie => DemoMode::Cookie(match &args.sealing_keys {

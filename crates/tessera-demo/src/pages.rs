@@ -1,7 +1,7 @@
-//! The demo's HTML, with the stable element ids of DESIGN.md §6.
+//! The demo's HTML, with the stable element ids of `docs/demo.md`.
 
 use maud::{DOCTYPE, Markup, html};
-use tessera_core::{Session, Timestamp};
+use tessera::{SessionRecord, Timestamp};
 
 fn layout(title: &str, body: Markup) -> Markup {
     html! {
@@ -88,7 +88,7 @@ pub fn login(csrf_token: &str, error: Option<&str>) -> Markup {
 
 /// `GET /sessions`.
 pub fn sessions(
-    sessions: &[std::sync::Arc<Session>],
+    sessions: &[std::sync::Arc<SessionRecord>],
     current: &str,
     csrf_token: &str,
     mode: &str,
@@ -126,7 +126,7 @@ pub fn sessions(
     )
 }
 
-fn device(session: &Session) -> String {
+fn device(session: &SessionRecord) -> String {
     let agent = session
         .client
         .as_ref()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::{Browser, COOKIE, Demo, Mode, key, with_browsers};
-use tessera_core::sealed::KeyRing;
+use tessera::sealed::KeyRing;
 
 /// Runs each scenario once per mode, as `server_<name>` and `cookie_<name>`.
 macro_rules! in_both_modes {

@@ -134,7 +134,7 @@ pub enum OpenStoreError {
         scheme: &'static str,
         /// The backend's error.
         #[source]
-        source: tessera_core::BoxError,
+        source: tessera_core::store::BoxError,
     },
     /// The backend refused to open.
     #[error("cannot open the {scheme} store: {source}")]
@@ -143,7 +143,7 @@ pub enum OpenStoreError {
         scheme: &'static str,
         /// The backend's error.
         #[source]
-        source: tessera_core::BoxError,
+        source: tessera_core::store::BoxError,
     },
 }
 

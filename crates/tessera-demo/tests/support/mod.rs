@@ -12,8 +12,9 @@ use std::time::Duration;
 use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::{ManualClock, MemoryStore, SessionManager, SessionStore, Timestamp};
+use tessera::sealed::{KeyRing, SealingKey};
+use tessera::store::SessionStore;
+use tessera::{ManualClock, MemoryStore, SessionManager, Timestamp};
 use tessera_demo::DemoMode;
 use tokio::sync::Semaphore;
 
