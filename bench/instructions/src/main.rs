@@ -18,9 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::json;
-use tessera_core::{
-    DataChange, MemoryStore, NewSession, SessionData, SessionError, SessionManager,
-};
+use tessera::{DataChange, MemoryStore, NewSession, SessionData, SessionError, SessionManager};
 use tokio::runtime::Runtime;
 
 /// The operations that can be measured.
@@ -108,12 +106,11 @@ fn warm_store(
         let mut tokens = Vec::with_capacity(sessions);
         for user_id in 0..sessions {
             let issued = manager
-                .create(NewSession {
-                    data: Some(payload(user_id, 0)?),
-                    ..NewSession::default()
-                })
+                .create(NewSession::anonymous().data(payload(user_id, 0)?))
                 .await?;
-            tokens.push(issued.token.expose().to_owned());
+            if let Some(token) = issued.issued() {
+                tokens.push(token.expose().to_owned());
+            }
         }
         Ok::<_, SessionError>(tokens)
     })?;
@@ -129,10 +126,7 @@ fn measure_create(
     rt.block_on(async {
         for data in data {
             let issued = manager
-                .create(NewSession {
-                    data: Some(data.clone()),
-                    ..NewSession::default()
-                })
+                .create(NewSession::anonymous().data(data.clone()))
                 .await?;
             black_box(issued);
         }
@@ -163,15 +157,17 @@ fn measure_update(
 ) -> Result<(), SessionError> {
     rt.block_on(async {
         for (token, data) in tokens.iter().zip(data) {
+            // As an API call makes it: the token resolved, then the write.
+            let current = manager.resolve(token, None).await?;
             let change = DataChange::Replace(data.clone());
-            black_box(manager.update(token, change, None, None).await?);
+            black_box(manager.update(&current, change, None, None).await?);
         }
         Ok(())
     })
 }
 
 /// What a web request that writes costs: validate, then write the
-/// validated session without reading it again (`update_validated`).
+/// validated session without reading it again.
 #[inline(never)]
 fn measure_validate_update(
     rt: &Runtime,
@@ -183,11 +179,7 @@ fn measure_validate_update(
         for (token, data) in tokens.iter().zip(data) {
             let validated = manager.validate(token, None).await?;
             let change = DataChange::Replace(data.clone());
-            black_box(
-                manager
-                    .update_validated(&validated, change, None, None)
-                    .await?,
-            );
+            black_box(manager.update(&validated, change, None, None).await?);
         }
         Ok(())
     })
@@ -201,7 +193,8 @@ fn measure_rotate(
 ) -> Result<(), SessionError> {
     rt.block_on(async {
         for token in tokens {
-            black_box(manager.rotate(token).await?);
+            let current = manager.resolve(token, None).await?;
+            black_box(manager.rotate(&current).await?);
         }
         Ok(())
     })

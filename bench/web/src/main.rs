@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::routing::{get, post};
 use clap::{Parser, ValueEnum};
-use tessera_axum::{Error, Session, SessionLayer};
-use tessera_core::{MemoryStore, SessionManager};
+use tessera::axum::{Error, Session, SessionLayer};
+use tessera::{MemoryStore, SessionManager};
 
 // Both apps use the same production allocator; glibc's malloc would make
 // the comparison mostly about allocator contention between the workers.
@@ -51,7 +51,7 @@ fn with_sessions() -> Result<Router, Box<dyn std::error::Error>> {
     let manager = SessionManager::builder(store).build()?;
     let layer = SessionLayer::builder(manager)
         // A load generator has no login form to fetch a token from first.
-        .csrf_exempt(|parts| parts.uri.path() == "/login")
+        .csrf_exempt(|request| request.path == "/login")
         .build()?;
     Ok(Router::new()
         .route(

@@ -122,3 +122,30 @@ pub use tessera_postgres as postgres;
 pub use tessera_redis as redis;
 
 pub mod open;
+
+/// The manual's pages (`docs/`) and the README, included when doc tests
+/// are collected so that every Rust example in them compiles and runs in CI.
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "embedded",
+    feature = "redis",
+    feature = "postgres",
+    feature = "testkit"
+))]
+pub mod manual {
+    #[doc = include_str!("../../../README.md")]
+    pub mod readme {}
+    #[doc = include_str!("../../../docs/getting-started.md")]
+    pub mod getting_started {}
+    #[doc = include_str!("../../../docs/concepts.md")]
+    pub mod concepts {}
+    #[doc = include_str!("../../../docs/axum.md")]
+    pub mod axum {}
+    #[doc = include_str!("../../../docs/sealed.md")]
+    pub mod sealed {}
+    #[doc = include_str!("../../../docs/stores.md")]
+    pub mod stores {}
+    #[doc = include_str!("../../../docs/writing-a-store.md")]
+    pub mod writing_a_store {}
+}
