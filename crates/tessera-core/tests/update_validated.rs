@@ -1,191 +1,218 @@
-//! A write right after validation goes out without reading the session
-//! again, yet never on the strength of a stale or forged record.
+//! Writes after validation: a request that holds its session
+//! ([`ActiveSession`], from validation or an earlier write) writes it with
+//! `update` or `modify` without reading it again while the record in hand
+//! is live, yet never on the strength of a record another request has
+//! since taken over, ended, or moved past.
+//!
+//! The old version of these tests also swapped the record inside a
+//! validated session (a forged subject and level) and checked that the
+//! write read the session again. That cannot be written any more: an
+//! `ActiveSession` has no public constructor and no public field, so the
+//! record in hand is always one the manager vouched for. What is left to
+//! prove, that a session vouched for by a manager of another store gains
+//! nothing here, is `a_session_vouched_for_elsewhere_gains_nothing`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tessera_core::testkit::CountingStore;
+use tessera_core::testkit::Harness;
 use tessera_core::{
-    DataChange, InvalidReason, IssuedSession, Login, ManualClock, MemoryStore, SessionError,
-    SessionManager, Timestamp, ValidatedSession,
+    ActiveSession, DataChange, InvalidReason, Login, MemoryStore, NewSession, SessionError,
+    SessionManager,
 };
 
-fn setup() -> (SessionManager, Arc<CountingStore>, ManualClock) {
-    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
-    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-    let manager = SessionManager::builder_shared(store.clone())
-        .clock(clock.clone())
-        .idle_timeout(Duration::from_secs(600))
-        .build()
-        .expect("valid manager");
-    (manager, store, clock)
+/// A harness over a memory store, and a manager with a 10-minute idle
+/// timeout (so renewal after 5 minutes, touch after 1, grace 10 s).
+fn setup() -> (Harness, SessionManager) {
+    let h = Harness::new(Arc::new(MemoryStore::new()));
+    let manager = h.manager_with(|b| b.idle_timeout(Duration::from_secs(600)));
+    (h, manager)
 }
 
-/// A signed-in session of `subject`, and its validation.
-async fn signed_in(manager: &SessionManager, subject: &str) -> (IssuedSession, ValidatedSession) {
-    let issued = manager
+fn token(session: &ActiveSession) -> String {
+    session
+        .issued()
+        .expect("the operation issued a credential")
+        .expose()
+        .to_owned()
+}
+
+/// A signed-in session of `subject`: its token, and its validation.
+async fn signed_in(manager: &SessionManager, subject: &str) -> (String, ActiveSession) {
+    let login = manager
         .login(None, Login::new(subject))
         .await
         .expect("login");
-    let validated = manager
-        .validate(issued.token.expose(), None)
-        .await
-        .expect("valid");
-    (issued, validated)
+    let token = token(&login);
+    let validated = manager.validate(&token, None).await.expect("valid");
+    (token, validated)
 }
 
 fn patch(value: serde_json::Value) -> DataChange {
     DataChange::MergePatch(value)
 }
 
+/// What another request does: present the token and change the data.
+async fn elsewhere(manager: &SessionManager, token: &str, change: DataChange) -> ActiveSession {
+    let current = manager.resolve(token, None).await.expect("resolve");
+    manager
+        .update(&current, change, None, None)
+        .await
+        .expect("another request's write")
+}
+
 #[tokio::test]
 async fn a_validated_session_is_written_without_a_second_read() {
-    let (manager, store, _) = setup();
-    let (issued, validated) = signed_in(&manager, "alice").await;
-    let loads = store.loads();
+    let (h, manager) = setup();
+    let (token, validated) = signed_in(&manager, "alice").await;
+    let (reads, writes) = (h.calls().reads(), h.calls().writes());
     let updated = manager
-        .update_validated(&validated, patch(json!({"n": 1})), None, None)
+        .update(&validated, patch(json!({"n": 1})), None, None)
         .await
         .expect("update");
-    assert_eq!(store.loads(), loads, "no read before the write");
-    assert_eq!(updated.session.version, validated.session.version + 1);
-    // The result carries on: the next write needs no read either.
+    assert_eq!(h.calls().reads(), reads, "no read before the write");
+    assert_eq!(h.calls().writes(), writes + 1, "one write");
+    assert_eq!(updated.record().version, validated.record().version + 1);
+    assert!(
+        updated.issued().is_none(),
+        "a data write issues no credential"
+    );
+    // The result carries on: the next writes need no read either.
     let again = manager
-        .update_validated(
+        .update(
             &updated,
             patch(json!({"n": 2})),
-            Some(updated.session.version),
+            Some(updated.record().version),
             None,
         )
         .await
         .expect("second update");
-    assert_eq!(store.loads(), loads);
-    let stored = manager
-        .validate(issued.token.expose(), None)
+    let (modified, previous) = manager
+        .modify(&again, Some(again.record().version), None, |data| {
+            Ok(data.insert("m".into(), json!(1)))
+        })
         .await
-        .expect("valid");
-    assert_eq!(stored.session.data.as_json(), r#"{"n":2}"#);
-    assert_eq!(stored.session.version, again.session.version);
-    // So does a freshly issued session.
-    // An outdated handle (from before both writes) loses the
-    // compare-and-swap, reads again and merges: nothing is overwritten.
+        .expect("modify");
+    assert_eq!(
+        previous, None,
+        "modify hands back what the closure returned"
+    );
+    assert_eq!(h.calls().reads(), reads, "three writes, no read");
+    assert_eq!(h.calls().writes(), writes + 3);
+    let stored = manager.validate(&token, None).await.expect("valid");
+    assert_eq!(stored.record().data.as_json(), r#"{"m":1,"n":2}"#);
+    assert_eq!(stored.record().version, modified.record().version);
+    // A handle from before all three writes loses the compare-and-swap,
+    // reads once and merges: nothing is overwritten.
+    let reads = h.calls().reads();
     let merged = manager
-        .update_validated(&issued.validated(), patch(json!({"m": 1})), None, None)
+        .update(&validated, patch(json!({"o": 1})), None, None)
         .await
         .expect("merged");
-    assert_eq!(merged.session.data.as_json(), r#"{"m":1,"n":2}"#);
+    assert_eq!(h.calls().reads(), reads + 1, "one read after the lost race");
+    assert_eq!(merged.record().data.as_json(), r#"{"m":1,"n":2,"o":1}"#);
+    assert_eq!(merged.record().version, modified.record().version + 1);
 }
 
 #[tokio::test]
 async fn a_write_in_between_is_never_overwritten() {
-    let (manager, _, _) = setup();
-    let (issued, stale) = signed_in(&manager, "alice").await;
-    let token = issued.token.expose();
-    manager
-        .update(token, patch(json!({"a": 1})), None, None)
-        .await
-        .expect("other request's write");
-    // With an expected version: a conflict, as `update` would answer.
+    let (_, manager) = setup();
+    let (token, stale) = signed_in(&manager, "alice").await;
+    let version = stale.record().version;
+    elsewhere(&manager, &token, patch(json!({"a": 1}))).await;
+    // With an expected version: a conflict naming both versions.
     let conflict = manager
-        .update_validated(
-            &stale,
-            patch(json!({"b": 1})),
-            Some(stale.session.version),
-            None,
-        )
-        .await;
-    assert!(
-        matches!(conflict, Err(SessionError::VersionConflict { .. })),
-        "{conflict:?}"
-    );
-    // Without: the change is merged into the fresh record, losing nothing.
-    manager
-        .update_validated(&stale, patch(json!({"b": 2})), None, None)
-        .await
-        .expect("merged");
-    let now = manager.validate(token, None).await.expect("valid");
-    assert_eq!(now.session.data.as_json(), r#"{"a":1,"b":2}"#);
-}
-
-#[tokio::test]
-async fn an_ended_session_is_not_revived() {
-    let (manager, _, clock) = setup();
-    // Revoked by another request after validation.
-    let (_, validated) = signed_in(&manager, "alice").await;
-    manager.revoke_subject("alice", None).await.expect("revoke");
-    let refused = manager
-        .update_validated(&validated, patch(json!({"x": 1})), None, None)
-        .await;
-    assert!(
-        matches!(refused, Err(SessionError::Invalid { .. })),
-        "{refused:?}"
-    );
-    // Expired while the request ran.
-    let (_, validated) = signed_in(&manager, "bob").await;
-    clock.advance(Duration::from_secs(601));
-    let refused = manager
-        .update_validated(&validated, patch(json!({"x": 1})), None, None)
+        .update(&stale, patch(json!({"b": 1})), Some(version), None)
         .await;
     assert!(
         matches!(
-            refused,
-            Err(SessionError::Invalid {
-                reason: InvalidReason::ExpiredIdle
-            })
+            conflict,
+            Err(SessionError::VersionConflict { expected, current_version })
+                if expected == version && current_version == version + 1
         ),
-        "{refused:?}"
+        "{conflict:?}"
     );
-}
-
-#[tokio::test]
-async fn a_swapped_record_gains_nothing() {
-    let (manager, store, _) = setup();
-    let (_, mut forged) = signed_in(&manager, "alice").await;
-    let mut record = tessera_core::Session::clone(&forged.session);
-    record.subject = Some("admin".into());
-    record.auth_level = 9;
-    forged.session = Arc::new(record);
-    let loads = store.loads();
-    let updated = manager
-        .update_validated(&forged, patch(json!({"x": 1})), None, None)
+    // Without: the change is merged into the fresh record, losing nothing;
+    // the closure runs again on the fresh data.
+    let mut runs = 0;
+    manager
+        .modify(&stale, None, None, |data| {
+            runs += 1;
+            data.insert("b".into(), json!(2));
+            Ok(())
+        })
         .await
-        .expect("update");
-    assert!(store.loads() > loads, "a swapped record is read again");
-    assert_eq!(updated.session.subject.as_deref(), Some("alice"));
-    assert_eq!(updated.session.auth_level, 1);
+        .expect("merged");
+    assert_eq!(runs, 2, "once on the record in hand, once on the fresh one");
+    let now = manager.validate(&token, None).await.expect("valid");
+    assert_eq!(now.record().data.as_json(), r#"{"a":1,"b":2}"#);
 }
 
 #[tokio::test]
-async fn a_session_taken_over_by_a_login_is_not_written_through_its_old_token() {
+async fn a_login_elsewhere_in_between_makes_the_write_fail_as_revoked() {
     // A planted anonymous token is validated by a slow request; the victim
-    // signs in on it (the session moves to a new token, the old one dies);
-    // the slow request's write must not land in the signed-in session.
-    let (manager, _, _) = setup();
+    // signs in on it (the session moves to a new token, the old one dies
+    // at once); the slow request's write must not land in the signed-in
+    // session.
+    let (h, manager) = setup();
     let planted = manager
-        .create(tessera_core::NewSession::default())
+        .create(NewSession::anonymous())
         .await
         .expect("create");
-    let slow = manager
-        .validate(planted.token.expose(), None)
-        .await
-        .expect("valid");
+    let planted = token(&planted);
+    let slow = manager.validate(&planted, None).await.expect("valid");
+    let victim = manager.resolve(&planted, None).await.expect("resolve");
     let victim = manager
-        .login(Some(planted.token.expose()), Login::new("victim"))
+        .login(Some(&victim), Login::new("victim"))
         .await
         .expect("login");
     let refused = manager
-        .update_validated(&slow, patch(json!({"planted": true})), None, None)
+        .update(&slow, patch(json!({"planted": true})), None, None)
         .await;
-    assert!(
-        matches!(refused, Err(SessionError::Invalid { .. })),
-        "{refused:?}"
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::Revoked)
     );
     let now = manager
-        .validate(victim.token.expose(), None)
+        .validate(&token(&victim), None)
         .await
         .expect("the victim's session lives");
-    assert_eq!(now.session.data.get::<bool>("planted"), None);
+    assert_eq!(now.record().data.get::<bool>("planted"), None);
+    assert_eq!(now.record().version, victim.record().version, "untouched");
+    assert!(
+        h.events.of_kind("token_reuse").is_empty(),
+        "a request from before the login is no theft"
+    );
+}
+
+#[tokio::test]
+async fn a_renewal_elsewhere_in_between_does_not_stop_the_write() {
+    let (h, manager) = setup();
+    let (old, slow) = signed_in(&manager, "alice").await;
+    let version = slow.record().version;
+    h.clock.advance(manager.config().renew_after);
+    let renewed = manager.validate(&old, None).await.expect("renewal");
+    let new = token(&renewed);
+    assert_eq!(
+        renewed.record().version,
+        version,
+        "renewal keeps the version"
+    );
+    // The slow request's compare-and-swap loses (the token changed), the
+    // session is read once, the request's token is still honoured (its
+    // successor has not been presented), and the write goes through, even
+    // with an expected version: the version did not move.
+    let reads = h.calls().reads();
+    let written = manager
+        .update(&slow, patch(json!({"x": 1})), Some(version), None)
+        .await
+        .expect("written after the renewal");
+    assert_eq!(h.calls().reads(), reads + 1, "one read after the lost race");
+    assert_eq!(written.record().version, version + 1);
+    let seen = manager.validate(&new, None).await.expect("the successor");
+    assert_eq!(seen.record().data.get::<u64>("x"), Some(1));
+    assert_eq!(seen.record().version, version + 1);
 }
 
 #[tokio::test]
@@ -193,29 +220,145 @@ async fn a_record_that_only_looks_idle_in_hand_is_read_again_not_ended() {
     // A request holds its record while other requests keep the session
     // alive; when it finally writes, its copy looks idle-expired. The
     // session is read again and written, not deleted.
-    let (manager, _, clock) = setup();
-    let (issued, old) = signed_in(&manager, "alice").await;
-    clock.advance(Duration::from_secs(500));
-    manager
-        .update(
-            issued.token.expose(),
-            patch(json!({"kept": "alive"})),
-            None,
-            None,
-        )
-        .await
-        .expect("another request");
-    clock.advance(Duration::from_secs(200));
+    let (h, manager) = setup();
+    let (token, old) = signed_in(&manager, "alice").await;
+    h.clock.advance(Duration::from_secs(500));
+    elsewhere(&manager, &token, patch(json!({"kept": "alive"}))).await;
+    h.clock.advance(Duration::from_secs(200));
+    let reads = h.calls().reads();
     let written = manager
-        .update_validated(&old, patch(json!({"late": 1})), None, None)
+        .update(&old, patch(json!({"late": 1})), None, None)
         .await
         .expect("written after a fresh read");
+    assert_eq!(h.calls().reads(), reads + 1, "read again, once");
     assert_eq!(
-        written.session.data.as_json(),
+        written.record().data.as_json(),
         r#"{"kept":"alive","late":1}"#
     );
+    assert!(h.events.of_kind("expired").is_empty(), "not ended");
+    manager.validate(&token, None).await.expect("still live");
+}
+
+#[tokio::test]
+async fn an_ended_session_is_not_revived() {
+    let (h, manager) = setup();
+    // Revoked by another request after validation.
+    let (_, validated) = signed_in(&manager, "alice").await;
+    manager.revoke_subject("alice", None).await.expect("revoke");
+    let refused = manager
+        .update(&validated, patch(json!({"x": 1})), None, None)
+        .await;
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::Revoked)
+    );
+    assert!(
+        manager
+            .get(&validated.record().id)
+            .await
+            .expect("get")
+            .is_none(),
+        "not written back"
+    );
+    // Expired while the request ran: ended, and deleted.
+    let (_, validated) = signed_in(&manager, "bob").await;
+    h.clock.advance(Duration::from_secs(601));
+    let refused = manager
+        .update(&validated, patch(json!({"x": 1})), None, None)
+        .await;
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::ExpiredIdle)
+    );
+    assert_eq!(h.events.of_kind("expired").len(), 1);
+    // Revoked with everything else.
+    let (_, validated) = signed_in(&manager, "carol").await;
     manager
-        .validate(issued.token.expose(), None)
+        .revoke_everything()
         .await
-        .expect("still live");
+        .expect("revoke everything");
+    let refused = manager
+        .update(&validated, patch(json!({"x": 1})), None, None)
+        .await;
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::Revoked)
+    );
+}
+
+#[tokio::test]
+async fn a_session_vouched_for_elsewhere_gains_nothing() {
+    // A manager of another store vouched for an "admin" session; this
+    // manager has no such session and writes nothing.
+    let (h, manager) = setup();
+    let elsewhere = SessionManager::builder(MemoryStore::new())
+        .build()
+        .expect("manager");
+    let admin = elsewhere
+        .login(None, Login::new("admin").level(9))
+        .await
+        .expect("login");
+    let refused = manager
+        .update(&admin, patch(json!({"x": 1})), None, None)
+        .await;
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::Revoked)
+    );
+    let refused = manager.rotate(&admin).await;
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::Revoked)
+    );
+    assert!(
+        manager
+            .get(&admin.record().id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        manager
+            .list_subject("admin")
+            .await
+            .expect("list")
+            .is_empty(),
+        "nothing was created here"
+    );
+    assert!(h.events.of_kind("created").is_empty());
+}
+
+/// The same write as above with an expected version. The write does not
+/// land, but the request is told `VersionConflict` (with the victim's
+/// current version) instead of `Revoked`: `modify` compares versions
+/// before it checks that the session still belongs to the request. The
+/// request's token is dead either way, so its retry is refused; the
+/// answer should not depend on whether the caller passed a version.
+#[tokio::test]
+#[ignore = "library gap: a write with an expected version on a session taken over by a login reports VersionConflict, not Revoked"]
+async fn a_login_elsewhere_in_between_fails_a_versioned_write_as_revoked() {
+    let (_, manager) = setup();
+    let planted = manager
+        .create(NewSession::anonymous())
+        .await
+        .expect("create");
+    let planted = token(&planted);
+    let slow = manager.validate(&planted, None).await.expect("valid");
+    let victim = manager.resolve(&planted, None).await.expect("resolve");
+    manager
+        .login(Some(&victim), Login::new("victim"))
+        .await
+        .expect("login");
+    let refused = manager
+        .update(
+            &slow,
+            patch(json!({"planted": true})),
+            Some(slow.record().version),
+            None,
+        )
+        .await;
+    assert_eq!(
+        refused.expect_err("refused").invalid_reason(),
+        Some(InvalidReason::Revoked)
+    );
 }
