@@ -1,5 +1,5 @@
-//! Reading the session credential from `Cookie` headers (tessera-axum's
-//! cookie controllers, plain and chunked): never panics on any header
+//! Reading the session credential from `Cookie` headers (the cookie
+//! controllers of tessera-web, plain and chunked): never panics on any header
 //! bytes; whatever reads as a credential is credential text within the
 //! controller's capacity, and writing it back as `Set-Cookie` and reading
 //! that again gives the same credential.
@@ -10,7 +10,7 @@
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tessera_axum::cookies::{
+use tessera_web::cookies::{
     ChunkedCookie, CookieAttributes, CookieController, Presented, SingleCookie,
 };
 
@@ -55,7 +55,7 @@ fn check(controller: &dyn CookieController, headers: &HeaderMap) {
         .expect("a credential that was read can be written");
     let pairs: Vec<&str> = set
         .iter()
-        .map(|header| header.to_str().expect("ascii"))
+        .map(String::as_str)
         .filter(|text| !text.contains("Max-Age=0"))
         .map(|text| text.split(';').next().expect("pair"))
         .collect();

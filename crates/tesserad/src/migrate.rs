@@ -1,5 +1,5 @@
 //! `tesserad migrate --from URL --to URL`: copies every live session from
-//! one store to another (see [`tessera::copy`]) with a progress bar. A copy
+//! one store to another (see [`tessera::store::copy`]) with a progress bar. A copy
 //! is safe to run twice, and with `--checkpoint FILE` it resumes where an
 //! interrupted run stopped.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tessera::copy::{CopyError, CopyPage, copy_page};
+use tessera::store::copy::{CopyError, CopyPage, copy_page};
 use tessera::open::{OpenStoreError, StoreUrl, open_store};
 use tessera::{Clock, SystemClock};
 

@@ -9,10 +9,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
-use tessera::{
-    CreateOutcome, ManualClock, MemoryStore, Session, SessionId, SessionManager, SessionStore,
-    StoreError, StoredEntry, Timestamp, TokenHash, Tombstone, WriteOutcome, async_trait,
-};
+use tessera::store::{Call, Intercept, Intercepted, Operation, StoreError};
+use tessera::{ManualClock, MemoryStore, SessionManager, Timestamp};
 use tesserad::api::{AppState, HttpLimits, router};
 use tesserad::keys::ApiKeys;
 use tesserad::metrics::{Metrics, MetricsEventSink};
@@ -20,19 +18,22 @@ use tower::ServiceExt;
 
 const KEY: &str = "in-process-key";
 
-/// A real memory store behind a switch that makes it fail or hang, as a
-/// backend does when it goes down.
+/// A switch in front of a real memory store that makes every operation
+/// fail or hang, as a backend does when it goes down.
 #[derive(Clone, Default)]
-struct Switchable {
-    inner: MemoryStore,
+struct Switch {
     /// 0 up, 1 failing, 2 hanging.
     mode: Arc<AtomicU8>,
 }
 
-impl Switchable {
-    async fn gate(&self) -> Result<(), StoreError> {
+impl Intercept for Switch {
+    async fn around<'a, T: Send + 'a>(
+        &'a self,
+        _op: Operation,
+        call: Call<'a, T>,
+    ) -> Result<T, StoreError> {
         match self.mode.load(Ordering::SeqCst) {
-            0 => Ok(()),
+            0 => call.await,
             1 => Err(StoreError::Unavailable {
                 message: "connection refused".into(),
                 source: None,
@@ -42,88 +43,7 @@ impl Switchable {
     }
 }
 
-#[async_trait]
-impl SessionStore for Switchable {
-    async fn create(&self, key: &TokenHash, s: &Session) -> Result<CreateOutcome, StoreError> {
-        self.gate().await?;
-        self.inner.create(key, s).await
-    }
-    async fn load(
-        &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        self.gate().await?;
-        self.inner.load(key, now).await
-    }
-    async fn load_by_id(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        self.gate().await?;
-        self.inner.load_by_id(id, now).await
-    }
-    async fn update(
-        &self,
-        key: &TokenHash,
-        s: &Session,
-        expected: u64,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.gate().await?;
-        self.inner.update(key, s, expected, now).await
-    }
-    async fn touch(
-        &self,
-        key: &TokenHash,
-        at: Timestamp,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.gate().await?;
-        self.inner.touch(key, at, now).await
-    }
-    async fn rotate(
-        &self,
-        old: &TokenHash,
-        new: &TokenHash,
-        s: &Session,
-        expected: u64,
-        t: &Tombstone,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        self.gate().await?;
-        self.inner.rotate(old, new, s, expected, t, now).await
-    }
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.gate().await?;
-        self.inner.delete(id).await
-    }
-    async fn list_by_subject(
-        &self,
-        subject: &str,
-        now: Timestamp,
-    ) -> Result<Vec<Arc<Session>>, StoreError> {
-        self.gate().await?;
-        self.inner.list_by_subject(subject, now).await
-    }
-    async fn global_epoch(&self) -> Result<u64, StoreError> {
-        self.gate().await?;
-        self.inner.global_epoch().await
-    }
-    async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
-        self.gate().await?;
-        self.inner.bump_global_epoch().await
-    }
-    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        self.gate().await?;
-        self.inner.subject_epoch(subject).await
-    }
-    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        self.gate().await?;
-        self.inner.bump_subject_epoch(subject).await
-    }
-}
+type Switchable = Intercepted<MemoryStore, Switch>;
 
 struct App {
     router: Router,
@@ -133,7 +53,7 @@ struct App {
 
 fn app(request_timeout: Duration) -> App {
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-    let store = Switchable::default();
+    let store = Switchable::new(MemoryStore::new(), Switch::default());
     let metrics = Arc::new(Metrics::new(None));
     let manager = SessionManager::builder(store.clone())
         .clock(clock.clone())
@@ -313,7 +233,7 @@ async fn a_store_outage_fails_closed_and_recovers() {
     let app = app(Duration::from_secs(10));
     let token = app.login("ann").await;
 
-    app.store.mode.store(1, Ordering::SeqCst);
+    app.store.hook().mode.store(1, Ordering::SeqCst);
     app.clock.advance(Duration::from_secs(2));
     for (path, body) in [
         ("/v1/sessions/validate", json!({"token": token})),
@@ -333,7 +253,7 @@ async fn a_store_outage_fails_closed_and_recovers() {
     assert_eq!(app.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.get("/healthz").await, StatusCode::OK);
 
-    app.store.mode.store(0, Ordering::SeqCst);
+    app.store.hook().mode.store(0, Ordering::SeqCst);
     let (status, _) = app
         .post("/v1/sessions/validate", json!({"token": token}))
         .await;
@@ -345,7 +265,7 @@ async fn a_store_outage_fails_closed_and_recovers() {
 async fn a_hanging_store_gets_an_answer() {
     let app = app(Duration::from_millis(200));
     let token = app.login("ann").await;
-    app.store.mode.store(2, Ordering::SeqCst);
+    app.store.hook().mode.store(2, Ordering::SeqCst);
     app.clock.advance(Duration::from_secs(2));
     let (status, body) = app
         .post("/v1/sessions/validate", json!({"token": token}))

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use common::{API_KEY, Server, call, client, create, temp_dir, tesserad_command};
 use serde_json::{Value, json};
-use tessera::{
-    Clock, NewSession, SessionManager, SessionStore, SessionToken, StoredEntry, SystemClock,
-};
+use tessera::store::{Maintenance, Records, SessionStore};
+use tessera::token::SessionToken;
+use tessera::{Clock, NewSession, SessionManager, SystemClock};
 
 /// The shared test database, or `TESSERA_TEST_POSTGRES_URL`.
 fn postgres_base() -> String {
@@ -248,7 +248,13 @@ fn spawn_load(
     seen: Arc<Observed>,
 ) -> tokio::task::JoinHandle<()> {
     let url = server.at("/v1/sessions/validate");
-    let unknown = SessionToken::generate().expect("token").expose().to_owned();
+    // Well formed, of no session: a random selector and verifier.
+    let unknown = {
+        let live = SessionToken::parse(&live).expect("a token");
+        let mut text = live.expose().to_owned();
+        text.replace_range(4..26, "AAAAAAAAAAAAAAAAAAAAAA");
+        text
+    };
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -511,16 +517,14 @@ async fn fill_embedded(dir: &Path, count: usize) -> Vec<String> {
     let mut tokens = Vec::with_capacity(count);
     for n in 0..count {
         let issued = manager
-            .create(NewSession {
-                subject: Some(format!("user-{}", n % 10)),
-                ..NewSession::default()
-            })
+            .create(NewSession::anonymous().subject(format!("user-{}", n % 10)))
             .await
             .expect("create");
+        let token = issued.issued().expect("a token").expose().to_owned();
         if n % 3 == 0 {
             manager
                 .update(
-                    issued.token.expose(),
+                    &issued,
                     tessera::DataChange::MergePatch(json!({"n": n})),
                     None,
                     None,
@@ -528,7 +532,7 @@ async fn fill_embedded(dir: &Path, count: usize) -> Vec<String> {
                 .await
                 .expect("update");
         }
-        tokens.push(issued.token.expose().to_owned());
+        tokens.push(token);
     }
     drop(manager);
     store.close().expect("close");
@@ -579,12 +583,12 @@ async fn all_valid(store: Arc<dyn SessionStore>, tokens: &[String]) {
             .await
             .unwrap_or_else(|e| panic!("token {n} does not validate after the copy: {e}"));
         assert_eq!(
-            valid.session.subject.as_deref(),
+            valid.record().subject.as_deref(),
             Some(format!("user-{}", n % 10).as_str())
         );
         if n % 3 == 0 {
-            assert_eq!(valid.session.data.get::<usize>("n"), Some(n));
-            assert_eq!(valid.session.version, 2);
+            assert_eq!(valid.record().data.get::<usize>("n"), Some(n));
+            assert_eq!(valid.record().version, 2);
         }
     }
 }
@@ -660,20 +664,21 @@ async fn migrate_copies_embedded_to_postgres_and_back_resumably() {
         .await
         .expect("connect");
     let now = SystemClock.now();
-    for (key, _) in &first.sessions {
+    for record in &first.items {
         assert!(
-            partial.load(key, now).await.expect("load").is_none(),
+            partial.load(&record.id, now).await.expect("load").is_none(),
             "sessions before the checkpoint were not copied again"
         );
     }
     let summary = migrate(&["--from", &embedded, "--to", &resumed]);
     assert_eq!(count(&summary, "created"), 400, "{summary}");
     all_valid(Arc::new(partial.clone()), &tokens).await;
-    let stored = partial
-        .load(&SessionToken::parse(&tokens[0]).expect("token").hash(), now)
-        .await
-        .expect("load");
-    assert!(matches!(stored, Some(StoredEntry::Live(_))));
+    let id = SessionToken::parse(&tokens[0])
+        .expect("token")
+        .session_id()
+        .expect("a current token names its session");
+    let stored = partial.load(&id, now).await.expect("load");
+    assert!(stored.is_some());
 
     // On into Redis, the path of a deployment outgrowing one machine.
     let redis = redis_common::TempRedis::start();

@@ -5,7 +5,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tessera::{InvalidReason, SessionError, StoreError};
+use tessera::store::StoreError;
+use tessera::{InvalidReason, SessionError};
 use utoipa::ToSchema;
 
 /// The stable error codes of the API.
