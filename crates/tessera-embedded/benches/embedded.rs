@@ -1,20 +1,25 @@
-//! Throughput of the embedded store through its `SessionStore` API, beside
-//! the memory store: durable creates at several concurrencies (group
-//! commit), loads, compare-and-swap updates, rotations, and validations
-//! through a `SessionManager`.
+//! Throughput of the embedded store beside the memory store: through the
+//! store contract (durable creates at several concurrencies, which group
+//! commit turns into many writes per fsync; loads; compare-and-swap updates;
+//! rotations) and through a `SessionManager` (durable logins by 1, 16 and
+//! 64 concurrent clients; validations).
 //!
 //! `cargo bench -p tessera-embedded --bench embedded` (each phase runs about
 //! `PHASE_SECS` seconds, default 2; data goes to a temporary directory under
 //! `BENCH_DIR`, default the system's).
 #![allow(missing_docs)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tessera_core::store::{SessionStore, WriteOutcome};
 use tessera_core::{
-    Clock, MemoryStore, NewSession, Session, SessionData, SessionId, SessionManager, SessionStore,
-    SessionToken, SystemClock, Timestamp, TokenHash, Tombstone, WriteOutcome,
+    Clock, Login, MemoryStore, NewSession, SessionData, SessionManager, SessionRecord, SystemClock,
+    forget_at,
 };
 use tessera_embedded::EmbeddedStore;
 
@@ -26,28 +31,16 @@ fn phase() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-fn sample(now: Timestamp) -> (TokenHash, Session) {
-    let key = SessionToken::generate().expect("token").hash();
-    let session = Session {
-        id: SessionId::generate().expect("id"),
-        subject: Some("bench-user".into()),
-        auth_level: 1,
-        authenticated_at: Some(now),
-        data: SessionData::from_json(
-            r#"{"cart":[1,2,3],"theme":"dark","csrf":"abcdefghijklmnop"}"#,
-        )
-        .expect("data"),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: 30 * 60 * 1000,
-        absolute_expires_at: now.plus(Duration::from_secs(12 * 3600)),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
-    };
-    (key, session)
+fn sample() -> SessionRecord {
+    let mut record = common::record(
+        SystemClock.now(),
+        Some("bench-user"),
+        Duration::from_secs(30 * 60),
+    );
+    record.data =
+        SessionData::from_json(r#"{"cart":[1,2,3],"theme":"dark","csrf":"abcdefghijklmnop"}"#)
+            .expect("data");
+    record
 }
 
 /// Runs `tasks` concurrent loops of `op` for one phase; returns ops per second.
@@ -79,23 +72,25 @@ where
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Creates `n` sessions concurrently; returns them.
-async fn fill<S: SessionStore + Clone>(store: &S, n: usize) -> Arc<Vec<(TokenHash, Session)>> {
-    let now = SystemClock.now();
-    let items: Vec<_> = (0..n).map(|_| sample(now)).collect();
+/// Creates `n` records concurrently; returns them.
+async fn fill<S: SessionStore + Clone>(store: &S, n: usize) -> Vec<SessionRecord> {
+    let items: Vec<_> = (0..n).map(|_| sample()).collect();
     let mut handles = Vec::new();
     for chunk in items.chunks(n.div_ceil(64)) {
         let (store, chunk) = (store.clone(), chunk.to_vec());
         handles.push(tokio::spawn(async move {
-            for (key, session) in chunk {
-                store.create(&key, &session).await.expect("create");
+            for record in chunk {
+                store
+                    .create(&record, forget_at(&record))
+                    .await
+                    .expect("create");
             }
         }));
     }
     for handle in handles {
         handle.await.expect("fill");
     }
-    Arc::new(items)
+    items
 }
 
 async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
@@ -104,22 +99,22 @@ async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
         let rate = concurrent(tasks, move |_| {
             let s = s.clone();
             async move {
-                let (key, session) = sample(SystemClock.now());
-                s.create(&key, &session).await.expect("create");
+                let record = sample();
+                s.create(&record, forget_at(&record)).await.expect("create");
             }
         })
         .await;
         println!("{name:<9} create, {tasks:>2} concurrent          {rate:>10.0}/s");
     }
 
-    let items = fill(&store, 10_000).await;
+    let items = Arc::new(fill(&store, 10_000).await);
     let s = store.clone();
     let loaded = items.clone();
     let rate = concurrent(2, move |i| {
         let (s, items) = (s.clone(), loaded.clone());
         async move {
-            let (key, _) = &items[(i.wrapping_mul(7919) % items.len() as u64) as usize];
-            s.load(key, SystemClock.now())
+            let record = &items[(i.wrapping_mul(7919) % items.len() as u64) as usize];
+            s.load(&record.id, SystemClock.now())
                 .await
                 .expect("load")
                 .expect("found");
@@ -128,9 +123,9 @@ async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
     .await;
     println!("{name:<9} load                          {rate:>10.0}/s");
 
-    // CAS updates and rotations: 64 tasks, each on its own sessions.
+    // CAS updates and rotations: 64 tasks, each on its own records.
     let per_task = items.len() / 64;
-    let state: Arc<Vec<tokio::sync::Mutex<(TokenHash, Session)>>> =
+    let state: Arc<Vec<tokio::sync::Mutex<SessionRecord>>> =
         Arc::new(items.iter().cloned().map(tokio::sync::Mutex::new).collect());
     let (s, st) = (store.clone(), state.clone());
     let rate = concurrent(64, move |i| {
@@ -138,15 +133,19 @@ async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
         async move {
             let task = (i / 1_000_000_000) as usize;
             let slot = task * per_task + (i % per_task as u64) as usize;
-            let mut guard = st[slot].lock().await;
-            let (key, session) = &mut *guard;
-            let mut next = session.clone();
+            let mut record = st[slot].lock().await;
+            let mut next = record.clone();
             next.version += 1;
             let outcome = s
-                .update(key, &next, session.version, SystemClock.now())
+                .update(
+                    &next,
+                    record.revision(),
+                    forget_at(&next),
+                    SystemClock.now(),
+                )
                 .await;
             assert_eq!(outcome.expect("update"), WriteOutcome::Written);
-            *session = next;
+            *record = next;
         }
     })
     .await;
@@ -158,34 +157,45 @@ async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
         async move {
             let task = (i / 1_000_000_000) as usize;
             let slot = task * per_task + (i % per_task as u64) as usize;
-            let mut guard = st[slot].lock().await;
-            let (key, session) = &mut *guard;
-            let new = SessionToken::generate().expect("token").hash();
-            let now = SystemClock.now();
-            let tombstone = Tombstone {
-                session_id: session.id,
-                successor: new,
-                grace_until: Some(now.plus(Duration::from_secs(10))),
-                forget_at: session.absolute_expires_at,
-            };
+            let mut record = st[slot].lock().await;
+            let next = common::rotated(&record, common::token_hash());
             let outcome = s
-                .rotate(key, &new, session, session.version, &tombstone, now)
+                .update(
+                    &next,
+                    record.revision(),
+                    forget_at(&next),
+                    SystemClock.now(),
+                )
                 .await;
             assert_eq!(outcome.expect("rotate"), WriteOutcome::Written);
-            *key = new;
+            *record = next;
         }
     })
     .await;
     println!("{name:<9} rotate, 64 concurrent         {rate:>10.0}/s");
 
-    // Validation through the manager (reads only: no renewal, no touch).
+    // Through the manager: durable logins (a new signed-in session each),
+    // then validations (reads only: no renewal, no touch).
     let manager = SessionManager::builder(store.clone())
         .build()
         .expect("manager");
+    for tasks in [1, 16, 64] {
+        let m = manager.clone();
+        let rate = concurrent(tasks, move |i| {
+            let m = m.clone();
+            async move {
+                m.login(None, Login::new(format!("user-{i}")))
+                    .await
+                    .expect("login");
+            }
+        })
+        .await;
+        println!("{name:<9} login (manager), {tasks:>2} clients  {rate:>10.0}/s");
+    }
     let mut tokens = Vec::new();
     for _ in 0..1000 {
         let issued = manager.create(NewSession::default()).await.expect("create");
-        tokens.push(issued.token.expose().to_owned());
+        tokens.push(issued.issued().expect("token").expose().to_owned());
     }
     let tokens = Arc::new(tokens);
     let rate = concurrent(2, move |i| {

@@ -1,63 +1,50 @@
 //! One group of writes inside one write transaction, and what its jobs read.
 //!
-//! Jobs decide from the mirror plus the group's own earlier writes (an
-//! overlay), never by reading and decoding records from the file: the
-//! mirror equals the database as of the last commit (see [`crate::mirror`]),
-//! and only the writer thread, which runs the group, changes either. So
-//! `mirror + overlay` is exactly what the transaction would read, at the
-//! cost of a hash lookup instead of a B-tree walk and a JSON decode.
+//! Jobs decide from the mirror plus the group's own earlier writes (its
+//! [`Changes`]), never by reading records from the file: the mirror equals
+//! the database as of the last commit (see [`crate::mirror`]), and only the
+//! writer thread, which runs the group, changes either. So `mirror +
+//! changes` is exactly what the transaction would read, at the cost of a
+//! hash lookup instead of a B-tree walk.
 //!
-//! Every write goes to the transaction's tables, to the overlay, and to the
-//! list of [`Effect`]s that the writer applies to the mirror after commit.
+//! Every write goes to the transaction's tables and to the changes, which
+//! the writer applies to the mirror after the commit.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use tessera_core::codec::encode_entry;
-use tessera_core::{Session, SessionId, StoreError, StoredEntry, Timestamp, TokenHash, Tombstone};
+use tessera_core::store::StoreError;
+use tessera_core::{SessionId, Timestamp, TokenHash};
 
 use crate::error::{failure_text, unavailable};
-use crate::mirror::{Effect, Mirror, MirrorEntry};
-use crate::schema::{ENTRIES, GLOBAL_EPOCH_KEY, IDS, META, SUBJECT_EPOCHS, SUBJECTS};
+use crate::mirror::{Changes, Mirror, live};
+use crate::schema::{
+    GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS, SUBJECT_INDEX,
+};
 
 /// The tables of one write transaction.
 pub(crate) struct Tables<'t> {
     meta: redb::Table<'t, &'static str, u64>,
-    entries: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
-    ids: redb::Table<'t, &'static [u8; 16], &'static [u8; 32]>,
+    records: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
     subjects: redb::MultimapTable<'t, &'static str, &'static [u8; 16]>,
     subject_epochs: redb::Table<'t, &'static str, u64>,
+    legacy: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
 }
 
 impl<'t> Tables<'t> {
     pub(crate) fn open(txn: &'t redb::WriteTransaction) -> Result<Self, redb::TableError> {
         Ok(Self {
             meta: txn.open_table(META)?,
-            entries: txn.open_table(ENTRIES)?,
-            ids: txn.open_table(IDS)?,
-            subjects: txn.open_multimap_table(SUBJECTS)?,
+            records: txn.open_table(RECORDS)?,
+            subjects: txn.open_multimap_table(SUBJECT_INDEX)?,
             subject_epochs: txn.open_table(SUBJECT_EPOCHS)?,
+            legacy: txn.open_table(LEGACY_TOKENS)?,
         })
     }
-}
-
-/// The group's own writes, which later jobs of the group must see.
-#[derive(Default)]
-struct Overlay {
-    entries: HashMap<TokenHash, Option<MirrorEntry>>,
-    ids: HashMap<SessionId, Option<TokenHash>>,
-    /// `true`: added to the subject's index; `false`: removed from it.
-    subjects: HashMap<(Box<str>, SessionId), bool>,
-    global_epoch: Option<u64>,
-    subject_epochs: HashMap<Box<str>, u64>,
 }
 
 /// One group of jobs inside one write transaction.
 pub(crate) struct Batch<'t> {
     tables: Tables<'t>,
     mirror: &'t Mirror,
-    overlay: Overlay,
-    pub(crate) effects: Vec<Effect>,
+    pub(crate) changes: Changes,
     pub(crate) failure: Option<String>,
     /// Whether the database engine refused a write (an I/O error such as a
     /// full disk): the writer then reopens the database before the next group.
@@ -70,8 +57,7 @@ impl<'t> Batch<'t> {
         Self {
             tables,
             mirror,
-            overlay: Overlay::default(),
-            effects: Vec::new(),
+            changes: Changes::default(),
             failure: None,
             engine_failed: false,
         }
@@ -88,6 +74,7 @@ impl<'t> Batch<'t> {
         outcome: Result<(), redb::StorageError>,
         what: &str,
     ) -> Result<(), StoreError> {
+        self.changes.writes += 1;
         outcome.map_err(|e| {
             self.engine_failed = true;
             self.failure.get_or_insert_with(|| failure_text(what, &e));
@@ -95,57 +82,30 @@ impl<'t> Batch<'t> {
         })
     }
 
-    // ---- reads: the overlay, then the mirror ----
+    // ---- reads: the group's changes, then the mirror ----
 
-    /// The record under `key`.
-    pub(crate) fn entry(&self, key: &TokenHash) -> Result<Option<StoredEntry>, StoreError> {
-        let found = match self.overlay.entries.get(key) {
-            Some(written) => written.as_ref(),
-            None => self.mirror.entries.get(key),
-        };
-        Ok(found.map(|entry| match entry {
-            MirrorEntry::Live(session) => StoredEntry::Live(session.clone()),
-            MirrorEntry::Tombstone(tombstone) => StoredEntry::Tombstone(*tombstone),
-        }))
+    /// The record with this id, forgotten or not.
+    pub(crate) fn record(&self, id: &SessionId) -> Option<&[u8]> {
+        match self.changes.records.get(id) {
+            Some(written) => written.as_deref(),
+            None => self.mirror.records.get(id).map(|bytes| &bytes[..]),
+        }
     }
 
-    /// The live session under `key`, unless it may be forgotten at `now`.
-    pub(crate) fn live(
-        &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
-        Ok(match self.entry(key)? {
-            Some(StoredEntry::Live(session)) if session.forget_at() > now => Some(session),
-            _ => None,
-        })
-    }
-
-    /// Whether anything is stored under `key`.
-    pub(crate) fn has_entry(&self, key: &TokenHash) -> Result<bool, StoreError> {
-        Ok(match self.overlay.entries.get(key) {
-            Some(written) => written.is_some(),
-            None => self.mirror.entries.contains_key(key),
-        })
-    }
-
-    /// The key of the live session with this id.
-    pub(crate) fn key_of(&self, id: &SessionId) -> Result<Option<TokenHash>, StoreError> {
-        Ok(match self.overlay.ids.get(id) {
-            Some(written) => *written,
-            None => self.mirror.ids.get(id).copied(),
-        })
+    /// The record with this id, unless it may be forgotten at `now`.
+    pub(crate) fn live(&self, id: &SessionId, now: Timestamp) -> Option<&[u8]> {
+        self.record(id).filter(|bytes| live(bytes, now))
     }
 
     /// The ids the subject index lists for `subject`.
-    pub(crate) fn subject_ids(&self, subject: &str) -> Result<Vec<SessionId>, StoreError> {
+    pub(crate) fn subject_ids(&self, subject: &str) -> Vec<SessionId> {
         let mut ids: Vec<SessionId> = self
             .mirror
             .subjects
             .get(subject)
             .map(|ids| ids.iter().copied().collect())
             .unwrap_or_default();
-        for ((indexed, id), added) in &self.overlay.subjects {
+        for ((indexed, id), added) in &self.changes.subjects {
             if &**indexed != subject {
                 continue;
             }
@@ -154,96 +114,53 @@ impl<'t> Batch<'t> {
                 ids.push(*id);
             }
         }
-        Ok(ids)
+        ids
+    }
+
+    /// The session a legacy pointer stored under `key` leads to.
+    pub(crate) fn legacy_id(&self, key: &TokenHash) -> Option<SessionId> {
+        if self.changes.legacy_removed.contains(key) {
+            return None;
+        }
+        self.mirror.legacy.get(key).copied()
     }
 
     /// The global revocation epoch.
-    pub(crate) fn global_epoch(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .overlay
+    pub(crate) fn global_epoch(&self) -> u64 {
+        self.changes
             .global_epoch
-            .unwrap_or(self.mirror.global_epoch))
+            .unwrap_or(self.mirror.global_epoch)
     }
 
     /// A subject's revocation epoch.
-    pub(crate) fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .overlay
+    pub(crate) fn subject_epoch(&self, subject: &str) -> u64 {
+        self.changes
             .subject_epochs
             .get(subject)
             .or_else(|| self.mirror.subject_epochs.get(subject))
             .copied()
-            .unwrap_or(0))
+            .unwrap_or(0)
     }
 
-    // ---- writes: the table, the overlay, and an effect for the mirror ----
+    // ---- writes: the table and the changes ----
 
-    fn record(&mut self, key: TokenHash, entry: Option<MirrorEntry>) {
-        self.overlay.entries.insert(key, entry.clone());
-        self.effects.push(match entry {
-            Some(entry) => Effect::PutEntry(key, entry),
-            None => Effect::RemoveEntry(key),
-        });
-    }
-
-    /// Stores a live session under `key`.
-    pub(crate) fn put_session(
+    /// Stores a record (encoded) under its id.
+    pub(crate) fn put_record(
         &mut self,
-        key: &TokenHash,
-        session: &Session,
+        id: &SessionId,
+        bytes: Box<[u8]>,
     ) -> Result<(), StoreError> {
-        let session = Arc::new(session.clone());
-        let bytes = encode_entry(&StoredEntry::Live(session.clone()))?;
-        let outcome = self
-            .tables
-            .entries
-            .insert(&key.0, bytes.as_slice())
-            .map(|_| ());
+        let outcome = self.tables.records.insert(&id.0, &*bytes).map(|_| ());
         self.check(outcome, "write a record")?;
-        self.record(*key, Some(MirrorEntry::Live(session)));
+        self.changes.records.insert(*id, Some(bytes));
         Ok(())
     }
 
-    /// Stores a tombstone under `key`.
-    pub(crate) fn put_tombstone(
-        &mut self,
-        key: &TokenHash,
-        tombstone: &Tombstone,
-    ) -> Result<(), StoreError> {
-        let bytes = encode_entry(&StoredEntry::Tombstone(*tombstone))?;
-        let outcome = self
-            .tables
-            .entries
-            .insert(&key.0, bytes.as_slice())
-            .map(|_| ());
-        self.check(outcome, "write a tombstone")?;
-        self.record(*key, Some(MirrorEntry::Tombstone(*tombstone)));
-        Ok(())
-    }
-
-    /// Removes the record under `key`.
-    pub(crate) fn remove_entry(&mut self, key: &TokenHash) -> Result<(), StoreError> {
-        let outcome = self.tables.entries.remove(&key.0).map(|_| ());
+    /// Removes the record with this id.
+    pub(crate) fn remove_record(&mut self, id: &SessionId) -> Result<(), StoreError> {
+        let outcome = self.tables.records.remove(&id.0).map(|_| ());
         self.check(outcome, "remove a record")?;
-        self.record(*key, None);
-        Ok(())
-    }
-
-    /// Points the id index at `key`.
-    pub(crate) fn put_id(&mut self, id: &SessionId, key: &TokenHash) -> Result<(), StoreError> {
-        let outcome = self.tables.ids.insert(&id.0, &key.0).map(|_| ());
-        self.check(outcome, "write the id index")?;
-        self.overlay.ids.insert(*id, Some(*key));
-        self.effects.push(Effect::PutId(*id, *key));
-        Ok(())
-    }
-
-    /// Removes an id from the id index.
-    pub(crate) fn remove_id(&mut self, id: &SessionId) -> Result<(), StoreError> {
-        let outcome = self.tables.ids.remove(&id.0).map(|_| ());
-        self.check(outcome, "remove from the id index")?;
-        self.overlay.ids.insert(*id, None);
-        self.effects.push(Effect::RemoveId(*id));
+        self.changes.records.insert(*id, None);
         Ok(())
     }
 
@@ -251,8 +168,7 @@ impl<'t> Batch<'t> {
     pub(crate) fn add_subject(&mut self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
         let outcome = self.tables.subjects.insert(subject, &id.0).map(|_| ());
         self.check(outcome, "write the subject index")?;
-        self.overlay.subjects.insert((subject.into(), *id), true);
-        self.effects.push(Effect::AddSubject(subject.into(), *id));
+        self.changes.subjects.insert((subject.into(), *id), true);
         Ok(())
     }
 
@@ -264,9 +180,7 @@ impl<'t> Batch<'t> {
     ) -> Result<(), StoreError> {
         let outcome = self.tables.subjects.remove(subject, &id.0).map(|_| ());
         self.check(outcome, "remove from the subject index")?;
-        self.overlay.subjects.insert((subject.into(), *id), false);
-        self.effects
-            .push(Effect::RemoveSubject(subject.into(), *id));
+        self.changes.subjects.insert((subject.into(), *id), false);
         Ok(())
     }
 
@@ -289,12 +203,19 @@ impl<'t> Batch<'t> {
         Ok(())
     }
 
+    /// Removes a legacy pointer.
+    pub(crate) fn remove_legacy(&mut self, key: &TokenHash) -> Result<(), StoreError> {
+        let outcome = self.tables.legacy.remove(&key.0).map(|_| ());
+        self.check(outcome, "remove a legacy token pointer")?;
+        self.changes.legacy_removed.insert(*key);
+        Ok(())
+    }
+
     /// Sets the global revocation epoch.
     pub(crate) fn set_global_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
         let outcome = self.tables.meta.insert(GLOBAL_EPOCH_KEY, epoch).map(|_| ());
         self.check(outcome, "write the global epoch")?;
-        self.overlay.global_epoch = Some(epoch);
-        self.effects.push(Effect::GlobalEpoch(epoch));
+        self.changes.global_epoch = Some(epoch);
         Ok(())
     }
 
@@ -310,9 +231,7 @@ impl<'t> Batch<'t> {
             .insert(subject, epoch)
             .map(|_| ());
         self.check(outcome, "write a subject epoch")?;
-        self.overlay.subject_epochs.insert(subject.into(), epoch);
-        self.effects
-            .push(Effect::SubjectEpoch(subject.into(), epoch));
+        self.changes.subject_epochs.insert(subject.into(), epoch);
         Ok(())
     }
 }

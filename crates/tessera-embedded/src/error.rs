@@ -2,18 +2,27 @@
 
 use std::path::PathBuf;
 
-use tessera_core::StoreError;
+use tessera_core::store::StoreError;
 
 /// Why the embedded store could not be opened or closed.
 ///
 /// Failures of individual session operations are reported as
-/// [`StoreError`](tessera_core::StoreError), like every store's.
+/// [`StoreError`](tessera_core::store::StoreError), like every store's.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     CreateDir {
         /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database file could not be created.
+    #[error("cannot create the session database {path}: {source}")]
+    CreateFile {
+        /// The database file.
         path: PathBuf,
         /// The operating system's error.
         #[source]

@@ -3,6 +3,9 @@
 //! acknowledged writes survive `kill -9` and power loss.
 //!
 //! ```
+//! use std::time::Duration;
+//!
+//! use tessera_core::store::spawn_sweeper;
 //! use tessera_core::{NewSession, SessionManager};
 //! use tessera_embedded::EmbeddedStore;
 //!
@@ -12,46 +15,62 @@
 //! # let data_dir = dir.path().join("tessera-data");
 //! // The database file `sessions.redb` is created inside the data directory.
 //! let store = EmbeddedStore::open(&data_dir)?;
-//! let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
+//! let sweeper = spawn_sweeper(store.clone(), Duration::from_secs(60));
 //! let manager = SessionManager::builder(store.clone()).build()?;
 //!
-//! let issued = manager.create(NewSession::default()).await?;
-//! let valid = manager.validate(issued.token.expose(), None).await?;
-//! assert_eq!(valid.session.id, issued.session.id);
+//! let created = manager.create(NewSession::default()).await?;
+//! let token = created.issued().expect("a new session has a token").expose().to_owned();
+//! let valid = manager.validate(&token, None).await?;
+//! assert_eq!(valid.record().id, created.record().id);
 //!
 //! // Clean shutdown: pending writes are committed and the file lock released.
-//! sweeper.abort();
+//! sweeper.stop();
 //! drop(manager);
 //! store.close()?;
 //!
 //! // Everything is still there after reopening.
 //! let store = EmbeddedStore::open(&data_dir)?;
 //! let manager = SessionManager::builder(store).build()?;
-//! assert!(manager.validate(issued.token.expose(), None).await.is_ok());
+//! assert!(manager.validate(&token, None).await.is_ok());
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! # How it works
 //!
+//! * **Layout** (store format 2, see `src/schema.rs`): one table of records
+//!   keyed by session id, each the bytes of [`tessera_core::codec`] (which
+//!   carry the revision that compare-and-swap compares and the forget
+//!   deadline the manager gave); a subject index (subject → ids); the
+//!   revocation epochs; and a table of pointers from tokens of the first
+//!   format to the sessions converted from it. There are no pointer keys
+//!   and no tombstones: a rotation rewrites one record.
 //! * **Durability**: every write is committed in a redb transaction with
 //!   `Durability::Immediate` (fsync) before the call returns. Writes that
 //!   arrive while the disk is busy share the next commit (group commit), so
 //!   throughput grows with concurrency although each write is fsynced.
 //! * **Atomicity**: each operation (create-if-absent, compare-and-swap
-//!   update, touch, rotate with its tombstone, delete, delete by subject,
-//!   epoch bumps) is one unit inside one transaction, together with the id
-//!   and subject indexes it changes.
+//!   update, touch, delete, delete by subject, epoch changes) is one unit
+//!   inside one transaction, together with the subject index entry it
+//!   changes. The subject index is kept exact in the same transaction (it
+//!   costs one index write when a record's subject changes, at login), so
+//!   it never holds stale entries and opening checks it against the records.
 //! * **Reads from memory**: the process holds the database's lock, so it is
-//!   the only writer. All records are kept in an in-memory mirror that is
-//!   loaded at open and changed only by the writer thread, after each commit,
-//!   with exactly the changes that commit made. Loads and validations never
-//!   touch the disk. The price: memory grows with the number of sessions, as
-//!   with the memory store.
-//! * **Format**: records use the versioned codec of
-//!   [`tessera_core::codec`] (`{"v":1,…}`, every older version stays
-//!   readable), and the database keeps its store format version in a `meta`
-//!   table. A newer file is refused with [`EmbeddedError::NewerFormat`].
+//!   the only writer. Every record's bytes are kept in an in-memory mirror
+//!   (as [`tessera_core::MemoryStore`] keeps them) that is loaded at open and
+//!   changed only by the writer thread, after each commit, with exactly the
+//!   changes that commit made. A validation is one hash lookup and a decode;
+//!   loads never touch the disk. The price: memory grows with the number of
+//!   sessions, as with the memory store.
+//! * **Format**: the database keeps its store format version in a `meta`
+//!   table. A file of store format 1 (records keyed by the hash of their
+//!   token, JSON records and tombstones) is converted when it is opened, in
+//!   one transaction: every session becomes a format 2 record under its id,
+//!   keeps a pointer from its old token's hash for
+//!   [`find_legacy`](tessera_core::store::Records::find_legacy) (so tokens
+//!   issued before the upgrade keep working, and are replaced at their first
+//!   use), tombstones are dropped, and the old tables go. A newer file is
+//!   refused with [`EmbeddedError::NewerFormat`].
 //! * **Write failures** (a full disk, an I/O error): the write, and every
 //!   write of its group commit, fails with `StoreError::Unavailable` naming
 //!   the operating system's reason, and nothing of it is stored; reads go on
@@ -59,17 +78,21 @@
 //!   so the writer reopens (and if need be repairs) the database before the
 //!   next write, at most once a second: once space is free again, writes
 //!   resume without a restart.
-//! * **Expiry**: [`EmbeddedStore::spawn_sweeper`] removes expired records and
-//!   tombstones, with their index entries, in small transactions so that
-//!   requests are never held up for long.
+//! * **Expiry**: [`tessera_core::store::spawn_sweeper`] calls
+//!   `sweep_expired`, which removes records past their forget deadline (with
+//!   their index entries) and the legacy pointers of records that are gone,
+//!   256 per transaction, so that requests are never held up for long.
+//! * **Files**: the database file is created with mode `0600` (owner only)
+//!   on Unix.
 #![forbid(unsafe_code)]
 
 mod batch;
+mod convert;
 mod error;
 mod mirror;
 mod schema;
 mod store;
-mod sweeper;
+mod sweep;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -78,7 +101,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use tessera_core::StoreError;
+use tessera_core::store::StoreError;
 
 pub use error::EmbeddedError;
 
@@ -160,13 +183,12 @@ impl EmbeddedStore {
         &self.shared.path
     }
 
-    /// Number of records held: live sessions, expired ones not yet swept,
-    /// and tombstones.
+    /// Number of records held: live sessions and expired ones not yet swept.
     pub fn len(&self) -> usize {
         self.shared
             .mirror
             .read()
-            .map(|m| m.entries.len())
+            .map(|m| m.records.len())
             .unwrap_or(0)
     }
 
@@ -185,7 +207,8 @@ impl EmbeddedStore {
     /// the database file is closed and unlocked. Blocks until the writer
     /// thread has finished (normally a few milliseconds).
     ///
-    /// Dropping the last clone does the same, but can only log errors.
+    /// Dropping the last clone does the same, but can only log errors (a
+    /// running sweeper holds a clone until it is stopped).
     pub fn close(self) -> Result<(), EmbeddedError> {
         self.shared.shutdown()
     }
@@ -226,6 +249,7 @@ impl EmbeddedStore {
 /// Opens (creating, and after a crash repairing) the database file and
 /// reads it into a mirror: at start, and again after a write failure.
 pub(crate) fn open_database(path: &Path) -> Result<(redb::Database, Mirror), EmbeddedError> {
+    create_private(path)?;
     let db = redb::Database::builder()
         .set_cache_size(DATABASE_CACHE_BYTES)
         .create(path)
@@ -233,6 +257,24 @@ pub(crate) fn open_database(path: &Path) -> Result<(redb::Database, Mirror), Emb
     schema::prepare(&db, path)?;
     let mirror = Mirror::load(&db, path)?;
     Ok((db, mirror))
+}
+
+/// Creates the database file, empty and readable by its owner only, unless
+/// it exists (an existing file keeps its permissions). redb then finds an
+/// empty file and lays a new database into it.
+fn create_private(path: &Path) -> Result<(), EmbeddedError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(EmbeddedError::CreateFile {
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 fn writer_gone() -> StoreError {

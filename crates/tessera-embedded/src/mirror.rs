@@ -3,77 +3,68 @@
 //! This process is the database's only writer (the file is locked), and all
 //! writes go through one writer thread. The mirror starts as a full load of
 //! the database; after each commit the writer applies to it exactly the
-//! primitive changes ([`Effect`]s) that the committed transaction made, in
-//! the same order, under the mirror's write lock and before any caller of
-//! that transaction is answered. So between commits the mirror equals the
-//! database, readers see each commit all at once, and an acknowledged write
-//! is visible to every later read. A failed commit changes neither.
+//! changes ([`Changes`]) that the committed transaction made, under the
+//! mirror's write lock and before any caller of that transaction is
+//! answered. So between commits the mirror equals the database, readers see
+//! each commit all at once, and an acknowledged write is visible to every
+//! later read. A failed commit changes neither.
+//!
+//! Records are kept as the codec's bytes, as the database holds them (and
+//! as `tessera_core::MemoryStore` keeps them): a validation is one hash
+//! lookup and one decode.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 
-use redb::{ReadableMultimapTable, ReadableTable};
-use tessera_core::codec::decode_entry;
-use tessera_core::{Session, SessionId, StoredEntry, Timestamp, TokenHash, Tombstone};
+use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
+use tessera_core::codec;
+use tessera_core::{SessionId, Timestamp, TokenHash};
 
 use crate::error::EmbeddedError;
-use crate::schema::{ENTRIES, GLOBAL_EPOCH_KEY, IDS, META, SUBJECT_EPOCHS, SUBJECTS};
-
-/// A record as the mirror holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum MirrorEntry {
-    Live(Arc<Session>),
-    Tombstone(Tombstone),
-}
-
-impl MirrorEntry {
-    pub(crate) fn forget_at(&self) -> Timestamp {
-        match self {
-            MirrorEntry::Live(session) => session.forget_at(),
-            MirrorEntry::Tombstone(tombstone) => tombstone.forget_at,
-        }
-    }
-}
-
-impl From<StoredEntry> for MirrorEntry {
-    fn from(entry: StoredEntry) -> Self {
-        match entry {
-            StoredEntry::Live(session) => MirrorEntry::Live(session),
-            StoredEntry::Tombstone(tombstone) => MirrorEntry::Tombstone(tombstone),
-        }
-    }
-}
-
-/// One primitive change a write transaction made; applied to the mirror
-/// after the transaction commits.
-#[derive(Debug)]
-pub(crate) enum Effect {
-    PutEntry(TokenHash, MirrorEntry),
-    RemoveEntry(TokenHash),
-    PutId(SessionId, TokenHash),
-    RemoveId(SessionId),
-    AddSubject(Box<str>, SessionId),
-    RemoveSubject(Box<str>, SessionId),
-    GlobalEpoch(u64),
-    SubjectEpoch(Box<str>, u64),
-}
+use crate::schema::{
+    GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS, SUBJECT_INDEX,
+};
 
 /// The whole database, in memory.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Mirror {
-    pub(crate) entries: HashMap<TokenHash, MirrorEntry>,
-    pub(crate) ids: HashMap<SessionId, TokenHash>,
+    /// Every record, as the codec encoded it.
+    pub(crate) records: HashMap<SessionId, Box<[u8]>>,
+    /// The subject index: exactly the records of each subject.
     pub(crate) subjects: HashMap<Box<str>, HashSet<SessionId>>,
+    /// Pointers from the token hashes of format 1 to the sessions converted from it.
+    pub(crate) legacy: HashMap<TokenHash, SessionId>,
     pub(crate) global_epoch: u64,
     pub(crate) subject_epochs: HashMap<Box<str>, u64>,
 }
 
+/// What one group of writes changed: the final state of every key it
+/// wrote. Applied to the mirror after the group's transaction commits; the
+/// group's later jobs read it before the mirror (see [`crate::batch`]).
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// `None`: removed.
+    pub(crate) records: HashMap<SessionId, Option<Box<[u8]>>>,
+    /// `true`: added to the subject's index; `false`: removed from it.
+    pub(crate) subjects: HashMap<(Box<str>, SessionId), bool>,
+    /// Legacy pointers removed.
+    pub(crate) legacy_removed: HashSet<TokenHash>,
+    pub(crate) global_epoch: Option<u64>,
+    pub(crate) subject_epochs: HashMap<Box<str>, u64>,
+    /// How many writes went to the transaction.
+    pub(crate) writes: usize,
+}
+
+/// Whether encoded record bytes may still be returned at `now`.
+pub(crate) fn live(bytes: &[u8], now: Timestamp) -> bool {
+    codec::forget_at_of(bytes).is_some_and(|at| at > now)
+}
+
 impl Mirror {
-    /// Reads the whole database and checks that its tables agree with each
-    /// other (every transaction keeps them so; a disagreement means damage).
+    /// Reads the whole database and checks that every record decodes and
+    /// that the tables agree with each other (every transaction keeps them
+    /// so; a disagreement means damage).
     pub(crate) fn load(db: &redb::Database, path: &Path) -> Result<Mirror, EmbeddedError> {
-        use redb::ReadableDatabase;
         let fail = |e: redb::Error| EmbeddedError::database(path, e);
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
         let mut mirror = Mirror::default();
@@ -85,34 +76,47 @@ impl Mirror {
             .map(|v| v.value())
             .unwrap_or(0);
 
-        let entries = txn.open_table(ENTRIES).map_err(|e| fail(e.into()))?;
-        for row in entries.iter().map_err(|e| fail(e.into()))? {
+        let records = txn.open_table(RECORDS).map_err(|e| fail(e.into()))?;
+        let mut subjects_seen: Vec<(Box<str>, SessionId)> = Vec::new();
+        for row in records.iter().map_err(|e| fail(e.into()))? {
             let (key, value) = row.map_err(|e| fail(e.into()))?;
-            let key = TokenHash(*key.value());
-            let entry = decode_entry(value.value()).map_err(|e| {
-                EmbeddedError::corrupt(path, format!("record {}: {e}", key.to_hex()))
-            })?;
-            mirror.entries.insert(key, entry.into());
-        }
-
-        let ids = txn.open_table(IDS).map_err(|e| fail(e.into()))?;
-        for row in ids.iter().map_err(|e| fail(e.into()))? {
-            let (id, key) = row.map_err(|e| fail(e.into()))?;
-            mirror
-                .ids
-                .insert(SessionId(*id.value()), TokenHash(*key.value()));
-        }
-
-        let subjects = txn
-            .open_multimap_table(SUBJECTS)
-            .map_err(|e| fail(e.into()))?;
-        for row in subjects.iter().map_err(|e| fail(e.into()))? {
-            let (subject, ids) = row.map_err(|e| fail(e.into()))?;
-            let mut set = HashSet::new();
-            for id in ids {
-                set.insert(SessionId(*id.map_err(|e| fail(e.into()))?.value()));
+            let id = SessionId(*key.value());
+            let bytes = value.value();
+            // A full decode: a record this build cannot read is found now,
+            // not when its holder comes back.
+            let record = codec::decode(bytes, None)
+                .map_err(|e| EmbeddedError::corrupt(path, format!("record {id}: {e}")))?;
+            if record.id != id {
+                return Err(EmbeddedError::corrupt(
+                    path,
+                    format!("record {id} holds session {}", record.id),
+                ));
             }
-            mirror.subjects.insert(subject.value().into(), set);
+            if let Some(subject) = record.subject {
+                subjects_seen.push((subject.into_boxed_str(), id));
+            }
+            mirror.records.insert(id, bytes.into());
+        }
+
+        let index = txn
+            .open_multimap_table(SUBJECT_INDEX)
+            .map_err(|e| fail(e.into()))?;
+        for row in index.iter().map_err(|e| fail(e.into()))? {
+            let (subject, ids) = row.map_err(|e| fail(e.into()))?;
+            let subject: Box<str> = subject.value().into();
+            let set = mirror.subjects.entry(subject).or_default();
+            for id in ids {
+                let id = id.map_err(|e| fail(e.into()))?;
+                set.insert(SessionId(*id.value()));
+            }
+        }
+
+        let legacy = txn.open_table(LEGACY_TOKENS).map_err(|e| fail(e.into()))?;
+        for row in legacy.iter().map_err(|e| fail(e.into()))? {
+            let (key, id) = row.map_err(|e| fail(e.into()))?;
+            mirror
+                .legacy
+                .insert(TokenHash(*key.value()), SessionId(*id.value()));
         }
 
         let epochs = txn.open_table(SUBJECT_EPOCHS).map_err(|e| fail(e.into()))?;
@@ -124,124 +128,100 @@ impl Mirror {
         }
 
         mirror
-            .check_indexes()
+            .check_indexes(subjects_seen)
             .map_err(|message| EmbeddedError::corrupt(path, message))?;
         Ok(mirror)
     }
 
-    /// Checks the invariants every write transaction keeps: each live
-    /// session is reachable from its id, each id leads to its live session,
-    /// and the subject index lists exactly the live sessions of each subject.
-    pub(crate) fn check_indexes(&self) -> Result<(), String> {
-        let mut live = 0usize;
-        for (key, entry) in &self.entries {
-            if let MirrorEntry::Live(session) = entry {
-                live += 1;
-                if self.ids.get(&session.id) != Some(key) {
-                    return Err(format!(
-                        "session {} is missing from the id index",
-                        session.id
-                    ));
-                }
-                if let Some(subject) = session.subject.as_deref()
-                    && !self
-                        .subjects
-                        .get(subject)
-                        .is_some_and(|ids| ids.contains(&session.id))
-                {
-                    return Err(format!(
-                        "session {} is missing from its subject's index",
-                        session.id
-                    ));
-                }
-            }
-        }
-        if self.ids.len() != live {
+    /// Checks the invariant every write transaction keeps: the subject
+    /// index lists exactly the records of each subject (`subjects_seen`:
+    /// the subject of every record that has one).
+    pub(crate) fn check_indexes(
+        &self,
+        subjects_seen: Vec<(Box<str>, SessionId)>,
+    ) -> Result<(), String> {
+        let indexed: usize = self.subjects.values().map(HashSet::len).sum();
+        if indexed != subjects_seen.len() {
             return Err(format!(
-                "the id index has {} entries for {live} live sessions",
-                self.ids.len()
+                "the subject index has {indexed} entries for {} records with a subject",
+                subjects_seen.len()
             ));
         }
-        for (subject, ids) in &self.subjects {
-            for id in ids {
-                let indexed = self
-                    .ids
-                    .get(id)
-                    .and_then(|key| self.entries.get(key))
-                    .is_some_and(|entry| {
-                        matches!(entry, MirrorEntry::Live(s) if s.subject.as_deref() == Some(&**subject))
-                    });
-                if !indexed {
-                    return Err(format!(
-                        "the subject index lists session {id}, which is not a live session of that subject"
-                    ));
-                }
+        for (subject, id) in subjects_seen {
+            if !self
+                .subjects
+                .get(&subject)
+                .is_some_and(|ids| ids.contains(&id))
+            {
+                return Err(format!("session {id} is missing from its subject's index"));
             }
         }
         Ok(())
     }
 
+    /// The subject of every record that has one, for [`check_indexes`](Self::check_indexes).
+    #[cfg(test)]
+    pub(crate) fn subjects_of_records(&self) -> Vec<(Box<str>, SessionId)> {
+        self.records
+            .iter()
+            .filter_map(|(id, bytes)| codec::subject_of(bytes).map(|s| (s.into(), *id)))
+            .collect()
+    }
+
     /// Applies the changes of one committed transaction.
-    pub(crate) fn apply(&mut self, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::PutEntry(key, entry) => {
-                    self.entries.insert(key, entry);
+    pub(crate) fn apply(&mut self, changes: Changes) {
+        for (id, bytes) in changes.records {
+            match bytes {
+                Some(bytes) => {
+                    self.records.insert(id, bytes);
                 }
-                Effect::RemoveEntry(key) => {
-                    self.entries.remove(&key);
-                }
-                Effect::PutId(id, key) => {
-                    self.ids.insert(id, key);
-                }
-                Effect::RemoveId(id) => {
-                    self.ids.remove(&id);
-                }
-                Effect::AddSubject(subject, id) => {
-                    self.subjects.entry(subject).or_default().insert(id);
-                }
-                Effect::RemoveSubject(subject, id) => {
-                    if let Some(ids) = self.subjects.get_mut(&subject) {
-                        ids.remove(&id);
-                        if ids.is_empty() {
-                            self.subjects.remove(&subject);
-                        }
-                    }
-                }
-                Effect::GlobalEpoch(epoch) => self.global_epoch = epoch,
-                Effect::SubjectEpoch(subject, epoch) => {
-                    self.subject_epochs.insert(subject, epoch);
+                None => {
+                    self.records.remove(&id);
                 }
             }
         }
-    }
-
-    /// The live session stored under `key`, unless it may be forgotten at `now`.
-    pub(crate) fn live(&self, key: &TokenHash, now: Timestamp) -> Option<&Arc<Session>> {
-        match self.entries.get(key) {
-            Some(MirrorEntry::Live(session)) if session.forget_at() > now => Some(session),
-            _ => None,
+        for ((subject, id), added) in changes.subjects {
+            if added {
+                self.subjects.entry(subject).or_default().insert(id);
+            } else if let Some(ids) = self.subjects.get_mut(&subject) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.subjects.remove(&subject);
+                }
+            }
         }
+        for key in changes.legacy_removed {
+            self.legacy.remove(&key);
+        }
+        if let Some(epoch) = changes.global_epoch {
+            self.global_epoch = epoch;
+        }
+        self.subject_epochs.extend(changes.subject_epochs);
     }
 
-    /// The live session with this id and its key.
-    pub(crate) fn by_id(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> Option<(TokenHash, Arc<Session>)> {
-        let key = self.ids.get(id)?;
-        self.live(key, now)
-            .filter(|session| session.id == *id)
-            .map(|session| (*key, session.clone()))
+    /// The record with this id, unless it may be forgotten at `now`.
+    pub(crate) fn live(&self, id: &SessionId, now: Timestamp) -> Option<&[u8]> {
+        self.records
+            .get(id)
+            .map(|bytes| &bytes[..])
+            .filter(|bytes| live(bytes, now))
     }
 
-    /// Keys of records and tombstones that may be forgotten at `now`.
-    pub(crate) fn expired_keys(&self, now: Timestamp) -> Vec<TokenHash> {
-        self.entries
+    /// Ids of records that may be forgotten at `now`, and legacy pointers
+    /// whose record is gone or may be forgotten.
+    pub(crate) fn expired(&self, now: Timestamp) -> (Vec<SessionId>, Vec<TokenHash>) {
+        let records = self
+            .records
             .iter()
-            .filter(|(_, entry)| entry.forget_at() <= now)
+            .filter(|(_, bytes)| !live(bytes, now))
+            .map(|(id, _)| *id)
+            .collect();
+        let pointers = self
+            .legacy
+            .iter()
+            .filter(|(_, id)| self.live(id, now).is_none())
             .map(|(key, _)| *key)
-            .collect()
+            .collect();
+        (records, pointers)
     }
 }

@@ -1,96 +1,157 @@
 //! The on-disk layout: table definitions, the store format version, and
-//! preparing a database file for use.
+//! preparing a database file for use (creating it, or converting a file of
+//! store format 1).
 //!
-//! Layout of store format 1 (every table lives in one redb file):
+//! Store format 2 (every table lives in one redb file):
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | `"format_version"`, `"global_epoch"` | `u64` |
-//! | `entries` | token hash (32 bytes) | record bytes of [`tessera_core::codec`] (`{"v":1,…}`) |
+//! | `meta` | `"format_version"` (`2`), `"global_epoch"` | `u64` |
+//! | `records` | session id (16 bytes) | the record as [`tessera_core::codec`] encodes it (format byte 2, revision, `last_seen_at` and forget deadline at fixed places) |
+//! | `subject_index` (multimap) | subject | session ids |
+//! | `subject_epochs` | subject | `u64` |
+//! | `legacy_tokens` | SHA-256 of a token of the first format (32 bytes) | session id |
+//!
+//! The subject index is exact: every transaction that changes a record's
+//! subject changes the index with it, so it lists exactly the records of
+//! each subject (`Mirror::check_indexes` verifies this at every open).
+//! `legacy_tokens` holds one pointer per session converted from format 1;
+//! a pointer lives as long as its session's record and goes with it when
+//! the record is swept.
+//!
+//! Store format 1 (converted when opened, see [`crate::convert`]):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `"format_version"` (`1`), `"global_epoch"` | `u64` |
+//! | `entries` | token hash (32 bytes) | JSON record (`{"v":1,"session":{…}}`) or tombstone (`{"v":1,"tombstone":{…}}`) |
 //! | `ids` | session id (16 bytes) | token hash of the live session |
 //! | `subjects` (multimap) | subject | session ids |
 //! | `subject_epochs` | subject | `u64` |
 //!
 //! Two versions live here: the *store* format (tables and their meaning,
-//! kept in `meta`) and the *record* format (inside each record, owned by the
-//! codec, which reads every version ever written).
+//! kept in `meta`) and the *record* format (the first byte of each record,
+//! owned by the codec).
 
 use std::path::Path;
 
-use redb::{MultimapTableDefinition, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    MultimapTableDefinition, MultimapTableHandle, ReadableTable, TableDefinition, TableHandle,
+};
 
 use crate::error::EmbeddedError;
 
 /// The store format this build writes.
-pub(crate) const STORE_FORMAT: u64 = 1;
+pub(crate) const STORE_FORMAT: u64 = 2;
 
-/// The oldest store format this build opens.
-pub(crate) const OLDEST_STORE_FORMAT: u64 = 1;
+/// The format of files written before records were keyed by session id;
+/// converted when opened.
+pub(crate) const LEGACY_STORE_FORMAT: u64 = 1;
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-pub(crate) const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
-pub(crate) const IDS: TableDefinition<&[u8; 16], &[u8; 32]> = TableDefinition::new("ids");
-pub(crate) const SUBJECTS: MultimapTableDefinition<&str, &[u8; 16]> =
-    MultimapTableDefinition::new("subjects");
+pub(crate) const RECORDS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("records");
+pub(crate) const SUBJECT_INDEX: MultimapTableDefinition<&str, &[u8; 16]> =
+    MultimapTableDefinition::new("subject_index");
 pub(crate) const SUBJECT_EPOCHS: TableDefinition<&str, u64> =
     TableDefinition::new("subject_epochs");
+pub(crate) const LEGACY_TOKENS: TableDefinition<&[u8; 32], &[u8; 16]> =
+    TableDefinition::new("legacy_tokens");
+
+/// The tables of store format 1, read once to convert them.
+pub(crate) mod v1 {
+    use redb::{MultimapTableDefinition, TableDefinition};
+
+    pub(crate) const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
+    pub(crate) const IDS: TableDefinition<&[u8; 16], &[u8; 32]> = TableDefinition::new("ids");
+    pub(crate) const SUBJECTS: MultimapTableDefinition<&str, &[u8; 16]> =
+        MultimapTableDefinition::new("subjects");
+}
 
 pub(crate) const FORMAT_VERSION_KEY: &str = "format_version";
 pub(crate) const GLOBAL_EPOCH_KEY: &str = "global_epoch";
 
-/// Creates the tables of a new database, or checks that an existing one has
-/// a format this build reads.
+/// Creates the tables of a new database, converts a database of store
+/// format 1, or checks that an existing one has a format this build reads.
 pub(crate) fn prepare(db: &redb::Database, path: &Path) -> Result<(), EmbeddedError> {
     let fail = |e: redb::Error| EmbeddedError::database(path, e);
-    let txn = db.begin_write().map_err(|e| fail(e.into()))?;
-    let fresh = {
-        let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
-        let found = meta
-            .get(FORMAT_VERSION_KEY)
+    let mut txn = db.begin_write().map_err(|e| fail(e.into()))?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|e| fail(e.into()))?;
+    let found = {
+        let meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
+        meta.get(FORMAT_VERSION_KEY)
             .map_err(|e| fail(e.into()))?
-            .map(|v| v.value());
-        match found {
-            Some(version) if version > STORE_FORMAT => {
-                return Err(EmbeddedError::NewerFormat {
-                    path: path.to_owned(),
-                    found: version,
-                    supported: STORE_FORMAT,
-                });
-            }
-            Some(version) if version < OLDEST_STORE_FORMAT => {
-                return Err(EmbeddedError::corrupt(
-                    path,
-                    format!("unknown store format {version}"),
-                ));
-            }
-            Some(_) => false,
-            None => {
-                meta.insert(FORMAT_VERSION_KEY, STORE_FORMAT)
-                    .map_err(|e| fail(e.into()))?;
-                meta.insert(GLOBAL_EPOCH_KEY, 0)
-                    .map_err(|e| fail(e.into()))?;
-                true
-            }
-        }
+            .map(|v| v.value())
     };
-    if fresh {
-        // A file without a format version must be empty: anything else was
-        // written by something other than this store.
-        let entries = txn.open_table(ENTRIES).map_err(|e| fail(e.into()))?;
-        if !entries.is_empty().map_err(|e| fail(e.into()))? {
+    match found {
+        Some(STORE_FORMAT) => {
+            // Nothing to change: no commit, so that reopening after a
+            // write failure needs no free space.
+            txn.abort().map_err(|e| fail(e.into()))?;
+            return Ok(());
+        }
+        Some(version) if version > STORE_FORMAT => {
+            return Err(EmbeddedError::NewerFormat {
+                path: path.to_owned(),
+                found: version,
+                supported: STORE_FORMAT,
+            });
+        }
+        Some(LEGACY_STORE_FORMAT) => {
+            let converted = crate::convert::format_1(&txn, path)?;
+            txn.open_table(META)
+                .map_err(|e| fail(e.into()))?
+                .insert(FORMAT_VERSION_KEY, STORE_FORMAT)
+                .map_err(|e| fail(e.into()))?;
+            txn.commit().map_err(|e| fail(e.into()))?;
+            tracing::info!(
+                path = %path.display(),
+                sessions = converted.sessions,
+                tombstones_dropped = converted.tombstones,
+                "session database converted from store format 1 to 2"
+            );
+            return Ok(());
+        }
+        Some(version) => {
             return Err(EmbeddedError::corrupt(
                 path,
-                "it holds records but no store format version",
+                format!("unknown store format {version}"),
             ));
         }
-        drop(entries);
-        txn.open_table(IDS).map_err(|e| fail(e.into()))?;
-        txn.open_multimap_table(SUBJECTS)
-            .map_err(|e| fail(e.into()))?;
-        txn.open_table(SUBJECT_EPOCHS).map_err(|e| fail(e.into()))?;
-        txn.commit().map_err(|e| fail(e.into()))?;
-    } else {
-        txn.abort().map_err(|e| fail(e.into()))?;
+        None => {}
     }
+    // A file without a format version must hold no tables: anything else
+    // was written by something other than this store.
+    let tables = txn.list_tables().map_err(|e| fail(e.into()))?;
+    let multimaps = txn.list_multimap_tables().map_err(|e| fail(e.into()))?;
+    let names: Vec<String> = tables
+        .map(|t| t.name().to_owned())
+        .chain(multimaps.map(|t| t.name().to_owned()))
+        .filter(|name| name != META.name())
+        .collect();
+    if let Some(name) = names.first() {
+        return Err(EmbeddedError::corrupt(
+            path,
+            format!("it holds a table `{name}` but no store format version"),
+        ));
+    }
+    {
+        let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
+        meta.insert(FORMAT_VERSION_KEY, STORE_FORMAT)
+            .map_err(|e| fail(e.into()))?;
+        meta.insert(GLOBAL_EPOCH_KEY, 0)
+            .map_err(|e| fail(e.into()))?;
+    }
+    create_tables(&txn).map_err(|e| fail(e.into()))?;
+    txn.commit().map_err(|e| fail(e.into()))?;
+    Ok(())
+}
+
+/// Creates the tables of format 2 that do not exist yet.
+pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(RECORDS)?;
+    txn.open_multimap_table(SUBJECT_INDEX)?;
+    txn.open_table(SUBJECT_EPOCHS)?;
+    txn.open_table(LEGACY_TOKENS)?;
     Ok(())
 }

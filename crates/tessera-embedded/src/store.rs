@@ -1,33 +1,38 @@
-//! The [`SessionStore`] operations: reads from the mirror, writes as
-//! all-or-nothing jobs of the writer thread.
-
-use std::sync::Arc;
+//! The store contract: reads from the mirror, writes as all-or-nothing jobs
+//! of the writer thread. Records are encoded (and their bytes decoded) by
+//! the caller's task, so the writer thread only compares and stores bytes.
 
 use async_trait::async_trait;
-use tessera_core::{
-    CreateOutcome, ExportPage, Session, SessionId, SessionStore, StoreError, StoredEntry,
-    Timestamp, TokenHash, Tombstone, WriteOutcome, page_of_keys,
+use tessera_core::codec;
+use tessera_core::store::{
+    CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+    page_of_ids,
 };
+use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
 
 use crate::EmbeddedStore;
-use crate::mirror::MirrorEntry;
+use crate::mirror::live;
+
+fn no_revision() -> StoreError {
+    StoreError::corrupt("a stored record has no revision (not of the current record format)")
+}
 
 #[async_trait]
-impl SessionStore for EmbeddedStore {
+impl Records for EmbeddedStore {
     async fn create(
         &self,
-        key: &TokenHash,
-        session: &Session,
+        record: &SessionRecord,
+        forget_at: Timestamp,
     ) -> Result<CreateOutcome, StoreError> {
-        let (key, session) = (*key, session.clone());
+        let bytes = codec::encode(record, forget_at).into_boxed_slice();
+        let (id, subject) = (record.id, record.subject.clone());
         self.write(move |batch| {
-            if batch.has_entry(&key)? || batch.key_of(&session.id)?.is_some() {
+            if batch.record(&id).is_some() {
                 return Ok(CreateOutcome::AlreadyExists);
             }
-            batch.put_session(&key, &session)?;
-            batch.put_id(&session.id, &key)?;
-            if let Some(subject) = session.subject.as_deref() {
-                batch.add_subject(subject, &session.id)?;
+            batch.put_record(&id, bytes)?;
+            if let Some(subject) = subject.as_deref() {
+                batch.add_subject(subject, &id)?;
             }
             Ok(CreateOutcome::Created)
         })
@@ -36,54 +41,37 @@ impl SessionStore for EmbeddedStore {
 
     async fn load(
         &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        self.read(|mirror| match mirror.entries.get(key) {
-            Some(MirrorEntry::Live(session)) if session.forget_at() > now => {
-                Some(StoredEntry::Live(session.clone()))
-            }
-            Some(MirrorEntry::Tombstone(tombstone)) if tombstone.forget_at > now => {
-                Some(StoredEntry::Tombstone(*tombstone))
-            }
-            _ => None,
-        })
-    }
-
-    async fn load_by_id(
-        &self,
         id: &SessionId,
         now: Timestamp,
-    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        self.read(|mirror| mirror.by_id(id, now))
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(|mirror| {
+            mirror
+                .live(id, now)
+                .map(|bytes| codec::decode(bytes, None))
+                .transpose()
+        })?
     }
 
     async fn update(
         &self,
-        key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
+        record: &SessionRecord,
+        expected: Revision,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let (key, session) = (*key, session.clone());
+        let bytes = codec::encode(record, forget_at).into_boxed_slice();
+        let (id, subject) = (record.id, record.subject.clone());
         self.write(move |batch| {
-            let Some(stored) = batch.live(&key, now)? else {
+            let Some(stored) = batch.live(&id, now) else {
                 return Ok(WriteOutcome::NotFound);
             };
-            if stored.id != session.id {
-                return Ok(WriteOutcome::NotFound);
+            let current = codec::revision_of(stored).ok_or_else(no_revision)?;
+            if current != expected {
+                return Ok(WriteOutcome::Conflict { current });
             }
-            if stored.version != expected_version {
-                return Ok(WriteOutcome::VersionConflict {
-                    current: stored.version,
-                });
-            }
-            batch.put_session(&key, &session)?;
-            batch.move_subject(
-                &session.id,
-                stored.subject.as_deref(),
-                session.subject.as_deref(),
-            )?;
+            let before = codec::subject_of(stored).map(Box::<str>::from);
+            batch.put_record(&id, bytes)?;
+            batch.move_subject(&id, before.as_deref(), subject.as_deref())?;
             Ok(WriteOutcome::Written)
         })
         .await
@@ -91,63 +79,24 @@ impl SessionStore for EmbeddedStore {
 
     async fn touch(
         &self,
-        key: &TokenHash,
+        id: &SessionId,
         last_seen_at: Timestamp,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let key = *key;
+        let id = *id;
         self.write(move |batch| {
-            let Some(stored) = batch.live(&key, now)? else {
+            let Some(stored) = batch.live(&id, now) else {
                 return Ok(WriteOutcome::NotFound);
             };
-            if stored.last_seen_at < last_seen_at {
-                let mut touched = (*stored).clone();
-                touched.last_seen_at = last_seen_at;
-                batch.put_session(&key, &touched)?;
+            let mut touched: Box<[u8]> = stored.into();
+            if !codec::touch_in_place(&mut touched, last_seen_at, forget_at) {
+                return Err(no_revision());
             }
-            Ok(WriteOutcome::Written)
-        })
-        .await
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &TokenHash,
-        new_key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
-        tombstone: &Tombstone,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        let (old_key, new_key, session, tombstone) =
-            (*old_key, *new_key, session.clone(), *tombstone);
-        self.write(move |batch| {
-            let Some(stored) = batch.live(&old_key, now)? else {
-                return Ok(WriteOutcome::NotFound);
-            };
-            if stored.id != session.id {
-                return Ok(WriteOutcome::NotFound);
+            // Nothing moves forward: nothing to write (and no commit).
+            if *touched != *stored {
+                batch.put_record(&id, touched)?;
             }
-            if stored.version != expected_version {
-                return Ok(WriteOutcome::VersionConflict {
-                    current: stored.version,
-                });
-            }
-            if new_key == old_key || batch.has_entry(&new_key)? {
-                // Keys are hashes of 256 random bits: this is a caller bug,
-                // and overwriting would orphan another record.
-                return Err(StoreError::corrupt(
-                    "rotate: the new key is already in use; nothing was written",
-                ));
-            }
-            batch.put_session(&new_key, &session)?;
-            batch.put_tombstone(&old_key, &tombstone)?;
-            batch.put_id(&session.id, &new_key)?;
-            batch.move_subject(
-                &session.id,
-                stored.subject.as_deref(),
-                session.subject.as_deref(),
-            )?;
             Ok(WriteOutcome::Written)
         })
         .await
@@ -156,43 +105,73 @@ impl SessionStore for EmbeddedStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let id = *id;
         self.write(move |batch| {
-            let Some(key) = batch.key_of(&id)? else {
+            let Some(stored) = batch.record(&id) else {
                 return Ok(false);
             };
-            let entry = batch.entry(&key)?;
-            batch.remove_id(&id)?;
-            match entry {
-                Some(StoredEntry::Live(session)) => {
-                    batch.remove_entry(&key)?;
-                    if let Some(subject) = session.subject.as_deref() {
-                        batch.remove_subject(subject, &id)?;
-                    }
-                    Ok(true)
-                }
-                _ => Ok(false),
+            let subject = codec::subject_of(stored).map(Box::<str>::from);
+            batch.remove_record(&id)?;
+            if let Some(subject) = subject.as_deref() {
+                batch.remove_subject(subject, &id)?;
             }
+            Ok(true)
         })
         .await
     }
 
-    async fn list_by_subject(
+    /// Sessions converted from store format 1 left a pointer from their old
+    /// token's hash; it answers while the session's record lives.
+    async fn find_legacy(
         &self,
-        subject: &str,
+        key: &TokenHash,
         now: Timestamp,
-    ) -> Result<Vec<Arc<Session>>, StoreError> {
+    ) -> Result<Option<SessionId>, StoreError> {
         self.read(|mirror| {
-            let Some(ids) = mirror.subjects.get(subject) else {
-                return Vec::new();
-            };
-            ids.iter()
-                .filter_map(|id| mirror.by_id(id, now))
-                .map(|(_, session)| session)
-                .filter(|session| session.subject.as_deref() == Some(subject))
-                .collect()
+            mirror
+                .legacy
+                .get(key)
+                .filter(|id| mirror.live(id, now).is_some())
+                .copied()
         })
     }
 
-    async fn delete_by_subject(
+    /// Goes through the writer thread, so it proves that writes can be
+    /// made, not only that the mirror answers.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.write(|batch| {
+            batch.global_epoch();
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SubjectIndex for EmbeddedStore {
+    async fn list_subject(
+        &self,
+        subject: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        self.read(|mirror| {
+            let ids = mirror.subjects.get(subject).into_iter().flatten();
+            let live_ids = ids.filter(|id| mirror.live(id, now).is_some()).copied();
+            let (page, next) = page_of_ids(live_ids, cursor, limit)?;
+            let mut items = Vec::with_capacity(page.len());
+            for id in page {
+                if let Some(bytes) = mirror.live(&id, now) {
+                    let record = codec::decode(bytes, None)?;
+                    if record.subject.as_deref() == Some(subject) {
+                        items.push(record);
+                    }
+                }
+            }
+            Ok(Page { items, next })
+        })?
+    }
+
+    async fn delete_subject(
         &self,
         subject: &str,
         except: Option<&SessionId>,
@@ -201,36 +180,48 @@ impl SessionStore for EmbeddedStore {
         let (subject, except) = (subject.to_owned(), except.copied());
         self.write(move |batch| {
             let mut doomed = Vec::new();
-            for id in batch.subject_ids(&subject)? {
+            for id in batch.subject_ids(&subject) {
                 if Some(id) == except {
                     continue;
                 }
-                let Some(key) = batch.key_of(&id)? else {
-                    continue;
-                };
-                if let Some(session) = batch.live(&key, now)?
-                    && session.subject.as_deref() == Some(subject.as_str())
+                if batch
+                    .live(&id, now)
+                    .is_some_and(|bytes| codec::subject_of(bytes) == Some(subject.as_str()))
                 {
-                    doomed.push((id, key));
+                    doomed.push(id);
                 }
             }
-            for (id, key) in &doomed {
-                batch.remove_entry(key)?;
-                batch.remove_id(id)?;
+            for id in &doomed {
+                batch.remove_record(id)?;
                 batch.remove_subject(&subject, id)?;
             }
-            Ok(doomed.into_iter().map(|(id, _)| id).collect())
+            Ok(doomed)
         })
         .await
     }
+}
 
+#[async_trait]
+impl Epochs for EmbeddedStore {
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         self.read(|mirror| mirror.global_epoch)
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
         self.write(|batch| {
-            let epoch = batch.global_epoch()? + 1;
+            let epoch = batch.global_epoch() + 1;
+            batch.set_global_epoch(epoch)?;
+            Ok(epoch)
+        })
+        .await
+    }
+
+    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+        self.write(move |batch| {
+            let current = batch.global_epoch();
+            if current >= epoch {
+                return Ok(current);
+            }
             batch.set_global_epoch(epoch)?;
             Ok(epoch)
         })
@@ -244,21 +235,31 @@ impl SessionStore for EmbeddedStore {
     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
         let subject = subject.to_owned();
         self.write(move |batch| {
-            let epoch = batch.subject_epoch(&subject)? + 1;
+            let epoch = batch.subject_epoch(&subject) + 1;
             batch.set_subject_epoch(&subject, epoch)?;
             Ok(epoch)
         })
         .await
     }
 
+    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+        let subject = subject.to_owned();
+        self.write(move |batch| {
+            let current = batch.subject_epoch(&subject);
+            if current >= epoch {
+                return Ok(current);
+            }
+            batch.set_subject_epoch(&subject, epoch)?;
+            Ok(epoch)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Maintenance for EmbeddedStore {
     async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.sweep(now).await
-    }
-
-    /// Goes through the writer thread and reads the database, so it proves
-    /// that writes can be made, not only that the mirror answers.
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.write(|batch| batch.global_epoch().map(|_| ())).await
     }
 
     async fn export_page(
@@ -266,14 +267,21 @@ impl SessionStore for EmbeddedStore {
         cursor: Option<&str>,
         limit: usize,
         now: Timestamp,
-    ) -> Result<ExportPage, StoreError> {
+    ) -> Result<Page<SessionRecord>, StoreError> {
         self.read(|mirror| {
-            let (keys, next) = page_of_keys(mirror.ids.values().copied(), cursor, limit)?;
-            let sessions = keys
-                .into_iter()
-                .filter_map(|key| mirror.live(&key, now).map(|session| (key, session.clone())))
-                .collect();
-            Ok(ExportPage { sessions, next })
+            let ids = mirror
+                .records
+                .iter()
+                .filter(|(_, bytes)| live(bytes, now))
+                .map(|(id, _)| *id);
+            let (page, next) = page_of_ids(ids, cursor, limit)?;
+            let mut items = Vec::with_capacity(page.len());
+            for id in page {
+                if let Some(bytes) = mirror.live(&id, now) {
+                    items.push(codec::decode(bytes, None)?);
+                }
+            }
+            Ok(Page { items, next })
         })?
     }
 }

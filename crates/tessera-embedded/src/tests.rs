@@ -1,36 +1,33 @@
 //! The mirror's promise, checked from inside: after any mix of concurrent
-//! writes, the mirror equals a fresh load of the database file.
+//! writes, the mirror equals a fresh load of the database file; and a group
+//! commit is all-or-nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_core::{
-    Session, SessionData, SessionId, SessionStore, SessionToken, Timestamp, TokenHash, Tombstone,
-};
+use tessera_core::store::{Epochs, Maintenance, Records, StoreError, SubjectIndex, WriteOutcome};
+use tessera_core::testkit::Harness;
+use tessera_core::{MemoryStore, Revision, SessionData, SessionRecord, Timestamp, codec};
 
 use crate::EmbeddedStore;
 use crate::mirror::Mirror;
 
-fn key() -> TokenHash {
-    SessionToken::generate().expect("random token").hash()
+/// A fresh record (random id and token) starting at `now`.
+fn record(now: Timestamp, subject: Option<&str>) -> SessionRecord {
+    let mut record = Harness::new(Arc::new(MemoryStore::new())).sample_record(subject);
+    record.created_at = now;
+    record.last_seen_at = now;
+    record.token_issued_at = now;
+    record.absolute_expires_at = now.plus(Duration::from_secs(3600));
+    record
 }
 
-fn session(now: Timestamp, subject: Option<&str>, idle_ms: u64) -> Session {
-    Session {
-        id: SessionId::generate().expect("random id"),
-        subject: subject.map(str::to_owned),
-        auth_level: 0,
-        authenticated_at: None,
-        data: SessionData::empty(),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: idle_ms,
-        absolute_expires_at: now.plus(Duration::from_secs(3600)),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
-    }
+/// `record` with another revision (a new token after a rotation), through
+/// the codec's fixed layout.
+fn with_revision(record: &SessionRecord, revision: Revision) -> SessionRecord {
+    let mut bytes = codec::encode(record, Timestamp(0));
+    bytes[codec::REVISION].copy_from_slice(&revision.to_bytes());
+    codec::decode(&bytes, None).expect("decode")
 }
 
 fn snapshot(store: &EmbeddedStore) -> Mirror {
@@ -41,7 +38,7 @@ fn snapshot(store: &EmbeddedStore) -> Mirror {
 async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let subjects = ["ann", "bob", "cid"];
-    let mut mine: Vec<(TokenHash, Session)> = Vec::new();
+    let mut mine: Vec<SessionRecord> = Vec::new();
     for step in 0..60u64 {
         let now = start.plus(Duration::from_millis(step * 500));
         let op = if mine.is_empty() { 0 } else { rng.u8(0..9) };
@@ -49,70 +46,78 @@ async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
         match op {
             0 | 1 => {
                 let subject = subjects.get(rng.usize(0..4)).copied();
-                let idle = if rng.bool() { 1_000 } else { 600_000 };
-                let fresh = session(now, subject, idle);
-                let k = key();
-                store.create(&k, &fresh).await.expect("create");
-                mine.push((k, fresh));
+                let fresh = record(now, subject);
+                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
+                store.create(&fresh, forget).await.expect("create");
+                mine.push(fresh);
             }
             2 => {
-                let (k, s) = &mut mine[slot];
-                let mut next = s.clone();
+                let current = &mine[slot];
+                let mut next = current.clone();
                 next.version += 1;
                 next.subject = subjects.get(rng.usize(0..4)).map(|s| (*s).to_owned());
                 next.data = SessionData::from_json(&format!(r#"{{"step":{step}}}"#)).expect("data");
+                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
                 if store
-                    .update(k, &next, s.version, now)
+                    .update(&next, current.revision(), forget, now)
                     .await
                     .expect("update")
-                    == tessera_core::WriteOutcome::Written
+                    == WriteOutcome::Written
                 {
-                    *s = next;
+                    mine[slot] = next;
                 }
             }
             3 => {
-                let (k, _) = &mine[slot];
-                store.touch(k, now, now).await.expect("touch");
+                let id = mine[slot].id;
+                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
+                store.touch(&id, now, forget, now).await.expect("touch");
             }
             4 => {
-                let (k, s) = mine[slot].clone();
-                let new = key();
-                let tombstone = Tombstone {
-                    session_id: s.id,
-                    successor: new,
-                    grace_until: Some(now.plus(Duration::from_secs(10))),
-                    forget_at: now.plus(Duration::from_secs(rng.u64(1..20))),
-                };
+                let current = mine[slot].clone();
+                let rotated = with_revision(
+                    &current,
+                    Revision {
+                        version: current.version,
+                        token: record(now, None).revision().token,
+                    },
+                );
+                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
                 if store
-                    .rotate(&k, &new, &s, s.version, &tombstone, now)
+                    .update(&rotated, current.revision(), forget, now)
                     .await
                     .expect("rotate")
-                    == tessera_core::WriteOutcome::Written
+                    == WriteOutcome::Written
                 {
-                    mine[slot] = (new, s);
+                    mine[slot] = rotated;
                 }
             }
             5 => {
-                let (_, s) = mine.swap_remove(slot);
-                store.delete(&s.id).await.expect("delete");
+                let gone = mine.swap_remove(slot);
+                store.delete(&gone.id).await.expect("delete");
             }
             6 => {
                 let subject = subjects[rng.usize(0..3)];
                 store
-                    .delete_by_subject(subject, None, now)
+                    .delete_subject(subject, None, now)
                     .await
                     .expect("delete by subject");
             }
-            7 => {
-                if rng.bool() {
-                    store.bump_global_epoch().await.expect("epoch");
-                } else {
+            7 => match rng.u8(0..4) {
+                0 => drop(store.bump_global_epoch().await.expect("epoch")),
+                1 => drop(store.raise_global_epoch(step).await.expect("epoch")),
+                2 => drop(
                     store
                         .bump_subject_epoch(subjects[rng.usize(0..3)])
                         .await
-                        .expect("subject epoch");
-                }
-            }
+                        .expect("subject epoch"),
+                ),
+                _ => drop(
+                    store
+                        .raise_subject_epoch(subjects[rng.usize(0..3)], step)
+                        .await
+                        .expect("subject epoch"),
+                ),
+            },
             _ => {
                 store.sweep_expired(now).await.expect("sweep");
             }
@@ -132,8 +137,10 @@ async fn mirror_equals_the_database_after_concurrent_writes() {
         client.await.expect("client");
     }
     let before = snapshot(&store);
-    before.check_indexes().expect("indexes agree in memory");
-    assert!(!before.entries.is_empty(), "the run stored something");
+    before
+        .check_indexes(before.subjects_of_records())
+        .expect("indexes agree in memory");
+    assert!(!before.records.is_empty(), "the run stored something");
     store.close().expect("close");
 
     let reopened = EmbeddedStore::open(dir.path()).expect("reopen");
@@ -145,29 +152,86 @@ async fn mirror_equals_the_database_after_concurrent_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_job_leaves_no_trace_and_spares_its_group() {
+async fn a_job_failing_after_it_wrote_fails_its_whole_group_and_leaves_no_trace() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(dir.path()).expect("open");
     let now = Timestamp(1_800_000_000_000);
-    let (a, b) = (key(), key());
-    let first = session(now, Some("ann"), 600_000);
-    store.create(&a, &first).await.expect("create");
-    let second = session(now, Some("ann"), 600_000);
-    store.create(&b, &second).await.expect("create");
-    // Rotating onto a key in use is refused without writing anything.
-    let tombstone = Tombstone {
-        session_id: first.id,
-        successor: b,
-        grace_until: None,
-        forget_at: now.plus(Duration::from_secs(60)),
+    let kept = record(now, Some("ann"));
+    store
+        .create(&kept, now.plus(Duration::from_secs(600)))
+        .await
+        .expect("create");
+    let before = snapshot(&store);
+
+    // Jobs queued together share a group: while the writer thread is held
+    // up by a slow job, two more queue up. One fails after writing: the
+    // group is not committed, and both are told so.
+    let slow = store.clone();
+    let blocker = tokio::spawn(async move {
+        slow.write(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let partial = record(now, Some("ann"));
+    let bystander = record(now, Some("bob"));
+    let bytes = codec::encode(&partial, now.plus(Duration::from_secs(600)));
+    let failing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |batch| {
+                    batch.put_record(&partial.id, bytes.into_boxed_slice())?;
+                    Err::<(), _>(StoreError::invalid("failing on purpose after a write"))
+                })
+                .await
+        })
     };
-    let refused = store.rotate(&a, &b, &first, 1, &tombstone, now).await;
-    assert!(refused.is_err(), "rotate onto a used key is an error");
+    let other = {
+        let (store, bystander) = (store.clone(), bystander.clone());
+        tokio::spawn(async move {
+            store
+                .create(&bystander, now.plus(Duration::from_secs(600)))
+                .await
+        })
+    };
+    blocker.await.expect("task").expect("the slow job");
+    assert!(
+        failing.await.expect("task").is_err(),
+        "the failing job fails"
+    );
+    match other.await.expect("task") {
+        Err(StoreError::Unavailable { message, .. }) => {
+            assert!(message.contains("part way"), "{message}");
+        }
+        other => panic!("the job sharing the failed group must fail, got {other:?}"),
+    }
+    assert!(
+        store
+            .load(&bystander.id, now)
+            .await
+            .expect("load")
+            .is_none()
+    );
     let after = snapshot(&store);
-    after.check_indexes().expect("indexes");
-    assert_eq!(after.entries.len(), 2);
-    assert!(store.load(&a, now).await.expect("load").is_some());
+    assert_eq!(after, before, "nothing of the failed group is mirrored");
+
+    // A job failing before it writes spares its group.
+    let refused = store
+        .write(|_| Err::<(), _>(StoreError::invalid("refused before writing")))
+        .await;
+    assert!(refused.is_err());
     store.close().expect("close");
     let reopened = EmbeddedStore::open(dir.path()).expect("reopen");
-    assert_eq!(snapshot(&reopened), after);
+    assert_eq!(snapshot(&reopened), after, "the file agrees");
+    assert_eq!(
+        reopened
+            .list_subject("ann", None, 10, now)
+            .await
+            .expect("list")
+            .items,
+        vec![kept]
+    );
 }

@@ -4,8 +4,9 @@
 //! A caller sends a job and awaits its answer, so the async runtime never
 //! blocks on the disk. The thread takes every job waiting in the queue (up
 //! to [`MAX_BATCH`]), runs them one after another in one write transaction,
-//! commits it with an fsync, applies their [`Effect`]s to the mirror and only
-//! then answers them. While it waits for the disk, new jobs queue up and form
+//! commits it with an fsync (`Durability::Immediate`), applies their
+//! [`Changes`](crate::mirror::Changes) to the mirror and only then answers
+//! them. While it waits for the disk, new jobs queue up and form
 //! the next group, so the number of fsyncs per second stays roughly constant
 //! while the number of writes per fsync grows with concurrency.
 //!
@@ -19,7 +20,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tessera_core::StoreError;
+use tessera_core::store::StoreError;
 
 use tokio::sync::oneshot;
 
@@ -206,7 +207,7 @@ impl Writer {
         let Some(db) = self.db.as_ref() else {
             return fail_unrun(group, "the embedded session database is not open");
         };
-        let txn = match db.begin_write() {
+        let mut txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
                 let message = failure_text("begin a write transaction", &e);
@@ -214,7 +215,12 @@ impl Writer {
                 return fail_unrun(group, &message);
             }
         };
-        let (finishes, effects, failure, engine_failed) = {
+        // The default, spelled out: the commit returns once it is on disk.
+        if let Err(e) = txn.set_durability(redb::Durability::Immediate) {
+            let message = failure_text("ask for a durable commit", &e);
+            return fail_unrun(group, &message);
+        }
+        let (finishes, changes, failure, engine_failed) = {
             let Ok(mirror) = self.mirror.read() else {
                 return fail_unrun(group, "the embedded store's memory mirror is poisoned");
             };
@@ -230,15 +236,15 @@ impl Writer {
             let mut batch = Batch::new(tables, &mirror);
             let mut finishes = Vec::with_capacity(group.len());
             for job in group.drain(..) {
-                let before = batch.effects.len();
+                let before = batch.changes.writes;
                 let (finish, ok) = job.0.run(&mut batch);
-                if !ok && batch.effects.len() > before && batch.failure.is_none() {
+                if !ok && batch.changes.writes > before && batch.failure.is_none() {
                     batch.failure =
                         Some("a write failed part way; its group was not stored".into());
                 }
                 finishes.push(finish);
             }
-            (finishes, batch.effects, batch.failure, batch.engine_failed)
+            (finishes, batch.changes, batch.failure, batch.engine_failed)
         };
         let outcome = match failure {
             Some(message) => {
@@ -246,7 +252,7 @@ impl Writer {
                 drop(txn);
                 Err((message, engine_failed))
             }
-            None if effects.is_empty() => {
+            None if changes.writes == 0 => {
                 drop(txn);
                 Ok(())
             }
@@ -254,9 +260,9 @@ impl Writer {
         };
         match outcome {
             Ok(()) => {
-                if !effects.is_empty() {
+                if changes.writes > 0 {
                     match self.mirror.write() {
-                        Ok(mut mirror) => mirror.apply(effects),
+                        Ok(mut mirror) => mirror.apply(changes),
                         Err(_) => return finish_all(finishes, Some("mirror lock poisoned")),
                     }
                 }

@@ -1,34 +1,43 @@
-//! Opening, closing, reopening, locking and sweeping the embedded store.
+//! Opening, closing, reopening, locking, file permissions and sweeping of
+//! the embedded store.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_core::store::{
+    Epochs, Maintenance, Records, SubjectIndex, WriteOutcome, spawn_sweeper_with_clock,
+};
 use tessera_core::{
-    Clock, DataChange, Login, ManualClock, NewSession, Session, SessionData, SessionId,
-    SessionManager, SessionStore, SessionToken, StoredEntry, Timestamp, TokenHash, Tombstone,
+    Clock, DataChange, Login, ManualClock, NewSession, SessionData, SessionId, SessionManager,
+    SessionRecord, Timestamp, forget_at,
 };
 use tessera_embedded::{DATABASE_FILE, EmbeddedError, EmbeddedStore};
 
-fn key() -> TokenHash {
-    SessionToken::generate().expect("token").hash()
+use common::{record, rotated, token_hash};
+
+fn token(session: &tessera_core::ActiveSession) -> String {
+    session
+        .issued()
+        .expect("a credential was issued")
+        .expose()
+        .to_owned()
 }
 
-fn session(now: Timestamp, subject: Option<&str>, idle: Duration) -> Session {
-    Session {
-        id: SessionId::generate().expect("id"),
-        subject: subject.map(str::to_owned),
-        auth_level: 0,
-        authenticated_at: None,
-        data: SessionData::empty(),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: u64::try_from(idle.as_millis()).expect("idle"),
-        absolute_expires_at: now.plus(Duration::from_secs(12 * 3600)),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
+async fn subject_ids(store: &EmbeddedStore, subject: &str, now: Timestamp) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_subject(subject, cursor.as_deref(), 100, now)
+            .await
+            .expect("list");
+        ids.extend(page.items.iter().map(|r| r.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
     }
 }
 
@@ -37,33 +46,33 @@ async fn reopen_after_clean_close_keeps_everything() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::starting_now();
     let store = EmbeddedStore::open(dir.path()).expect("open");
+    // Sessions are stamped with the epoch of their creation: bump it first.
+    let epoch = store.bump_global_epoch().await.expect("epoch");
     let manager = SessionManager::builder(store.clone())
         .clock(clock.clone())
         .build()
         .expect("manager");
 
     let anonymous = manager.create(NewSession::default()).await.expect("create");
-    let pre_login = anonymous.token.expose().to_owned();
+    let pre_login = token(&anonymous);
     let signed_in = manager
-        .login(Some(&pre_login), Login::new("alice"))
+        .login(Some(&anonymous), Login::new("alice"))
         .await
         .expect("login");
-    let token = signed_in.token.expose().to_owned();
     let data = SessionData::from_json(r#"{"cart":[1,2]}"#).expect("data");
-    manager
-        .update(&token, DataChange::Replace(data.clone()), None, None)
+    let updated = manager
+        .update(&signed_in, DataChange::Replace(data.clone()), None, None)
         .await
         .expect("update");
+    let signed_in_token = token(&signed_in);
     let other = manager
         .login(None, Login::new("alice"))
         .await
         .expect("second session");
-    store.bump_global_epoch().await.expect("epoch");
     store
         .bump_subject_epoch("alice")
         .await
         .expect("subject epoch");
-    let epoch = store.global_epoch().await.expect("epoch");
     drop(manager);
     store.close().expect("close");
 
@@ -71,31 +80,33 @@ async fn reopen_after_clean_close_keeps_everything() {
     assert_eq!(store.global_epoch().await.expect("epoch"), epoch);
     assert_eq!(store.subject_epoch("alice").await.expect("epoch"), 1);
     let now = clock.now();
-    let listed = store.list_by_subject("alice", now).await.expect("list");
-    assert_eq!(listed.len(), 2, "both of alice's sessions survive");
-    // The pre-login token left a tombstone behind.
-    let pre_login_key = SessionToken::parse(&pre_login).expect("token").hash();
-    assert!(matches!(
-        store.load(&pre_login_key, now).await.expect("load"),
-        Some(StoredEntry::Tombstone(_))
-    ));
-    // Sessions are revoked by the epoch bump, but their records are intact.
-    let key = SessionToken::parse(&token).expect("token").hash();
-    match store.load(&key, now).await.expect("load") {
-        Some(StoredEntry::Live(session)) => {
-            assert_eq!(session.data, data);
-            assert_eq!(session.subject.as_deref(), Some("alice"));
-            assert_eq!(session.id, signed_in.session.id);
-        }
-        other => panic!("expected the live session, got {other:?}"),
-    }
+    let mut listed = subject_ids(&store, "alice", now).await;
+    listed.sort();
+    let mut expected = vec![signed_in.record().id, other.record().id];
+    expected.sort();
+    assert_eq!(listed, expected, "both of alice's sessions survive");
+    let stored = store
+        .load(&signed_in.record().id, now)
+        .await
+        .expect("load")
+        .expect("the signed-in session");
+    assert_eq!(stored, **updated.record(), "the record as last written");
+    assert_eq!(stored.data, data);
+
+    let manager = SessionManager::builder(store.clone())
+        .clock(clock.clone())
+        .build()
+        .expect("manager");
+    let valid = manager
+        .validate(&signed_in_token, None)
+        .await
+        .expect("the token issued at login still validates");
+    assert_eq!(valid.record().subject.as_deref(), Some("alice"));
     assert!(
-        store
-            .load_by_id(&other.session.id, now)
-            .await
-            .expect("by id")
-            .is_some()
+        manager.validate(&pre_login, None).await.is_err(),
+        "the token from before the login stays dead"
     );
+    drop(manager);
     store.close().expect("close again");
 }
 
@@ -143,25 +154,52 @@ async fn the_data_directory_is_shared_with_other_files() {
     assert_eq!(names, vec!["api-keys".to_owned(), DATABASE_FILE.to_owned()]);
 }
 
+#[cfg(unix)]
+#[test]
+fn the_database_file_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(DATABASE_FILE);
+    // Whatever the process's umask allows, the file gets no group or other bits.
+    EmbeddedStore::open(dir.path())
+        .expect("open")
+        .close()
+        .expect("close");
+    let mode = std::fs::metadata(&path)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    // Reopening (and writing) keeps it so.
+    EmbeddedStore::open(dir.path())
+        .expect("reopen")
+        .close()
+        .expect("close");
+    let mode = std::fs::metadata(&path)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode after reopening {mode:o}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_store_refuses_every_clone() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(dir.path()).expect("open");
+    let now = ManualClock::starting_now().now();
+    let kept = record(now, None, Duration::from_secs(60));
+    store.create(&kept, forget_at(&kept)).await.expect("create");
     let clone = store.clone();
     store.close().expect("close");
     assert!(clone.is_closed());
-    let now = ManualClock::starting_now().now();
-    assert!(clone.load(&key(), now).await.is_err());
-    assert!(
-        clone
-            .create(&key(), &session(now, None, Duration::from_secs(60)))
-            .await
-            .is_err()
-    );
+    assert!(clone.load(&kept.id, now).await.is_err(), "reads fail too");
+    let fresh = record(now, None, Duration::from_secs(60));
+    assert!(clone.create(&fresh, forget_at(&fresh)).await.is_err());
     assert!(clone.ping().await.is_err());
 }
 
-/// Waits (in real time, bounded) until the background sweeper has run.
+/// Waits (in real time, bounded) until `done`.
 async fn until(mut done: impl FnMut() -> bool) {
     for _ in 0..2000 {
         if done() {
@@ -173,128 +211,99 @@ async fn until(mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sweeper_removes_expired_records_and_keeps_indexes_clean() {
+async fn the_core_sweeper_removes_expired_records_and_keeps_indexes_clean() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::starting_now();
     let start = clock.now();
     let store = EmbeddedStore::open(dir.path()).expect("open");
 
-    // 300 short sessions of "eve" (more than one sweep transaction), one long
-    // session of "eve", and a rotated long session whose tombstone is short.
-    let mut short = Vec::new();
+    // 300 short sessions of "eve" (more than one sweep transaction), one
+    // long session of "eve", and a long anonymous one that was rotated.
+    let mut short: Vec<SessionRecord> = Vec::new();
     let mut creates = Vec::new();
     for _ in 0..300 {
-        let (k, s) = (key(), session(start, Some("eve"), Duration::from_secs(1)));
-        short.push((k, s.clone()));
+        let r = record(start, Some("eve"), Duration::from_secs(1));
+        short.push(r.clone());
         let store = store.clone();
-        creates.push(tokio::spawn(async move { store.create(&k, &s).await }));
+        creates.push(tokio::spawn(async move {
+            store.create(&r, forget_at(&r)).await
+        }));
     }
     for create in creates {
         create.await.expect("task").expect("create");
     }
-    let (long_key, long) = (
-        key(),
-        session(start, Some("eve"), Duration::from_secs(3600)),
-    );
-    store.create(&long_key, &long).await.expect("create");
-    let (old_key, new_key, rotated) = (
-        key(),
-        key(),
-        session(start, None, Duration::from_secs(3600)),
-    );
-    store.create(&old_key, &rotated).await.expect("create");
-    let tombstone = Tombstone {
-        session_id: rotated.id,
-        successor: new_key,
-        grace_until: None,
-        forget_at: start.plus(Duration::from_secs(30)),
-    };
+    let long = record(start, Some("eve"), Duration::from_secs(3600));
+    store.create(&long, forget_at(&long)).await.expect("create");
+    let anonymous = record(start, None, Duration::from_secs(3600));
     store
-        .rotate(&old_key, &new_key, &rotated, 1, &tombstone, start)
+        .create(&anonymous, forget_at(&anonymous))
         .await
-        .expect("rotate");
-    assert_eq!(store.len(), 303);
+        .expect("create");
+    let moved = rotated(&anonymous, token_hash());
+    assert_eq!(
+        store
+            .update(&moved, anonymous.revision(), forget_at(&moved), start)
+            .await
+            .expect("rotate"),
+        WriteOutcome::Written
+    );
+    assert_eq!(store.len(), 302);
 
-    let sweeper =
-        store.spawn_sweeper_with_clock(Duration::from_millis(10), Arc::new(clock.clone()));
-    clock.advance(short[0].1.forget_at().since(start) + Duration::from_secs(1));
+    let sweeper = spawn_sweeper_with_clock(
+        store.clone(),
+        Duration::from_millis(10),
+        Arc::new(clock.clone()),
+    );
+    clock.advance(forget_at(&short[0]).since(start) + Duration::from_secs(1));
     until(|| store.len() == 2).await;
-    sweeper.abort();
+    sweeper.stop();
 
     // Physically gone: even reads at the start time find nothing.
-    for (k, s) in &short {
-        assert!(store.load(k, start).await.expect("load").is_none());
-        assert!(
-            store
-                .load_by_id(&s.id, start)
-                .await
-                .expect("by id")
-                .is_none()
-        );
+    for r in &short {
+        assert!(store.load(&r.id, start).await.expect("load").is_none());
     }
-    assert!(
-        store.load(&old_key, start).await.expect("load").is_none(),
-        "tombstone swept"
-    );
-    let eve = store.list_by_subject("eve", start).await.expect("list");
-    assert_eq!(eve.len(), 1, "only the long session is indexed");
-    assert_eq!(eve[0].id, long.id);
-    assert!(
-        store
-            .load_by_id(&rotated.id, start)
-            .await
-            .expect("by id")
-            .is_some()
+    assert_eq!(subject_ids(&store, "eve", start).await, vec![long.id]);
+    assert_eq!(
+        store.load(&anonymous.id, start).await.expect("load"),
+        Some(moved),
+        "the rotated record is one record, kept"
     );
     store.close().expect("close");
 
-    // Reopening checks that the file's indexes agree with its records.
+    // Reopening checks that the file's index agrees with its records.
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(store.len(), 2);
-    assert_eq!(
-        store
-            .list_by_subject("eve", start)
-            .await
-            .expect("list")
-            .len(),
-        1
-    );
+    assert_eq!(subject_ids(&store, "eve", start).await, vec![long.id]);
     store.close().expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sweeping_spares_what_a_touch_revived() {
+async fn sweeping_spares_what_a_touch_moved_on() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::starting_now();
     let start = clock.now();
     let store = EmbeddedStore::open(dir.path()).expect("open");
-    let (k, s) = (key(), session(start, Some("fay"), Duration::from_secs(60)));
-    store.create(&k, &s).await.expect("create");
+    let r = record(start, Some("fay"), Duration::from_secs(60));
+    let first = forget_at(&r);
+    store.create(&r, first).await.expect("create");
     let later = start.plus(Duration::from_secs(50));
-    store.touch(&k, later, later).await.expect("touch");
+    let mut touched = r.clone();
+    touched.last_seen_at = later;
+    let second = forget_at(&touched);
+    assert_eq!(
+        store
+            .touch(&r.id, later, second, later)
+            .await
+            .expect("touch"),
+        WriteOutcome::Written
+    );
     // At the first deadline the touched session is still kept.
-    let removed = store.sweep_expired(s.forget_at()).await.expect("sweep");
-    assert_eq!(removed, 0);
-    assert_eq!(
-        store
-            .list_by_subject("fay", s.forget_at())
-            .await
-            .expect("list")
-            .len(),
-        1
-    );
-    let removed = store
-        .sweep_expired(s.forget_at().plus(Duration::from_secs(50)))
-        .await
-        .expect("sweep");
-    assert_eq!(removed, 1);
-    assert_eq!(
-        store
-            .list_by_subject("fay", start)
-            .await
-            .expect("list")
-            .len(),
-        0
-    );
+    assert_eq!(store.sweep_expired(first).await.expect("sweep"), 0);
+    assert_eq!(subject_ids(&store, "fay", first).await, vec![r.id]);
+    assert_eq!(store.sweep_expired(second).await.expect("sweep"), 1);
+    assert!(subject_ids(&store, "fay", start).await.is_empty());
+    store.close().expect("close");
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert!(store.is_empty());
     store.close().expect("close");
 }
