@@ -9,8 +9,9 @@ use crate::error::PostgresError;
 pub const DEFAULT_SCHEMA: &str = "tessera";
 /// Longest schema name PostgreSQL keeps (identifiers are cut at 63 bytes).
 const MAX_SCHEMA_LEN: usize = 63;
-/// Longest table prefix: the longest derived name (`{prefix}sessions_forget_at`)
-/// must still fit PostgreSQL's 63-byte identifiers.
+/// Longest table prefix: the longest derived name
+/// (`{prefix}legacy_tokens_forget_at`) must still fit PostgreSQL's 63-byte
+/// identifiers.
 pub const MAX_TABLE_PREFIX_LEN: usize = 40;
 
 /// How to reach PostgreSQL and where to keep sessions.
@@ -38,6 +39,7 @@ pub struct PostgresConfig {
     pub(crate) max_connections: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) operation_timeout: Duration,
+    pub(crate) migration_timeout: Duration,
     pub(crate) sweep_batch: u32,
     pub(crate) run_migrations: bool,
 }
@@ -55,6 +57,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("migration_timeout", &self.migration_timeout)
             .field("sweep_batch", &self.sweep_batch)
             .field("run_migrations", &self.run_migrations)
             .finish()
@@ -63,19 +66,21 @@ impl std::fmt::Debug for PostgresConfig {
 
 /// Keys of the store URL's query string that Tessera reads itself (the
 /// rest go to the PostgreSQL driver).
-const OWN_PARAMS: [&str; 6] = [
+const OWN_PARAMS: [&str; 7] = [
     "schema",
     "table_prefix",
     "max_connections",
     "connect_timeout_ms",
     "operation_timeout_ms",
+    "migration_timeout_ms",
     "sweep_batch",
 ];
 
 impl PostgresConfig {
     /// Settings from driver connection settings, with the defaults: schema
     /// `tessera`, no table prefix, 16 connections, 2 s to connect, 5 s per
-    /// operation, sweeps of 500 records, migrations run on connect.
+    /// operation, 10 minutes for a migration run, sweeps of 500 records,
+    /// migrations run on connect.
     pub fn new(connection: tokio_postgres::Config) -> Self {
         Self {
             connection,
@@ -84,6 +89,7 @@ impl PostgresConfig {
             max_connections: 16,
             connect_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(5),
+            migration_timeout: Duration::from_secs(600),
             sweep_batch: 500,
             run_migrations: true,
         }
@@ -95,7 +101,8 @@ impl PostgresConfig {
     /// Besides the driver's parameters (`host`, `port`, `user`, `password`,
     /// `dbname`, `sslmode=disable`, `application_name`, …) the query string
     /// may carry `schema`, `table_prefix`, `max_connections`,
-    /// `connect_timeout_ms`, `operation_timeout_ms` and `sweep_batch`.
+    /// `connect_timeout_ms`, `operation_timeout_ms`, `migration_timeout_ms`
+    /// and `sweep_batch`.
     pub fn from_url(url: &str) -> Result<Self, PostgresError> {
         let (driver_url, own) = split_own_params(url);
         let connection = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
@@ -127,6 +134,7 @@ impl PostgresConfig {
             }
             "connect_timeout_ms" => self.connect_timeout(Duration::from_millis(number(key)?)),
             "operation_timeout_ms" => self.operation_timeout(Duration::from_millis(number(key)?)),
+            "migration_timeout_ms" => self.migration_timeout(Duration::from_millis(number(key)?)),
             "sweep_batch" => self.sweep_batch(u32::try_from(number(key)?).unwrap_or(u32::MAX)),
             _ => self,
         })
@@ -162,6 +170,15 @@ impl PostgresConfig {
     /// cancels statements running longer (`statement_timeout`). Default 5 s.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
+        self
+    }
+
+    /// How long one migration run may take, waiting for another node's run
+    /// included; default 10 minutes. Migration 2 converts every session of
+    /// the layout before it (about 20 000 a second), and a node that starts
+    /// meanwhile waits for it rather than failing.
+    pub fn migration_timeout(mut self, timeout: Duration) -> Self {
+        self.migration_timeout = timeout;
         self
     }
 
@@ -215,9 +232,12 @@ impl PostgresConfig {
                 "sweep_batch must be at least 1".into(),
             ));
         }
-        if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.operation_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.migration_timeout.is_zero()
+        {
             return Err(PostgresError::Config(
-                "connect and operation timeouts must be longer than zero".into(),
+                "connect, operation and migration timeouts must be longer than zero".into(),
             ));
         }
         Ok(())
@@ -259,44 +279,6 @@ fn check_identifier(
     Ok(())
 }
 
-/// The URL with any password replaced by `***`, safe to log and show.
-///
-/// ```
-/// assert_eq!(
-///     tessera_postgres::redacted_url("postgres://app:s3cret@db:5432/app?schema=s"),
-///     "postgres://app:***@db:5432/app?schema=s"
-/// );
-/// ```
-pub fn redacted_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    {
-        let scheme_len = url.len() - rest.len();
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            out.replace_range(scheme_len + colon + 1..scheme_len + at, "***");
-        }
-    }
-    // `password=` as a query parameter or a key-value pair.
-    let mut redacted = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(found) = rest.find("password=") {
-        let value_start = found + "password=".len();
-        redacted.push_str(&rest[..value_start]);
-        redacted.push_str("***");
-        let value_len = rest[value_start..]
-            .find(['&', ' '])
-            .unwrap_or(rest.len() - value_start);
-        rest = &rest[value_start + value_len..];
-    }
-    redacted.push_str(rest);
-    redacted
-}
-
 /// Splits Tessera's own query parameters off a URL. Key-value strings
 /// (`host=… dbname=…`) carry none and pass through unchanged.
 fn split_own_params(url: &str) -> (String, Vec<(String, String)>) {
@@ -331,13 +313,14 @@ mod tests {
     #[test]
     fn own_parameters_are_taken_from_the_url() {
         let config = PostgresConfig::from_url(
-            "postgres://postgres@127.0.0.1:5432/test?schema=s1&application_name=x&table_prefix=p_&max_connections=3&operation_timeout_ms=250&sweep_batch=7",
+            "postgres://postgres@127.0.0.1:5432/test?schema=s1&application_name=x&table_prefix=p_&max_connections=3&operation_timeout_ms=250&migration_timeout_ms=9000&sweep_batch=7",
         )
         .expect("valid URL");
         assert_eq!(config.schema, "s1");
         assert_eq!(config.table_prefix, "p_");
         assert_eq!(config.max_connections, 3);
         assert_eq!(config.operation_timeout, Duration::from_millis(250));
+        assert_eq!(config.migration_timeout, Duration::from_millis(9000));
         assert_eq!(config.sweep_batch, 7);
         assert_eq!(config.connection.get_dbname(), Some("test"));
         assert_eq!(config.connection.get_application_name(), Some("x"));
@@ -371,23 +354,6 @@ mod tests {
         }
         let long_prefix = format!("postgres://u@h/db?table_prefix={}", "p".repeat(41));
         assert!(PostgresConfig::from_url(&long_prefix).is_err());
-    }
-
-    #[test]
-    fn redaction_hides_passwords_in_every_form() {
-        assert_eq!(
-            redacted_url("postgresql://u:p@h/db"),
-            "postgresql://u:***@h/db"
-        );
-        assert_eq!(redacted_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redacted_url("postgres://u@h/db?password=x&schema=s"),
-            "postgres://u@h/db?password=***&schema=s"
-        );
-        assert_eq!(
-            redacted_url("host=h password=secret dbname=d"),
-            "host=h password=*** dbname=d"
-        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Errors of setting the store up, and the mapping of driver errors to [`StoreError`].
 
-use tessera_core::StoreError;
+use tessera_core::store::StoreError;
 
 /// Why the store could not be set up (configuration, connection, migrations).
 /// Failures of single operations afterwards are [`StoreError`]s.

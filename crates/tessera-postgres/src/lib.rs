@@ -1,6 +1,6 @@
-//! A PostgreSQL [`SessionStore`](tessera_core::SessionStore) for Tessera, for
-//! teams that want their sessions beside their data instead of in another
-//! service.
+//! A PostgreSQL [`SessionStore`](tessera_core::store::SessionStore) for
+//! Tessera, for teams that want their sessions beside their data instead of
+//! in another service.
 //!
 //! * **Driver**: `tokio-postgres` with a `deadpool-postgres` pool: statements
 //!   are prepared once per connection, and every operation is bounded by a
@@ -8,27 +8,42 @@
 //!   when the database is down; the pool reconnects when it is back.
 //! * **Schema**: created and upgraded by the embedded, versioned
 //!   [`migrations`] in a configurable schema (default `tessera`) with an
-//!   optional table prefix. Records are keyed by the token's SHA-256 and kept
-//!   in Tessera's versioned stored format, with the columns the queries need
-//!   (subject, version, expiry) beside them and indexed.
-//! * **Guarantees**: create-if-absent (`INSERT … ON CONFLICT DO NOTHING`),
-//!   compare-and-swap on `version` in one statement, rotation in one
-//!   transaction, nothing past its forget time ever returned, and a sweeper
-//!   that deletes in small `FOR UPDATE SKIP LOCKED` batches, safe to run on
-//!   every node.
+//!   optional table prefix, under an advisory lock (nodes starting together
+//!   migrate once).
+//! * **Layout** (migration 2): one row per session in `records`, keyed by
+//!   the session's public id, holding the record's bytes as
+//!   [`tessera_core::codec`] writes them, with `subject` and `forget_at`
+//!   beside them and indexed. Validation is one primary-key `SELECT`; a
+//!   write is one statement: create is `INSERT … ON CONFLICT DO NOTHING`,
+//!   update a compare-and-swap on the record's revision bytes
+//!   (`substring(record from 2 for 40)`), touch raises `last_seen_at` and
+//!   the forget deadline inside the bytes and never lowers them. No
+//!   statement computes a deadline: the manager gives them.
+//! * **Previous layout**: migration 2 converts every session of migration
+//!   1's layout (keyed by the hash of a token of the first format) in
+//!   batches inside the migration run, keeps a pointer from the old token
+//!   hash to the session's id for
+//!   [`find_legacy`](tessera_core::store::Records::find_legacy), and drops
+//!   the old table (`docs/stores.md`, PostgreSQL).
+//! * **Expiry**: nothing past its forget deadline is ever returned;
+//!   [`sweep_expired`](tessera_core::store::Maintenance::sweep_expired)
+//!   deletes in small `FOR UPDATE SKIP LOCKED` batches, safe to run on every
+//!   node through [`tessera_core::store::spawn_sweeper`].
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use tessera_core::{NewSession, SessionManager};
+//! use tessera_core::store::spawn_sweeper;
 //! use tessera_postgres::PostgresStore;
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = PostgresStore::connect("postgres://tessera@127.0.0.1:5432/app?schema=sessions").await?;
-//! store.spawn_sweeper(Duration::from_secs(60));
+//! let _sweeper = spawn_sweeper(store.clone(), Duration::from_secs(60));
 //! let manager = SessionManager::builder(store).build()?;
-//! let issued = manager.create(NewSession::default()).await?;
-//! manager.validate(issued.token.expose(), None).await?;
+//! let created = manager.create(NewSession::default()).await?;
+//! let token = created.issued().expect("a new session has a credential").expose();
+//! manager.validate(token, None).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -36,13 +51,15 @@
 
 mod config;
 mod error;
+mod legacy;
+mod maintenance;
 pub mod migrations;
+mod records;
 mod rows;
 mod sql;
 mod store;
-mod sweeper;
 
-pub use config::{DEFAULT_SCHEMA, MAX_TABLE_PREFIX_LEN, PostgresConfig, redacted_url};
+pub use config::{DEFAULT_SCHEMA, MAX_TABLE_PREFIX_LEN, PostgresConfig};
 pub use error::PostgresError;
 pub use store::PostgresStore;
 

@@ -1,14 +1,18 @@
 //! The embedded, versioned schema migrations and the runner that applies them.
 //!
-//! Each migration is SQL with `{schema}` and `{prefix}` placeholders,
-//! applied once, in version order, in one transaction per run, and recorded
-//! in `{schema}.{prefix}schema_migrations`. A transaction-scoped advisory
-//! lock per schema lets several nodes start at once: one migrates, the
-//! others wait and then find nothing left to do.
+//! Each migration is SQL with `{schema}` and `{prefix}` placeholders (and,
+//! for migration 2, a conversion of the rows of the layout before it, done
+//! in Rust), applied once, in version order, in one transaction per run,
+//! and recorded in `{schema}.{prefix}schema_migrations`. A
+//! transaction-scoped advisory lock per schema lets several nodes start at
+//! once: one migrates, the others wait and then find nothing left to do.
+
+use std::time::Duration;
 
 use tokio_postgres::GenericClient;
 
 use crate::error::{PostgresError, store_error};
+use crate::legacy;
 
 /// One schema migration.
 #[derive(Debug, Clone, Copy)]
@@ -19,14 +23,35 @@ pub struct Migration {
     pub name: &'static str,
     /// The SQL, with `{schema}` and `{prefix}` placeholders.
     sql: &'static str,
+    /// What runs after the SQL, in the same transaction.
+    then: Then,
+}
+
+/// A step of a migration that SQL alone does not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Nothing.
+    Nothing,
+    /// Converts the sessions of the layout of migration 1 into records and
+    /// drops its table (`src/legacy.rs`).
+    ConvertLegacySessions,
 }
 
 /// Every migration this build knows, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "sessions",
-    sql: include_str!("../migrations/0001_sessions.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "sessions",
+        sql: include_str!("../migrations/0001_sessions.sql"),
+        then: Then::Nothing,
+    },
+    Migration {
+        version: 2,
+        name: "records",
+        sql: include_str!("../migrations/0002_records.sql"),
+        then: Then::ConvertLegacySessions,
+    },
+];
 
 /// The newest migration this build knows.
 pub fn latest_version() -> i32 {
@@ -39,16 +64,25 @@ pub(crate) fn render(sql: &str, schema: &str, prefix: &str) -> String {
     sql.replace("{schema}", schema).replace("{prefix}", prefix)
 }
 
-/// Applies every pending migration; returns the versions applied.
+/// Applies every pending migration; returns the versions applied. Its
+/// statements may take up to `timeout` each: waiting for another node's
+/// run, or converting many sessions, takes longer than one operation.
 pub(crate) async fn apply(
     client: &mut tokio_postgres::Client,
     schema: &str,
     prefix: &str,
+    timeout: Duration,
 ) -> Result<Vec<i32>, PostgresError> {
     let tx = client
         .transaction()
         .await
         .map_err(|e| store_error("begin migration", e))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout.as_millis()
+    ))
+    .await
+    .map_err(|e| store_error("set the migration's statement timeout", e))?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&format!("tessera-migrate:{schema}")],
@@ -92,6 +126,9 @@ pub(crate) async fn apply(
         tx.batch_execute(&render(migration.sql, schema, prefix))
             .await
             .map_err(failed)?;
+        if migration.then == Then::ConvertLegacySessions {
+            legacy::convert(&tx, schema, prefix).await.map_err(failed)?;
+        }
         tx.execute(&record, &[&migration.version, &migration.name])
             .await
             .map_err(failed)?;
@@ -117,21 +154,22 @@ pub(crate) async fn current_version(
     prefix: &str,
 ) -> Result<i32, PostgresError> {
     let table = format!(r#""{schema}"."{prefix}schema_migrations""#);
-    let exists = client
+    let exists: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
         .await
+        .and_then(|row| row.try_get(0))
         .map_err(|e| store_error("look for the migrations table", e))?;
-    if !exists.get::<_, bool>(0) {
+    if !exists {
         return Ok(0);
     }
-    let row = client
+    client
         .query_one(
             &format!("SELECT coalesce(max(version), 0) FROM {table}"),
             &[],
         )
         .await
-        .map_err(|e| store_error("read the schema version", e))?;
-    Ok(row.get(0))
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| store_error("read the schema version", e).into())
 }
 
 /// Fails unless the schema is exactly at this build's version.
@@ -165,6 +203,7 @@ mod tests {
     fn migrations_are_in_strictly_increasing_order() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
         assert_eq!(MIGRATIONS.first().map(|m| m.version), Some(1));
+        assert_eq!(latest_version(), 2);
     }
 
     #[test]

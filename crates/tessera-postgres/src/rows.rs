@@ -1,82 +1,61 @@
-//! Converting between session records and table rows.
+//! Reading table rows: every column through `try_get`, so that a table
+//! whose shape drifted (a column altered by hand, a missing one) is an
+//! error the operator can read, never a panic.
 
-use std::sync::Arc;
+use tessera_core::codec;
+use tessera_core::store::StoreError;
+use tessera_core::{Revision, SessionId, SessionRecord, TokenHash};
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
 
-use tessera_core::codec::{decode_entry, encode_session};
-use tessera_core::{Session, SessionId, StoreError, StoredEntry, Timestamp, TokenHash};
+/// Column `index` (called `name` in messages) of a row.
+pub(crate) fn column<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    name: &str,
+) -> Result<T, StoreError> {
+    row.try_get(index).map_err(|e| {
+        StoreError::corrupt(format!(
+            "cannot read column `{name}` ({e}); the table does not have the shape this \
+             build's migrations give it: was it changed by hand?"
+        ))
+    })
+}
 
-/// Database columns are signed; versions and timeouts are unsigned and far
-/// below `i64::MAX` in practice, so the conversions saturate.
+/// Database columns are signed; epochs are unsigned and far below
+/// `i64::MAX` in practice, so the conversions saturate.
 pub(crate) fn to_db(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn version_from_db(value: i64) -> u64 {
+/// An epoch read back (never negative: the tables check it).
+pub(crate) fn from_db(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-/// The columns a live row derives from its session.
-pub(crate) struct LiveColumns {
-    pub(crate) subject: Option<String>,
-    pub(crate) version: i64,
-    pub(crate) last_seen_at: i64,
-    pub(crate) idle_timeout_ms: i64,
-    pub(crate) absolute_expires_at: i64,
-    pub(crate) forget_at: i64,
-    pub(crate) record: Vec<u8>,
+/// The record in column `index`.
+pub(crate) fn record(row: &Row, index: usize) -> Result<SessionRecord, StoreError> {
+    codec::decode(column(row, index, "record")?, None)
 }
 
-impl LiveColumns {
-    pub(crate) fn of(session: &Session) -> Result<Self, StoreError> {
-        Ok(Self {
-            subject: session.subject.clone(),
-            version: to_db(session.version),
-            last_seen_at: session.last_seen_at.as_millis(),
-            idle_timeout_ms: to_db(session.idle_timeout_ms),
-            absolute_expires_at: session.absolute_expires_at.as_millis(),
-            forget_at: session.forget_at().as_millis(),
-            record: encode_session(session)?,
-        })
-    }
-}
-
-/// Decodes a row's record. `last_seen_at` is the column, which touching
-/// moves without rewriting the record.
-pub(crate) fn decode_row(
-    live: bool,
-    last_seen_at: i64,
-    record: &[u8],
-) -> Result<StoredEntry, StoreError> {
-    match (live, decode_entry(record)?) {
-        (true, StoredEntry::Live(mut session)) => {
-            if session.last_seen_at.as_millis() != last_seen_at {
-                Arc::make_mut(&mut session).last_seen_at = Timestamp(last_seen_at);
-            }
-            Ok(StoredEntry::Live(session))
-        }
-        (false, entry @ StoredEntry::Tombstone(_)) => Ok(entry),
-        (live, _) => Err(StoreError::corrupt(format!(
-            "row marked {} holds the other kind of record",
-            if live { "live" } else { "tombstone" }
-        ))),
-    }
-}
-
-pub(crate) fn decode_live(last_seen_at: i64, record: &[u8]) -> Result<Arc<Session>, StoreError> {
-    match decode_row(true, last_seen_at, record)? {
-        StoredEntry::Live(session) => Ok(session),
-        StoredEntry::Tombstone(_) => Err(StoreError::corrupt("live row holds a tombstone")),
-    }
-}
-
-pub(crate) fn token_hash_from_db(bytes: &[u8]) -> Result<TokenHash, StoreError> {
-    <[u8; 32]>::try_from(bytes)
-        .map(TokenHash)
-        .map_err(|_| StoreError::corrupt(format!("token hash of {} bytes", bytes.len())))
-}
-
-pub(crate) fn session_id_from_db(bytes: &[u8]) -> Result<SessionId, StoreError> {
+/// The id in column `index`.
+pub(crate) fn session_id(row: &Row, index: usize) -> Result<SessionId, StoreError> {
+    let bytes: &[u8] = column(row, index, "id")?;
     <[u8; 16]>::try_from(bytes)
         .map(SessionId)
-        .map_err(|_| StoreError::corrupt(format!("session id of {} bytes", bytes.len())))
+        .map_err(|_| StoreError::corrupt(format!("a session id of {} bytes", bytes.len())))
+}
+
+/// A revision as the record keeps it (40 bytes), from column `index`.
+pub(crate) fn revision(row: &Row, index: usize) -> Result<Option<Revision>, StoreError> {
+    let Some(bytes) = column::<Option<&[u8]>>(row, index, "revision")? else {
+        return Ok(None);
+    };
+    let bad = || StoreError::corrupt(format!("a stored revision of {} bytes", bytes.len()));
+    let version = bytes.get(..8).ok_or_else(bad)?;
+    let token = bytes.get(8..).ok_or_else(bad)?;
+    Ok(Some(Revision {
+        version: u64::from_be_bytes(version.try_into().map_err(|_| bad())?),
+        token: TokenHash(token.try_into().map_err(|_| bad())?),
+    }))
 }

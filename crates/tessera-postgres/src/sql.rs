@@ -1,7 +1,9 @@
 //! The statements the store runs, rendered once for the configured schema and prefix.
 //!
 //! Every read filters on `forget_at > $now`, so nothing past its forget
-//! time is returned even before the sweeper deletes it.
+//! deadline is returned even before the sweeper deletes it. No statement
+//! computes a deadline: they store the one the manager gives, and at most
+//! keep the later of two.
 
 use crate::migrations::render;
 
@@ -10,112 +12,106 @@ use crate::migrations::render;
 pub(crate) struct Queries {
     pub create: String,
     pub load: String,
-    pub load_by_id: String,
     pub update: String,
-    pub current_version: String,
+    pub current_revision: String,
     pub touch: String,
-    pub tombstone: String,
     pub delete: String,
-    pub list_by_subject: String,
-    pub delete_by_subject: String,
+    pub find_legacy: String,
+    pub ping: String,
+    pub list_subject: String,
+    pub delete_subject: String,
     pub global_epoch: String,
     pub bump_global_epoch: String,
+    pub raise_global_epoch: String,
     pub subject_epoch: String,
     pub bump_subject_epoch: String,
-    pub sweep: String,
+    pub raise_subject_epoch: String,
+    pub sweep_records: String,
+    pub sweep_pointers: String,
     pub export_page: String,
 }
 
-/// `$1..$9` of a live row: key, id, subject, version, last_seen_at,
-/// idle_timeout_ms, absolute_expires_at, forget_at, record.
+/// `$1` id, `$2` subject, `$3` forget_at, `$4` record.
 const CREATE: &str = r#"
-INSERT INTO "{schema}"."{prefix}sessions"
-    (token_hash, session_id, live, subject, version, last_seen_at,
-     idle_timeout_ms, absolute_expires_at, forget_at, record)
-VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT DO NOTHING"#;
+INSERT INTO "{schema}"."{prefix}records" (id, subject, forget_at, record)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO NOTHING"#;
 
+/// Validation's one read: by primary key.
 const LOAD: &str = r#"
-SELECT live, last_seen_at, record FROM "{schema}"."{prefix}sessions"
-WHERE token_hash = $1 AND forget_at > $2"#;
+SELECT record FROM "{schema}"."{prefix}records" WHERE id = $1 AND forget_at > $2"#;
 
-const LOAD_BY_ID: &str = r#"
-SELECT token_hash, last_seen_at, record FROM "{schema}"."{prefix}sessions"
-WHERE session_id = $1 AND live AND forget_at > $2"#;
-
-/// Compare-and-swap in one statement: the UPDATE writes only when the
-/// version matches (re-checked on the newest row version after waiting for
-/// a concurrent writer), and the same statement reports the version it saw.
-/// `$1` key, `$2` now, `$3` expected version, `$4` session id, then
-/// subject, version, last_seen_at, idle_timeout_ms, absolute_expires_at,
-/// forget_at, record as `$5..$11`.
+/// Compare-and-swap in one statement: the UPDATE writes only while the
+/// stored revision (bytes 1..41 of the record) is the expected one,
+/// re-checked on the newest row version after waiting for a concurrent
+/// writer; when it did not write, the same statement reports the revision
+/// its snapshot saw (NULL: no live record). `$1` id, `$2` subject, `$3`
+/// forget_at, `$4` record, `$5` now, `$6` expected revision.
 const UPDATE: &str = r#"
-WITH target AS (
-    SELECT version FROM "{schema}"."{prefix}sessions"
-    WHERE token_hash = $1 AND live AND forget_at > $2 AND session_id = $4
-), written AS (
-    UPDATE "{schema}"."{prefix}sessions"
-    SET subject = $5, version = $6, last_seen_at = $7, idle_timeout_ms = $8,
-        absolute_expires_at = $9, forget_at = $10, record = $11
-    WHERE token_hash = $1 AND live AND forget_at > $2 AND session_id = $4
-      AND version = $3
+WITH written AS (
+    UPDATE "{schema}"."{prefix}records"
+    SET subject = $2, forget_at = $3, record = $4
+    WHERE id = $1 AND forget_at > $5 AND substring(record from 2 for 40) = $6
     RETURNING 1
 )
-SELECT (SELECT version FROM target), EXISTS (SELECT 1 FROM written)"#;
+SELECT EXISTS (SELECT 1 FROM written),
+       CASE WHEN EXISTS (SELECT 1 FROM written) THEN NULL
+            ELSE (SELECT substring(record from 2 for 40) FROM "{schema}"."{prefix}records"
+                  WHERE id = $1 AND forget_at > $5)
+       END"#;
 
-/// The version now (a fresh snapshot), to report a conflict exactly.
-const CURRENT_VERSION: &str = r#"
-SELECT version FROM "{schema}"."{prefix}sessions"
-WHERE token_hash = $1 AND live AND forget_at > $2 AND session_id = $3"#;
+/// The revision now (a fresh snapshot), for a conflict whose statement saw
+/// the expected revision before a concurrent writer committed.
+const CURRENT_REVISION: &str = r#"
+SELECT substring(record from 2 for 40) FROM "{schema}"."{prefix}records"
+WHERE id = $1 AND forget_at > $2"#;
 
-/// Slides the idle deadline: `last_seen_at` only moves forward, and
-/// `forget_at` follows as `min(last_seen_at + idle, absolute) + retention`.
-/// `$1` key, `$2` last_seen_at, `$3` now, `$4` retention in ms.
+/// Raises `last_seen_at` (bytes 41..49) and the forget deadline (bytes
+/// 49..57, and the column) inside the record, never lowering either; the
+/// revision is untouched. `$1` id, `$2` last_seen_at, `$3` forget_at, `$4`
+/// now. The stored `last_seen_at` is read as the signed integer it is.
 const TOUCH: &str = r#"
-UPDATE "{schema}"."{prefix}sessions"
-SET last_seen_at = GREATEST(last_seen_at, $2),
-    forget_at = LEAST(
-        LEAST(GREATEST(last_seen_at, $2)::numeric + idle_timeout_ms,
-              absolute_expires_at::numeric) + $4::bigint,
-        9223372036854775807)::bigint
-WHERE token_hash = $1 AND live AND forget_at > $3"#;
+UPDATE "{schema}"."{prefix}records"
+SET record = overlay(
+        overlay(record placing int8send(GREATEST(
+            ('x' || encode(substring(record from 42 for 8), 'hex'))::bit(64)::bigint, $2))
+            from 42 for 8)
+        placing int8send(GREATEST(forget_at, $3)) from 50 for 8),
+    forget_at = GREATEST(forget_at, $3)
+WHERE id = $1 AND forget_at > $4"#;
 
-/// Step one of a rotation: the old key's live row becomes a tombstone if
-/// its version matches (same shape as [`UPDATE`]). `$1` old key, `$2` now,
-/// `$3` expected version, `$4` session id, `$5` tombstone forget_at, `$6`
-/// tombstone record.
-const TOMBSTONE: &str = r#"
-WITH target AS (
-    SELECT version FROM "{schema}"."{prefix}sessions"
-    WHERE token_hash = $1 AND live AND forget_at > $2 AND session_id = $4
-), written AS (
-    UPDATE "{schema}"."{prefix}sessions"
-    SET live = false, subject = NULL, version = 0, last_seen_at = 0,
-        idle_timeout_ms = 0, absolute_expires_at = 0, forget_at = $5, record = $6
-    WHERE token_hash = $1 AND live AND forget_at > $2 AND session_id = $4
-      AND version = $3
-    RETURNING 1
-)
-SELECT (SELECT version FROM target), EXISTS (SELECT 1 FROM written)"#;
+const DELETE: &str = r#"DELETE FROM "{schema}"."{prefix}records" WHERE id = $1"#;
 
-const DELETE: &str = r#"
-DELETE FROM "{schema}"."{prefix}sessions" WHERE session_id = $1 AND live"#;
+/// A pointer of the previous layout, followed only to a live record.
+const FIND_LEGACY: &str = r#"
+SELECT r.id FROM "{schema}"."{prefix}legacy_tokens" l
+JOIN "{schema}"."{prefix}records" r ON r.id = l.id
+WHERE l.token_hash = $1 AND r.forget_at > $2"#;
 
-const LIST_BY_SUBJECT: &str = r#"
-SELECT last_seen_at, record FROM "{schema}"."{prefix}sessions"
-WHERE subject = $1 AND live AND forget_at > $2"#;
+const PING: &str = "SELECT 1";
+
+/// One page of a subject's records after an id: `$1` subject, `$2` now,
+/// `$3` the last id of the previous page (the empty string sorts first),
+/// `$4` the page size plus one (to know whether another page follows).
+const LIST_SUBJECT: &str = r#"
+SELECT id, record FROM "{schema}"."{prefix}records"
+WHERE subject = $1 AND forget_at > $2 AND id > $3
+ORDER BY id
+LIMIT $4"#;
 
 /// `$3` is the session to keep, or NULL.
-const DELETE_BY_SUBJECT: &str = r#"
-DELETE FROM "{schema}"."{prefix}sessions"
-WHERE subject = $1 AND live AND forget_at > $2
-  AND ($3::bytea IS NULL OR session_id <> $3::bytea)
-RETURNING session_id"#;
+const DELETE_SUBJECT: &str = r#"
+DELETE FROM "{schema}"."{prefix}records"
+WHERE subject = $1 AND forget_at > $2 AND ($3::bytea IS NULL OR id <> $3::bytea)
+RETURNING id"#;
 
 const GLOBAL_EPOCH: &str = r#"SELECT epoch FROM "{schema}"."{prefix}global_epoch""#;
 
 const BUMP_GLOBAL_EPOCH: &str =
     r#"UPDATE "{schema}"."{prefix}global_epoch" SET epoch = epoch + 1 RETURNING epoch"#;
+
+const RAISE_GLOBAL_EPOCH: &str = r#"
+UPDATE "{schema}"."{prefix}global_epoch" SET epoch = GREATEST(epoch, $1) RETURNING epoch"#;
 
 const SUBJECT_EPOCH: &str =
     r#"SELECT epoch FROM "{schema}"."{prefix}subject_epochs" WHERE subject = $1"#;
@@ -125,24 +121,42 @@ INSERT INTO "{schema}"."{prefix}subject_epochs" AS e (subject, epoch) VALUES ($1
 ON CONFLICT (subject) DO UPDATE SET epoch = e.epoch + 1
 RETURNING epoch"#;
 
-/// One sweeper batch: locks at most `$2` forgettable rows, skipping rows
-/// another node's sweeper (or a writer) holds, and deletes them. Each batch
-/// is its own short transaction.
-const SWEEP: &str = r#"
-DELETE FROM "{schema}"."{prefix}sessions"
-WHERE forget_at <= $1 AND token_hash IN (
-    SELECT token_hash FROM "{schema}"."{prefix}sessions"
+/// `$2` is at least 1 (the table keeps no zero epochs).
+const RAISE_SUBJECT_EPOCH: &str = r#"
+INSERT INTO "{schema}"."{prefix}subject_epochs" AS e (subject, epoch) VALUES ($1, $2)
+ON CONFLICT (subject) DO UPDATE SET epoch = GREATEST(e.epoch, EXCLUDED.epoch)
+RETURNING epoch"#;
+
+/// One sweeper batch: locks at most `$2` forgettable records, skipping
+/// rows another node's sweeper (or a writer) holds, and deletes them. Each
+/// batch is its own short transaction.
+const SWEEP_RECORDS: &str = r#"
+DELETE FROM "{schema}"."{prefix}records"
+WHERE forget_at <= $1 AND id IN (
+    SELECT id FROM "{schema}"."{prefix}records"
     WHERE forget_at <= $1
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )"#;
 
-/// One page of live sessions in key order after `$2` (the empty string
-/// sorts first): `$1` now, `$3` the page size.
+/// One batch of pointers of the previous layout past their deadline whose
+/// session is gone (a session kept alive longer keeps its pointer).
+const SWEEP_POINTERS: &str = r#"
+DELETE FROM "{schema}"."{prefix}legacy_tokens"
+WHERE token_hash IN (
+    SELECT l.token_hash FROM "{schema}"."{prefix}legacy_tokens" l
+    WHERE l.forget_at <= $1 AND NOT EXISTS (
+        SELECT 1 FROM "{schema}"."{prefix}records" r WHERE r.id = l.id AND r.forget_at > $1)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)"#;
+
+/// One page of live records in id order after `$2` (the empty string
+/// sorts first): `$1` now, `$3` the page size plus one.
 const EXPORT_PAGE: &str = r#"
-SELECT token_hash, last_seen_at, record FROM "{schema}"."{prefix}sessions"
-WHERE live AND forget_at > $1 AND token_hash > $2
-ORDER BY token_hash
+SELECT id, record FROM "{schema}"."{prefix}records"
+WHERE forget_at > $1 AND id > $2
+ORDER BY id
 LIMIT $3"#;
 
 impl Queries {
@@ -152,19 +166,22 @@ impl Queries {
         Self {
             create: r(CREATE),
             load: r(LOAD),
-            load_by_id: r(LOAD_BY_ID),
             update: r(UPDATE),
-            current_version: r(CURRENT_VERSION),
+            current_revision: r(CURRENT_REVISION),
             touch: r(TOUCH),
-            tombstone: r(TOMBSTONE),
             delete: r(DELETE),
-            list_by_subject: r(LIST_BY_SUBJECT),
-            delete_by_subject: r(DELETE_BY_SUBJECT),
+            find_legacy: r(FIND_LEGACY),
+            ping: PING.to_owned(),
+            list_subject: r(LIST_SUBJECT),
+            delete_subject: r(DELETE_SUBJECT),
             global_epoch: r(GLOBAL_EPOCH),
             bump_global_epoch: r(BUMP_GLOBAL_EPOCH),
+            raise_global_epoch: r(RAISE_GLOBAL_EPOCH),
             subject_epoch: r(SUBJECT_EPOCH),
             bump_subject_epoch: r(BUMP_SUBJECT_EPOCH),
-            sweep: r(SWEEP),
+            raise_subject_epoch: r(RAISE_SUBJECT_EPOCH),
+            sweep_records: r(SWEEP_RECORDS),
+            sweep_pointers: r(SWEEP_POINTERS),
             export_page: r(EXPORT_PAGE),
         }
     }

@@ -3,53 +3,27 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Schemas;
-use tessera_core::{
-    Session, SessionData, SessionId, SessionStore, SessionToken, StoredEntry, Timestamp, Tombstone,
-    WriteOutcome,
-};
+use common::{Schemas, now, sample_record};
+use tessera_core::forget_at;
+use tessera_core::store::{Records, WriteOutcome};
+use tessera_core::{SessionData, SessionRecord};
 use tessera_postgres::PostgresStore;
 
-fn session(now: Timestamp) -> Session {
-    Session {
-        id: SessionId::generate().expect("random id"),
-        subject: Some("writer".into()),
-        auth_level: 1,
-        authenticated_at: Some(now),
-        data: SessionData::from_json(r#"{"counter":0}"#).expect("data"),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: 30 * 60 * 1000,
-        absolute_expires_at: now.plus(Duration::from_secs(3600)),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
-    }
-}
-
-fn now() -> Timestamp {
-    Timestamp(
-        i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock after 1970")
-                .as_millis(),
-        )
-        .expect("millis fit"),
-    )
+fn with_counter(record: &SessionRecord, counter: u64) -> SessionRecord {
+    let mut next = record.clone();
+    next.version += 1;
+    next.data = SessionData::from_json(&format!(r#"{{"counter":{counter}}}"#)).expect("data");
+    next
 }
 
 /// `writers` tasks each add 1 to a counter `increments` times, spread over
 /// `stores`, reading and compare-and-swapping until their write lands.
 async fn hammer(stores: &[PostgresStore], writers: usize, increments: u64) {
-    let key = SessionToken::generate().expect("token").hash();
+    let first = with_counter(&sample_record(&stores[0], Some("writer")), 0);
+    let id = first.id;
     let start = now();
     stores[0]
-        .create(&key, &session(start))
+        .create(&first, forget_at(&first))
         .await
         .expect("create");
     let mut tasks = Vec::new();
@@ -58,23 +32,24 @@ async fn hammer(stores: &[PostgresStore], writers: usize, increments: u64) {
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
             while done < increments {
-                let Some(StoredEntry::Live(current)) = store.load(&key, start).await.expect("load")
-                else {
-                    panic!("session vanished");
-                };
+                let current = store
+                    .load(&id, start)
+                    .await
+                    .expect("load")
+                    .expect("the session is there");
                 let counter: u64 = current.data.get("counter").expect("counter");
-                let mut next = Session::clone(&current);
-                next.version += 1;
-                next.data = SessionData::from_json(&format!(r#"{{"counter":{}}}"#, counter + 1))
-                    .expect("data");
+                let next = with_counter(&current, counter + 1);
                 match store
-                    .update(&key, &next, current.version, start)
+                    .update(&next, current.revision(), forget_at(&next), start)
                     .await
                     .expect("update")
                 {
                     WriteOutcome::Written => done += 1,
-                    WriteOutcome::VersionConflict { current: seen } => {
-                        assert!(seen > current.version, "a conflict reports a newer version");
+                    WriteOutcome::Conflict { current: seen } => {
+                        assert!(
+                            seen.version > current.version,
+                            "a conflict reports a newer revision"
+                        );
                     }
                     WriteOutcome::NotFound => panic!("session vanished"),
                 }
@@ -84,16 +59,18 @@ async fn hammer(stores: &[PostgresStore], writers: usize, increments: u64) {
     for task in tasks {
         task.await.expect("writer");
     }
-    let Some(StoredEntry::Live(last)) = stores[0].load(&key, start).await.expect("load") else {
-        panic!("session vanished");
-    };
+    let last = stores[0]
+        .load(&id, start)
+        .await
+        .expect("load")
+        .expect("the session is there");
     let total = writers as u64 * increments;
     assert_eq!(
         last.data.get::<u64>("counter"),
         Some(total),
         "no lost update"
     );
-    assert_eq!(last.version, total + 1, "one version per write");
+    assert_eq!(last.version, first.version + total, "one version per write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,56 +86,44 @@ async fn sixty_four_writers_across_two_pools_lose_no_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_rotations_of_one_session_have_one_winner() {
-    let schemas = Schemas::new("rot");
+async fn concurrent_writes_expecting_one_revision_have_one_winner() {
+    let schemas = Schemas::new("one");
     let store = schemas.fresh_store().await;
+    let original = sample_record(&store, Some("writer"));
     let start = now();
-    let old = SessionToken::generate().expect("token").hash();
-    let original = session(start);
-    store.create(&old, &original).await.expect("create");
+    store
+        .create(&original, forget_at(&original))
+        .await
+        .expect("create");
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    for n in 0..16 {
         let (store, original) = (store.clone(), original.clone());
         tasks.push(tokio::spawn(async move {
-            let new = SessionToken::generate().expect("token").hash();
-            let tombstone = Tombstone {
-                session_id: original.id,
-                successor: new,
-                grace_until: None,
-                forget_at: start.plus(Duration::from_secs(3600)),
-            };
+            let next = with_counter(&original, n);
             let outcome = store
-                .rotate(&old, &new, &original, 1, &tombstone, start)
+                .update(&next, original.revision(), forget_at(&next), start)
                 .await
-                .expect("rotate");
-            (new, outcome)
+                .expect("update");
+            (n, next.revision(), outcome)
         }));
     }
     let mut winners = Vec::new();
     for task in tasks {
-        let (new, outcome) = task.await.expect("rotator");
+        let (n, written, outcome) = task.await.expect("writer");
         match outcome {
-            WriteOutcome::Written => winners.push(new),
-            WriteOutcome::NotFound => {}
-            other => panic!("a losing rotation reports the old key gone, got {other:?}"),
-        }
-        if !winners.contains(&new) {
-            assert!(
-                store.load(&new, start).await.expect("load").is_none(),
-                "a losing rotation leaves nothing behind"
-            );
+            WriteOutcome::Written => winners.push(n),
+            WriteOutcome::Conflict { current } => {
+                assert_eq!(current, written, "a loser sees the winner's revision");
+            }
+            WriteOutcome::NotFound => panic!("the session vanished"),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one rotation wins");
-    match store.load(&old, start).await.expect("load old") {
-        Some(StoredEntry::Tombstone(t)) => assert_eq!(t.successor, winners[0]),
-        other => panic!("old key must be the winner's tombstone, got {other:?}"),
-    }
-    let (key, _) = store
-        .load_by_id(&original.id, start)
+    assert_eq!(winners.len(), 1, "exactly one write wins");
+    let stored = store
+        .load(&original.id, start)
         .await
-        .expect("by id")
-        .expect("live session");
-    assert_eq!(key, winners[0], "the id follows the winner");
+        .expect("load")
+        .expect("the session is there");
+    assert_eq!(stored.data.get::<u64>("counter"), Some(winners[0]));
     schemas.drop_all().await;
 }

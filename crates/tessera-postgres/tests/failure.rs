@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::temp_pg::TempPostgres;
-use tessera_core::{
-    NewSession, SessionError, SessionManager, SessionStore, StoreError, Timestamp, TokenHash,
-};
+use tessera_core::store::{Epochs, Maintenance, Records, StoreError, SubjectIndex};
+use tessera_core::{NewSession, SessionError, SessionId, SessionManager, Timestamp, forget_at};
 use tessera_postgres::{PostgresConfig, PostgresError, PostgresStore};
 
 fn is_unavailable(result: &Result<impl std::fmt::Debug, StoreError>) -> bool {
@@ -37,10 +36,10 @@ async fn database_outage_fails_closed_and_the_pool_recovers_by_itself() {
         .build()
         .expect("manager");
     let live = manager.create(NewSession::default()).await.expect("create");
-    let live_token: Arc<str> = live.token.expose().into();
+    let live_token: Arc<str> = live.issued().expect("token").expose().into();
     let revoked = manager.create(NewSession::default()).await.expect("create");
-    manager.revoke(&revoked.session.id).await.expect("revoke");
-    let revoked_token: Arc<str> = revoked.token.expose().into();
+    manager.revoke(&revoked.record().id).await.expect("revoke");
+    let revoked_token: Arc<str> = revoked.issued().expect("token").expose().into();
 
     // Validators keep running through the outage.
     let stop = Arc::new(AtomicBool::new(false));
@@ -72,13 +71,13 @@ async fn database_outage_fails_closed_and_the_pool_recovers_by_itself() {
     let server = pg.clone();
     blocking(move || server.stop_server()).await;
     let now = Timestamp(0);
-    let key = TokenHash([5; 32]);
-    assert!(is_unavailable(&store.load(&key, now).await), "load");
+    let id = SessionId([5; 16]);
+    assert!(is_unavailable(&store.load(&id, now).await), "load");
     assert!(is_unavailable(&store.ping().await), "ping");
     assert!(is_unavailable(&store.global_epoch().await), "epoch");
     assert!(is_unavailable(&store.sweep_expired(now).await), "sweep");
     assert!(
-        is_unavailable(&store.list_by_subject("x", now).await),
+        is_unavailable(&store.list_subject("x", None, 10, now).await),
         "list"
     );
     match manager.validate(&live_token, None).await {
@@ -102,7 +101,7 @@ async fn database_outage_fails_closed_and_the_pool_recovers_by_itself() {
         .validate(&live_token, None)
         .await
         .expect("the session survived the restart");
-    assert_eq!(after.session.id, live.session.id);
+    assert_eq!(after.record().id, live.record().id);
     let valid_before = valid.load(Ordering::Relaxed);
     for _ in 0..300 {
         if valid.load(Ordering::Relaxed) > valid_before {
@@ -153,7 +152,7 @@ async fn an_unresponsive_server_times_out_as_unavailable() {
         other => panic!("connecting to a silent server must fail as unavailable, got {other:?}"),
     }
     let lazy = PostgresStore::connect_lazy(config).expect("lazy store");
-    let load = tokio::time::timeout(guard, lazy.load(&TokenHash([1; 32]), Timestamp(0)))
+    let load = tokio::time::timeout(guard, lazy.load(&SessionId([1; 16]), Timestamp(0)))
         .await
         .expect("the store's timeout answers");
     assert!(is_unavailable(&load), "got {load:?}");
@@ -169,26 +168,7 @@ async fn a_refused_connection_is_unavailable() {
     let config = PostgresConfig::from_url(&format!("postgres://postgres@127.0.0.1:{port}/test"))
         .expect("url");
     let lazy = PostgresStore::connect_lazy(config).expect("lazy store");
-    let result = lazy.create(&TokenHash([1; 32]), &sample()).await;
+    let record = common::sample_record(&lazy, None);
+    let result = lazy.create(&record, forget_at(&record)).await;
     assert!(is_unavailable(&result), "got {result:?}");
-}
-
-fn sample() -> tessera_core::Session {
-    let now = Timestamp(1_000);
-    tessera_core::Session {
-        id: tessera_core::SessionId([9; 16]),
-        subject: None,
-        auth_level: 0,
-        authenticated_at: None,
-        data: tessera_core::SessionData::empty(),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: 1_000,
-        absolute_expires_at: Timestamp(10_000),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
-    }
 }

@@ -41,13 +41,13 @@ async fn two_nodes_share_every_change() {
 
     // Created on A, valid on B.
     let issued = a.login(None, Login::new("ann")).await.expect("login on a");
-    let token = issued.token.expose().to_owned();
+    let token = issued.issued().expect("token").expose().to_owned();
     let on_b = b.validate(&token, None).await.expect("valid on b");
-    assert_eq!(on_b.session.id, issued.session.id);
+    assert_eq!(on_b.record().id, issued.record().id);
 
     // Updated on B, seen by A.
     b.update(
-        &token,
+        &on_b,
         DataChange::MergePatch(json!({"theme": "dark"})),
         None,
         None,
@@ -56,13 +56,13 @@ async fn two_nodes_share_every_change() {
     .expect("update on b");
     let on_a = a.validate(&token, None).await.expect("valid on a");
     assert_eq!(
-        on_a.session.data.get::<String>("theme").as_deref(),
+        on_a.record().data.get::<String>("theme").as_deref(),
         Some("dark")
     );
 
     // Listed on both; revoked on A, refused by B.
     assert_eq!(b.list_subject("ann").await.expect("list").len(), 1);
-    a.revoke(&issued.session.id).await.expect("revoke on a");
+    a.revoke(&issued.record().id).await.expect("revoke on a");
     assert!(
         is_invalid(&b.validate(&token, None).await),
         "revoked on a, refused by b"
@@ -72,7 +72,10 @@ async fn two_nodes_share_every_change() {
     let other = a.create(NewSession::default()).await.expect("create on a");
     b.revoke_everything().await.expect("revoke all on b");
     clock.advance(Duration::from_secs(2));
-    match a.validate(other.token.expose(), None).await {
+    match a
+        .validate(other.issued().expect("token").expose(), None)
+        .await
+    {
         Err(SessionError::Invalid { reason }) => assert_eq!(reason, InvalidReason::Revoked),
         other => panic!("revoke-all on b must end sessions on a, got {other:?}"),
     }
@@ -85,13 +88,13 @@ async fn sixteen_writers_across_two_nodes_lose_no_update() {
     let clock = ManualClock::starting_now();
     let (a, b) = two_nodes(&schemas, &clock).await;
     let issued = a
-        .create(NewSession {
-            data: Some(SessionData::from_value(&json!({"counter": 0})).expect("data")),
-            ..NewSession::default()
-        })
+        .create(
+            NewSession::default()
+                .data(SessionData::from_value(&json!({"counter": 0})).expect("data")),
+        )
         .await
         .expect("create");
-    let token: Arc<str> = issued.token.expose().into();
+    let token: Arc<str> = issued.issued().expect("token").expose().into();
     let mut writers = Vec::new();
     for w in 0..16 {
         let (m, token) = (
@@ -101,16 +104,12 @@ async fn sixteen_writers_across_two_nodes_lose_no_update() {
         writers.push(tokio::spawn(async move {
             let mut done = 0;
             while done < 10 {
-                let current = m.validate(&token, None).await.expect("read").session;
-                let counter: u64 = current.data.get("counter").expect("counter");
+                let current = m.validate(&token, None).await.expect("read");
+                let counter: u64 = current.record().data.get("counter").expect("counter");
                 let next = SessionData::from_value(&json!({"counter": counter + 1})).expect("data");
+                let version = current.record().version;
                 match m
-                    .update(
-                        &token,
-                        DataChange::Replace(next),
-                        Some(current.version),
-                        None,
-                    )
+                    .update(&current, DataChange::Replace(next), Some(version), None)
                     .await
                 {
                     Ok(_) => done += 1,
@@ -123,7 +122,8 @@ async fn sixteen_writers_across_two_nodes_lose_no_update() {
     for writer in writers {
         writer.await.expect("writer");
     }
-    let last = b.validate(&token, None).await.expect("final").session;
+    let last = b.validate(&token, None).await.expect("final");
+    let last = last.record();
     assert_eq!(
         last.data.get::<u64>("counter"),
         Some(160),

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Schemas, base_url};
-use tessera_core::{
-    Session, SessionData, SessionId, SessionStore, StoreError, StoredEntry, Timestamp, TokenHash,
-};
+use common::{Schemas, base_url, now, sample_record};
+use tessera_core::forget_at;
+use tessera_core::store::{Records, StoreError};
 use tessera_postgres::{PostgresConfig, PostgresStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,25 +87,6 @@ impl Proxy {
     }
 }
 
-fn sample(now: Timestamp) -> Session {
-    Session {
-        id: SessionId::generate().expect("id"),
-        subject: None,
-        auth_level: 0,
-        authenticated_at: None,
-        data: SessionData::empty(),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: 60_000,
-        absolute_expires_at: now.plus(Duration::from_secs(3600)),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_silent_partition_the_store_drops_stuck_connections_and_recovers() {
     let schemas = Schemas::new("part");
@@ -132,9 +112,13 @@ async fn after_a_silent_partition_the_store_drops_stuck_connections_and_recovers
         .max_connections(2)
         .run_migrations(false);
     let store = PostgresStore::connect_with(config).await.expect("store");
-    let now = Timestamp(1_700_000_000_000);
-    let key = TokenHash([8; 32]);
-    store.create(&key, &sample(now)).await.expect("create");
+    let now = now();
+    let record = sample_record(&store, None);
+    let key = record.id;
+    store
+        .create(&record, forget_at(&record))
+        .await
+        .expect("create");
     // Two pooled connections in use, so both are stuck after the partition.
     let (a, b) = tokio::join!(store.load(&key, now), store.load(&key, now));
     assert!(a.is_ok() && b.is_ok(), "loads before the partition");
@@ -151,7 +135,7 @@ async fn after_a_silent_partition_the_store_drops_stuck_connections_and_recovers
     proxy.heal();
     let mut recovered = None;
     for attempt in 0..20 {
-        if let Ok(Some(StoredEntry::Live(_))) = store.load(&key, now).await {
+        if let Ok(Some(_)) = store.load(&key, now).await {
             recovered = Some(attempt);
             break;
         }

@@ -1,14 +1,11 @@
-//! The schema: versioned migrations, table prefixes, and records written by
-//! older versions that must keep loading.
+//! The schema: versioned migrations, table prefixes, and tables whose
+//! shape or contents this build does not expect (reported, never a panic).
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{Schemas, admin, base_url};
-use tessera_core::{
-    Session, SessionData, SessionId, SessionStore, StoreError, StoredEntry, Timestamp, TokenHash,
-};
+use common::{Schemas, admin, base_url, now, sample_record};
+use tessera_core::forget_at;
+use tessera_core::store::{Epochs, Maintenance, Records, StoreError, SubjectIndex};
 use tessera_postgres::{PostgresConfig, PostgresError, PostgresStore, migrate, migrations};
 
 async fn applied_versions(schema: &str) -> Vec<i32> {
@@ -25,13 +22,20 @@ async fn applied_versions(schema: &str) -> Vec<i32> {
         .collect()
 }
 
+fn all_versions() -> Vec<i32> {
+    migrations::MIGRATIONS.iter().map(|m| m.version).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_recorded_once_and_rerunning_is_a_no_op() {
     let schemas = Schemas::new("mig");
     let config = schemas.config();
     let applied = migrate(&config).await.expect("first migration");
-    let all: Vec<i32> = migrations::MIGRATIONS.iter().map(|m| m.version).collect();
-    assert_eq!(applied, all, "a fresh schema gets every migration");
+    assert_eq!(
+        applied,
+        all_versions(),
+        "a fresh schema gets every migration"
+    );
     assert!(
         migrate(&config).await.expect("again").is_empty(),
         "nothing left to apply"
@@ -39,7 +43,7 @@ async fn migrations_are_recorded_once_and_rerunning_is_a_no_op() {
     PostgresStore::connect_with(config.clone())
         .await
         .expect("connect migrates nothing more");
-    assert_eq!(applied_versions(config.schema_name()).await, all);
+    assert_eq!(applied_versions(config.schema_name()).await, all_versions());
     schemas.drop_all().await;
 }
 
@@ -50,17 +54,15 @@ async fn nodes_starting_together_migrate_once() {
     let mut starts = Vec::new();
     for _ in 0..6 {
         let config = config.clone();
-        starts.push(tokio::spawn(async move {
-            PostgresStore::connect_with(config).await
-        }));
+        starts.push(tokio::spawn(async move { migrate(&config).await }));
     }
+    let mut applied = Vec::new();
     for start in starts {
-        start.await.expect("task").expect("every node starts");
+        applied.push(start.await.expect("task").expect("every node starts"));
     }
-    assert_eq!(
-        applied_versions(config.schema_name()).await,
-        vec![migrations::latest_version()]
-    );
+    let migrated: Vec<&Vec<i32>> = applied.iter().filter(|a| !a.is_empty()).collect();
+    assert_eq!(migrated, vec![&all_versions()], "one node migrated, once");
+    assert_eq!(applied_versions(config.schema_name()).await, all_versions());
     schemas.drop_all().await;
 }
 
@@ -80,9 +82,19 @@ async fn a_schema_from_a_newer_release_is_refused() {
         )
         .await
         .expect("pretend a newer release migrated");
-    match PostgresStore::connect_with(config).await {
-        Err(PostgresError::SchemaTooNew { found: 999, .. }) => {}
+    match PostgresStore::connect_with(config.clone()).await {
+        Err(error @ PostgresError::SchemaTooNew { found: 999, .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("999") && message.contains("upgrade Tessera"),
+                "the error says what to do: {message}"
+            );
+        }
         other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    match PostgresStore::connect_with(config.run_migrations(false)).await {
+        Err(PostgresError::SchemaTooNew { found: 999, .. }) => {}
+        other => panic!("expected SchemaTooNew without migrations too, got {other:?}"),
     }
     schemas.drop_all().await;
 }
@@ -110,112 +122,162 @@ async fn table_prefixes_keep_deployments_in_one_schema_apart() {
     let green = PostgresStore::connect_with(config.table_prefix("green_"))
         .await
         .expect("green");
-    let now = Timestamp(1_000_000);
-    let key = TokenHash([7; 32]);
-    let session = sample(now);
-    blue.create(&key, &session).await.expect("create in blue");
-    assert!(blue.load(&key, now).await.expect("blue").is_some());
-    assert!(green.load(&key, now).await.expect("green").is_none());
+    let record = sample_record(&blue, Some("alice"));
+    blue.create(&record, forget_at(&record))
+        .await
+        .expect("create in blue");
+    assert!(blue.load(&record.id, now()).await.expect("blue").is_some());
+    assert!(
+        green
+            .load(&record.id, now())
+            .await
+            .expect("green")
+            .is_none()
+    );
     blue.bump_global_epoch().await.expect("bump");
     assert_eq!(blue.global_epoch().await.expect("blue epoch"), 1);
     assert_eq!(green.global_epoch().await.expect("green epoch"), 0);
-    let tables: i64 = admin()
+    let tables: Vec<String> = admin()
         .await
-        .query_one(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = $1",
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
             &[&schema],
         )
         .await
-        .expect("count tables")
-        .get(0);
-    assert_eq!(tables, 8, "four tables per prefix");
+        .expect("list tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut expected = Vec::new();
+    for prefix in ["blue_", "green_"] {
+        for table in [
+            "global_epoch",
+            "legacy_tokens",
+            "records",
+            "schema_migrations",
+            "subject_epochs",
+        ] {
+            expected.push(format!("{prefix}{table}"));
+        }
+    }
+    assert_eq!(tables, expected, "five tables per prefix, the old one gone");
     schemas.drop_all().await;
 }
 
-fn sample(now: Timestamp) -> Session {
-    Session {
-        id: SessionId([1; 16]),
-        subject: Some("alice".into()),
-        auth_level: 1,
-        authenticated_at: Some(now),
-        data: SessionData::from_json(r#"{"n":1}"#).expect("data"),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: 60_000,
-        absolute_expires_at: Timestamp(now.0 + 3_600_000),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_prefix_still_fits_every_name() {
+    let schemas = Schemas::new("pfxl");
+    let prefix = "p".repeat(tessera_postgres::MAX_TABLE_PREFIX_LEN);
+    let store = PostgresStore::connect_with(schemas.config().table_prefix(&prefix))
+        .await
+        .expect("a store with the longest prefix");
+    let indexes: Vec<String> = admin()
+        .await
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1",
+            &[&store.schema()],
+        )
+        .await
+        .expect("list indexes")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for name in [
+        "records_subject",
+        "records_forget_at",
+        "legacy_tokens_forget_at",
+    ] {
+        let full = format!("{prefix}{name}");
+        assert!(indexes.contains(&full), "{full} is not cut: {indexes:?}");
     }
+    schemas.drop_all().await;
 }
 
-/// Inserts a live row by hand, as an older release would have written it.
-async fn insert_raw(schema: &str, key: &TokenHash, id: &SessionId, record: &[u8]) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_an_unknown_format_is_reported_not_misread() {
+    let schemas = Schemas::new("fut");
+    let store = schemas.fresh_store().await;
+    let record = sample_record(&store, Some("alice"));
+    store
+        .create(&record, forget_at(&record))
+        .await
+        .expect("create");
     admin()
         .await
         .execute(
             &format!(
-                r#"INSERT INTO "{schema}".sessions (token_hash, session_id, live, subject, version,
-                   last_seen_at, idle_timeout_ms, absolute_expires_at, forget_at, record)
-                   VALUES ($1, $2, true, 'alice', 4, 2, 1000, 10000, 301002, $3)"#
+                r#"UPDATE "{}".records SET record = overlay(record placing '\x63'::bytea from 1 for 1)"#,
+                store.schema()
             ),
-            &[&&key.0[..], &&id.0[..], &record],
+            &[],
         )
         .await
-        .expect("insert a raw row");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_record_written_by_hand_still_loads() {
-    let schemas = Schemas::new("old");
-    let store = schemas.fresh_store().await;
-    let key = TokenHash([3; 32]);
-    let id = SessionId([1; 16]);
-    let record = br#"{"v":1,"session":{"id":"AQEBAQEBAQEBAQEBAQEBAQ","subject":"alice","auth_level":1,"authenticated_at":5,"data":{"n":1},"created_at":1,"last_seen_at":2,"token_issued_at":3,"idle_timeout_ms":1000,"absolute_expires_at":10000,"version":4,"epoch":0}}"#;
-    insert_raw(store.schema(), &key, &id, record).await;
-    let now = Timestamp(100);
-    let Some(StoredEntry::Live(session)) = store.load(&key, now).await.expect("load") else {
-        panic!("the old record must load as a live session");
-    };
-    assert_eq!(session.id, id);
-    assert_eq!(session.subject.as_deref(), Some("alice"));
-    assert_eq!(session.version, 4);
-    assert_eq!(session.data.get::<u64>("n"), Some(1));
-    let (found, by_id) = store
-        .load_by_id(&id, now)
-        .await
-        .expect("by id")
-        .expect("found by id");
-    assert_eq!((found, Arc::clone(&by_id)), (key, session.clone()));
-    assert_eq!(
-        store
-            .list_by_subject("alice", now)
-            .await
-            .expect("list")
-            .len(),
-        1
-    );
-    // It can be written in the current format and read back.
-    let mut next = Session::clone(&session);
-    next.version = 5;
-    assert_eq!(
-        store.update(&key, &next, 4, now).await.expect("update"),
-        tessera_core::WriteOutcome::Written
-    );
+        .expect("pretend a newer release wrote format 99");
+    match store.load(&record.id, now()).await {
+        Err(StoreError::Corrupt { .. }) => {}
+        other => panic!("expected a corrupt-record error, got {other:?}"),
+    }
+    match store.list_subject("alice", None, 10, now()).await {
+        Err(StoreError::Corrupt { .. }) => {}
+        other => panic!("expected a corrupt-record error from a listing, got {other:?}"),
+    }
     schemas.drop_all().await;
 }
 
+/// A table changed by hand (a column of another type) makes the operations
+/// that read it fail with an error naming the column; none panics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_from_a_newer_format_is_reported_not_misread() {
-    let schemas = Schemas::new("fut");
-    let store = schemas.fresh_store().await;
-    let key = TokenHash([4; 32]);
-    insert_raw(store.schema(), &key, &SessionId([2; 16]), br#"{"v":99}"#).await;
-    match store.load(&key, Timestamp(100)).await {
-        Err(StoreError::Corrupt { message }) => assert!(message.contains("99"), "{message}"),
-        other => panic!("expected a corrupt-record error, got {other:?}"),
-    }
+async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
+    let schemas = Schemas::new("drift");
+    let config = schemas.config();
+    let store = PostgresStore::connect_with(config.clone())
+        .await
+        .expect("store");
+    let record = sample_record(&store, Some("alice"));
+    store
+        .create(&record, forget_at(&record))
+        .await
+        .expect("create");
+    let schema = store.schema().to_owned();
+    admin()
+        .await
+        .batch_execute(&format!(
+            r#"ALTER TABLE "{schema}".records ALTER COLUMN record TYPE text USING encode(record, 'hex');
+               ALTER TABLE "{schema}".global_epoch ALTER COLUMN epoch TYPE numeric;"#
+        ))
+        .await
+        .expect("alter the tables by hand");
+    // A new pool: statements prepared before the change would fail anyway.
+    let drifted = PostgresStore::connect_with(config).await.expect("store");
+    let corrupt = |what: &str, result: Result<String, StoreError>| match result {
+        Err(StoreError::Corrupt { message }) => assert!(
+            message.contains("changed by hand"),
+            "{what}: the error says what is wrong: {message}"
+        ),
+        other => panic!("{what}: expected a corrupt-table error, got {other:?}"),
+    };
+    let at = now();
+    corrupt(
+        "global epoch",
+        drifted.global_epoch().await.map(|e| e.to_string()),
+    );
+    corrupt(
+        "load",
+        drifted.load(&record.id, at).await.map(|r| format!("{r:?}")),
+    );
+    corrupt(
+        "export",
+        drifted
+            .export_page(None, 10, at)
+            .await
+            .map(|p| format!("{p:?}")),
+    );
+    corrupt(
+        "list",
+        drifted
+            .list_subject("alice", None, 10, at)
+            .await
+            .map(|p| format!("{p:?}")),
+    );
     schemas.drop_all().await;
 }

@@ -1,46 +1,25 @@
-//! The sweeper: batched deletes, several nodes at once, and the background task.
+//! Sweeping: batched deletes, several nodes at once, and the core's
+//! sweeper loop over this store.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Schemas, admin};
-use tessera_core::{
-    ManualClock, Session, SessionData, SessionId, SessionStore, SessionToken, Timestamp,
-};
+use common::{Schemas, admin, sample_record};
+use tessera_core::store::{Maintenance, Records, SubjectIndex, spawn_sweeper_with_clock};
+use tessera_core::{Clock, ManualClock, Timestamp};
 use tessera_postgres::PostgresStore;
 
-fn session(now: Timestamp, idle_ms: u64) -> Session {
-    Session {
-        id: SessionId::generate().expect("id"),
-        subject: Some("swept".into()),
-        auth_level: 1,
-        authenticated_at: Some(now),
-        data: SessionData::empty(),
-        created_at: now,
-        last_seen_at: now,
-        token_issued_at: now,
-        idle_timeout_ms: idle_ms,
-        absolute_expires_at: now.plus(Duration::from_secs(12 * 3600)),
-        version: 1,
-        epoch: 0,
-        client: None,
-        binding: None,
-    }
-}
-
-async fn fill(store: &PostgresStore, now: Timestamp, count: usize, idle_ms: u64) {
+/// Creates `count` records of subject `swept` that may be forgotten at `forget_at`.
+async fn fill(store: &PostgresStore, count: usize, forget_at: Timestamp) {
     let mut tasks = Vec::new();
     for chunk in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for _ in (chunk..count).step_by(8) {
-                let key = SessionToken::generate().expect("token").hash();
-                store
-                    .create(&key, &session(now, idle_ms))
-                    .await
-                    .expect("create");
+                let record = sample_record(&store, Some("swept"));
+                store.create(&record, forget_at).await.expect("create");
             }
         }));
     }
@@ -52,7 +31,7 @@ async fn fill(store: &PostgresStore, now: Timestamp, count: usize, idle_ms: u64)
 async fn rows(schema: &str) -> i64 {
     admin()
         .await
-        .query_one(&format!(r#"SELECT count(*) FROM "{schema}".sessions"#), &[])
+        .query_one(&format!(r#"SELECT count(*) FROM "{schema}".records"#), &[])
         .await
         .expect("count")
         .get(0)
@@ -65,9 +44,9 @@ async fn sweepers_on_several_nodes_split_the_work() {
     let first = PostgresStore::connect_with(config.clone())
         .await
         .expect("store");
-    let now = Timestamp(1_700_000_000_000);
-    fill(&first, now, 600, 1_000).await;
-    fill(&first, now, 10, 24 * 3600 * 1000).await;
+    let now = common::now();
+    fill(&first, 600, now.plus(Duration::from_secs(60))).await;
+    fill(&first, 10, now.plus(Duration::from_secs(24 * 3600))).await;
     let later = now.plus(Duration::from_secs(3600));
     let mut nodes = vec![first];
     for _ in 0..3 {
@@ -92,26 +71,27 @@ async fn sweepers_on_several_nodes_split_the_work() {
     removed += nodes[0].sweep_expired(later).await.expect("last pass");
     assert_eq!(removed, 600, "every expired record deleted exactly once");
     assert_eq!(rows(nodes[0].schema()).await, 10, "live sessions stay");
-    assert_eq!(
-        nodes[0]
-            .list_by_subject("swept", later)
-            .await
-            .expect("list")
-            .len(),
-        10
-    );
+    let listed = nodes[0]
+        .list_subject("swept", None, 100, later)
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 10);
     schemas.drop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_background_sweeper_deletes_expired_records_and_stops_with_the_store() {
+async fn the_core_sweeper_loop_deletes_what_is_due() {
     let schemas = Schemas::new("sweepbg");
     let store = schemas.fresh_store().await;
     let schema = store.schema().to_owned();
     let clock = ManualClock::starting_now();
-    let now = tessera_core::Clock::now(&clock);
-    fill(&store, now, 20, 1_000).await;
-    let handle = store.spawn_sweeper_with_clock(Duration::from_millis(20), Arc::new(clock.clone()));
+    fill(&store, 20, clock.now().plus(Duration::from_secs(60))).await;
+    let sweeper = spawn_sweeper_with_clock(
+        store.clone(),
+        Duration::from_millis(20),
+        Arc::new(clock.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rows(&schema).await, 20, "nothing is due yet");
     clock.advance(Duration::from_secs(3600));
     let mut left = rows(&schema).await;
@@ -123,10 +103,7 @@ async fn the_background_sweeper_deletes_expired_records_and_stops_with_the_store
         left = rows(&schema).await;
     }
     assert_eq!(left, 0, "the sweeper deletes what is due");
-    drop(store);
-    tokio::time::timeout(Duration::from_secs(30), handle)
-        .await
-        .expect("the sweeper ends once the store is dropped")
-        .expect("sweeper task");
+    assert!(!sweeper.is_finished(), "the loop runs until stopped");
+    sweeper.stop();
     schemas.drop_all().await;
 }

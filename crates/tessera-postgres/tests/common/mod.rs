@@ -8,7 +8,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tessera_core::testkit::Harness;
+use tessera_core::{SessionRecord, Timestamp};
 use tessera_postgres::{PostgresConfig, PostgresStore};
+
+/// A record for direct store calls: a fresh id and token, times around now.
+pub fn sample_record(store: &PostgresStore, subject: Option<&str>) -> SessionRecord {
+    Harness::new(Arc::new(store.clone())).sample_record(subject)
+}
+
+/// The wall clock as a timestamp.
+pub fn now() -> Timestamp {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    Timestamp(i64::try_from(millis).expect("millis fit"))
+}
 
 /// The shared test database (trust auth on 127.0.0.1:5432, database `test`),
 /// or `TESSERA_TEST_POSTGRES_URL`.

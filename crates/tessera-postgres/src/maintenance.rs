@@ -1,0 +1,137 @@
+//! Revocation epochs, the sweep (small `FOR UPDATE SKIP LOCKED` batches,
+//! safe from many nodes at once) and paging through every record.
+
+use async_trait::async_trait;
+use tessera_core::store::StoreError;
+use tessera_core::store::{Epochs, Maintenance, Page};
+use tessera_core::{SessionRecord, Timestamp};
+
+use crate::records::{after_cursor, limit_plus_one, page_of};
+use crate::rows::{column, from_db, record, to_db};
+use crate::store::PostgresStore;
+
+impl PostgresStore {
+    /// Runs one epoch statement and reads the epoch it returns.
+    async fn epoch(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<u64>, StoreError> {
+        let row = self.query_opt(what, sql, params).await?;
+        row.map(|row| column::<i64>(&row, 0, "epoch").map(from_db))
+            .transpose()
+    }
+
+    /// Deletes with one batch statement until a batch comes back short.
+    /// Rows another sweeper or a writer holds are skipped (`SKIP LOCKED`),
+    /// so sweepers on several nodes split the work instead of waiting on
+    /// each other, and none holds a lock for longer than one batch.
+    async fn sweep_batches(
+        &self,
+        what: &str,
+        sql: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let batch = self.inner.sweep_batch;
+        let mut removed = 0;
+        loop {
+            let deleted = self.execute(what, sql, &[&now.as_millis(), &batch]).await?;
+            removed += deleted;
+            if deleted < u64::try_from(batch).unwrap_or(u64::MAX) {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+const MISSING_GLOBAL_EPOCH: &str =
+    "the global epoch row is missing; was the table emptied by hand?";
+
+#[async_trait]
+impl Epochs for PostgresStore {
+    async fn global_epoch(&self) -> Result<u64, StoreError> {
+        self.epoch("read the global epoch", &self.inner.sql.global_epoch, &[])
+            .await?
+            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+    }
+
+    async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
+        let sql = &self.inner.sql.bump_global_epoch;
+        self.epoch("bump the global epoch", sql, &[])
+            .await?
+            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+    }
+
+    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+        let sql = &self.inner.sql.raise_global_epoch;
+        self.epoch("raise the global epoch", sql, &[&to_db(epoch)])
+            .await?
+            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+    }
+
+    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        let sql = &self.inner.sql.subject_epoch;
+        Ok(self
+            .epoch("read a subject epoch", sql, &[&subject])
+            .await?
+            .unwrap_or(0))
+    }
+
+    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
+        let sql = &self.inner.sql.bump_subject_epoch;
+        self.epoch("bump a subject epoch", sql, &[&subject])
+            .await?
+            .ok_or_else(|| StoreError::corrupt("bumping a subject epoch returned no row"))
+    }
+
+    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+        if epoch == 0 {
+            // Every epoch is at least 0; the table keeps no zeros.
+            return self.subject_epoch(subject).await;
+        }
+        let sql = &self.inner.sql.raise_subject_epoch;
+        self.epoch("raise a subject epoch", sql, &[&subject, &to_db(epoch)])
+            .await?
+            .ok_or_else(|| StoreError::corrupt("raising a subject epoch returned no row"))
+    }
+}
+
+#[async_trait]
+impl Maintenance for PostgresStore {
+    async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let sql = &self.inner.sql;
+        let records = self
+            .sweep_batches("sweep expired sessions", &sql.sweep_records, now)
+            .await?;
+        let pointers = self
+            .sweep_batches(
+                "sweep pointers of the previous layout",
+                &sql.sweep_pointers,
+                now,
+            )
+            .await?;
+        Ok(records + pointers)
+    }
+
+    async fn export_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let after = after_cursor(cursor)?;
+        let rows = self
+            .query(
+                "export a page of sessions",
+                &self.inner.sql.export_page,
+                &[&now.as_millis(), &after, &limit_plus_one(limit)],
+            )
+            .await?;
+        let items = rows
+            .iter()
+            .map(|row| record(row, 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page_of(items, limit))
+    }
+}
