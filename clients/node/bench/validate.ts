@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const body = JSON.stringify({ token: issued.token, client: clientInfo });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-  const bare = () =>
+  const bare = (parse = false) =>
     new Promise<void>((resolve, reject) => {
       const request = http.request(
         {
@@ -42,8 +42,18 @@ async function main(): Promise<void> {
         },
         (response) => {
           if (response.statusCode !== 200) reject(new Error(`status ${response.statusCode}`));
-          response.on("data", () => undefined);
-          response.on("end", resolve);
+          if (!parse) {
+            response.on("data", () => undefined);
+            response.on("end", resolve);
+            return;
+          }
+          const chunks: Buffer[] = [];
+          response.on("data", (chunk: Buffer) => chunks.push(chunk));
+          response.on("end", () => {
+            const valid = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { session: { subject: string } };
+            if (valid.session.subject !== "bench") reject(new Error("wrong session"));
+            resolve();
+          });
         },
       );
       request.on("error", reject);
@@ -64,7 +74,8 @@ async function main(): Promise<void> {
   };
 
   const cases: Array<[string, () => Promise<void>]> = [
-    ["bare node:http", bare],
+    ["bare node:http", () => bare()],
+    ["bare + JSON.parse", () => bare(true)],
     ["TesseraClient.validate", viaClient],
     ["fetch (reference)", viaFetch],
   ];

@@ -293,11 +293,14 @@ export class TesseraClient {
     headers: http.OutgoingHttpHeaders,
     authorized: boolean,
   ): Promise<RawResponse> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    if (payload !== undefined && payload.length > this.maxBodyBytes) {
+    // A string (not a Buffer): Node then sends the headers and the body in
+    // one write instead of a writev, which costs noticeably more per call.
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const length = payload === undefined ? 0 : Buffer.byteLength(payload);
+    if (length > this.maxBodyBytes) {
       throw new TesseraError(
         "payload_too_large",
-        `the request body is ${payload.length} bytes, over the limit of ${this.maxBodyBytes}`,
+        `the request body is ${length} bytes, over the limit of ${this.maxBodyBytes}`,
         413,
       );
     }
@@ -305,7 +308,7 @@ export class TesseraClient {
     if (authorized) outgoing.authorization = this.authorization;
     if (payload !== undefined) {
       outgoing["content-type"] = "application/json";
-      outgoing["content-length"] = payload.length;
+      outgoing["content-length"] = length;
     }
     try {
       return await this.once(method, path, payload, outgoing);
@@ -320,7 +323,7 @@ export class TesseraClient {
   private once(
     method: string,
     path: string,
-    payload: Buffer | undefined,
+    payload: string | undefined,
     headers: http.OutgoingHttpHeaders,
   ): Promise<RawResponse> {
     return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@
  * CSRF refusals, compare-and-swap, "sign out everywhere else", sign-out.
  */
 import assert from "node:assert/strict";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { after, before, describe, it } from "node:test";
 
 import { createApp } from "../examples/express-app/app";
@@ -274,5 +275,37 @@ describe("cookies", () => {
     assert.throws(() => tesseraSession({ client, trustedOrigins: ["example.com"] }), /scheme:\/\/host/);
     assert.throws(() => tesseraSession({ client, csrfHeader: "bad header" }), /header name/);
     assert.doesNotThrow(() => tesseraSession({ client, cookieName: "plain", secure: false, sameSite: "strict" }));
+  });
+});
+
+describe("without Express", () => {
+  it("serves a plain node:http handler (peer address as the client IP)", async () => {
+    const middleware = tesseraSession({ client: server.client, cookieName: "sid", secure: false });
+    const plain = await listen((req: IncomingMessage, res: ServerResponse) => {
+      middleware(req, res, async (error?: unknown) => {
+        const request = req as IncomingMessage & Express.Request;
+        if (error) {
+          res.statusCode = 500;
+          res.end(String(error));
+          return;
+        }
+        if (req.url === "/login") await request.tessera.login("plain", { data: { via: "node:http" } });
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ session: request.session }));
+      });
+    });
+    try {
+      const browser = new Browser(plain.url, "Plain/1.0");
+      const anonymous = JSON.parse((await browser.get("/")).text);
+      assert.equal(anonymous.session, null);
+      const login = await browser.get("/login");
+      assert.match(login.setCookies[0] ?? "", /^sid=tss_[A-Za-z0-9_-]+; HttpOnly; SameSite=Lax; Path=\/$/);
+      const seen = JSON.parse((await browser.get("/")).text).session;
+      assert.equal(seen.subject, "plain");
+      assert.deepEqual(seen.data, { via: "node:http" });
+      assert.deepEqual(seen.client, { ip: "127.0.0.1", user_agent: "Plain/1.0" });
+    } finally {
+      await plain.close();
+    }
   });
 });

@@ -42,10 +42,11 @@ class Tesserad:
     """A running tesserad; ``client`` is a sync client with the right key."""
 
     def __init__(self, store: str = "memory:", args: Sequence[str] = ()) -> None:
+        binary = tesserad_binary()
         self.api_key = "tsk_" + secrets.token_urlsafe(32)
         self._data_dir = tempfile.mkdtemp(prefix="tesserad-py-")
         command = [
-            tesserad_binary(),
+            binary,
             "serve",
             "--listen", "127.0.0.1:0",
             "--store", store,

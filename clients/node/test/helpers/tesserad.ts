@@ -51,10 +51,11 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Pro
 
 /** A tesserad on 127.0.0.1 with a memory store (or `store`) and extra flags. */
 export async function startTesserad(options: { store?: string; args?: string[] } = {}): Promise<Tesserad> {
+  const binary = tesseradBinary();
   const apiKey = `tsk_${randomBytes(32).toString("base64url")}`;
   const dataDir = mkdtempSync(join(tmpdir(), "tesserad-node-"));
   const child = spawn(
-    tesseradBinary(),
+    binary,
     [
       "serve",
       "--listen", "127.0.0.1:0",
@@ -72,7 +73,7 @@ export async function startTesserad(options: { store?: string; args?: string[] }
   child.stderr!.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const url = await new Promise<string>((found, failed) => {
+  const started = new Promise<string>((found, failed) => {
     let stdout = "";
     const timer = setTimeout(() => failed(new Error(`tesserad did not start within 20 s:\n${stderr}`)), 20_000);
     child.stdout!.on("data", (chunk: Buffer) => {
@@ -88,6 +89,14 @@ export async function startTesserad(options: { store?: string; args?: string[] }
       failed(new Error(`tesserad exited (${code}) before listening:\n${stderr}`));
     });
   });
+  let url: string;
+  try {
+    url = await started;
+  } catch (error) {
+    await stopChild(child, "SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   const client = new TesseraClient({ baseUrl: url, apiKey, timeoutMs: 5000 });
   return {
     url,
