@@ -1,7 +1,7 @@
 """What the clients add per validation: the same sequential loop of
 ``POST /v1/sessions/validate`` against one tesserad (memory store), as a
 bare httpx call on a kept-alive connection (body sent, answer read, nothing
-parsed) and through ``TesseraClient.validate`` (JSON in and out, errors
+parsed; then the same with the answer parsed) and through ``TesseraClient.validate`` (JSON in and out, errors
 mapped) — and the same pair with the async clients. Rounds alternate; the
 median of the rounds is reported in µs per call: wall time (dominated by
 the server) and this process's CPU time (what the client itself costs).
@@ -63,6 +63,11 @@ def main() -> None:
             if response.status_code != 200:
                 raise RuntimeError(response.status_code)
 
+        def bare_json() -> None:
+            response = raw.post(url, content=body, headers=headers)
+            if response.status_code != 200 or response.json()["session"]["subject"] != "bench":
+                raise RuntimeError(response.status_code)
+
         def typed() -> None:
             if client.validate(token, client=client_info)["session"]["subject"] != "bench":  # type: ignore[arg-type]
                 raise RuntimeError("wrong session")
@@ -94,7 +99,11 @@ def main() -> None:
             loop.run_until_complete(bare_async())
             loop.run_until_complete(typed_async())
         for _ in range(ROUNDS):
-            for name, run in (("bare httpx.Client", bare), ("TesseraClient.validate", typed)):
+            for name, run in (
+                ("bare httpx.Client", bare),
+                ("bare + response.json()", bare_json),
+                ("TesseraClient.validate", typed),
+            ):
                 samples.setdefault(name, []).append(measure(run))
             loop.run_until_complete(run_async_round())
 
@@ -103,11 +112,15 @@ def main() -> None:
             f"(Python {sys.version.split()[0]}, httpx {httpx.__version__})"
         )
         print(f"  {'':30} {'wall':>8} {'vs bare':>8} {'client CPU':>11} {'vs bare':>8}")
-        pairs = [("bare httpx.Client", "TesseraClient.validate"), ("bare httpx.AsyncClient", "AsyncTesseraClient.validate")]
-        for base_name, name in pairs:
+        groups = [
+            ("bare httpx.Client", "bare + response.json()", "TesseraClient.validate"),
+            ("bare httpx.AsyncClient", "AsyncTesseraClient.validate"),
+        ]
+        for group in groups:
+            base_name = group[0]
             base_wall = statistics.median(w for w, _ in samples[base_name])
             base_cpu = statistics.median(c for _, c in samples[base_name])
-            for label in (base_name, name):
+            for label in group:
                 wall = statistics.median(w for w, _ in samples[label])
                 cpu = statistics.median(c for _, c in samples[label])
                 print(f"  {label:30} {wall:8.1f} {wall - base_wall:+8.1f} {cpu:11.1f} {cpu - base_cpu:+8.1f}")
