@@ -297,6 +297,7 @@ impl Intercept for Pauses {
 
 type Slow = Intercepted<MemoryStore, Pauses>;
 
+/// Loads that take 2 ms after reading.
 fn slow_loads(store: MemoryStore) -> Slow {
     Intercepted::new(
         store,
@@ -321,12 +322,19 @@ fn slow_writes(store: MemoryStore) -> Slow {
 /// announcements leave (checked once by removing that check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_cache_loads_racing_with_changes_never_stick() {
-    // Every load on A is overtaken by an update on B: the update's
-    // announcement arrives while A's load of the old version is in flight.
+    // Each load on A is overtaken by an update on B: A's load has read the
+    // old version and is still on its way (20 ms) when the update's
+    // announcement arrives.
     let store = MemoryStore::new();
     let bus = LocalBus::new();
     let a = NearCache::new(
-        slow_loads(store.clone()),
+        Intercepted::new(
+            store.clone(),
+            Pauses {
+                after_load: Duration::from_millis(20),
+                ..Pauses::default()
+            },
+        ),
         Arc::new(bus.clone()),
         NearCacheConfig::default(),
     );
@@ -334,21 +342,28 @@ async fn near_cache_loads_racing_with_changes_never_stick() {
     until_usable(&a).await;
     until_usable(&b).await;
     let node_b = SessionManager::builder(b.clone()).build().expect("manager");
-    let created = node_b
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let (id, token) = (created.record().id, token(&created));
+    let mut overtaken = 0;
     for n in 0..50u64 {
+        // A session A has never loaded: its load goes to the store.
+        let created = node_b
+            .create(NewSession::anonymous())
+            .await
+            .expect("create");
+        let (id, token) = (created.record().id, token(&created));
         let load = {
             let a = a.clone();
             tokio::spawn(async move { a.load(&id, SystemClock.now()).await })
         };
-        tokio::time::sleep(Duration::from_micros(500)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
         update(&node_b, &token, n).await.expect("update");
-        load.await.expect("load task").expect("load");
+        let loaded = load.await.expect("load task").expect("load");
+        if loaded.is_some_and(|record| record.version == 1) {
+            overtaken += 1;
+        }
         agrees(&store, &a, &id, &format!("round {n}")).await;
     }
+    assert!(overtaken > 0, "no load was overtaken by a change");
+    println!("{overtaken} of 50 loads were overtaken by a change");
 }
 
 #[test]
