@@ -1,13 +1,16 @@
-//! Core engine benchmarks: tokens, and validate/create/update on a warm
-//! memory store at 10 thousand and 1 million sessions.
+//! Core engine benchmarks: tokens, the stored form of a record, and
+//! validate/create/update on a warm memory store at 10 thousand and 1
+//! million sessions, and on sealed sessions.
 #![allow(missing_docs)]
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
+use tessera_core::sealed::{KeyRing, SealingKey};
 use tessera_core::{
-    DataChange, MemoryStore, NewSession, SessionData, SessionManager, SessionToken,
+    ActiveSession, Clock, DataChange, MemoryStore, NewSession, SessionData, SessionManager,
+    SessionToken, SystemClock, codec, forget_at,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -23,16 +26,55 @@ fn hundred_bytes() -> SessionData {
     SessionData::from_value(&json!({"user_id": 1, "payload": "x".repeat(pad)})).expect("data")
 }
 
+fn credential(session: &ActiveSession) -> String {
+    session.issued().expect("a credential").expose().to_owned()
+}
+
+/// A signed-in session with 100 bytes of data, from a throwaway manager.
+fn sample(rt: &tokio::runtime::Runtime) -> ActiveSession {
+    let manager = SessionManager::builder(MemoryStore::new())
+        .build()
+        .expect("config");
+    rt.block_on(
+        manager.create(
+            NewSession::anonymous()
+                .subject("alice")
+                .data(hundred_bytes()),
+        ),
+    )
+    .expect("create")
+}
+
 fn tokens(c: &mut Criterion) {
+    let rt = runtime();
     let mut group = c.benchmark_group("token");
-    group.bench_function("generate", |b| {
-        b.iter(|| SessionToken::generate().expect("entropy"))
-    });
-    let token = SessionToken::generate().expect("entropy");
-    let text = token.expose().to_owned();
+    // Tokens are made only with their session (see memory_store/create).
+    let text = credential(&sample(&rt));
     group.bench_function("parse", |b| b.iter(|| SessionToken::parse(&text)));
     group.bench_function("parse_and_hash", |b| {
         b.iter(|| SessionToken::parse(&text).map(|t| t.hash()))
+    });
+    let legacy = SessionToken::legacy_from_secret([7; 32])
+        .expose()
+        .to_owned();
+    group.bench_function("parse_legacy", |b| b.iter(|| SessionToken::parse(&legacy)));
+    group.finish();
+}
+
+fn records(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("codec");
+    let session = sample(&rt);
+    let record = session.record();
+    let deadline = forget_at(record);
+    group.bench_function("encode", |b| b.iter(|| codec::encode(record, deadline)));
+    let bytes = codec::encode(record, deadline);
+    group.bench_function("decode", |b| b.iter(|| codec::decode(&bytes, None)));
+    group.bench_function("revision_of", |b| b.iter(|| codec::revision_of(&bytes)));
+    let mut touched = bytes.clone();
+    let now = SystemClock.now();
+    group.bench_function("touch_in_place", |b| {
+        b.iter(|| codec::touch_in_place(&mut touched, now, deadline))
     });
     group.finish();
 }
@@ -45,14 +87,11 @@ fn warm_manager(rt: &tokio::runtime::Runtime, sessions: usize) -> (SessionManage
     let tokens = rt.block_on(async {
         let mut tokens = Vec::with_capacity(sessions);
         for _ in 0..sessions {
-            let issued = manager
-                .create(NewSession {
-                    data: Some(data.clone()),
-                    ..NewSession::default()
-                })
+            let created = manager
+                .create(NewSession::anonymous().data(data.clone()))
                 .await
                 .expect("create");
-            tokens.push(issued.token.expose().to_owned());
+            tokens.push(credential(&created));
         }
         tokens
     });
@@ -73,34 +112,100 @@ fn lifecycle(c: &mut Criterion) {
                     .expect("valid")
             })
         });
+        // What an API call that changes the data does: resolve the
+        // presented token, then write.
         let mut j = 0usize;
         group.bench_with_input(BenchmarkId::new("update", sessions), &sessions, |b, _| {
             b.iter(|| {
                 j = (j + 7919) % tokens.len();
-                rt.block_on(manager.update(
-                    &tokens[j],
-                    DataChange::MergePatch(json!({"counter": j})),
-                    None,
-                    None,
-                ))
+                rt.block_on(async {
+                    let current = manager.resolve(&tokens[j], None).await?;
+                    manager
+                        .update(
+                            &current,
+                            DataChange::MergePatch(json!({"counter": j})),
+                            None,
+                            None,
+                        )
+                        .await
+                })
                 .expect("update")
             })
         });
+        // A handler's write after the middleware validated: no second read.
+        let mut k = 0usize;
+        group.bench_with_input(
+            BenchmarkId::new("update_validated", sessions),
+            &sessions,
+            |b, _| {
+                b.iter_batched(
+                    || {
+                        k = (k + 7919) % tokens.len();
+                        rt.block_on(manager.validate(&tokens[k], None))
+                            .expect("valid")
+                    },
+                    |current| {
+                        rt.block_on(manager.update(
+                            &current,
+                            DataChange::MergePatch(json!({"counter": 1})),
+                            None,
+                            None,
+                        ))
+                        .expect("update")
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
         drop((manager, tokens));
     }
     let (manager, _) = warm_manager(&rt, 10_000);
     let data = hundred_bytes();
     group.bench_function("create", |b| {
         b.iter(|| {
-            rt.block_on(manager.create(NewSession {
-                data: Some(data.clone()),
-                ..NewSession::default()
-            }))
-            .expect("create")
+            rt.block_on(manager.create(NewSession::anonymous().data(data.clone())))
+                .expect("create")
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, tokens, lifecycle);
+fn sealed(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("sealed");
+    let manager = SessionManager::builder(MemoryStore::new())
+        .sealed(KeyRing::new(SealingKey::new(1, [9; 32])))
+        .build()
+        .expect("config");
+    let data = hundred_bytes();
+    let anonymous = credential(
+        &rt.block_on(manager.create(NewSession::anonymous().data(data.clone())))
+            .expect("create"),
+    );
+    let signed_in = credential(
+        &rt.block_on(manager.create(NewSession::anonymous().subject("alice").data(data.clone())))
+            .expect("create"),
+    );
+    group.bench_function("validate_anonymous", |b| {
+        b.iter(|| {
+            rt.block_on(manager.validate(&anonymous, None))
+                .expect("valid")
+        })
+    });
+    group.bench_function("validate_signed_in", |b| {
+        b.iter(|| {
+            rt.block_on(manager.validate(&signed_in, None))
+                .expect("valid")
+        })
+    });
+    group.bench_function("create", |b| {
+        b.iter(|| {
+            rt.block_on(manager.create(NewSession::anonymous().data(data.clone())))
+                .expect("create")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tokens, records, lifecycle, sealed);
 criterion_main!(benches);
