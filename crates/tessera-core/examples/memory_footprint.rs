@@ -29,13 +29,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let before = resident_bytes().unwrap_or(0);
         let manager = SessionManager::builder(MemoryStore::new()).build()?;
         for n in 0..sessions {
-            manager
-                .create(NewSession {
-                    subject: signed_in.then(|| format!("user-{n}")),
-                    data: Some(data.clone()),
-                    ..NewSession::default()
-                })
-                .await?;
+            let mut request = NewSession::anonymous().data(data.clone());
+            if signed_in {
+                request = request.subject(format!("user-{n}"));
+            }
+            manager.create(request).await?;
         }
         let after = resident_bytes().unwrap_or(0);
         let store_bytes = after.saturating_sub(before);
