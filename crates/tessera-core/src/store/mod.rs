@@ -94,7 +94,10 @@
 //!
 //! impl Inner {
 //!     fn index(&mut self, subject: &str, id: SessionId) {
-//!         self.subjects.entry(subject.to_owned()).or_default().insert(id);
+//!         self.subjects
+//!             .entry(subject.to_owned())
+//!             .or_default()
+//!             .insert(id);
 //!     }
 //!
 //!     fn unindex(&mut self, subject: &str, id: &SessionId) {
@@ -132,7 +135,9 @@
 //!         if inner.records.contains_key(&record.id) {
 //!             return Ok(CreateOutcome::AlreadyExists);
 //!         }
-//!         inner.records.insert(record.id, codec::encode(record, forget_at));
+//!         inner
+//!             .records
+//!             .insert(record.id, codec::encode(record, forget_at));
 //!         if let Some(subject) = &record.subject {
 //!             inner.index(subject, record.id);
 //!         }
@@ -169,7 +174,9 @@
 //!             return Ok(WriteOutcome::Conflict { current });
 //!         }
 //!         let old_subject = codec::subject_of(stored).map(str::to_owned);
-//!         inner.records.insert(record.id, codec::encode(record, forget_at));
+//!         inner
+//!             .records
+//!             .insert(record.id, codec::encode(record, forget_at));
 //!         // A login can change the subject: the index follows.
 //!         if old_subject != record.subject {
 //!             if let Some(old) = old_subject {
@@ -195,7 +202,9 @@
 //!         };
 //!         // Forward only, and the revision stays as it is.
 //!         if !codec::touch_in_place(bytes, last_seen_at, forget_at) {
-//!             return Err(StoreError::corrupt("a stored record is not of the current format"));
+//!             return Err(StoreError::corrupt(
+//!                 "a stored record is not of the current format",
+//!             ));
 //!         }
 //!         Ok(WriteOutcome::Written)
 //!     }
@@ -245,7 +254,13 @@
 //!         now: Timestamp,
 //!     ) -> Result<Vec<SessionId>, StoreError> {
 //!         let mut inner = self.lock()?;
-//!         let ids: Vec<SessionId> = inner.subjects.get(subject).into_iter().flatten().copied().collect();
+//!         let ids: Vec<SessionId> = inner
+//!             .subjects
+//!             .get(subject)
+//!             .into_iter()
+//!             .flatten()
+//!             .copied()
+//!             .collect();
 //!         let mut deleted = Vec::new();
 //!         for id in ids.into_iter().filter(|id| Some(id) != except) {
 //!             if inner.remove(&id).is_some_and(|bytes| live(&bytes, now)) {
@@ -275,7 +290,12 @@
 //!     }
 //!
 //!     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-//!         Ok(self.lock()?.subject_epochs.get(subject).copied().unwrap_or(0))
+//!         Ok(self
+//!             .lock()?
+//!             .subject_epochs
+//!             .get(subject)
+//!             .copied()
+//!             .unwrap_or(0))
 //!     }
 //!
 //!     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
