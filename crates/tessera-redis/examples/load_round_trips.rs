@@ -1,56 +1,374 @@
-//! Measures `load` (the validation read) on one Redis server in one round
-//! trip (a script that follows the pointer) against two (pointer, then
-//! record, as a cluster needs), at 64 concurrent tasks.
+//! Round trips per operation, and Redis memory per session, against a real
+//! server.
 //!
-//! `cargo run --release -p tessera-redis --example load_round_trips -- redis://127.0.0.1:6379 [SECONDS]`
+//! Round trips: the store talks to Redis through a proxy in this process
+//! that holds everything the client sends for a fixed delay (replies pass
+//! at once), so an operation's latency divided by the delay is the number
+//! of round trips it waits for one after the other (commands sent together
+//! count once). Each operation is timed alone, several times; the median
+//! is reported.
+//!
+//! Memory: `used_memory` of the server before and after creating sessions
+//! through a `SessionManager`, per session: anonymous ones, and signed-in
+//! ones shaped like the peer benchmark's (`bench/peers`: a subject of their
+//! own and `{"user_id":…,"counter":0}`); beside them, for reference, the
+//! same number of entries in actix-session's Redis layout (a 64-character
+//! key holding its JSON state, with a TTL). Use a server with nothing else
+//! on it.
+//!
+//! `cargo run --release -p tessera-redis --example load_round_trips -- redis://127.0.0.1:6379 [SESSIONS]`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+use tessera_core::store::{Records, SubjectIndex};
 use tessera_core::{
-    Session, SessionData, SessionId, SessionStore, SessionToken, Timestamp, TokenHash,
+    ActiveSession, Clock, DataChange, Login, ManualClock, NewSession, SessionData, SessionManager,
+    forget_at,
 };
 use tessera_redis::{RedisConfig, RedisStore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TASKS: usize = 64;
-const SESSIONS: usize = 1000;
+/// The delay added to each request on its way to Redis.
+const DELAY: Duration = Duration::from_millis(20);
+/// Timings per operation.
+const SAMPLES: usize = 7;
 
-fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
+/// Forwards loopback TCP to `upstream`, delaying what clients send.
+async fn delaying_proxy(upstream: String, delay: Arc<AtomicU64>) -> std::io::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let (sender, mut receiver) =
+                tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+            let delay = delay.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                    let at = Instant::now() + Duration::from_micros(delay.load(Ordering::Relaxed));
+                    if sender.send((at, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((at, bytes)) = receiver.recv().await {
+                    tokio::time::sleep_until(at.into()).await;
+                    if server_write.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    Ok(port)
 }
 
-async fn rate(store: RedisStore, keys: Arc<Vec<TokenHash>>, seconds: u64) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
-        let (store, keys, stop, count) = (store.clone(), keys.clone(), stop.clone(), count.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut i = task;
-            while !stop.load(Ordering::Relaxed) {
-                let found = store.load(&keys[i % keys.len()], now()).await;
-                assert!(matches!(found, Ok(Some(_))), "load failed: {found:?}");
-                count.fetch_add(1, Ordering::Relaxed);
-                i += TASKS;
-            }
-        }));
+/// Times `op` (after `prepare`, untimed) `SAMPLES` times; prints the median
+/// in milliseconds and in round trips.
+async fn measure<S, P, O, Fut>(name: &str, mut prepare: P, mut op: O)
+where
+    P: AsyncFnMut() -> S,
+    O: FnMut(S) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut took = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let state = prepare().await;
+        let started = Instant::now();
+        op(state).await;
+        took.push(started.elapsed());
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (start, started) = (count.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let done = count.load(Ordering::Relaxed) - start;
-    let rate = done as f64 / started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
+    took.sort();
+    let median = took[SAMPLES / 2];
+    let trips = median.as_secs_f64() / DELAY.as_secs_f64();
+    println!(
+        "{name:<46} {:>7.1} ms  {:>2} round trip(s) ({trips:.2})",
+        median.as_secs_f64() * 1000.0,
+        trips.round() as u64
+    );
+}
+
+fn token(session: &ActiveSession) -> String {
+    session.issued().expect("a credential").expose().to_owned()
+}
+
+async fn used_memory(url: &str) -> Result<i64, Box<dyn std::error::Error>> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .ok_or("no used_memory in INFO")?;
+    Ok(line.trim().parse()?)
+}
+
+/// The `host:port` of a one-server URL.
+fn host_port(url: &str) -> Option<&str> {
+    let authority = url.split("://").nth(1)?.split(['/', '?']).next()?;
+    authority.rsplit('@').next()
+}
+
+async fn round_trips(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let upstream = host_port(url).ok_or("a redis:// URL of one server")?;
+    let delay = Arc::new(AtomicU64::new(0));
+    let port = delaying_proxy(upstream.to_owned(), delay.clone()).await?;
+    let proxied = url.replacen(upstream, &format!("127.0.0.1:{port}"), 1);
+    let store = RedisStore::connect_with(
+        RedisConfig::from_url(&proxied)?
+            .prefix("bench-rt:")
+            .operation_timeout(Duration::from_secs(5)),
+    )
+    .await?;
+    let clock = ManualClock::starting_now();
+    let manager = SessionManager::builder(store.clone())
+        .clock(clock.clone())
+        .build()?;
+    // Warm up: scripts loaded, the epoch cached.
+    let warm = manager.create(NewSession::default()).await?;
+    manager.validate(&token(&warm), None).await?;
+    delay.store(DELAY.as_micros() as u64, Ordering::Relaxed);
+    println!(
+        "round trips ({} ms added to each request, median of {SAMPLES}):",
+        DELAY.as_millis()
+    );
+
+    let m = &manager;
+    let s = &store;
+    let c = &clock;
+    let signed_in = || async {
+        let login = Login::new(format!("user-{}", rand_suffix()))
+            .data(SessionData::from_value(&json!({"user_id": 1, "counter": 0})).expect("data"));
+        m.login(None, login).await.expect("login")
+    };
+
+    measure("store: load", signed_in, |a| async move {
+        s.load(&a.record().id, c.now()).await.expect("load");
+    })
+    .await;
+    measure(
+        "store: create (signed in)",
+        || async {
+            let mut record = signed_in().await.record().as_ref().clone();
+            record.id = tessera_core::SessionId::generate().expect("id");
+            record
+        },
+        |record| async move {
+            s.create(&record, forget_at(&record)).await.expect("create");
+        },
+    )
+    .await;
+    measure("store: update (signed in)", signed_in, |a| async move {
+        let mut next = a.record().as_ref().clone();
+        next.version += 1;
+        s.update(&next, a.record().revision(), forget_at(&next), c.now())
+            .await
+            .expect("update");
+    })
+    .await;
+    measure("store: touch", signed_in, |a| async move {
+        let now = c.now();
+        s.touch(
+            &a.record().id,
+            now,
+            now.plus(Duration::from_secs(3600)),
+            now,
+        )
+        .await
+        .expect("touch");
+    })
+    .await;
+    measure("store: delete", signed_in, |a| async move {
+        s.delete(&a.record().id).await.expect("delete");
+    })
+    .await;
+    measure(
+        "store: list a subject (one session)",
+        signed_in,
+        |a| async move {
+            let subject = a.record().subject.clone().expect("subject");
+            s.list_subject(&subject, None, 100, c.now())
+                .await
+                .expect("list");
+        },
+    )
+    .await;
+    measure(
+        "manager: validate",
+        || async { token(&signed_in().await) },
+        |t| async move {
+            m.validate(&t, None).await.expect("validate");
+        },
+    )
+    .await;
+    measure(
+        "manager: validate with a touch",
+        || async {
+            let t = token(&signed_in().await);
+            c.advance(m.config().touch_after);
+            // The epoch is read again now and then: not part of the touch.
+            m.validate(&token(&signed_in().await), None)
+                .await
+                .expect("validate");
+            t
+        },
+        |t| async move {
+            m.validate(&t, None).await.expect("validate");
+        },
+    )
+    .await;
+    measure(
+        "manager: validate with a renewal",
+        || async {
+            let t = token(&signed_in().await);
+            c.advance(m.config().renew_after);
+            m.validate(&token(&signed_in().await), None)
+                .await
+                .expect("validate");
+            t
+        },
+        |t| async move {
+            let renewed = m.validate(&t, None).await.expect("validate");
+            assert!(renewed.issued().is_some(), "renewed");
+        },
+    )
+    .await;
+    measure(
+        "manager: update (the validated session)",
+        || async {
+            let t = token(&signed_in().await);
+            m.validate(&t, None).await.expect("validate")
+        },
+        |valid| async move {
+            m.update(
+                &valid,
+                DataChange::MergePatch(json!({"counter": 1})),
+                None,
+                None,
+            )
+            .await
+            .expect("update");
+        },
+    )
+    .await;
+    measure(
+        "manager: create",
+        || async {},
+        |()| async move {
+            m.create(NewSession::default()).await.expect("create");
+        },
+    )
+    .await;
+    measure(
+        "manager: login (a session in hand)",
+        || async { m.create(NewSession::default()).await.expect("create") },
+        |anonymous| async move {
+            m.login(
+                Some(&anonymous),
+                Login::new(format!("user-{}", rand_suffix())),
+            )
+            .await
+            .expect("login");
+        },
+    )
+    .await;
+    measure(
+        "manager: login (no session)",
+        || async {},
+        |()| async move {
+            m.login(None, Login::new(format!("user-{}", rand_suffix())))
+                .await
+                .expect("login");
+        },
+    )
+    .await;
+    Ok(())
+}
+
+fn rand_suffix() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn memory(url: &str, sessions: usize) -> Result<(), Box<dyn std::error::Error>> {
+    println!("Redis used_memory per session ({sessions} sessions):");
+    for (name, prefix, signed_in) in [
+        ("Tessera, anonymous", "mem-a:", false),
+        (
+            "Tessera, signed in (own subject, 2 fields of data)",
+            "mem-s:",
+            true,
+        ),
+    ] {
+        let store = RedisStore::connect_with(RedisConfig::from_url(url)?.prefix(prefix)).await?;
+        let manager = SessionManager::builder(store.clone()).build()?;
+        manager.create(NewSession::default()).await?;
+        let before = used_memory(url).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..32 {
+            let manager = manager.clone();
+            tasks.spawn(async move {
+                for n in (worker..sessions).step_by(32) {
+                    if signed_in {
+                        let data = SessionData::from_value(&json!({"user_id": n, "counter": 0}))
+                            .expect("data");
+                        let login = Login::new(format!("user-{n}")).data(data);
+                        manager.login(None, login).await.expect("login");
+                    } else {
+                        manager.create(NewSession::default()).await.expect("create");
+                    }
+                }
+            });
+        }
+        tasks.join_all().await;
+        let after = used_memory(url).await?;
+        println!(
+            "{name:<56} {:>6.0} bytes",
+            (after - before) as f64 / sessions as f64
+        );
     }
-    rate
+    // actix-session's layout: `SET <64 characters> <its JSON state> EX <ttl>`.
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let before = used_memory(url).await?;
+    for chunk in (0..sessions).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for n in chunk {
+            let key = format!("{:064x}", u128::from(*n as u64) * 0x9e37_79b9_7f4a_7c15);
+            let state = format!(r#"{{"user_id":"{n}","counter":"0"}}"#);
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(state)
+                .arg("EX")
+                .arg(1800)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    let after = used_memory(url).await?;
+    println!(
+        "{:<56} {:>6.0} bytes",
+        "actix-session's layout, signed in (for reference)",
+        (after - before) as f64 / sessions as f64
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -59,40 +377,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = args
         .next()
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-    let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
-    let config = RedisConfig::from_url(&url)?.prefix("bench-rt:");
-    let one = RedisStore::connect_with(config.clone()).await?;
-    let two = RedisStore::connect_with(config.two_step_load(true)).await?;
-    let mut keys = Vec::new();
-    for _ in 0..SESSIONS {
-        let key = SessionToken::generate()?.hash();
-        let now = now();
-        let session = Session {
-            id: SessionId::generate()?,
-            subject: None,
-            auth_level: 0,
-            authenticated_at: None,
-            data: SessionData::from_json(r#"{"cart":[1,2,3],"theme":"dark"}"#)?,
-            created_at: now,
-            last_seen_at: now,
-            token_issued_at: now,
-            idle_timeout_ms: 600_000,
-            absolute_expires_at: now.plus(Duration::from_secs(3600)),
-            version: 1,
-            epoch: 0,
-            client: None,
-            binding: None,
-        };
-        one.create(&key, &session).await?;
-        keys.push(key);
-    }
-    let keys = Arc::new(keys);
-    for round in 1..=2 {
-        let single = rate(one.clone(), keys.clone(), seconds).await;
-        let double = rate(two.clone(), keys.clone(), seconds).await;
-        println!(
-            "round {round}: one round trip {single:.0} loads/s, two round trips {double:.0} loads/s ({TASKS} tasks)"
-        );
-    }
+    let sessions: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(20_000);
+    round_trips(&url).await?;
+    println!();
+    memory(&url, sessions).await?;
     Ok(())
 }

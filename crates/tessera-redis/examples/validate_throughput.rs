@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tessera_core::near_cache::{NearCache, NearCacheConfig};
-use tessera_core::{DataChange, MemoryStore, NewSession, SessionManager, SessionStore};
+use tessera_core::store::SessionStore;
+use tessera_core::{DataChange, MemoryStore, NewSession, SessionManager};
 use tessera_redis::{RedisBus, RedisConfig, RedisStore};
 
 const TASKS: usize = 64;
@@ -52,15 +53,20 @@ async fn measure(
                 let began = Instant::now();
                 let ok = match op {
                     Op::Validate => manager.validate(token, None).await.is_ok(),
-                    Op::Update => manager
-                        .update(
-                            token,
-                            DataChange::MergePatch(serde_json::json!({"n": i})),
-                            None,
-                            None,
-                        )
-                        .await
-                        .is_ok(),
+                    // What an API call that changes the data does: resolve
+                    // the token, then write.
+                    Op::Update => match manager.resolve(token, None).await {
+                        Ok(current) => manager
+                            .update(
+                                &current,
+                                DataChange::MergePatch(serde_json::json!({"n": i})),
+                                None,
+                                None,
+                            )
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    },
                 };
                 assert!(ok, "operation failed");
                 // The memory store never waits: let the timer and the other tasks run.
@@ -100,13 +106,10 @@ async fn run(name: &str, store: Arc<dyn SessionStore>, seconds: u64) {
     let mut tokens = Vec::with_capacity(SESSIONS);
     for n in 0..SESSIONS {
         let issued = manager
-            .create(NewSession {
-                subject: Some(format!("user-{n}")),
-                ..NewSession::default()
-            })
+            .create(NewSession::default().subject(format!("user-{n}")))
             .await
             .expect("create");
-        tokens.push(issued.token.expose().to_owned());
+        tokens.push(issued.issued().expect("a token").expose().to_owned());
     }
     let tokens = Arc::new(tokens);
     for (op, label) in [(Op::Validate, "validate"), (Op::Update, "update")] {

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::{Client, ConnectionInfo, TlsCertificates};
-use tessera_core::StoreError;
-use tessera_core::async_trait;
 use tessera_core::near_cache::{BusEvent, Invalidation, InvalidationBus};
+use tessera_core::store::StoreError;
 use tokio::sync::mpsc;
 
 use crate::config::{RedisConfig, Topology};

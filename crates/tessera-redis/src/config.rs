@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::{ConnectionInfo, IntoConnectionInfo};
+use tessera_core::store::redact_url;
 
 use crate::error::RedisStoreError;
 
@@ -46,7 +47,6 @@ pub struct RedisConfig {
     pub(crate) tls_ca_file: Option<PathBuf>,
     pub(crate) tls_root_pem: Option<Vec<u8>>,
     pub(crate) tls: bool,
-    pub(crate) two_step_load: bool,
     redacted: String,
 }
 
@@ -59,29 +59,6 @@ impl std::fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("tls_ca_file", &self.tls_ca_file)
             .finish_non_exhaustive()
-    }
-}
-
-/// The URL with any password replaced by `***` (safe to log).
-pub fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority_end, _) = rest
-        .char_indices()
-        .find(|(_, c)| *c == '/' || *c == '?' || *c == '#')
-        .unwrap_or((rest.len(), ' '));
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{hosts}{tail}")
-            } else {
-                format!("{scheme}://{user}@{hosts}{tail}")
-            }
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -100,7 +77,7 @@ impl RedisConfig {
     /// instead of the system's).
     pub fn from_url(url: &str) -> Result<Self, RedisStoreError> {
         let config_err = |problem: String| RedisStoreError::Config(problem);
-        let redacted = redacted_url(url);
+        let redacted = redact_url(url);
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(config_err(format!(
                 "`{redacted}` is not a Redis URL (expected redis://, rediss:// or redis+cluster://)"
@@ -192,7 +169,6 @@ impl RedisConfig {
             tls_ca_file,
             tls_root_pem: None,
             tls,
-            two_step_load: false,
             redacted,
         };
         config.validate()?;
@@ -222,15 +198,6 @@ impl RedisConfig {
     /// Trusts these PEM root certificates for TLS instead of the system's.
     pub fn tls_root_certificates(mut self, pem: Vec<u8>) -> Self {
         self.tls_root_pem = Some(pem);
-        self
-    }
-
-    /// Loads and writes in several round trips (pointer, record, subject
-    /// index) on a single server too, as a cluster must; only for measuring
-    /// the difference and testing the cluster path.
-    #[doc(hidden)]
-    pub fn two_step_load(mut self, two_step: bool) -> Self {
-        self.two_step_load = two_step;
         self
     }
 
@@ -296,20 +263,15 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redacted_url("redis://ann:s3cret@127.0.0.1:6379/2?prefix=a:"),
-            "redis://ann:***@127.0.0.1:6379/2?prefix=a:"
-        );
-        assert_eq!(
-            redacted_url("redis+cluster://:pw@h1:1,h2:2"),
-            "redis+cluster://:***@h1:1,h2:2"
-        );
-        assert_eq!(
-            redacted_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        let config = RedisConfig::from_url("redis://ann:s3cret@127.0.0.1:6379").expect("url");
-        assert!(!format!("{config:?}").contains("s3cret"));
+        for url in [
+            "redis://ann:s3cret@127.0.0.1:6379/2?prefix=a:",
+            "redis+cluster://:s3cret@h1:1,h2:2",
+            "redis://127.0.0.1:6379?password=s3cret",
+        ] {
+            let config = RedisConfig::from_url(url).expect("url");
+            assert!(!format!("{config:?}").contains("s3cret"), "{url}");
+            assert!(!config.redacted_url().contains("s3cret"), "{url}");
+        }
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
-use tessera_core::StoreError;
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value};
+use tessera_core::store::StoreError;
 
 use crate::config::{RedisConfig, Topology};
 use crate::error::{RedisStoreError, store_error};
@@ -85,6 +85,40 @@ impl Conn {
                     })?;
                 Ok(Conn::Cluster(connection))
             }
+        }
+    }
+
+    /// Sends `commands` in one round trip: one pipeline to a single server;
+    /// to a cluster, each command to the node of its key, all at once. The
+    /// reply of each command, or its error; `Err` when nothing came back
+    /// (a single server that cannot be reached).
+    pub(crate) async fn round_trip(
+        &self,
+        commands: &[Cmd],
+    ) -> Result<Vec<RedisResult<Value>>, RedisError> {
+        match self {
+            Conn::Standalone(manager) => {
+                let mut pipeline = redis::pipe();
+                pipeline.ignore_errors();
+                for command in commands {
+                    pipeline.add_command(command.clone());
+                }
+                let replies: Vec<Value> = pipeline.query_async(&mut manager.clone()).await?;
+                Ok(replies
+                    .into_iter()
+                    .map(|reply| match reply {
+                        Value::ServerError(error) => Err(error.into()),
+                        other => Ok(other),
+                    })
+                    .collect())
+            }
+            Conn::Cluster(cluster) => Ok(futures_util::future::join_all(commands.iter().map(
+                |command| {
+                    let mut cluster = cluster.clone();
+                    async move { command.query_async::<Value>(&mut cluster).await }
+                },
+            ))
+            .await),
         }
     }
 

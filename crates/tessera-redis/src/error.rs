@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tessera_core::StoreError;
+use tessera_core::store::StoreError;
 
 /// Why the store could not be set up (configuration or first connection).
 /// Failures of single operations afterwards are [`StoreError`]s.

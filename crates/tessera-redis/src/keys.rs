@@ -1,6 +1,10 @@
-//! Key names. Every key of one session carries the session id as its hash
-//! tag, so a session's record and tombstones share a cluster slot; pointers,
-//! subject indexes and epochs spread over the cluster by their own names.
+//! Key names. Each key holds one thing and lives in its own cluster slot:
+//! a session's record, a subject's index, an epoch. Nothing needs two keys
+//! in one slot, so no key carries a hash tag.
+//!
+//! The names of the layout before records were keyed by session id are
+//! kept here too (`legacy_*`), for finding the sessions it still holds
+//! (`crate::legacy`); the new names never collide with them.
 
 use tessera_core::{SessionId, TokenHash};
 
@@ -21,55 +25,59 @@ impl Keys {
         &self.prefix
     }
 
-    /// The hash holding a session's live record: `{prefix}{<id>}`.
-    pub(crate) fn live(&self, id: &SessionId) -> String {
-        format!("{}{{{}}}", self.prefix, hex::encode(id.0))
+    /// A session's record, a string holding the codec's bytes:
+    /// `{prefix}s:<id>`, the id in its public 22-character form.
+    pub(crate) fn record(&self, id: &SessionId) -> String {
+        format!("{}s:{id}", self.prefix)
     }
 
-    /// The live record key of a session id given in hex (as pointers hold it).
-    pub(crate) fn live_hex(&self, id_hex: &str) -> String {
-        format!("{}{{{id_hex}}}", self.prefix)
+    /// The session id of a record key of this prefix.
+    pub(crate) fn id_of_record(&self, key: &str) -> Option<SessionId> {
+        let id = key.strip_prefix(&self.prefix)?.strip_prefix("s:")?;
+        SessionId::parse(id).ok()
     }
 
-    /// The tombstone a rotation left at `key`: `{prefix}{<id>}:t:<key>`.
-    pub(crate) fn tombstone(&self, id: &SessionId, key: &TokenHash) -> String {
-        format!(
-            "{}{{{}}}:t:{}",
-            self.prefix,
-            hex::encode(id.0),
-            key.to_hex()
-        )
-    }
-
-    /// The tombstone key for a session id given in hex.
-    pub(crate) fn tombstone_hex(&self, id_hex: &str, key: &TokenHash) -> String {
-        format!("{}{{{id_hex}}}:t:{}", self.prefix, key.to_hex())
-    }
-
-    /// The pointer from a token hash to its session id: `{prefix}p:<key>`.
-    pub(crate) fn pointer(&self, key: &TokenHash) -> String {
-        format!("{}p:{}", self.prefix, key.to_hex())
-    }
-
-    /// A subject's index: a sorted set of session ids scored by their
-    /// forget deadlines, `{prefix}x:<subject>`.
+    /// A subject's index, a hash whose fields are the raw 16-byte ids of
+    /// the subject's sessions (values empty): `{prefix}u:<subject>`.
     pub(crate) fn subject_index(&self, subject: &str) -> String {
-        format!("{}x:{subject}", self.prefix)
+        format!("{}u:{subject}", self.prefix)
     }
 
-    /// The global revocation epoch.
+    /// The global revocation epoch: `{prefix}epoch`.
     pub(crate) fn global_epoch(&self) -> String {
         format!("{}epoch", self.prefix)
     }
 
-    /// A subject's revocation epoch.
+    /// A subject's revocation epoch: `{prefix}epoch:<subject>`.
     pub(crate) fn subject_epoch(&self, subject: &str) -> String {
         format!("{}epoch:{subject}", self.prefix)
     }
 
-    /// The glob matching every live record key.
-    pub(crate) fn live_pattern(&self) -> String {
-        format!("{}{{*}}", glob_escape(&self.prefix))
+    /// The glob matching every record key.
+    pub(crate) fn record_pattern(&self) -> String {
+        format!("{}s:*", glob_escape(&self.prefix))
+    }
+
+    /// The glob matching every subject index key.
+    pub(crate) fn index_pattern(&self) -> String {
+        format!("{}u:*", glob_escape(&self.prefix))
+    }
+
+    /// The previous layout's record of a session, a hash: `{prefix}{<id hex>}`.
+    pub(crate) fn legacy_record(&self, id: &SessionId) -> String {
+        format!("{}{{{}}}", self.prefix, hex::encode(id.0))
+    }
+
+    /// The previous layout's pointer from a token hash to the session id
+    /// (hex): `{prefix}p:<token hash hex>`.
+    pub(crate) fn legacy_pointer(&self, key: &TokenHash) -> String {
+        format!("{}p:{}", self.prefix, key.to_hex())
+    }
+
+    /// The previous layout's subject index, a sorted set of session ids
+    /// (hex): `{prefix}x:<subject>`.
+    pub(crate) fn legacy_index(&self, subject: &str) -> String {
+        format!("{}x:{subject}", self.prefix)
     }
 }
 
@@ -85,17 +93,9 @@ fn glob_escape(text: &str) -> String {
     escaped
 }
 
-/// How the subject travels in a record's `u` field: empty for none,
-/// `=subject` otherwise, so an empty subject stays distinct from none.
-pub(crate) fn encode_subject(subject: Option<&str>) -> String {
-    subject.map_or_else(String::new, |s| format!("={s}"))
-}
-
-/// The reverse of [`encode_subject`].
-pub(crate) fn decode_subject(field: &[u8]) -> Option<String> {
-    field
-        .strip_prefix(b"=")
-        .map(|s| String::from_utf8_lossy(s).into_owned())
+/// A session id kept as a raw 16-byte index field.
+pub(crate) fn id_of_field(field: &[u8]) -> Option<SessionId> {
+    <[u8; 16]>::try_from(field).ok().map(SessionId)
 }
 
 #[cfg(test)]
@@ -103,20 +103,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sessions_keys_share_its_hash_tag() {
+    fn new_names_never_meet_the_previous_layouts() {
         let keys = Keys::new("tss:");
         let id = SessionId([0xab; 16]);
-        let key = TokenHash([1; 32]);
-        let tag = format!("{{{}}}", hex::encode(id.0));
-        assert!(keys.live(&id).contains(&tag));
-        assert!(keys.tombstone(&id, &key).contains(&tag));
-        assert_eq!(keys.live(&id), keys.live_hex(&hex::encode(id.0)));
-        assert!(!keys.pointer(&key).contains('{'));
-        assert_eq!(Keys::new("a*b:").live_pattern(), "a\\*b:{*}");
+        let record = keys.record(&id);
+        assert_eq!(record, format!("tss:s:{id}"));
+        assert_eq!(record.len(), "tss:s:".len() + 22);
+        assert!(!record.contains(['{', '}']), "no hash tag");
+        assert_eq!(keys.id_of_record(&record), Some(id));
+        assert_eq!(keys.id_of_record("tss:s:short"), None);
+        assert_eq!(keys.id_of_record(&format!("other:s:{id}")), None);
         assert_eq!(
-            decode_subject(encode_subject(Some("")).as_bytes()),
-            Some(String::new())
+            keys.legacy_record(&id),
+            format!("tss:{{{}}}", "ab".repeat(16))
         );
-        assert_eq!(decode_subject(encode_subject(None).as_bytes()), None);
+        assert_eq!(keys.subject_index("ann"), "tss:u:ann");
+        assert_ne!(keys.subject_index("ann"), keys.legacy_index("ann"));
+        assert_eq!(Keys::new("a*b:").record_pattern(), "a\\*b:s:*");
+        assert_eq!(Keys::new("a*b:").index_pattern(), "a\\*b:u:*");
+        assert_eq!(id_of_field(&[7; 16]), Some(SessionId([7; 16])));
+        assert_eq!(id_of_field(&[7; 15]), None);
     }
 }

@@ -1,24 +1,24 @@
-//! A Redis and Redis Cluster [`SessionStore`](tessera_core::SessionStore)
-//! for Tessera: the store for many server nodes sharing their sessions.
+//! A Redis and Redis Cluster session store for Tessera
+//! ([`SessionStore`](tessera_core::store::SessionStore)): the store for many
+//! server nodes sharing their sessions.
 //!
 //! * **Client**: redis-rs, async on tokio, one multiplexed connection per
 //!   server (a `ConnectionManager` that reconnects by itself; for a cluster
 //!   one per primary, following the slot map). Requests from every task are
 //!   pipelined over it, so there is no pool to size. Every operation is
 //!   bounded by a timeout (default 2 s) and fails as
-//!   [`StoreError::Unavailable`](tessera_core::StoreError) when Redis is
-//!   down or hung; callers fail closed.
-//! * **Atomicity**: every write is one Lua script on the server:
-//!   create-if-absent, compare-and-swap update, touch, rotation with its
-//!   tombstone and delete. A write to a record that expired or was revoked
-//!   is reported ([`WriteOutcome::NotFound`](tessera_core::WriteOutcome)),
-//!   never silently dropped.
-//! * **Server**: Redis 7.0 or later (the scripts use `PEXPIREAT … GT`,
-//!   `ZADD … GT` and `SET … PXAT`), standalone or Redis Cluster.
-//! * **Expiry**: Redis removes records itself (`PEXPIREAT` at the record's
-//!   forget deadline: the end of its idle or absolute lifetime plus the
-//!   retention that lets the manager say *why* a session ended); touching
-//!   moves the deadline. Nothing needs sweeping.
+//!   [`StoreError::Unavailable`](tessera_core::store::StoreError) when Redis
+//!   is down or hung; callers fail closed.
+//! * **Server**: Redis 7.0 or later (`SET … PXAT`, `KEEPTTL`, `SCAN … TYPE`),
+//!   standalone or Redis Cluster.
+//! * **Expiry**: Redis removes each record itself at the forget deadline
+//!   the manager gives (`PXAT`); reads also compare that deadline, kept in
+//!   the record, with the caller's clock. The subject indexes are tidied
+//!   when listed and by
+//!   [`Maintenance::sweep_expired`](tessera_core::store::Maintenance::sweep_expired):
+//!   run [`spawn_sweeper`](tessera_core::store::spawn_sweeper) (every few
+//!   minutes is plenty) so that the index entries of sessions that expired
+//!   unlisted go.
 //!
 //! # Keys
 //!
@@ -26,42 +26,59 @@
 //!
 //! | key | type | holds | expires |
 //! | --- | --- | --- | --- |
-//! | `tss:{<id>}` | hash | the live record and the hash of its current token | at its forget deadline |
-//! | `tss:{<id>}:t:<token hash>` | string | a rotated-away token's tombstone | at the tombstone's deadline |
-//! | `tss:p:<token hash>` | string | the session id a token belongs to | after the session's last possible deadline |
-//! | `tss:x:<subject>` | sorted set | the subject's session ids, scored by forget deadline | with its last member |
+//! | `tss:s:<id>` | string | the session's record: the codec's bytes ([`tessera_core::codec`]) | at its forget deadline (`PXAT`) |
+//! | `tss:u:<subject>` | hash | one field per session of the subject: its raw 16-byte id (value empty) | never; tidied by listing and sweeping |
 //! | `tss:epoch`, `tss:epoch:<subject>` | integer | revocation epochs | never |
 //!
-//! The session id in braces is the key's hash tag: in a cluster all keys of
-//! one session live in one slot, so every script touches one slot only.
+//! `<id>` is the session's public id (22 base64url characters). Keys carry
+//! no hash tag: in a cluster each key lives in its own slot, and no
+//! operation needs two keys in one slot. The keys of the previous layout
+//! (`tss:{<id hex>}`, `tss:p:…`, `tss:x:…`) are different names; sessions
+//! still kept there are converted when found (see *Sessions of the previous
+//! layout*).
+//!
+//! # Operations
+//!
+//! | operation | commands | round trips |
+//! | --- | --- | --- |
+//! | load (validation) | `GET`; the deadline is checked and the record decoded here | 1 |
+//! | create | `SET … NX PXAT`, with `HSET` of the subject index when signed in | 1 |
+//! | update | `EVALSHA` of a compare-and-swap of bytes 1–40, then `SET … PXAT`; with the `HSET` | 1 |
+//! | touch | `EVALSHA` raising `last_seen_at`, the deadline and the expiry, never lowering | 1 |
+//! | delete | `DEL` of the record and of its previous layout's hash | 1 |
+//! | list a subject | `HKEYS`, then `MGET` of the page | 2 |
+//!
+//! Commands sent together go as one pipeline to a single server, and at
+//! once to their nodes in a cluster. No script computes a deadline; each
+//! takes the manager's.
 //!
 //! # Consistency
 //!
-//! * **A session's own state** (record, version, current token, tombstones)
-//!   changes only in single scripts, atomically, on a standalone server and
-//!   in a cluster alike.
-//! * **Pointers** (token hash → session id) live in other slots. They are
-//!   written *before* the record moves and the record names its current
-//!   token, so a pointer that is stale (its rotation failed, its session was
-//!   deleted) reads as absent or as a tombstone, never as the live session.
-//!   Validation in a cluster takes two round trips (pointer, then record);
-//!   on one server, one script does both.
-//! * **Subject indexes** live in their own slots and are written *before*
-//!   the record on create, update and rotate, and only ever have their
-//!   scores raised: an index may briefly name a session that does not (or no
-//!   longer) exist, which listing skips, but never misses a stored one. So
-//!   `list_by_subject` and revoke-all (`delete_by_subject`) see every
-//!   session whose write completed before they started; a session created
-//!   concurrently with a revoke-all may survive it (the subject epoch,
-//!   bumped by the manager, covers sealed sessions). A touch raises the
-//!   score after the record; should that second step fail, the entry could
-//!   be pruned before its session ends, until the next touch or update of
-//!   that session puts it back.
-//! * **No leaked entries**: every write and list of a subject first drops
-//!   members whose forget deadline passed (`ZREMRANGEBYSCORE` by the
-//!   server's clock) and sets the index's own expiry to its latest member's
-//!   deadline, so an index whose sessions all expired disappears by itself.
-//! * **Epochs** are plain counters (`INCR`), each in its own slot.
+//! * **A record** changes only in single commands or scripts on its one
+//!   key: create-if-absent, compare-and-swap and touch are atomic on a
+//!   single server and in a cluster alike. A write to a record that expired
+//!   or was deleted answers [`WriteOutcome::NotFound`](tessera_core::store::WriteOutcome).
+//! * **Subject indexes** are only added to by writes (in the same round
+//!   trip as the record); entries of deleted or expired records, and of
+//!   records whose subject changed at login, stay until a listing of the
+//!   subject or a sweep drops them, and listing skips them meanwhile. A
+//!   record is missing from its index only after a write that reported a
+//!   failure (its record was written, its `HSET` was not): such a write
+//!   never handed out a token. A session created concurrently with a
+//!   revoke-all may survive it (the subject epoch, bumped by the manager,
+//!   covers sealed sessions).
+//! * **Epochs** are plain counters (`INCR`), raised by a script that only
+//!   moves them up.
+//!
+//! # Sessions of the previous layout
+//!
+//! Sessions written before records were keyed by session id keep working
+//! until they expire: they are converted to the layout above the first time
+//! their token is presented (through the old pointer, which keeps
+//! leading to the session after the manager replaced the old token) or
+//! their subject is listed or revoked, and a deletion by id ends them where
+//! they are. Tokens rotated away before the upgrade are dropped. Details in
+//! `legacy.rs`.
 //!
 //! ```no_run
 //! use tessera_core::{NewSession, SessionManager};
@@ -70,9 +87,14 @@
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = RedisStore::connect("redis://127.0.0.1:6379/0?prefix=app:").await?;
+//! let _sweeper = tessera_core::store::spawn_sweeper(
+//!     store.clone(),
+//!     std::time::Duration::from_secs(300),
+//! );
 //! let manager = SessionManager::builder(store).build()?;
-//! let issued = manager.create(NewSession::default()).await?;
-//! manager.validate(issued.token.expose(), None).await?;
+//! let created = manager.create(NewSession::default()).await?;
+//! let token = created.issued().expect("a new session's token").expose();
+//! manager.validate(token, None).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -82,13 +104,14 @@ pub mod bus;
 mod config;
 mod conn;
 mod error;
-mod export;
+mod index;
 mod keys;
-mod records;
+mod legacy;
+mod maintenance;
 mod scripts;
 mod store;
 
 pub use bus::RedisBus;
-pub use config::{DEFAULT_PREFIX, MAX_PREFIX_LEN, RedisConfig, redacted_url};
+pub use config::{DEFAULT_PREFIX, MAX_PREFIX_LEN, RedisConfig};
 pub use error::RedisStoreError;
 pub use store::RedisStore;

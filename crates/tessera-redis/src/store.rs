@@ -1,24 +1,20 @@
-//! [`RedisStore`]: the [`SessionStore`] over a standalone Redis or a Redis Cluster.
+//! [`RedisStore`]: records and epochs over a standalone Redis or a Redis
+//! Cluster. The subject index is in `index.rs`, maintenance in
+//! `maintenance.rs`, the previous layout in `legacy.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{FromRedisValue, Value};
-use tessera_core::codec::encode_entry;
-use tessera_core::{
-    CreateOutcome, EXPIRED_RETENTION, ExportPage, Session, SessionId, SessionStore, StoreError,
-    StoredEntry, Timestamp, TokenHash, Tombstone, WriteOutcome,
-};
+use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind, Value, cmd};
+use tessera_core::codec;
+use tessera_core::store::{CreateOutcome, Epochs, Records, StoreError, WriteOutcome};
+use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
 
 use crate::config::RedisConfig;
 use crate::conn::Conn;
-use crate::error::{RedisStoreError, store_error, timed_out};
-use crate::keys::{Keys, decode_subject};
-use crate::records::{
-    LiveFields, array, bytes, decode_cas, decode_hmget, decode_load, int, pointer_deadline,
-    wall_clock_ms,
-};
+use crate::error::{RedisStoreError, bad_reply, store_error, timed_out};
+use crate::keys::Keys;
 use crate::scripts;
 
 /// Sessions in Redis, shared by every node that uses the same server (or
@@ -28,7 +24,9 @@ use crate::scripts;
 /// operation is bounded by the operation timeout and fails with
 /// [`StoreError::Unavailable`] when Redis cannot be reached; the connection
 /// is re-established by itself when Redis is back. Records expire in Redis
-/// itself (`PEXPIREAT` at their forget deadline), so there is nothing to sweep.
+/// itself at their forget deadline; the subject indexes are tidied when
+/// listed and by [`Maintenance::sweep_expired`](tessera_core::store::Maintenance::sweep_expired),
+/// which [`spawn_sweeper`](tessera_core::store::spawn_sweeper) runs.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -39,9 +37,6 @@ struct Inner {
     keys: Keys,
     operation_timeout: Duration,
     cluster: bool,
-    /// Load in two round trips (pointer, then record): required in a
-    /// cluster, where the two live in different slots.
-    two_step_load: bool,
     redacted_url: String,
 }
 
@@ -65,7 +60,13 @@ impl RedisStore {
     pub async fn connect_with(config: RedisConfig) -> Result<Self, RedisStoreError> {
         config.validate()?;
         let conn = Conn::open(&config, false).await?;
-        Ok(Self::build(&config, conn))
+        let store = Self::build(&config, conn);
+        // Saves the first writes a round trip; a server that lost them
+        // (restarted) gets them again when it answers NOSCRIPT.
+        store
+            .timed("load scripts", store.load_scripts("load scripts"))
+            .await?;
+        Ok(store)
     }
 
     /// A store that connects on first use, for a process that must start
@@ -82,7 +83,6 @@ impl RedisStore {
         Self {
             inner: Arc::new(Inner {
                 cluster: config.is_cluster(),
-                two_step_load: config.is_cluster() || config.two_step_load,
                 conn,
                 keys: Keys::new(&config.prefix),
                 operation_timeout: config.operation_timeout,
@@ -99,6 +99,11 @@ impl RedisStore {
     /// Whether the store is on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.inner.cluster
+    }
+
+    /// The key of a session's record (for inspection and tests).
+    pub fn record_key(&self, id: &SessionId) -> String {
+        self.inner.keys.record(id)
     }
 
     /// The key of a subject's index (for inspection and tests).
@@ -126,27 +131,11 @@ impl RedisStore {
             .map_err(|_| timed_out(what, limit))?
     }
 
-    /// Runs a script invocation within the timeout.
-    async fn script<T: FromRedisValue>(
-        &self,
-        what: &str,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        self.timed(what, async {
-            invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| store_error(what, e))
-        })
-        .await
-    }
-
     /// Runs a command within the timeout.
-    async fn command<T: FromRedisValue>(
+    pub(crate) async fn command<T: FromRedisValue>(
         &self,
         what: &str,
-        command: &redis::Cmd,
+        command: &Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn();
         self.timed(what, async {
@@ -158,382 +147,335 @@ impl RedisStore {
         .await
     }
 
-    /// The session id (hex) a token hash points to.
-    async fn pointed_id(&self, key: &TokenHash) -> Result<Option<String>, StoreError> {
-        self.command(
-            "read pointer",
-            redis::cmd("GET").arg(self.keys().pointer(key)),
-        )
+    /// Sends `commands` in one round trip (see `Conn::round_trip`) within
+    /// the timeout and returns their replies; any command's error fails the
+    /// whole. A script the server does not know yet (after a restart) is
+    /// loaded and the commands sent once more: every command sent together
+    /// with a script is safe to repeat.
+    pub(crate) async fn round_trip(
+        &self,
+        what: &str,
+        commands: &[Cmd],
+    ) -> Result<Vec<Value>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
+        self.timed(what, async {
+            for attempt in 0..2 {
+                let replies = conn
+                    .round_trip(commands)
+                    .await
+                    .map_err(|e| store_error(what, e))?;
+                let unknown_script = replies.iter().any(|reply| {
+                    matches!(reply, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
+                });
+                if unknown_script && attempt == 0 {
+                    self.load_scripts(what).await?;
+                    continue;
+                }
+                return replies
+                    .into_iter()
+                    .map(|reply| reply.map_err(|e| store_error(what, e)))
+                    .collect();
+            }
+            Err(bad_reply(what, "the server does not keep the scripts it loaded"))
+        })
         .await
     }
 
-    async fn index_add(
-        &self,
-        subject: &str,
-        id: &SessionId,
-        forget: &str,
-    ) -> Result<(), StoreError> {
-        let mut invocation = scripts::INDEX_ADD.key(self.keys().subject_index(subject));
-        invocation.arg(hex::encode(id.0)).arg(forget);
-        self.script::<i64>("index subject", &invocation)
+    /// Loads every script into the server (every primary of a cluster),
+    /// in one round trip.
+    pub(crate) async fn load_scripts(&self, what: &str) -> Result<(), StoreError> {
+        let loads: Vec<Cmd> = [&*scripts::UPDATE, &*scripts::TOUCH, &*scripts::RAISE_EPOCH]
+            .into_iter()
+            .map(|script| {
+                let mut load = cmd("SCRIPT");
+                load.arg("LOAD").arg(&script.source);
+                load
+            })
+            .collect();
+        for reply in self
+            .conn()
+            .round_trip(&loads)
             .await
-            .map(drop)
+            .map_err(|e| store_error(what, e))?
+        {
+            reply.map_err(|e| store_error(what, e))?;
+        }
+        Ok(())
     }
 
-    async fn index_remove(&self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
-        let mut invocation = scripts::INDEX_REMOVE.key(self.keys().subject_index(subject));
-        invocation.arg(hex::encode(id.0));
-        self.script::<i64>("unindex subject", &invocation)
-            .await
-            .map(drop)
+    /// `SET record bytes NX PXAT forget`: create-if-absent with native expiry.
+    pub(crate) fn create_command(&self, id: &SessionId, bytes: &[u8], forget_at: Timestamp) -> Cmd {
+        let mut set = cmd("SET");
+        set.arg(self.keys().record(id))
+            .arg(bytes)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(px(forget_at));
+        set
     }
 
-    /// After a write that may have changed the subject: leaves the old
-    /// subject's index.
-    async fn leave_old_subject(
+    /// `HSET index id ""`: indexes a session under its subject.
+    pub(crate) fn index_command(&self, subject: &str, id: &SessionId) -> Cmd {
+        let mut add = cmd("HSET");
+        add.arg(self.keys().subject_index(subject))
+            .arg(&id.0[..])
+            .arg("");
+        add
+    }
+
+    /// `DEL record legacy-record`: ends a session in either layout.
+    pub(crate) fn delete_command(&self, id: &SessionId) -> Cmd {
+        let mut del = cmd("DEL");
+        del.arg(self.keys().record(id))
+            .arg(self.keys().legacy_record(id));
+        del
+    }
+
+    /// Reads the records of `ids`, in order (`None` where there is none),
+    /// in one round trip.
+    pub(crate) async fn read_records(
         &self,
-        old: Option<Vec<u8>>,
-        session: &Session,
-    ) -> Result<(), StoreError> {
-        let old = old.as_deref().and_then(decode_subject);
-        match old {
-            Some(old) if Some(old.as_str()) != session.subject.as_deref() => {
-                self.index_remove(&old, &session.id).await
-            }
-            _ => Ok(()),
-        }
+        what: &str,
+        ids: &[SessionId],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| self.keys().record(id)).collect();
+        self.read_keys(what, &keys).await
     }
 
-    /// Reads the live records of these session ids in one round trip.
-    async fn load_many(
+    /// Reads string keys, in order, in one round trip (`MGET`s of at most
+    /// [`MGET_CHUNK`] keys each, sent together).
+    pub(crate) async fn read_keys(
         &self,
-        ids: &[String],
-        now: Timestamp,
-    ) -> Result<Vec<(TokenHash, Arc<Session>)>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        what: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let commands: Vec<Cmd> = keys
+            .chunks(MGET_CHUNK)
+            .map(|chunk| {
+                let mut mget = cmd("MGET");
+                mget.arg(chunk);
+                mget
+            })
+            .collect();
+        let mut values = Vec::with_capacity(keys.len());
+        for reply in self.round_trip(what, &commands).await? {
+            let items: Vec<Option<Vec<u8>>> =
+                redis::from_redis_value(reply).map_err(|e| bad_reply(what, e))?;
+            values.extend(items);
         }
-        // One command per session, all in flight at once over the
-        // multiplexed connection (in a cluster they go to different nodes).
-        let replies = futures_util::future::try_join_all(ids.iter().map(|id| async move {
-            let mut read = redis::cmd("HMGET");
-            read.arg(self.keys().live_hex(id))
-                .arg("k")
-                .arg("r")
-                .arg("s");
-            self.command::<Value>("read sessions", &read).await
-        }))
-        .await?;
-        let mut found = Vec::new();
-        for reply in replies {
-            if let Some(live) = decode_hmget(reply, now)? {
-                found.push(live);
-            }
+        if values.len() != keys.len() {
+            return Err(bad_reply(what, "MGET answered for another number of keys"));
         }
-        Ok(found)
+        Ok(values)
+    }
+}
+
+/// Keys per `MGET`.
+pub(crate) const MGET_CHUNK: usize = 256;
+
+/// A deadline as `PXAT` takes it (a positive number of milliseconds).
+pub(crate) fn px(at: Timestamp) -> i64 {
+    at.as_millis().max(1)
+}
+
+/// The record `bytes` hold, or `None` once it is forgotten at `now`.
+pub(crate) fn live_record(
+    bytes: &[u8],
+    now: Timestamp,
+) -> Result<Option<SessionRecord>, StoreError> {
+    match codec::forget_at_of(bytes) {
+        Some(forget_at) if forget_at > now => codec::decode(bytes, None).map(Some),
+        Some(_) => Ok(None),
+        // Not a record of this format: the decoder says what it is.
+        None => Err(codec::decode(bytes, None)
+            .err()
+            .unwrap_or_else(|| StoreError::corrupt("a session record without a header"))),
+    }
+}
+
+/// A revision as the update script returns it (40 bytes).
+fn revision_from(bytes: &[u8]) -> Option<Revision> {
+    let (version, token) = bytes.split_first_chunk::<8>()?;
+    let token: [u8; 32] = token.try_into().ok()?;
+    Some(Revision {
+        version: u64::from_be_bytes(*version),
+        token: TokenHash(token),
+    })
+}
+
+/// The outcome code of the update and touch scripts.
+fn write_outcome(what: &str, reply: &Value) -> Result<WriteOutcome, StoreError> {
+    match reply {
+        Value::Int(1) => Ok(WriteOutcome::Written),
+        Value::Int(0) => Ok(WriteOutcome::NotFound),
+        Value::Int(2) => Err(StoreError::corrupt(format!(
+            "{what}: the stored record is not of format {}; upgrade Tessera",
+            codec::FORMAT
+        ))),
+        Value::BulkString(current) => revision_from(current)
+            .map(|current| WriteOutcome::Conflict { current })
+            .ok_or_else(|| bad_reply(what, "a revision of the wrong length")),
+        other => Err(bad_reply(what, format!("{other:?}"))),
+    }
+}
+
+fn evalsha(script: &scripts::Lua, key: &str) -> Cmd {
+    let mut command = cmd("EVALSHA");
+    command.arg(&script.hash).arg(1).arg(key);
+    command
+}
+
+/// Epochs above this cannot be raised to: the script's numbers are exact
+/// up to 2^53.
+const MAX_RAISED_EPOCH: u64 = 1 << 53;
+
+impl RedisStore {
+    async fn raise_epoch(&self, what: &str, key: String, epoch: u64) -> Result<u64, StoreError> {
+        if epoch > MAX_RAISED_EPOCH {
+            return Err(StoreError::invalid(format!(
+                "an epoch of {epoch} is beyond what the Redis store can raise to ({MAX_RAISED_EPOCH})"
+            )));
+        }
+        let mut raise = evalsha(&scripts::RAISE_EPOCH, &key);
+        raise.arg(epoch);
+        let reply = self.round_trip(what, &[raise]).await?;
+        let reached: Option<u64> = reply
+            .into_iter()
+            .next()
+            .and_then(|value| redis::from_redis_value(value).ok());
+        reached.ok_or_else(|| bad_reply(what, "no epoch"))
     }
 }
 
 #[async_trait]
-impl SessionStore for RedisStore {
+impl Records for RedisStore {
     async fn create(
         &self,
-        key: &TokenHash,
-        session: &Session,
+        record: &SessionRecord,
+        forget_at: Timestamp,
     ) -> Result<CreateOutcome, StoreError> {
-        let fields = LiveFields::of(session)?;
-        let id_hex = hex::encode(session.id.0);
-        if !self.inner.two_step_load {
-            // One server: claim, index and record in one atomic step.
-            let mut invocation = scripts::CREATE_ONE_STEP.key(self.keys().pointer(key));
-            invocation.key(self.keys().live(&session.id));
-            if let Some(subject) = &session.subject {
-                invocation.key(self.keys().subject_index(subject));
-            }
-            invocation.arg(key.to_hex());
-            fields.push(&mut invocation);
-            invocation.arg(&id_hex).arg(pointer_deadline(session));
-            let created: i64 = self.script("create", &invocation).await?;
-            return Ok(if created == 1 {
-                CreateOutcome::Created
-            } else {
-                CreateOutcome::AlreadyExists
-            });
+        let bytes = codec::encode(record, forget_at);
+        let mut commands = vec![self.create_command(&record.id, &bytes, forget_at)];
+        // In the same round trip: an entry whose create was refused names
+        // another session's record, which listing skips and drops.
+        if let Some(subject) = &record.subject {
+            commands.push(self.index_command(subject, &record.id));
         }
-        // The index first: it may name a session that is not (yet) stored,
-        // never miss one that is.
-        if let Some(subject) = &session.subject {
-            self.index_add(subject, &session.id, &fields.forget).await?;
-        }
-        let claimed: Option<String> = self
-            .command(
-                "claim key",
-                redis::cmd("SET")
-                    .arg(self.keys().pointer(key))
-                    .arg(&id_hex)
-                    .arg("NX")
-                    .arg("PXAT")
-                    .arg(pointer_deadline(session)),
-            )
-            .await?;
-        if claimed.is_none() {
-            return Ok(CreateOutcome::AlreadyExists);
-        }
-        let mut invocation = scripts::CREATE.key(self.keys().live(&session.id));
-        invocation.arg(key.to_hex());
-        fields.push(&mut invocation);
-        let created: i64 = self.script("create", &invocation).await?;
-        if created == 1 {
-            return Ok(CreateOutcome::Created);
-        }
-        // The id exists under another key: give the claimed key back.
-        self.command::<i64>(
-            "release key",
-            redis::cmd("DEL").arg(self.keys().pointer(key)),
-        )
-        .await?;
-        Ok(CreateOutcome::AlreadyExists)
+        let replies = self.round_trip("create", &commands).await?;
+        Ok(match replies.first() {
+            Some(Value::Nil) => CreateOutcome::AlreadyExists,
+            _ => CreateOutcome::Created,
+        })
     }
 
     async fn load(
         &self,
-        key: &TokenHash,
-        now: Timestamp,
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        let reply: Value = if self.inner.two_step_load {
-            // Two steps: the pointer names the slot the record lives in.
-            let Some(id_hex) = self.pointed_id(key).await? else {
-                return Ok(None);
-            };
-            let mut invocation = scripts::LOAD.key(self.keys().live_hex(&id_hex));
-            invocation
-                .key(self.keys().tombstone_hex(&id_hex, key))
-                .arg(key.to_hex());
-            self.script("load", &invocation).await?
-        } else {
-            let mut invocation = scripts::LOAD_VIA_POINTER.key(self.keys().pointer(key));
-            invocation.arg(key.to_hex()).arg(self.keys().prefix());
-            self.script("load", &invocation).await?
-        };
-        decode_load(reply, now)
-    }
-
-    async fn load_by_id(
-        &self,
         id: &SessionId,
         now: Timestamp,
-    ) -> Result<Option<(TokenHash, Arc<Session>)>, StoreError> {
-        let reply: Value = self
-            .command(
-                "load by id",
-                redis::cmd("HMGET")
-                    .arg(self.keys().live(id))
-                    .arg("k")
-                    .arg("r")
-                    .arg("s"),
-            )
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .command("load", cmd("GET").arg(self.keys().record(id)))
             .await?;
-        decode_hmget(reply, now)
+        match bytes {
+            Some(bytes) => live_record(&bytes, now),
+            None => Ok(None),
+        }
     }
 
     async fn update(
         &self,
-        key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
+        record: &SessionRecord,
+        expected: Revision,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let fields = LiveFields::of(session)?;
-        let one_step = !self.inner.two_step_load;
-        let mut invocation = if one_step {
-            // One server: the index moves in the same atomic step.
-            let mut invocation = scripts::UPDATE_ONE_STEP.key(self.keys().live(&session.id));
-            if let Some(subject) = &session.subject {
-                invocation.key(self.keys().subject_index(subject));
-            }
-            invocation
-        } else {
-            // The index first: it may name a session that is not (yet)
-            // stored, never miss one that is.
-            if let Some(subject) = &session.subject {
-                self.index_add(subject, &session.id, &fields.forget).await?;
-            }
-            scripts::UPDATE.key(self.keys().live(&session.id))
-        };
-        invocation
-            .arg(key.to_hex())
-            .arg(expected_version.to_string())
-            .arg(now.as_millis().to_string());
-        fields.push(&mut invocation);
-        if one_step {
-            invocation.arg(hex::encode(session.id.0));
+        let mut swap = evalsha(&scripts::UPDATE, &self.keys().record(&record.id));
+        swap.arg(&expected.to_bytes()[..])
+            .arg(codec::encode(record, forget_at))
+            .arg(px(forget_at))
+            .arg(now.as_millis());
+        let mut commands = vec![swap];
+        // A subject that changed leaves an entry under the old one, which
+        // its next listing or a sweep drops.
+        if let Some(subject) = &record.subject {
+            commands.push(self.index_command(subject, &record.id));
         }
-        let (outcome, old_subject) =
-            decode_cas("update", self.script("update", &invocation).await?)?;
-        if outcome == WriteOutcome::Written {
-            self.leave_old_subject(old_subject, session).await?;
-        }
-        Ok(outcome)
+        let replies = self.round_trip("update", &commands).await?;
+        let reply = replies
+            .first()
+            .ok_or_else(|| bad_reply("update", "no reply"))?;
+        write_outcome("update", reply)
     }
 
     async fn touch(
         &self,
-        key: &TokenHash,
+        id: &SessionId,
         last_seen_at: Timestamp,
+        forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<WriteOutcome, StoreError> {
-        let Some(id_hex) = self.pointed_id(key).await? else {
-            return Ok(WriteOutcome::NotFound);
-        };
-        let mut invocation = scripts::TOUCH.key(self.keys().live_hex(&id_hex));
-        invocation
-            .arg(key.to_hex())
-            .arg(last_seen_at.as_millis().to_string())
-            .arg(now.as_millis().to_string())
-            .arg(EXPIRED_RETENTION.as_millis().to_string());
-        let items = array(self.script("touch", &invocation).await?);
-        if items.first().and_then(int) != Some(1) {
-            return Ok(WriteOutcome::NotFound);
+        let mut touch = evalsha(&scripts::TOUCH, &self.keys().record(id));
+        touch
+            .arg(&last_seen_at.as_millis().to_be_bytes()[..])
+            .arg(&forget_at.as_millis().to_be_bytes()[..])
+            .arg(px(forget_at))
+            .arg(now.as_millis());
+        let replies = self.round_trip("touch", &[touch]).await?;
+        let reply = replies
+            .first()
+            .ok_or_else(|| bad_reply("touch", "no reply"))?;
+        match write_outcome("touch", reply)? {
+            WriteOutcome::Conflict { .. } => Err(bad_reply("touch", "a revision")),
+            outcome => Ok(outcome),
         }
-        // Keep the subject index's score at the new forget deadline. Should
-        // this step fail, the next touch or update raises it again.
-        let forget = items.get(1).and_then(int);
-        let subject = items.get(2).and_then(bytes).and_then(decode_subject);
-        if let (Some(forget), Some(subject)) = (forget, subject) {
-            let mut invocation = scripts::INDEX_ADD.key(self.keys().subject_index(&subject));
-            invocation.arg(&id_hex).arg(forget.to_string());
-            self.script::<i64>("index subject", &invocation).await?;
-        }
-        Ok(WriteOutcome::Written)
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &TokenHash,
-        new_key: &TokenHash,
-        session: &Session,
-        expected_version: u64,
-        tombstone: &Tombstone,
-        now: Timestamp,
-    ) -> Result<WriteOutcome, StoreError> {
-        let fields = LiveFields::of(session)?;
-        if let Some(subject) = &session.subject {
-            self.index_add(subject, &session.id, &fields.forget).await?;
-        }
-        // Pointers before the record moves: the new key must find the
-        // session the moment it lives there, and the old one must last as
-        // long as its tombstone.
-        let id_hex = hex::encode(session.id.0);
-        let mut point_new = redis::cmd("SET");
-        point_new
-            .arg(self.keys().pointer(new_key))
-            .arg(&id_hex)
-            .arg("PXAT")
-            .arg(pointer_deadline(session));
-        let mut keep_old = redis::cmd("PEXPIREAT");
-        keep_old
-            .arg(self.keys().pointer(old_key))
-            .arg(tombstone.forget_at.as_millis().max(wall_clock_ms() + 1000))
-            .arg("GT");
-        futures_util::future::try_join(
-            self.command::<()>("point new key", &point_new),
-            self.command::<i64>("keep old key", &keep_old),
-        )
-        .await?;
-        let tombstone_record = encode_entry(&StoredEntry::Tombstone(*tombstone))?;
-        let mut invocation = scripts::ROTATE.key(self.keys().live(&session.id));
-        invocation
-            .key(self.keys().tombstone(&session.id, old_key))
-            .arg(old_key.to_hex())
-            .arg(expected_version.to_string())
-            .arg(now.as_millis().to_string())
-            .arg(new_key.to_hex());
-        fields.push(&mut invocation);
-        invocation
-            .arg(tombstone_record)
-            .arg(tombstone.forget_at.as_millis().to_string());
-        let (outcome, old_subject) =
-            decode_cas("rotate", self.script("rotate", &invocation).await?)?;
-        match outcome {
-            WriteOutcome::Written => self.leave_old_subject(old_subject, session).await?,
-            _ => {
-                // Nothing moved: the new key's pointer names no record and
-                // would read as absent, but need not linger.
-                self.command::<i64>(
-                    "release key",
-                    redis::cmd("DEL").arg(self.keys().pointer(new_key)),
-                )
-                .await?;
-            }
-        }
-        Ok(outcome)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let invocation = scripts::DELETE.key(self.keys().live(id));
-        let items = array(self.script("delete", &invocation).await?);
-        if items.first().and_then(int) != Some(1) {
-            return Ok(false);
-        }
-        // The record is gone; its pointer and index entry now name nothing
-        // and are removed as a courtesy (both would read as absent anyway).
-        if let Some(key) = items
-            .get(1)
-            .and_then(bytes)
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .and_then(TokenHash::from_hex)
-        {
-            self.command::<i64>(
-                "release key",
-                redis::cmd("DEL").arg(self.keys().pointer(&key)),
-            )
-            .await?;
-        }
-        if let Some(subject) = items.get(2).and_then(bytes).and_then(decode_subject) {
-            self.index_remove(&subject, id).await?;
-        }
-        Ok(true)
+        // The subject's index keeps the id until it is listed or swept.
+        let deleted: i64 = self.command("delete", &self.delete_command(id)).await?;
+        Ok(deleted > 0)
     }
 
-    async fn list_by_subject(
+    async fn find_legacy(
         &self,
-        subject: &str,
+        key: &TokenHash,
         now: Timestamp,
-    ) -> Result<Vec<Arc<Session>>, StoreError> {
-        let invocation = scripts::INDEX_LIST.key(self.keys().subject_index(subject));
-        let ids: Vec<String> = self.script("list subject", &invocation).await?;
-        Ok(self
-            .load_many(&ids, now)
-            .await?
-            .into_iter()
-            .map(|(_, session)| session)
-            .filter(|session| session.subject.as_deref() == Some(subject))
-            .collect())
+    ) -> Result<Option<SessionId>, StoreError> {
+        self.find_legacy_session(key, now).await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.command::<String>("ping", &cmd("PING")).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl Epochs for RedisStore {
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         let epoch: Option<u64> = self
-            .command(
-                "read epoch",
-                redis::cmd("GET").arg(self.keys().global_epoch()),
-            )
+            .command("read epoch", cmd("GET").arg(self.keys().global_epoch()))
             .await?;
         Ok(epoch.unwrap_or(0))
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
-        self.command(
-            "bump epoch",
-            redis::cmd("INCR").arg(self.keys().global_epoch()),
-        )
-        .await
+        self.command("bump epoch", cmd("INCR").arg(self.keys().global_epoch()))
+            .await
+    }
+
+    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
+        self.raise_epoch("raise epoch", self.keys().global_epoch(), epoch)
+            .await
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
         let epoch: Option<u64> = self
             .command(
                 "read subject epoch",
-                redis::cmd("GET").arg(self.keys().subject_epoch(subject)),
+                cmd("GET").arg(self.keys().subject_epoch(subject)),
             )
             .await?;
         Ok(epoch.unwrap_or(0))
@@ -542,23 +484,49 @@ impl SessionStore for RedisStore {
     async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
         self.command(
             "bump subject epoch",
-            redis::cmd("INCR").arg(self.keys().subject_epoch(subject)),
+            cmd("INCR").arg(self.keys().subject_epoch(subject)),
         )
         .await
     }
 
-    async fn export_page(
-        &self,
-        cursor: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<ExportPage, StoreError> {
-        self.export(cursor, limit, now).await
+    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
+        self.raise_epoch(
+            "raise subject epoch",
+            self.keys().subject_epoch(subject),
+            epoch,
+        )
+        .await
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.command::<String>("ping", &redis::cmd("PING"))
-            .await
-            .map(drop)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_replies_map_to_outcomes() {
+        let revision = Revision {
+            version: 7,
+            token: TokenHash([3; 32]),
+        };
+        let conflict = Value::BulkString(revision.to_bytes().to_vec());
+        assert_eq!(
+            write_outcome("update", &conflict).ok(),
+            Some(WriteOutcome::Conflict { current: revision })
+        );
+        assert_eq!(
+            write_outcome("update", &Value::Int(1)).ok(),
+            Some(WriteOutcome::Written)
+        );
+        assert_eq!(
+            write_outcome("update", &Value::Int(0)).ok(),
+            Some(WriteOutcome::NotFound)
+        );
+        assert!(matches!(
+            write_outcome("update", &Value::Int(2)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(write_outcome("update", &Value::BulkString(vec![1; 39])).is_err());
+        assert_eq!(px(Timestamp(-5)), 1);
     }
 }

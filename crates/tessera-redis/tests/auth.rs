@@ -28,40 +28,25 @@ async fn acl_user_password_and_database_come_from_the_url() {
         "Debug hides the password"
     );
     let manager = SessionManager::builder(store).build().expect("manager");
-    let issued = manager.create(NewSession::default()).await.expect("create");
+    let created = manager.create(NewSession::default()).await.expect("create");
     manager
-        .validate(issued.token.expose(), None)
+        .validate(created.issued().expect("token").expose(), None)
         .await
         .expect("validate");
 
     // The record went to database 3.
-    let in_db3 = server.cli(&[
-        "--user",
-        "ann",
-        "--pass",
-        "ann-secret",
-        "--no-auth-warning",
-        "-n",
-        "3",
-        "--scan",
-        "--pattern",
-        "auth:{*}",
-    ]);
+    let as_ann = ["--user", "ann", "--pass", "ann-secret", "--no-auth-warning"];
+    let mut in_db3 = as_ann.to_vec();
+    in_db3.extend(["-n", "3", "--scan", "--pattern", "auth:s:*"]);
+    let in_db3 = server.cli(&in_db3);
     assert_eq!(
         in_db3.lines().count(),
         1,
         "one record in database 3: {in_db3}"
     );
-    let in_db0 = server.cli(&[
-        "--user",
-        "ann",
-        "--pass",
-        "ann-secret",
-        "--no-auth-warning",
-        "--scan",
-        "--pattern",
-        "auth:*",
-    ]);
+    let mut in_db0 = as_ann.to_vec();
+    in_db0.extend(["--scan", "--pattern", "auth:*"]);
+    let in_db0 = server.cli(&in_db0);
     assert!(in_db0.is_empty(), "nothing in database 0: {in_db0}");
 
     // A wrong password is refused at connect.

@@ -33,7 +33,8 @@ async fn a_dead_primary_fails_closed_and_the_cluster_store_recovers() {
     cluster.nodes_mut()[1].kill();
     let (mut valid, mut unavailable) = (0, 0);
     for session in &issued {
-        let outcome = tokio::time::timeout(HANG, manager.validate(session.token.expose(), None))
+        let token = session.issued().expect("token").expose();
+        let outcome = tokio::time::timeout(HANG, manager.validate(token, None))
             .await
             .expect("validation returned instead of hanging");
         match outcome {
@@ -55,14 +56,19 @@ async fn a_dead_primary_fails_closed_and_the_cluster_store_recovers() {
     let started = std::time::Instant::now();
     loop {
         match manager.create(NewSession::default()).await {
-            Ok(fresh) if manager.validate(fresh.token.expose(), None).await.is_ok() => {
+            Ok(fresh)
+                if manager
+                    .validate(fresh.issued().expect("token").expose(), None)
+                    .await
+                    .is_ok() =>
+            {
                 for _ in 0..10 {
                     let created = manager
                         .create(NewSession::default())
                         .await
                         .expect("create on every primary");
                     manager
-                        .validate(created.token.expose(), None)
+                        .validate(created.issued().expect("token").expose(), None)
                         .await
                         .expect("validate on every primary");
                 }

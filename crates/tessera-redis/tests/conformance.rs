@@ -15,6 +15,7 @@ fn options() -> ConformanceOptions {
         // Only catches a hang: the 64-writer case is slow in a debug build
         // on a busy machine.
         case_timeout: Duration::from_secs(600),
+        ..ConformanceOptions::default()
     }
 }
 

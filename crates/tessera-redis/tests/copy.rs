@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use common::{TempCluster, TempRedis, fresh_store};
 use tessera_core::copy::copy_page;
-use tessera_core::{
-    Clock, IssuedSession, Login, MemoryStore, NewSession, SessionManager, SessionStore, SystemClock,
-};
+use tessera_core::store::{SessionStore, SubjectIndex};
+use tessera_core::{Clock, Login, MemoryStore, NewSession, SessionManager, SystemClock};
 
 async fn copy_all(from: &dyn SessionStore, to: &dyn SessionStore) -> u64 {
     let (mut cursor, mut created) = (None, 0);
@@ -32,21 +31,17 @@ async fn sessions_copy_from_memory_to_a_cluster_and_on_to_a_server() {
     let manager = SessionManager::builder_shared(memory.clone())
         .build()
         .expect("manager");
-    let mut issued: Vec<IssuedSession> = Vec::new();
+    let mut tokens = Vec::new();
     for n in 0..40 {
-        let session = manager.create(NewSession::default()).await.expect("create");
+        let mut session = manager.create(NewSession::default()).await.expect("create");
         if n % 4 == 0 {
-            let logged_in = manager
-                .login(
-                    Some(session.token.expose()),
-                    Login::new(format!("user-{}", n % 3)),
-                )
+            session = manager
+                .login(Some(&session), Login::new(format!("user-{}", n % 3)))
                 .await
                 .expect("login");
-            issued.push(logged_in);
-        } else {
-            issued.push(session);
         }
+        let token = session.issued().expect("a token").expose().to_owned();
+        tokens.push((session.record().id, token));
     }
 
     let cluster = TempCluster::start();
@@ -69,17 +64,17 @@ async fn sessions_copy_from_memory_to_a_cluster_and_on_to_a_server() {
         let moved = SessionManager::builder_shared(store.clone())
             .build()
             .expect("manager");
-        for session in &issued {
+        for (id, token) in &tokens {
             let valid = moved
-                .validate(session.token.expose(), None)
+                .validate(token, None)
                 .await
                 .expect("a copied token validates");
-            assert_eq!(valid.session.id, session.session.id);
+            assert_eq!(valid.record().id, *id);
         }
         let listed = store
-            .list_by_subject("user-0", SystemClock.now())
+            .list_subject("user-0", None, 100, SystemClock.now())
             .await
             .expect("list");
-        assert_eq!(listed.len(), 4, "the subject index is copied too");
+        assert_eq!(listed.items.len(), 4, "the subject index is copied too");
     }
 }

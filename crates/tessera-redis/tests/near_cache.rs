@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::TempRedis;
 use tessera_core::near_cache::{NearCache, NearCacheConfig};
-use tessera_core::{
-    Clock, DataChange, NewSession, SessionError, SessionManager, SessionStore, SessionToken,
-    StoredEntry, SystemClock,
-};
+use tessera_core::store::Records;
+use tessera_core::{Clock, DataChange, NewSession, SessionError, SessionManager, SystemClock};
 use tessera_redis::{RedisBus, RedisConfig, RedisStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,18 +30,19 @@ async fn racing_requests_of_one_node_leave_no_stale_entry() {
     let node = SessionManager::builder(cache.clone())
         .build()
         .expect("manager");
-    let mut tokens = Vec::new();
+    let mut sessions = Vec::new();
     for _ in 0..64 {
-        let issued = node.create(NewSession::default()).await.expect("create");
-        tokens.push(issued.token.expose().to_owned());
+        let created = node.create(NewSession::default()).await.expect("create");
+        let token = created.issued().expect("a token").expose().to_owned();
+        sessions.push((created.record().id, token));
     }
-    let tokens = Arc::new(tokens);
+    let sessions = Arc::new(sessions);
     let mut tasks = Vec::new();
     for worker in 0..64usize {
-        let (node, tokens) = (node.clone(), tokens.clone());
+        let (node, sessions) = (node.clone(), sessions.clone());
         tasks.push(tokio::spawn(async move {
             for round in 0..300usize {
-                let token = &tokens[(worker * 7 + round) % tokens.len()];
+                let (_, token) = &sessions[(worker * 7 + round) % sessions.len()];
                 // Losing races for a while is contention; losing them for
                 // seconds means the cache keeps serving a replaced version.
                 let give_up = Instant::now() + Duration::from_secs(20);
@@ -53,9 +52,9 @@ async fn racing_requests_of_one_node_leave_no_stale_entry() {
                         "worker {worker} round {round}: every retry lost for 20 s"
                     );
                     let valid = node.validate(token, None).await.expect("valid");
-                    let version = valid.session.version;
+                    let version = valid.record().version;
                     match node
-                        .update_validated(
+                        .update(
                             &valid,
                             DataChange::MergePatch(serde_json::json!({"w": worker, "r": round})),
                             Some(version),
@@ -76,11 +75,11 @@ async fn racing_requests_of_one_node_leave_no_stale_entry() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut stale = 0;
-    for token in tokens.iter() {
-        let key = SessionToken::parse(token).expect("token").hash();
-        let (Some(StoredEntry::Live(truth)), Some(StoredEntry::Live(seen))) = (
-            store.load(&key, SystemClock.now()).await.expect("store"),
-            cache.load(&key, SystemClock.now()).await.expect("cache"),
+    for (id, _) in sessions.iter() {
+        let now = SystemClock.now();
+        let (Some(truth), Some(seen)) = (
+            store.load(id, now).await.expect("store"),
+            cache.load(id, now).await.expect("cache"),
         ) else {
             panic!("the session is live");
         };

@@ -94,7 +94,7 @@ async fn rediss_urls_talk_tls_and_verify_the_server() {
     let manager = SessionManager::builder(store).build().expect("manager");
     let issued = manager.create(NewSession::default()).await.expect("create");
     manager
-        .validate(issued.token.expose(), None)
+        .validate(issued.issued().expect("token").expose(), None)
         .await
         .expect("validate over TLS");
 
@@ -119,7 +119,7 @@ async fn rediss_urls_talk_tls_and_verify_the_server() {
 }
 
 async fn store_roundtrip(store: &RedisStore) {
-    use tessera_core::SessionStore;
+    use tessera_core::store::{Epochs, Records};
     store.ping().await.expect("ping over TLS");
     let before = store.global_epoch().await.expect("epoch");
     assert_eq!(store.bump_global_epoch().await.expect("bump"), before + 1);
