@@ -176,7 +176,8 @@ impl PostgresConfig {
     /// How long one migration run may take, waiting for another node's run
     /// included; default 10 minutes. Migration 2 converts every session of
     /// the layout before it (about 20 000 a second), and a node that starts
-    /// meanwhile waits for it rather than failing.
+    /// meanwhile waits for it rather than failing. A server that stops
+    /// answering during a run is given up on after this time too.
     pub fn migration_timeout(mut self, timeout: Duration) -> Self {
         self.migration_timeout = timeout;
         self

@@ -4,7 +4,7 @@
 //!
 //! * **Driver**: `tokio-postgres` with a `deadpool-postgres` pool: statements
 //!   are prepared once per connection, and every operation is bounded by a
-//!   timeout and fails as [`StoreError::Unavailable`](tessera_core::StoreError)
+//!   timeout and fails as [`StoreError::Unavailable`](tessera_core::store::StoreError)
 //!   when the database is down; the pool reconnects when it is back.
 //! * **Schema**: created and upgraded by the embedded, versioned
 //!   [`migrations`] in a configurable schema (default `tessera`) with an

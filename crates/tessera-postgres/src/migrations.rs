@@ -77,12 +77,11 @@ pub(crate) async fn apply(
         .transaction()
         .await
         .map_err(|e| store_error("begin migration", e))?;
-    tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = {}",
-        timeout.as_millis()
-    ))
-    .await
-    .map_err(|e| store_error("set the migration's statement timeout", e))?;
+    // PostgreSQL takes at most i32::MAX milliseconds (about 24 days).
+    let timeout_ms = timeout.as_millis().min(i32::MAX as u128);
+    tx.batch_execute(&format!("SET LOCAL statement_timeout = {timeout_ms}"))
+        .await
+        .map_err(|e| store_error("set the migration's statement timeout", e))?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&format!("tessera-migrate:{schema}")],
