@@ -8,22 +8,21 @@
 //! hash lookup instead of a B-tree walk.
 //!
 //! Every write goes to the transaction's tables and to the changes, which
-//! the writer applies to the mirror after the commit.
+//! the writer applies to the mirror after the commit. The subject index
+//! lives in the mirror only (see [`crate::schema`]): its changes go to the
+//! changes alone.
 
 use tessera_core::store::StoreError;
 use tessera_core::{SessionId, Timestamp, TokenHash};
 
 use crate::error::{failure_text, unavailable};
 use crate::mirror::{Changes, Mirror, live};
-use crate::schema::{
-    GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS, SUBJECT_INDEX,
-};
+use crate::schema::{GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS};
 
 /// The tables of one write transaction.
 pub(crate) struct Tables<'t> {
     meta: redb::Table<'t, &'static str, u64>,
     records: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
-    subjects: redb::MultimapTable<'t, &'static str, &'static [u8; 16]>,
     subject_epochs: redb::Table<'t, &'static str, u64>,
     legacy: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
 }
@@ -33,7 +32,6 @@ impl<'t> Tables<'t> {
         Ok(Self {
             meta: txn.open_table(META)?,
             records: txn.open_table(RECORDS)?,
-            subjects: txn.open_multimap_table(SUBJECT_INDEX)?,
             subject_epochs: txn.open_table(SUBJECT_EPOCHS)?,
             legacy: txn.open_table(LEGACY_TOKENS)?,
         })
@@ -164,43 +162,27 @@ impl<'t> Batch<'t> {
         Ok(())
     }
 
-    /// Adds a session to its subject's index.
-    pub(crate) fn add_subject(&mut self, subject: &str, id: &SessionId) -> Result<(), StoreError> {
-        let outcome = self.tables.subjects.insert(subject, &id.0).map(|_| ());
-        self.check(outcome, "write the subject index")?;
+    /// Adds a session to its subject's index (in memory, with the commit).
+    pub(crate) fn add_subject(&mut self, subject: &str, id: &SessionId) {
         self.changes.subjects.insert((subject.into(), *id), true);
-        Ok(())
     }
 
-    /// Removes a session from its subject's index.
-    pub(crate) fn remove_subject(
-        &mut self,
-        subject: &str,
-        id: &SessionId,
-    ) -> Result<(), StoreError> {
-        let outcome = self.tables.subjects.remove(subject, &id.0).map(|_| ());
-        self.check(outcome, "remove from the subject index")?;
+    /// Removes a session from its subject's index (in memory, with the commit).
+    pub(crate) fn remove_subject(&mut self, subject: &str, id: &SessionId) {
         self.changes.subjects.insert((subject.into(), *id), false);
-        Ok(())
     }
 
     /// Moves a session between subjects in the index.
-    pub(crate) fn move_subject(
-        &mut self,
-        id: &SessionId,
-        from: Option<&str>,
-        to: Option<&str>,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn move_subject(&mut self, id: &SessionId, from: Option<&str>, to: Option<&str>) {
         if from == to {
-            return Ok(());
+            return;
         }
         if let Some(from) = from {
-            self.remove_subject(from, id)?;
+            self.remove_subject(from, id);
         }
         if let Some(to) = to {
-            self.add_subject(to, id)?;
+            self.add_subject(to, id);
         }
-        Ok(())
     }
 
     /// Removes a legacy pointer.

@@ -5,14 +5,15 @@
 //! Every session of the old layout becomes a format 2 record under its id
 //! ([`codec::decode_legacy`]: its token hash is the key it was stored
 //! under, its forget deadline the one [`tessera_core::forget_at`] gives,
-//! as the old layout implied), is indexed under its subject, and leaves a
-//! pointer from its old key to its id in `legacy_tokens`, through which
+//! as the old layout implied) and leaves a pointer from its old key to its id in `legacy_tokens`, through which
 //! [`find_legacy`](tessera_core::store::Records::find_legacy) finds it when
 //! its holder comes back with the old token (`docs/tokens-and-cookies.md`).
 //! Tombstones (tokens a rotation had replaced) are dropped. Records already
 //! expired are converted too and hidden as any expired record is, until
 //! the next sweep removes them: the conversion makes no decision about time.
-//! Then the old tables go. Either all of it is committed or none.
+//! Then the old tables go (the old subject index too: the subject index of
+//! format 2 is built in memory from the records). Either all of it is
+//! committed or none.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,7 +24,7 @@ use tessera_core::store::StoreError;
 use tessera_core::{SessionId, TokenHash};
 
 use crate::error::EmbeddedError;
-use crate::schema::{LEGACY_TOKENS, RECORDS, SUBJECT_INDEX, create_tables, v1};
+use crate::schema::{LEGACY_TOKENS, RECORDS, create_tables, v1};
 
 /// What a conversion did.
 #[derive(Debug, Default)]
@@ -54,9 +55,6 @@ pub(crate) fn format_1(
     {
         let entries = txn.open_table(v1::ENTRIES).map_err(|e| fail(e.into()))?;
         let mut records = txn.open_table(RECORDS).map_err(|e| fail(e.into()))?;
-        let mut subjects = txn
-            .open_multimap_table(SUBJECT_INDEX)
-            .map_err(|e| fail(e.into()))?;
         let mut legacy = txn.open_table(LEGACY_TOKENS).map_err(|e| fail(e.into()))?;
         for row in entries.iter().map_err(|e| fail(e.into()))? {
             let (key, bytes) = row.map_err(|e| fail(e.into()))?;
@@ -91,11 +89,6 @@ pub(crate) fn format_1(
             records
                 .insert(&record.id.0, stored.as_slice())
                 .map_err(|e| fail(e.into()))?;
-            if let Some(subject) = &record.subject {
-                subjects
-                    .insert(subject.as_str(), &record.id.0)
-                    .map_err(|e| fail(e.into()))?;
-            }
             legacy
                 .insert(&key.0, &record.id.0)
                 .map_err(|e| fail(e.into()))?;

@@ -41,26 +41,25 @@
 //! * **Layout** (store format 2, see `src/schema.rs`): one table of records
 //!   keyed by session id, each the bytes of [`tessera_core::codec`] (which
 //!   carry the revision that compare-and-swap compares and the forget
-//!   deadline the manager gave); a subject index (subject → ids); the
-//!   revocation epochs; and a table of pointers from tokens of the first
-//!   format to the sessions converted from it. There are no pointer keys
-//!   and no tombstones: a rotation rewrites one record.
+//!   deadline the manager gave); the revocation epochs; and a table of
+//!   pointers from tokens of the first format to the sessions converted
+//!   from it. There are no pointer keys and no tombstones: every write,
+//!   rotations included, writes one record.
 //! * **Durability**: every write is committed in a redb transaction with
 //!   `Durability::Immediate` (fsync) before the call returns. Writes that
 //!   arrive while the disk is busy share the next commit (group commit), so
 //!   throughput grows with concurrency although each write is fsynced.
 //! * **Atomicity**: each operation (create-if-absent, compare-and-swap
 //!   update, touch, delete, delete by subject, epoch changes) is one unit
-//!   inside one transaction, together with the subject index entry it
-//!   changes. The subject index is kept exact in the same transaction (it
-//!   costs one index write when a record's subject changes, at login), so
-//!   it never holds stale entries and opening checks it against the records.
+//!   inside one transaction.
 //! * **Reads from memory**: the process holds the database's lock, so it is
 //!   the only writer. Every record's bytes are kept in an in-memory mirror
 //!   (as [`tessera_core::MemoryStore`] keeps them) that is loaded at open and
 //!   changed only by the writer thread, after each commit, with exactly the
 //!   changes that commit made. A validation is one hash lookup and a decode;
-//!   loads never touch the disk. The price: memory grows with the number of
+//!   loads never touch the disk. The subject index lives there too, built
+//!   from the records at open and changed with each commit: it is exact,
+//!   and costs no write on disk. The price: memory grows with the number of
 //!   sessions, as with the memory store.
 //! * **Format**: the database keeps its store format version in a `meta`
 //!   table. A file of store format 1 (records keyed by the hash of their
@@ -79,9 +78,9 @@
 //!   next write, at most once a second: once space is free again, writes
 //!   resume without a restart.
 //! * **Expiry**: [`tessera_core::store::spawn_sweeper`] calls
-//!   `sweep_expired`, which removes records past their forget deadline (with
-//!   their index entries) and the legacy pointers of records that are gone,
-//!   256 per transaction, so that requests are never held up for long.
+//!   `sweep_expired`, which removes records past their forget deadline and
+//!   the legacy pointers of records that are gone, 256 per transaction, so
+//!   that requests are never held up for long.
 //! * **Files**: the database file is created with mode `0600` (owner only)
 //!   on Unix.
 #![forbid(unsafe_code)]
@@ -149,8 +148,10 @@ impl EmbeddedStore {
     /// directory are left alone.
     ///
     /// Blocks while the file is read into memory (and, after a crash,
-    /// repaired); call it at startup. Fails with [`EmbeddedError::Locked`]
-    /// if another process has the database open.
+    /// repaired; a file of store format 1 is converted first); call it at
+    /// startup. Fails with [`EmbeddedError::Locked`] if another process has
+    /// the database open. A new database file is created readable and
+    /// writable by its owner only (mode `0600`).
     pub fn open(dir: impl AsRef<Path>) -> Result<EmbeddedStore, EmbeddedError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| EmbeddedError::CreateDir {

@@ -11,19 +11,19 @@
 //!
 //! Records are kept as the codec's bytes, as the database holds them (and
 //! as `tessera_core::MemoryStore` keeps them): a validation is one hash
-//! lookup and one decode.
+//! lookup and one decode. The subject index exists only here: built from
+//! the records at load, and changed by every commit that changes a
+//! record's subject.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 use tessera_core::codec;
 use tessera_core::{SessionId, Timestamp, TokenHash};
 
 use crate::error::EmbeddedError;
-use crate::schema::{
-    GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS, SUBJECT_INDEX,
-};
+use crate::schema::{GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS};
 
 /// The whole database, in memory.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -61,9 +61,8 @@ pub(crate) fn live(bytes: &[u8], now: Timestamp) -> bool {
 }
 
 impl Mirror {
-    /// Reads the whole database and checks that every record decodes and
-    /// that the tables agree with each other (every transaction keeps them
-    /// so; a disagreement means damage).
+    /// Reads the whole database, checks that every record decodes and
+    /// lies under its own id, and builds the subject index.
     pub(crate) fn load(db: &redb::Database, path: &Path) -> Result<Mirror, EmbeddedError> {
         let fail = |e: redb::Error| EmbeddedError::database(path, e);
         let txn = db.begin_read().map_err(|e| fail(e.into()))?;
@@ -77,7 +76,6 @@ impl Mirror {
             .unwrap_or(0);
 
         let records = txn.open_table(RECORDS).map_err(|e| fail(e.into()))?;
-        let mut subjects_seen: Vec<(Box<str>, SessionId)> = Vec::new();
         for row in records.iter().map_err(|e| fail(e.into()))? {
             let (key, value) = row.map_err(|e| fail(e.into()))?;
             let id = SessionId(*key.value());
@@ -93,22 +91,13 @@ impl Mirror {
                 ));
             }
             if let Some(subject) = record.subject {
-                subjects_seen.push((subject.into_boxed_str(), id));
+                mirror
+                    .subjects
+                    .entry(subject.into_boxed_str())
+                    .or_default()
+                    .insert(id);
             }
             mirror.records.insert(id, bytes.into());
-        }
-
-        let index = txn
-            .open_multimap_table(SUBJECT_INDEX)
-            .map_err(|e| fail(e.into()))?;
-        for row in index.iter().map_err(|e| fail(e.into()))? {
-            let (subject, ids) = row.map_err(|e| fail(e.into()))?;
-            let subject: Box<str> = subject.value().into();
-            let set = mirror.subjects.entry(subject).or_default();
-            for id in ids {
-                let id = id.map_err(|e| fail(e.into()))?;
-                set.insert(SessionId(*id.value()));
-            }
         }
 
         let legacy = txn.open_table(LEGACY_TOKENS).map_err(|e| fail(e.into()))?;
@@ -126,46 +115,20 @@ impl Mirror {
                 .subject_epochs
                 .insert(subject.value().into(), epoch.value());
         }
-
-        mirror
-            .check_indexes(subjects_seen)
-            .map_err(|message| EmbeddedError::corrupt(path, message))?;
         Ok(mirror)
     }
 
-    /// Checks the invariant every write transaction keeps: the subject
-    /// index lists exactly the records of each subject (`subjects_seen`:
-    /// the subject of every record that has one).
-    pub(crate) fn check_indexes(
-        &self,
-        subjects_seen: Vec<(Box<str>, SessionId)>,
-    ) -> Result<(), String> {
-        let indexed: usize = self.subjects.values().map(HashSet::len).sum();
-        if indexed != subjects_seen.len() {
-            return Err(format!(
-                "the subject index has {indexed} entries for {} records with a subject",
-                subjects_seen.len()
-            ));
-        }
-        for (subject, id) in subjects_seen {
-            if !self
-                .subjects
-                .get(&subject)
-                .is_some_and(|ids| ids.contains(&id))
-            {
-                return Err(format!("session {id} is missing from its subject's index"));
+    /// The subject index built afresh from the records: what
+    /// [`subjects`](Self::subjects) must always equal.
+    #[cfg(test)]
+    pub(crate) fn subjects_from_records(&self) -> HashMap<Box<str>, HashSet<SessionId>> {
+        let mut subjects: HashMap<Box<str>, HashSet<SessionId>> = HashMap::new();
+        for (id, bytes) in &self.records {
+            if let Some(subject) = codec::subject_of(bytes) {
+                subjects.entry(subject.into()).or_default().insert(*id);
             }
         }
-        Ok(())
-    }
-
-    /// The subject of every record that has one, for [`check_indexes`](Self::check_indexes).
-    #[cfg(test)]
-    pub(crate) fn subjects_of_records(&self) -> Vec<(Box<str>, SessionId)> {
-        self.records
-            .iter()
-            .filter_map(|(id, bytes)| codec::subject_of(bytes).map(|s| (s.into(), *id)))
-            .collect()
+        subjects
     }
 
     /// Applies the changes of one committed transaction.

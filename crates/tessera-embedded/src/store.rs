@@ -32,7 +32,7 @@ impl Records for EmbeddedStore {
             }
             batch.put_record(&id, bytes)?;
             if let Some(subject) = subject.as_deref() {
-                batch.add_subject(subject, &id)?;
+                batch.add_subject(subject, &id);
             }
             Ok(CreateOutcome::Created)
         })
@@ -71,7 +71,7 @@ impl Records for EmbeddedStore {
             }
             let before = codec::subject_of(stored).map(Box::<str>::from);
             batch.put_record(&id, bytes)?;
-            batch.move_subject(&id, before.as_deref(), subject.as_deref())?;
+            batch.move_subject(&id, before.as_deref(), subject.as_deref());
             Ok(WriteOutcome::Written)
         })
         .await
@@ -111,7 +111,7 @@ impl Records for EmbeddedStore {
             let subject = codec::subject_of(stored).map(Box::<str>::from);
             batch.remove_record(&id)?;
             if let Some(subject) = subject.as_deref() {
-                batch.remove_subject(subject, &id)?;
+                batch.remove_subject(subject, &id);
             }
             Ok(true)
         })
@@ -193,7 +193,7 @@ impl SubjectIndex for EmbeddedStore {
             }
             for id in &doomed {
                 batch.remove_record(id)?;
-                batch.remove_subject(&subject, id)?;
+                batch.remove_subject(&subject, id);
             }
             Ok(doomed)
         })

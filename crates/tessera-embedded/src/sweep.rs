@@ -62,7 +62,7 @@ fn sweep_records(
         let subject = codec::subject_of(bytes).map(Box::<str>::from);
         batch.remove_record(id)?;
         if let Some(subject) = subject.as_deref() {
-            batch.remove_subject(subject, id)?;
+            batch.remove_subject(subject, id);
         }
         removed += 1;
     }

@@ -4,8 +4,8 @@
 //! again, filtered to this test, as a child that writes sessions as fast as
 //! it can and prints one line per acknowledged write; it kills the child
 //! with SIGKILL at a random moment, reopens the database, and checks that
-//! it opens cleanly (which includes checking that the subject index agrees
-//! with the records) and that every acknowledged write is there. It repeats
+//! it opens cleanly (which includes decoding every record), that every
+//! acknowledged write is there and that its subject lists it. It repeats
 //! this for [`CYCLES`] cycles on the same database, so every earlier crash
 //! is checked again after each later one.
 //!

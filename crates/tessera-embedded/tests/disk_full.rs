@@ -9,8 +9,8 @@
 //! to mount). The parent then gives space back to the running child (lifts
 //! the limit with `prlimit`, or remounts the tmpfs larger), and the child's
 //! writes must resume without reopening the store by hand. Finally the
-//! parent reopens the database and checks that it opens cleanly (including
-//! its index checks), that every acknowledged write is there, and that new
+//! parent reopens the database and checks that it opens cleanly (every
+//! record decodes), that every acknowledged write is there, and that new
 //! writes succeed and survive another reopen.
 //!
 //! The tmpfs test needs root; it is ignored otherwise, and run explicitly

@@ -69,15 +69,9 @@ fn file_layout(dir: &Path) -> (Option<u64>, Vec<String>) {
 }
 
 fn format_2_tables() -> Vec<String> {
-    [
-        "legacy_tokens",
-        "meta",
-        "records",
-        "subject_epochs",
-        "subject_index",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["legacy_tokens", "meta", "records", "subject_epochs"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn manager(store: &EmbeddedStore, clock: &ManualClock) -> SessionManager {
@@ -455,10 +449,6 @@ fn write_format_2_by_hand(
         txn.open_table(LEGACY_TOKENS).expect("pointers");
         txn.open_table(TableDefinition::<&str, u64>::new("subject_epochs"))
             .expect("epochs");
-        txn.open_multimap_table(redb::MultimapTableDefinition::<&str, &[u8; 16]>::new(
-            "subject_index",
-        ))
-        .expect("index");
     }
     fill(&txn).expect("fill");
     txn.commit().expect("commit");
@@ -525,19 +515,18 @@ fn tables_without_a_format_version_are_not_taken_for_a_session_database() {
 }
 
 #[test]
-fn a_subject_index_that_contradicts_the_records_is_reported_at_open() {
+fn a_record_under_another_id_is_reported_at_open() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // A signed-in session that the subject index does not list.
     let record = common::record(CREATED, Some("alice"), Duration::from_secs(60));
     let bytes = codec::encode(&record, early());
     write_format_2_by_hand(dir.path(), 2, |txn| {
         txn.open_table(RECORDS)?
-            .insert(&record.id.0, bytes.as_slice())?;
+            .insert(&[9; 16], bytes.as_slice())?;
         Ok(())
     });
     match EmbeddedStore::open(dir.path()) {
         Err(error @ EmbeddedError::Corrupt { .. }) => {
-            assert!(error.to_string().contains("subject index"), "{error}");
+            assert!(error.to_string().contains("holds session"), "{error}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }

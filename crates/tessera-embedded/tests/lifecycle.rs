@@ -270,7 +270,7 @@ async fn the_core_sweeper_removes_expired_records_and_keeps_indexes_clean() {
     );
     store.close().expect("close");
 
-    // Reopening checks that the file's index agrees with its records.
+    // Reopening builds the index from the records: the same listing.
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert_eq!(store.len(), 2);
     assert_eq!(subject_ids(&store, "eve", start).await, vec![long.id]);
