@@ -97,12 +97,7 @@ impl<'t> Batch<'t> {
 
     /// The ids the subject index lists for `subject`.
     pub(crate) fn subject_ids(&self, subject: &str) -> Vec<SessionId> {
-        let mut ids: Vec<SessionId> = self
-            .mirror
-            .subjects
-            .get(subject)
-            .map(|ids| ids.iter().copied().collect())
-            .unwrap_or_default();
+        let mut ids: Vec<SessionId> = self.mirror.subjects.ids(subject).collect();
         for ((indexed, id), added) in &self.changes.subjects {
             if &**indexed != subject {
                 continue;

@@ -31,11 +31,72 @@ pub(crate) struct Mirror {
     /// Every record, as the codec encoded it.
     pub(crate) records: HashMap<SessionId, Box<[u8]>>,
     /// The subject index: exactly the records of each subject.
-    pub(crate) subjects: HashMap<Box<str>, HashSet<SessionId>>,
+    pub(crate) subjects: Subjects,
     /// Pointers from the token hashes of format 1 to the sessions converted from it.
     pub(crate) legacy: HashMap<TokenHash, SessionId>,
     pub(crate) global_epoch: u64,
     pub(crate) subject_epochs: HashMap<Box<str>, u64>,
+}
+
+/// The sessions of each subject. Most subjects have one session at a
+/// time: it is kept inline, and a set is made only for a second (as
+/// `tessera_core::MemoryStore` does).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Subjects(HashMap<Box<str>, Ids>);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ids {
+    One(SessionId),
+    Many(HashSet<SessionId>),
+}
+
+impl Subjects {
+    pub(crate) fn insert(&mut self, subject: Box<str>, id: SessionId) {
+        let Some(ids) = self.0.get_mut(&subject) else {
+            self.0.insert(subject, Ids::One(id));
+            return;
+        };
+        match ids {
+            Ids::One(existing) if *existing == id => {}
+            Ids::One(existing) => {
+                let first = *existing;
+                *ids = Ids::Many(HashSet::from([first, id]));
+            }
+            Ids::Many(set) => {
+                set.insert(id);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, subject: &str, id: &SessionId) {
+        let Some(ids) = self.0.get_mut(subject) else {
+            return;
+        };
+        match ids {
+            Ids::One(existing) if existing == id => {
+                self.0.remove(subject);
+            }
+            Ids::One(_) => {}
+            Ids::Many(set) => {
+                set.remove(id);
+                if set.len() == 1
+                    && let Some(last) = set.iter().next().copied()
+                {
+                    *ids = Ids::One(last);
+                }
+            }
+        }
+    }
+
+    /// The ids of the subject's sessions.
+    pub(crate) fn ids(&self, subject: &str) -> impl Iterator<Item = SessionId> + '_ {
+        let (one, many) = match self.0.get(subject) {
+            None => (None, None),
+            Some(Ids::One(id)) => (Some(*id), None),
+            Some(Ids::Many(set)) => (None, Some(set.iter().copied())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 /// What one group of writes changed: the final state of every key it
@@ -91,11 +152,7 @@ impl Mirror {
                 ));
             }
             if let Some(subject) = record.subject {
-                mirror
-                    .subjects
-                    .entry(subject.into_boxed_str())
-                    .or_default()
-                    .insert(id);
+                mirror.subjects.insert(subject.into_boxed_str(), id);
             }
             mirror.records.insert(id, bytes.into());
         }
@@ -121,11 +178,11 @@ impl Mirror {
     /// The subject index built afresh from the records: what
     /// [`subjects`](Self::subjects) must always equal.
     #[cfg(test)]
-    pub(crate) fn subjects_from_records(&self) -> HashMap<Box<str>, HashSet<SessionId>> {
-        let mut subjects: HashMap<Box<str>, HashSet<SessionId>> = HashMap::new();
+    pub(crate) fn subjects_from_records(&self) -> Subjects {
+        let mut subjects = Subjects::default();
         for (id, bytes) in &self.records {
             if let Some(subject) = codec::subject_of(bytes) {
-                subjects.entry(subject.into()).or_default().insert(*id);
+                subjects.insert(subject.into(), *id);
             }
         }
         subjects
@@ -145,12 +202,9 @@ impl Mirror {
         }
         for ((subject, id), added) in changes.subjects {
             if added {
-                self.subjects.entry(subject).or_default().insert(id);
-            } else if let Some(ids) = self.subjects.get_mut(&subject) {
-                ids.remove(&id);
-                if ids.is_empty() {
-                    self.subjects.remove(&subject);
-                }
+                self.subjects.insert(subject, id);
+            } else {
+                self.subjects.remove(&subject, &id);
             }
         }
         for key in changes.legacy_removed {
@@ -186,5 +240,35 @@ impl Mirror {
             .map(|(key, _)| *key)
             .collect();
         (records, pointers)
+    }
+}
+
+#[cfg(test)]
+mod subject_tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_holds_one_id_inline_grows_to_a_set_and_shrinks_back() {
+        let ids: Vec<SessionId> = (0..3u8).map(|n| SessionId([n; 16])).collect();
+        let mut subjects = Subjects::default();
+        subjects.insert("ann".into(), ids[0]);
+        subjects.insert("ann".into(), ids[0]);
+        assert!(
+            matches!(subjects.0["ann"], Ids::One(_)),
+            "no set for a repeat"
+        );
+        subjects.insert("ann".into(), ids[1]);
+        subjects.insert("ann".into(), ids[2]);
+        let mut listed: Vec<_> = subjects.ids("ann").collect();
+        listed.sort();
+        assert_eq!(listed, ids);
+        subjects.remove("ann", &ids[1]);
+        subjects.remove("ann", &ids[0]);
+        assert_eq!(subjects.0["ann"], Ids::One(ids[2]), "back inline");
+        subjects.remove("ann", &ids[0]);
+        assert_eq!(subjects.ids("ann").collect::<Vec<_>>(), vec![ids[2]]);
+        subjects.remove("ann", &ids[2]);
+        assert!(subjects.0.is_empty(), "an empty subject goes");
+        assert_eq!(subjects.ids("ann").count(), 0);
     }
 }

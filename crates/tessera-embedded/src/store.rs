@@ -155,8 +155,8 @@ impl SubjectIndex for EmbeddedStore {
         now: Timestamp,
     ) -> Result<Page<SessionRecord>, StoreError> {
         self.read(|mirror| {
-            let ids = mirror.subjects.get(subject).into_iter().flatten();
-            let live_ids = ids.filter(|id| mirror.live(id, now).is_some()).copied();
+            let ids = mirror.subjects.ids(subject);
+            let live_ids = ids.filter(|id| mirror.live(id, now).is_some());
             let (page, next) = page_of_ids(live_ids, cursor, limit)?;
             let mut items = Vec::with_capacity(page.len());
             for id in page {
