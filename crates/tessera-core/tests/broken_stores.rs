@@ -8,6 +8,12 @@
 //! session id, a subject map and the epochs. Faults of meaning (what a
 //! write does) are switches inside it; faults of a failing operation are
 //! an [`Intercept`] hook around it.
+//!
+//! The fault of the old key-per-token layout, a rotation that left the
+//! old key live instead of a tombstone, has no counterpart: a rotation is
+//! now an ordinary compare-and-swap update of the record under its id.
+//! Its nearest kin is a compare-and-swap blind to the token hash, which
+//! lets a rotation overwrite another (`version_only_cas`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};

@@ -116,6 +116,39 @@ async fn a_validated_session_is_written_without_a_second_read() {
 }
 
 #[tokio::test]
+async fn a_freshly_issued_session_is_written_without_a_read() {
+    let (h, manager) = setup();
+    let reads = h.calls().reads();
+    let created = manager
+        .create(NewSession::anonymous())
+        .await
+        .expect("create");
+    let written = manager
+        .update(&created, patch(json!({"cart": [1]})), None, None)
+        .await
+        .expect("update");
+    let login = manager
+        .login(Some(&written), Login::new("alice"))
+        .await
+        .expect("login");
+    let written = manager
+        .update(&login, patch(json!({"theme": "dark"})), None, None)
+        .await
+        .expect("update");
+    assert_eq!(
+        h.calls().reads(),
+        reads,
+        "create, login and writes: no read"
+    );
+    let seen = manager.validate(&token(&login), None).await.expect("valid");
+    assert_eq!(
+        seen.record().data.as_json(),
+        r#"{"cart":[1],"theme":"dark"}"#
+    );
+    assert_eq!(seen.record().version, written.record().version);
+}
+
+#[tokio::test]
 async fn a_write_in_between_is_never_overwritten() {
     let (_, manager) = setup();
     let (token, stale) = signed_in(&manager, "alice").await;
