@@ -96,6 +96,9 @@ impl Conn {
         &self,
         commands: &[Cmd],
     ) -> Result<Vec<RedisResult<Value>>, RedisError> {
+        if let [command] = commands {
+            return Ok(vec![command.query_async(&mut self.clone()).await]);
+        }
         match self {
             Conn::Standalone(manager) => {
                 let mut pipeline = redis::pipe();

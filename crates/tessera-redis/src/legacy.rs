@@ -18,24 +18,32 @@
 //!   the subject's sessions, convert every session the old sorted set names.
 //!
 //! A deletion by id removes the old hash too (`DEL` of both keys), so
-//! revoking a session that was never converted ends it. Conversion writes
-//! the new record (`SET … NX`, so concurrent conversions agree: the codec
-//! derives everything from the old record) before it deletes the old hash,
-//! so a failure between the two leaves a session that is found twice,
-//! never one that is lost; and since every deletion removes both keys and
-//! the old hash never outlives the new record (its deadline is the one the
-//! record starts with, and deadlines only move forward), a converted
-//! session cannot come back from the old hash. Tombstones are dropped: a
-//! token rotated away before the upgrade is unknown after it. Sessions
-//! that are never found expire where they are; `export_page` does not see
-//! them (their tokens could not be found in another store anyway).
+//! revoking a session that was never converted ends it. Conversion is
+//! deterministic (the codec derives everything, the CSRF secret included,
+//! from the old record), so nodes converting one session at once write the
+//! same bytes (`SET … NX`). On a single server one script writes the
+//! record and removes the old hash, and only while the old hash is as it
+//! was read: a conversion can neither lose a session nor bring back one
+//! that was converted and then deleted. In a cluster the two keys live in
+//! different slots: the record is written first and the old hash removed
+//! after, so a failure in between leaves a session found twice, never one
+//! lost; the old hash never outlives the record made from it (its deadline
+//! is the one the record starts with, and deadlines only move forward), and
+//! every deletion removes both. What remains in a cluster: a node that read
+//! the old hash, then stalled while another node converted the session,
+//! renewed its token and the user signed out, would write the session back
+//! under its old token. Tombstones are dropped: a token rotated away before
+//! the upgrade is unknown after it. Sessions that are never found expire
+//! where they are; `export_page` does not see them (their tokens could not
+//! be found in another store anyway).
 
 use redis::{Cmd, Value, cmd};
 use tessera_core::store::StoreError;
 use tessera_core::{SessionId, SessionRecord, Timestamp, TokenHash, codec, forget_at};
 
 use crate::error::bad_reply;
-use crate::store::RedisStore;
+use crate::scripts;
+use crate::store::{RedisStore, evalsha_keys, px};
 
 /// A session read from the previous layout.
 struct Legacy {
@@ -113,24 +121,35 @@ impl RedisStore {
     }
 
     /// Writes each session as a record of the current layout (indexed
-    /// under its subject), then removes its old hash and old index entry,
-    /// with `cleanup` commands in the same round trip.
+    /// under its subject) and removes its old hash and old index entry,
+    /// with `cleanup` commands alongside. On a single server one script per
+    /// session does both in one step, only while the old hash is as it was
+    /// read; in a cluster the record is written first and the old hash
+    /// removed after.
     async fn convert(&self, sessions: &[Legacy], mut cleanup: Vec<Cmd>) -> Result<(), StoreError> {
+        const WHAT: &str = "convert sessions of the previous layout";
         let mut writes = Vec::new();
         for session in sessions {
             let bytes = codec::encode(&session.record, session.forget_at);
-            writes.push(self.create_command(&session.id, &bytes, session.forget_at));
+            let (old, new) = (
+                self.keys().legacy_record(&session.id),
+                self.keys().record(&session.id),
+            );
+            if self.is_cluster() {
+                writes.push(self.create_command(&session.id, &bytes, session.forget_at));
+                let mut drop = cmd("DEL");
+                drop.arg(old);
+                cleanup.push(drop);
+            } else {
+                let mut convert = evalsha_keys(&scripts::CONVERT, &[&old, &new]);
+                convert
+                    .arg(session.record.revision().token.to_hex())
+                    .arg(bytes)
+                    .arg(px(session.forget_at));
+                writes.push(convert);
+            }
             if let Some(subject) = &session.record.subject {
                 writes.push(self.index_command(subject, &session.id));
-            }
-        }
-        self.round_trip("convert sessions of the previous layout", &writes)
-            .await?;
-        for session in sessions {
-            let mut drop = cmd("DEL");
-            drop.arg(self.keys().legacy_record(&session.id));
-            cleanup.push(drop);
-            if let Some(subject) = &session.record.subject {
                 let mut unindex = cmd("ZREM");
                 unindex
                     .arg(self.keys().legacy_index(subject))
@@ -138,9 +157,13 @@ impl RedisStore {
                 cleanup.push(unindex);
             }
         }
-        self.round_trip("convert sessions of the previous layout", &cleanup)
-            .await
-            .map(drop)
+        if self.is_cluster() {
+            self.round_trip(WHAT, &writes).await?;
+            self.round_trip(WHAT, &cleanup).await.map(drop)
+        } else {
+            writes.extend(cleanup);
+            self.round_trip(WHAT, &writes).await.map(drop)
+        }
     }
 
     /// [`Records::find_legacy`](tessera_core::store::Records::find_legacy):

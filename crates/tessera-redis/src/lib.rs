@@ -78,7 +78,7 @@
 //! leading to the session after the manager replaced the old token) or
 //! their subject is listed or revoked, and a deletion by id ends them where
 //! they are. Tokens rotated away before the upgrade are dropped. Details in
-//! `legacy.rs`.
+//! `crates/tessera-redis/src/legacy.rs`.
 //!
 //! ```no_run
 //! use tessera_core::{NewSession, SessionManager};

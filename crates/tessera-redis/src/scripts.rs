@@ -85,6 +85,26 @@ return 1
     ))
 });
 
+/// Converts a session of the previous layout in one step on a single
+/// server: writes its record unless the old hash changed or went (another
+/// node converted it, or it was deleted), and removes the old hash. (In a
+/// cluster the two keys live in different slots and the store takes two
+/// steps.)
+/// KEYS: old hash, record. ARGV: the old hash's token hash (`k`) as read,
+/// the record, its forget deadline (ms, decimal).
+/// Returns 1 converted, 0 not.
+pub(crate) static CONVERT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"
+if redis.call('HGET', KEYS[1], 'k') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PXAT', ARGV[3])
+redis.call('DEL', KEYS[1])
+return 1
+"
+        .to_owned(),
+    )
+});
+
 /// Raises an epoch counter to at least a value; returns the value reached.
 /// KEYS: epoch. ARGV: value (decimal).
 pub(crate) static RAISE_EPOCH: LazyLock<Lua> = LazyLock::new(|| {

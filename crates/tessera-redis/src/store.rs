@@ -61,11 +61,15 @@ impl RedisStore {
         config.validate()?;
         let conn = Conn::open(&config, false).await?;
         let store = Self::build(&config, conn);
-        // Saves the first writes a round trip; a server that lost them
-        // (restarted) gets them again when it answers NOSCRIPT.
-        store
+        // Saves the first writes a round trip. Best effort: a node that is
+        // down now, or restarts later, is given the scripts when it answers
+        // NOSCRIPT.
+        if let Err(error) = store
             .timed("load scripts", store.load_scripts("load scripts"))
-            .await?;
+            .await
+        {
+            tracing::debug!(%error, "scripts not loaded at connect; loading them on first use");
+        }
         Ok(store)
     }
 
@@ -187,14 +191,19 @@ impl RedisStore {
     /// Loads every script into the server (every primary of a cluster),
     /// in one round trip.
     pub(crate) async fn load_scripts(&self, what: &str) -> Result<(), StoreError> {
-        let loads: Vec<Cmd> = [&*scripts::UPDATE, &*scripts::TOUCH, &*scripts::RAISE_EPOCH]
-            .into_iter()
-            .map(|script| {
-                let mut load = cmd("SCRIPT");
-                load.arg("LOAD").arg(&script.source);
-                load
-            })
-            .collect();
+        let loads: Vec<Cmd> = [
+            &*scripts::UPDATE,
+            &*scripts::TOUCH,
+            &*scripts::RAISE_EPOCH,
+            &*scripts::CONVERT,
+        ]
+        .into_iter()
+        .map(|script| {
+            let mut load = cmd("SCRIPT");
+            load.arg("LOAD").arg(&script.source);
+            load
+        })
+        .collect();
         for reply in self
             .conn()
             .round_trip(&loads)
@@ -322,9 +331,15 @@ fn write_outcome(what: &str, reply: &Value) -> Result<WriteOutcome, StoreError> 
     }
 }
 
-fn evalsha(script: &scripts::Lua, key: &str) -> Cmd {
+/// `EVALSHA` of a script on one key.
+pub(crate) fn evalsha(script: &scripts::Lua, key: &str) -> Cmd {
+    evalsha_keys(script, &[key])
+}
+
+/// `EVALSHA` of a script on several keys.
+pub(crate) fn evalsha_keys(script: &scripts::Lua, keys: &[&str]) -> Cmd {
     let mut command = cmd("EVALSHA");
-    command.arg(&script.hash).arg(1).arg(key);
+    command.arg(&script.hash).arg(keys.len()).arg(keys);
     command
 }
 

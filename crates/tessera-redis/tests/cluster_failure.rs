@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TempCluster;
-use tessera_core::{NewSession, SessionError, SessionManager};
+use tessera_core::{Login, NewSession, SessionError, SessionManager};
 use tessera_redis::{RedisConfig, RedisStore};
 
 const HANG: Duration = Duration::from_secs(30);
@@ -67,10 +67,16 @@ async fn a_dead_primary_fails_closed_and_the_cluster_store_recovers() {
                         .create(NewSession::default())
                         .await
                         .expect("create on every primary");
-                    manager
+                    let valid = manager
                         .validate(created.issued().expect("token").expose(), None)
                         .await
                         .expect("validate on every primary");
+                    // Scripts too: the restarted node has none until it
+                    // answers NOSCRIPT and is given them again.
+                    manager
+                        .login(Some(&valid), Login::new("back"))
+                        .await
+                        .expect("a login (a script) on every primary");
                 }
                 break;
             }

@@ -327,6 +327,29 @@ async fn old_sessions_keep_working(store: RedisStore, cli: impl Fn(&[&str]) -> S
             .is_err()
     );
 
+    // Many requests with one old token at once (a page's parallel
+    // requests right after the upgrade): each converts or finds the
+    // conversion, one renewal wins, and every request gets its token.
+    let busy = OldSession::new(7, Some("erin"), now);
+    busy.write(&prefix, &cli);
+    let racing: Vec<_> = (0..16)
+        .map(|_| {
+            let (manager, token) = (manager.clone(), busy.token.expose().to_owned());
+            tokio::spawn(async move { manager.validate(&token, None).await })
+        })
+        .collect();
+    let mut issued = std::collections::BTreeSet::new();
+    for request in racing {
+        let valid = request
+            .await
+            .expect("task")
+            .expect("every parallel request with the old token is valid");
+        assert_eq!(valid.record().id, busy.id);
+        issued.insert(valid.issued().expect("the new token").expose().to_owned());
+    }
+    assert_eq!(issued.len(), 1, "one renewal, handed to every request");
+    assert_eq!(manager.list_subject("erin").await.expect("list").len(), 1);
+
     // The old token after the grace: a theft, and the session ends.
     let fresh = OldSession::new(6, Some("dave"), now);
     fresh.write(&prefix, &cli);
