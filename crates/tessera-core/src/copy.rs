@@ -148,8 +148,13 @@ async fn copy_one(
         return Ok(Copied::Conflict);
     };
     // Newer: a higher version, or the same one with a later token (the
-    // source rotated it since the last copy).
-    let newer = (session.version, session.token_issued_at) > (held.version, held.token_issued_at);
+    // source rotated it since the last copy); on a tie of both, another
+    // revision means a rotation within the same millisecond, and the
+    // source wins.
+    let source = (session.version, session.token_issued_at);
+    let destination = (held.version, held.token_issued_at);
+    let newer =
+        source > destination || (source == destination && session.revision() != held.revision());
     if !newer {
         return Ok(Copied::Unchanged);
     }

@@ -76,8 +76,8 @@ pub use events::{
     TracingEventSink,
 };
 pub use manager::{
-    ActiveSession, Credential, DataChange, EXPIRED_RETENTION, Login, NewSession, PendingLogin,
-    SessionManager, forget_at,
+    ActiveSession, Credential, DataChange, EXPIRED_RETENTION, Login, MAX_LISTED_SESSIONS,
+    NewSession, PendingLogin, SessionManager, forget_at,
 };
 pub use memory::MemoryStore;
 pub use record::{

@@ -296,6 +296,18 @@ impl Revision {
         out[8..].copy_from_slice(&self.token.0);
         out
     }
+
+    /// Reads [`to_bytes`](Self::to_bytes) back.
+    pub fn from_bytes(bytes: &[u8; 40]) -> Self {
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&bytes[..8]);
+        let mut token = [0u8; 32];
+        token.copy_from_slice(&bytes[8..]);
+        Self {
+            version: u64::from_be_bytes(version),
+            token: TokenHash(token),
+        }
+    }
 }
 
 /// The token a session had before its last rotation, kept so that

@@ -231,12 +231,17 @@ impl Model {
             return Some(self.rotate(session, Rotation::Renewal { held }));
         }
         match &mut s.previous {
-            // The successor arrives. Even after the delivery window: the
-            // predecessor, refused since the window ended, then works
-            // again for the grace (the manager's rule, as it stands).
+            // The successor arrives: the predecessor works for the grace
+            // (requests in flight), unless the delivery window has passed,
+            // when it was dead already and is a stolen copy from now on.
             Some(p) if p.owed => {
                 p.owed = false;
-                p.grace_until = Some(now + GRACE);
+                let window_end = p.rotated_at + WINDOW;
+                p.grace_until = Some(if now < window_end {
+                    now + GRACE
+                } else {
+                    window_end
+                });
                 s.last_seen = now;
             }
             _ if now - s.last_seen >= TOUCH => s.last_seen = now,

@@ -581,7 +581,6 @@ async fn a_signed_in_seal_fails_closed_without_its_subject_epoch() {
 /// a login and `revoke_others` reseal the record in hand without asking
 /// whether it has ended.
 #[tokio::test]
-#[ignore = "library gap: writes to a sealed session do not check its deadlines and revive an idle-expired one"]
 async fn a_write_does_not_revive_an_idle_expired_seal() {
     let (h, manager) = setup();
     let created = manager
@@ -606,7 +605,6 @@ async fn a_write_does_not_revive_an_idle_expired_seal() {
 /// the session's binding. The same write to a sealed session goes
 /// through: `modify` reseals a sealed record before the binding check.
 #[tokio::test]
-#[ignore = "library gap: writes to a sealed session skip the client binding check that stored sessions apply"]
 async fn a_write_checks_the_client_binding_as_for_stored_sessions() {
     let h = Harness::new(Arc::new(MemoryStore::new()));
     let home = ClientInfo::new("198.51.100.7".parse().ok(), Some("Firefox/140"));

@@ -368,7 +368,6 @@ async fn a_session_vouched_for_elsewhere_gains_nothing() {
 /// request's token is dead either way, so its retry is refused; the
 /// answer should not depend on whether the caller passed a version.
 #[tokio::test]
-#[ignore = "library gap: a write with an expected version on a session taken over by a login reports VersionConflict, not Revoked"]
 async fn a_login_elsewhere_in_between_fails_a_versioned_write_as_revoked() {
     let (_, manager) = setup();
     let planted = manager

@@ -70,6 +70,7 @@ impl SessionManager {
                 })
             }
             Held::Seal { .. } => {
+                self.check_sealed_live(&current.record, self.now()).await?;
                 self.revoke_subject(&subject, None).await?;
                 let subject_epoch = self.store().subject_epoch(&subject).await?;
                 let mut record = SessionRecord::clone(&current.record);

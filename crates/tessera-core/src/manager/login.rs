@@ -246,6 +246,8 @@ impl SessionManager {
         };
         match &previous.held {
             Held::Seal { .. } => {
+                // A sealed session that ended meanwhile starts a new one.
+                self.check_sealed_live(&previous.record, now).await?;
                 let subject_epoch = self.store().subject_epoch(&login.subject).await?;
                 let mut record = apply(SessionRecord::clone(&previous.record));
                 record.token_issued_at = now;

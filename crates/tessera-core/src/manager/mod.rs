@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use self::credential::{ActiveSession, Credential};
+pub use self::end::MAX_LISTED_SESSIONS;
 pub use self::login::{Login, PendingLogin};
 pub use self::write::DataChange;
 use crate::builder::SessionManagerBuilder;

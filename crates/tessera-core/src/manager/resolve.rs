@@ -301,8 +301,16 @@ impl SessionManager {
             // its predecessor lives only for the grace.
             let mut next = record.clone();
             if let Some(previous) = next.previous.as_mut() {
+                // In-flight requests of the old token get the grace; once
+                // the delivery window has passed the old token was dead
+                // already, and from now on it is a stolen copy.
+                let window_end = previous.rotated_at.plus(config.renewal_delivery_window);
                 previous.successor = None;
-                previous.grace_until = Some(now.plus(config.rotation_grace));
+                previous.grace_until = Some(if now < window_end {
+                    now.plus(config.rotation_grace)
+                } else {
+                    window_end
+                });
             }
             next.last_seen_at = next.last_seen_at.max(now);
             let outcome = self

@@ -96,6 +96,8 @@ impl SessionManager {
         let held = match &current.held {
             Held::Seal { subject_epoch } => {
                 let subject_epoch = *subject_epoch;
+                self.check_sealed_live(&current.record, now).await?;
+                self.check_binding(&current.record, client)?;
                 let (next, result) =
                     self.changed(&current.record, expected_version, now, &mut f)?;
                 return Ok((self.seal_into(next, subject_epoch)?, result));
@@ -121,15 +123,10 @@ impl SessionManager {
                 WriteOutcome::Written => {
                     return Ok((ActiveSession::new(next, None, Held::Token(held)), result));
                 }
+                // Read again first: a session another request took over
+                // (a login) is refused as such before versions are
+                // compared; `changed` then refuses a stale expected version.
                 WriteOutcome::Conflict { current: stored } => {
-                    if let Some(expected) = expected_version
-                        && stored.version != expected
-                    {
-                        return Err(SessionError::VersionConflict {
-                            expected,
-                            current_version: stored.version,
-                        });
-                    }
                     last_conflict = Some(stored.version);
                 }
                 WriteOutcome::NotFound => {}
@@ -177,6 +174,7 @@ impl SessionManager {
         let now = self.now();
         let session = match &current.held {
             Held::Seal { subject_epoch } => {
+                self.check_sealed_live(&current.record, now).await?;
                 let mut next = SessionRecord::clone(&current.record);
                 next.token_issued_at = now;
                 next.last_seen_at = now;
@@ -252,6 +250,19 @@ impl SessionManager {
             .await?;
         Ok((outcome == WriteOutcome::Written)
             .then(|| ActiveSession::new(next, Some(Credential::token(&token)), Held::Token(token))))
+    }
+
+    /// A sealed session in hand may have reached a deadline, or a global
+    /// revocation, since it was opened; a write must not revive it.
+    pub(crate) async fn check_sealed_live(
+        &self,
+        record: &SessionRecord,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        match ended(record, now, self.current_epoch(now).await?) {
+            Some((reason, _)) => Err(SessionError::Invalid { reason }),
+            None => Ok(()),
+        }
     }
 
     /// Refuses an operation on a session that is not signed in.

@@ -876,10 +876,12 @@ async fn malformed_tokens_never_reach_the_store(h: Harness) -> CaseResult {
         String::new(),
         "tss_".into(),
         "x".repeat(53),
+        "x".repeat(74),
         real.replace("tss_", "TSS_"),
         String::from_utf8_lossy(&flipped).into_owned(),
         format!("{real}a"),
         "\u{0}".repeat(53),
+        "\u{0}".repeat(74),
         "tss_".to_owned() + &"é".repeat(24) + "a",
     ];
     for text in &garbage {
