@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use tessera::open::RecordCounter;
 use tessera::events::EventSink;
 use tessera::SessionEvent;
-use tessera::store::Operation;
+use tessera::store::Operation as StoreOperation;
 
 use crate::api::error::ErrorCode;
 use crate::api::model::{EventCount, OperationCount};
@@ -194,7 +194,7 @@ impl Metrics {
             .map(|op| {
                 request_family
                     .get_or_create(&OperationLabel {
-                        operation: op.name(),
+                        operation: op.as_str(),
                     })
                     .clone()
             })
@@ -207,8 +207,8 @@ impl Metrics {
             "Latency of session store calls by method and outcome (`ok` or `error`)",
             store_family.clone(),
         );
-        let mut store_seconds = Vec::with_capacity(Operation::ALL.len() * 2);
-        for op in Operation::ALL {
+        let mut store_seconds = Vec::with_capacity(StoreOperation::ALL.len() * 2);
+        for op in StoreOperation::ALL {
             for outcome in ["ok", "error"] {
                 store_seconds.push(
                     store_family
@@ -271,8 +271,8 @@ impl Metrics {
     }
 
     /// Records one store call.
-    pub fn record_store(&self, op: Operation, ok: bool, elapsed: Duration) {
-        let position = Operation::ALL.iter().position(|o| *o == op).unwrap_or(0);
+    pub fn record_store(&self, op: StoreOperation, ok: bool, elapsed: Duration) {
+        let position = StoreOperation::ALL.iter().position(|o| *o == op).unwrap_or(0);
         let index = position * 2 + usize::from(!ok);
         if let Some(histogram) = self.store_seconds.get(index) {
             histogram.observe(elapsed.as_secs_f64());
@@ -377,7 +377,7 @@ mod tests {
             Some(ErrorCode::InvalidSession),
             Duration::from_micros(40),
         );
-        metrics.record_store(Operation::Load, true, Duration::from_micros(5));
+        metrics.record_store(StoreOperation::Load, true, Duration::from_micros(5));
         metrics.record_event("created");
         metrics.record_event("something_new");
         let text = metrics.encode().expect("encode");

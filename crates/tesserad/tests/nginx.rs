@@ -265,8 +265,11 @@ async fn nginx_passes_renewed_tokens_to_the_browser() {
         assert_eq!(response.status(), 200, "the browser keeps up with renewals");
         if let Some(cookie) = response.headers().get("set-cookie") {
             let cookie = cookie.to_str().expect("ascii");
-            assert!(
-                cookie.contains("; Secure; HttpOnly; SameSite=Lax"),
+            let mut attributes: Vec<&str> = cookie.split("; ").skip(1).collect();
+            attributes.sort_unstable();
+            assert_eq!(
+                attributes,
+                ["HttpOnly", "Path=/", "SameSite=Lax", "Secure"],
                 "{cookie}"
             );
             let renewed = cookie

@@ -96,8 +96,17 @@ fn unknown_store_urls_and_bad_flags_are_clear_errors_at_start() {
         ),
         (vec!["--idle-timeout", "forever"], "--idle-timeout"),
         (vec!["--binding", "sometimes"], "unknown binding policy"),
+        // Settings given that contradict each other (one alone is
+        // completed from defaults that fit it).
         (
-            vec!["--store", "memory:", "--idle-timeout", "13h"],
+            vec![
+                "--store",
+                "memory:",
+                "--idle-timeout",
+                "13h",
+                "--absolute-timeout",
+                "12h",
+            ],
             "idle_timeout",
         ),
         (vec!["--tls-cert", "/nonexistent.pem"], "--tls-key"),

@@ -97,6 +97,8 @@ impl From<InvalidReason> for Reason {
             InvalidReason::Revoked => Reason::Revoked,
             InvalidReason::Reused => Reason::Reused,
             InvalidReason::BindingMismatch => Reason::BindingMismatch,
+            // A reason newer than this API version answers as the safest one.
+            _ => Reason::Revoked,
         }
     }
 }

@@ -66,13 +66,12 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let client = ClientInfo {
-        ip: forwarded_ip(headers).or(peer),
-        user_agent: headers
+    let client = ClientInfo::new(
+        forwarded_ip(headers).or(peer),
+        headers
             .get(header::USER_AGENT)
-            .and_then(|ua| ua.to_str().ok())
-            .map(str::to_owned),
-    };
+            .and_then(|ua| ua.to_str().ok()),
+    );
     let valid = match state.manager.validate(&token, Some(&client)).await {
         Ok(valid) => valid,
         Err(error) => return refuse(ApiError::from(error)),
