@@ -505,11 +505,12 @@ mod tests {
         let manager = SessionManager::builder_shared(reopened.store.clone())
             .build()
             .expect("manager");
+        let token = issued.issued().expect("a token").expose();
         let valid = manager
-            .validate(issued.token.expose(), None)
+            .validate(token, None)
             .await
             .expect("the session survived the restart");
-        assert_eq!(valid.session.id, issued.session.id);
+        assert_eq!(valid.record().id, issued.record().id);
         assert_eq!(
             reopened.record_counter.as_ref().map(|count| count()),
             Some(1)
