@@ -267,7 +267,7 @@ impl OpenedStore {
 pub struct OpenOptions {
     /// Keep recently loaded sessions in this process's memory, kept
     /// coherent with every other node through the store's invalidation
-    /// channel (see `tessera::near_cache`). Redis stores only.
+    /// channel (see `tessera::store::near_cache`). Redis stores only.
     pub near_cache: bool,
 }
 
