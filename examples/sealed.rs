@@ -14,7 +14,12 @@ use tessera::{MemoryStore, SessionManager};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = SessionManager::builder(MemoryStore::new()).build()?;
+    // The store keeps only revocation epochs. A memory store loses them at
+    // a restart, which ends every sealed session (revoked ones stay
+    // revoked): accepted here; in production use a persistent store.
+    let manager = SessionManager::builder(MemoryStore::new())
+        .allow_volatile_epochs()
+        .build()?;
     // In production: `KeyRing::parse(&std::env::var("SEALING_KEYS")?)`, keys
     // `ID:BASE64KEY` newest first (`openssl rand -base64 32` makes one).
     let keys = KeyRing::new(SealingKey::generate(1)?);

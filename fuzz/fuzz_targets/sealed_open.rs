@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let manager = SessionManager::builder(MemoryStore::new())
         .sealed(ring.clone())
+        .allow_volatile_epochs()
         .build()
         .expect("manager");
     let session = runtime.block_on(async {

@@ -144,6 +144,16 @@ impl SessionManagerBuilder {
         self
     }
 
+    /// Accepts sealed sessions over a store whose revocation epochs are
+    /// lost when it restarts (a memory store, Redis without persistence).
+    /// Revoked seals cannot come back even then (a lost global epoch
+    /// restarts above every earlier one), but every sealed session ends at
+    /// each restart of the store. Refused by default.
+    pub fn allow_volatile_epochs(mut self) -> Self {
+        self.config.allow_volatile_epochs = true;
+        self
+    }
+
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -194,6 +204,9 @@ impl SessionManagerBuilder {
     pub fn build(self) -> Result<SessionManager, ConfigError> {
         let config = self.resolved_config();
         config.validate()?;
+        if self.sealing.is_some() {
+            crate::manager::check_epoch_durability(&*self.store, &config)?;
+        }
         Ok(SessionManager::from_parts(
             self.store,
             config,

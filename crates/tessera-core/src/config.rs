@@ -77,6 +77,10 @@ pub struct SessionConfig {
     /// (default 1 s): a revoke-all on another node ends sessions here
     /// within this time. New sessions always read the epoch fresh.
     pub epoch_refresh: Duration,
+    /// Sealed sessions over a store whose revocation epochs do not
+    /// survive a restart (default refused: see
+    /// [`SessionManagerBuilder::allow_volatile_epochs`](crate::SessionManagerBuilder::allow_volatile_epochs)).
+    pub allow_volatile_epochs: bool,
 }
 
 impl Default for SessionConfig {
@@ -95,6 +99,7 @@ impl Default for SessionConfig {
             guessing_threshold: 20,
             guessing_window: Duration::from_secs(60),
             epoch_refresh: Duration::from_secs(1),
+            allow_volatile_epochs: false,
         }
     }
 }
@@ -153,6 +158,11 @@ pub enum ConfigError {
         /// The setting's name.
         setting: &'static str,
     },
+    /// Sealed sessions over a store that loses its revocation epochs at a restart.
+    #[error(
+        "sealed sessions are revoked through epochs kept in the store, and this store loses them when it restarts (a memory store, or Redis without persistence): every sealed session would end at each restart. Use a persistent store for the epochs, or accept that with allow_volatile_epochs()"
+    )]
+    VolatileEpochs,
     /// A binding policy name that is not `off`, `log` or `reject`.
     #[error("unknown binding policy `{0}`; use off, log or reject")]
     UnknownBindingPolicy(String),

@@ -1,8 +1,8 @@
 //! An in-process store: one sharded map of encoded records, no global lock.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -13,8 +13,9 @@ use crate::clock::Timestamp;
 use crate::codec;
 use crate::record::{Revision, SessionRecord};
 use crate::store::{
-    CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
-    page_of_ids,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Epochs, Journal,
+    JournalEntry, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+    journal_after, journal_cursor, page_of_ids, parse_journal_cursor,
 };
 use crate::token::{SessionId, TokenHash};
 
@@ -90,8 +91,20 @@ impl SubjectSessions {
     }
 }
 
+/// An attachment as the map keeps it.
+struct StoredAttachment {
+    generation: u64,
+    forget_at: i64,
+    value: Box<[u8]>,
+}
+
+/// The journal: entries by (time, nonce), each with its forget deadline.
+type JournalMap = BTreeMap<(Timestamp, [u8; 8]), (Vec<u8>, Timestamp)>;
+
 struct Maps {
     records: DashMap<SessionId, Stored>,
+    attachments: DashMap<(SessionId, AttachmentKind), StoredAttachment>,
+    journal: Mutex<JournalMap>,
     /// Subject index, keyed by a hash of the subject so that a million
     /// signed-in sessions keep no second copy of every subject. Sessions
     /// of subjects whose hashes collide share an entry; listing reads the
@@ -119,9 +132,16 @@ impl Default for MemoryStore {
         Self {
             maps: Arc::new(Maps {
                 records: DashMap::new(),
+                attachments: DashMap::new(),
+                journal: Mutex::new(BTreeMap::new()),
                 subjects: DashMap::new(),
                 subject_hasher: RandomState::new(),
-                epoch: AtomicU64::new(0),
+                // Above every epoch an earlier process can have handed out
+                // (see `Epochs`): its sealed sessions end with it.
+                epoch: AtomicU64::new(
+                    u64::try_from(crate::clock::Clock::now(&crate::clock::SystemClock).0)
+                        .unwrap_or(0),
+                ),
                 subject_epochs: DashMap::new(),
             }),
         }
@@ -298,6 +318,9 @@ impl Records for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        for kind in AttachmentKind::ALL {
+            self.maps.attachments.remove(&(*id, kind));
+        }
         let Some((_, stored)) = self.maps.records.remove(id) else {
             return Ok(false);
         };
@@ -358,6 +381,10 @@ impl SubjectIndex for MemoryStore {
 
 #[async_trait]
 impl Epochs for MemoryStore {
+    fn durability(&self) -> crate::store::Durability {
+        crate::store::Durability::Volatile
+    }
+
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         Ok(self.maps.epoch.load(Ordering::SeqCst))
     }
@@ -415,6 +442,19 @@ impl Maintenance for MemoryStore {
                 }
             }
         }
+        // Attachments forgotten, or whose session is gone.
+        let records = &self.maps.records;
+        let attachments_before = self.maps.attachments.len();
+        self.maps
+            .attachments
+            .retain(|(id, _), a| a.forget_at > now.0 && records.contains_key(id));
+        removed += u64::try_from(attachments_before.saturating_sub(self.maps.attachments.len()))
+            .unwrap_or(0);
+        if let Ok(mut journal) = self.maps.journal.lock() {
+            let before = journal.len();
+            journal.retain(|_, (_, forget_at)| *forget_at > now);
+            removed += u64::try_from(before - journal.len()).unwrap_or(0);
+        }
         // Index entries whose record is gone (a subject that changed, a
         // race with a delete) go too.
         let records = &self.maps.records;
@@ -446,6 +486,119 @@ impl Maintenance for MemoryStore {
                 items.push(record);
             }
         }
+        Ok(Page { items, next })
+    }
+}
+
+#[async_trait]
+impl Attachments for MemoryStore {
+    async fn load_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        now: Timestamp,
+    ) -> Result<Option<Attachment>, StoreError> {
+        Ok(self
+            .maps
+            .attachments
+            .get(&(*id, kind))
+            .filter(|a| a.forget_at > now.0)
+            .map(|a| Attachment {
+                generation: a.generation,
+                value: a.value.to_vec(),
+            }))
+    }
+
+    async fn store_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        value: &[u8],
+        expected: Option<u64>,
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<AttachmentWrite, StoreError> {
+        let stored = || StoredAttachment {
+            generation: expected.map_or(1, |g| g + 1),
+            forget_at: forget_at.0,
+            value: value.into(),
+        };
+        match self.maps.attachments.entry((*id, kind)) {
+            Entry::Occupied(mut slot) => {
+                let current = (slot.get().forget_at > now.0).then_some(slot.get().generation);
+                if current != expected {
+                    return Ok(AttachmentWrite::Conflict { current });
+                }
+                slot.insert(stored());
+            }
+            Entry::Vacant(slot) => {
+                if expected.is_some() {
+                    return Ok(AttachmentWrite::Conflict { current: None });
+                }
+                slot.insert(stored());
+            }
+        }
+        Ok(AttachmentWrite::Written {
+            generation: expected.map_or(1, |g| g + 1),
+        })
+    }
+
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError> {
+        Ok(self.maps.attachments.remove(&(*id, kind)).is_some())
+    }
+}
+
+#[async_trait]
+impl Journal for MemoryStore {
+    async fn append_journal(
+        &self,
+        entry: &JournalEntry,
+        forget_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut journal = self
+            .maps
+            .journal
+            .lock()
+            .map_err(|_| StoreError::corrupt("the journal's lock is poisoned"))?;
+        journal.insert((entry.at, entry.nonce), (entry.value.clone(), forget_at));
+        Ok(())
+    }
+
+    async fn journal_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        let after = cursor.map(parse_journal_cursor).transpose()?;
+        let journal = self
+            .maps
+            .journal
+            .lock()
+            .map_err(|_| StoreError::corrupt("the journal's lock is poisoned"))?;
+        let limit = limit.max(1);
+        let mut items: Vec<JournalEntry> = journal
+            .iter()
+            .rev()
+            .filter(|(_, (_, forget_at))| *forget_at > now)
+            .map(|((at, nonce), (value, _))| JournalEntry {
+                at: *at,
+                nonce: *nonce,
+                value: value.clone(),
+            })
+            .filter(|entry| after.as_ref().is_none_or(|c| journal_after(entry, c)))
+            .take(limit + 1)
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(journal_cursor)
+        } else {
+            None
+        };
         Ok(Page { items, next })
     }
 }

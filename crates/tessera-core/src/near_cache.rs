@@ -46,7 +46,8 @@ use crate::clock::Timestamp;
 use crate::manager::forget_at;
 use crate::record::{Revision, SessionRecord};
 use crate::store::{
-    CreateOutcome, Epochs, Maintenance, Page, Records, SessionStore, StoreError, SubjectIndex,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Epochs, Journal,
+    JournalEntry, Maintenance, Page, Records, SessionStore, StoreError, SubjectIndex,
     WriteOutcome,
 };
 use crate::token::{SessionId, TokenHash};
@@ -639,6 +640,10 @@ impl<S: SessionStore> SubjectIndex for NearCache<S> {
 
 #[async_trait]
 impl<S: SessionStore> Epochs for NearCache<S> {
+    fn durability(&self) -> crate::store::Durability {
+        self.inner.durability()
+    }
+
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         self.inner.global_epoch().await
     }
@@ -677,6 +682,63 @@ impl<S: SessionStore> Maintenance for NearCache<S> {
         now: Timestamp,
     ) -> Result<Page<SessionRecord>, StoreError> {
         self.inner.export_page(cursor, limit, now).await
+    }
+}
+
+// Attachments and the journal are read from the shared store every time:
+// they change rarely and are read rarely, and a cached copy of either could
+// only be stale.
+#[async_trait]
+impl<S: SessionStore> Attachments for NearCache<S> {
+    async fn load_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        now: Timestamp,
+    ) -> Result<Option<Attachment>, StoreError> {
+        self.inner.load_attachment(id, kind, now).await
+    }
+
+    async fn store_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        value: &[u8],
+        expected: Option<u64>,
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<AttachmentWrite, StoreError> {
+        self.inner
+            .store_attachment(id, kind, value, expected, forget_at, now)
+            .await
+    }
+
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_attachment(id, kind).await
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> Journal for NearCache<S> {
+    async fn append_journal(
+        &self,
+        entry: &JournalEntry,
+        forget_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.append_journal(entry, forget_at).await
+    }
+
+    async fn journal_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        self.inner.journal_page(cursor, limit, now).await
     }
 }
 

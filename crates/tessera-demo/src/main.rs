@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tessera::open::{OpenStoreError, StoreUrl, open_store};
+use tessera::store::{Durability, Epochs};
 use tessera::sealed::{KeyRing, SealingKey};
 use tessera::{BindingPolicy, SessionManager};
 use tessera_demo::DemoMode;
@@ -113,6 +114,13 @@ async fn run(args: Args) -> Result<(), DemoError> {
     }
     if let Some(touch) = args.touch_after {
         builder = builder.touch_after(touch);
+    }
+    if args.mode == Mode::Cookie && opened.store.durability() == Durability::Volatile {
+        tracing::warn!(
+            store = %args.store,
+            "cookie mode keeps its revocation epochs in a store that forgets them at a restart: every sealed session ends when the demo restarts"
+        );
+        builder = builder.allow_volatile_epochs();
     }
     let manager = builder.build()?;
     let mode = match args.mode {

@@ -199,6 +199,9 @@ pub enum LayerConfigError {
     /// The client IP header is not a valid header name.
     #[error("`{0}` is not a valid header name for the client IP")]
     InvalidClientIpHeader(String),
+    /// The manager cannot seal sessions over its store.
+    #[error("sealed sessions: {0}")]
+    Sealing(#[from] tessera_core::ConfigError),
 }
 
 /// Builds a layer's settings; every setting starts at the secure default.
@@ -386,7 +389,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             return Err(LayerConfigError::InvalidClientIpHeader(header.clone()));
         }
         let manager = match self.sealing {
-            Some(keys) => self.manager.with_sealing(keys, name.as_bytes()),
+            Some(keys) => self.manager.with_sealing(keys, name.as_bytes())?,
             None => self.manager,
         };
         let cookies: Arc<dyn CookieController> = match self.controller {
@@ -468,7 +471,20 @@ mod tests {
             Err(LayerConfigError::InvalidCsrfHeader(_))
         ));
         let keys = KeyRing::new(SealingKey::new(1, [7; 32]));
-        let sealed = builder()
+        assert!(
+            matches!(
+                builder().sealed(keys.clone()).build(),
+                Err(LayerConfigError::Sealing(
+                    tessera_core::ConfigError::VolatileEpochs
+                ))
+            ),
+            "sealed sessions over a memory store's epochs need an opt-in"
+        );
+        let volatile_ok = SessionManager::builder(MemoryStore::new())
+            .allow_volatile_epochs()
+            .build()
+            .expect("opted in");
+        let sealed = WebConfigBuilder::<Arc<WebConfig>>::new(volatile_ok)
             .sealed(keys)
             .max_cookies(9)
             .build()

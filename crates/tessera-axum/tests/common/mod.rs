@@ -62,6 +62,8 @@ pub fn app_with(
         .events(events.clone())
         .binding(binding)
         .guessing(5, Duration::from_secs(60))
+        // Sealed mode keeps its epochs in this memory store.
+        .allow_volatile_epochs()
         .build()
         .expect("valid manager");
     let mut builder = SessionLayer::builder(manager.clone());

@@ -195,10 +195,17 @@ impl SessionManager {
     /// This manager, sealing sessions into their credential with `keys`;
     /// `context` (the cookie name) is bound into every seal, so a seal
     /// opens only where it was issued. Store, policy, clock and events are
-    /// shared with `self`.
-    pub fn with_sealing(&self, keys: KeyRing, context: &[u8]) -> SessionManager {
+    /// shared with `self`. Refused over a store that loses its revocation
+    /// epochs at a restart, unless the manager was built with
+    /// [`allow_volatile_epochs`](SessionManagerBuilder::allow_volatile_epochs).
+    pub fn with_sealing(
+        &self,
+        keys: KeyRing,
+        context: &[u8],
+    ) -> Result<SessionManager, crate::config::ConfigError> {
         let inner = &self.inner;
-        Self {
+        check_epoch_durability(&*inner.store, &inner.config)?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 store: inner.store.clone(),
                 config: inner.config.clone(),
@@ -211,7 +218,7 @@ impl SessionManager {
                     context: context.into(),
                 }),
             }),
-        }
+        })
     }
 
     /// The policy in force.
@@ -363,6 +370,17 @@ impl SessionManager {
         cache.epoch.fetch_max(epoch, Ordering::AcqRel);
         cache.checked_at.store(now.as_millis(), Ordering::Release);
     }
+}
+
+/// Sealed sessions need revocation epochs that survive a restart.
+pub(crate) fn check_epoch_durability(
+    store: &dyn SessionStore,
+    config: &SessionConfig,
+) -> Result<(), crate::config::ConfigError> {
+    if store.durability() == crate::store::Durability::Volatile && !config.allow_volatile_epochs {
+        return Err(crate::config::ConfigError::VolatileEpochs);
+    }
+    Ok(())
 }
 
 /// Whether a session has ended by `now` given the current global epoch:

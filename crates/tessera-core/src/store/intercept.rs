@@ -12,7 +12,8 @@ use std::pin::Pin;
 use async_trait::async_trait;
 
 use super::{
-    CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Epochs, Journal,
+    JournalEntry, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
 };
 use crate::clock::Timestamp;
 use crate::record::{Revision, SessionRecord};
@@ -56,11 +57,21 @@ pub enum Operation {
     SweepExpired,
     /// [`Maintenance::export_page`].
     ExportPage,
+    /// [`Attachments::load_attachment`].
+    LoadAttachment,
+    /// [`Attachments::store_attachment`].
+    StoreAttachment,
+    /// [`Attachments::delete_attachment`].
+    DeleteAttachment,
+    /// [`Journal::append_journal`].
+    AppendJournal,
+    /// [`Journal::journal_page`].
+    JournalPage,
 }
 
 impl Operation {
     /// Every operation, for tables keyed by operation.
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 22] = [
         Operation::Create,
         Operation::Load,
         Operation::Update,
@@ -78,6 +89,11 @@ impl Operation {
         Operation::RaiseSubjectEpoch,
         Operation::SweepExpired,
         Operation::ExportPage,
+        Operation::LoadAttachment,
+        Operation::StoreAttachment,
+        Operation::DeleteAttachment,
+        Operation::AppendJournal,
+        Operation::JournalPage,
     ];
 
     /// A stable snake_case name (for metric labels).
@@ -100,6 +116,11 @@ impl Operation {
             Operation::RaiseSubjectEpoch => "raise_subject_epoch",
             Operation::SweepExpired => "sweep_expired",
             Operation::ExportPage => "export_page",
+            Operation::LoadAttachment => "load_attachment",
+            Operation::StoreAttachment => "store_attachment",
+            Operation::DeleteAttachment => "delete_attachment",
+            Operation::AppendJournal => "append_journal",
+            Operation::JournalPage => "journal_page",
         }
     }
 }
@@ -223,6 +244,9 @@ impl<S: SubjectIndex, I: Intercept> SubjectIndex for Intercepted<S, I> {
 
 #[async_trait]
 impl<S: Epochs, I: Intercept> Epochs for Intercepted<S, I> {
+    fn durability(&self) -> super::Durability {
+        self.inner.durability()
+    }
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         let call = self.inner.global_epoch();
         self.hook.around(Operation::GlobalEpoch, call).await
@@ -263,5 +287,61 @@ impl<S: Maintenance, I: Intercept> Maintenance for Intercepted<S, I> {
     ) -> Result<Page<SessionRecord>, StoreError> {
         let call = self.inner.export_page(cursor, limit, now);
         self.hook.around(Operation::ExportPage, call).await
+    }
+}
+
+#[async_trait]
+impl<S: Attachments, I: Intercept> Attachments for Intercepted<S, I> {
+    async fn load_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        now: Timestamp,
+    ) -> Result<Option<Attachment>, StoreError> {
+        let call = self.inner.load_attachment(id, kind, now);
+        self.hook.around(Operation::LoadAttachment, call).await
+    }
+    async fn store_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        value: &[u8],
+        expected: Option<u64>,
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<AttachmentWrite, StoreError> {
+        let call = self
+            .inner
+            .store_attachment(id, kind, value, expected, forget_at, now);
+        self.hook.around(Operation::StoreAttachment, call).await
+    }
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError> {
+        let call = self.inner.delete_attachment(id, kind);
+        self.hook.around(Operation::DeleteAttachment, call).await
+    }
+}
+
+#[async_trait]
+impl<S: Journal, I: Intercept> Journal for Intercepted<S, I> {
+    async fn append_journal(
+        &self,
+        entry: &JournalEntry,
+        forget_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let call = self.inner.append_journal(entry, forget_at);
+        self.hook.around(Operation::AppendJournal, call).await
+    }
+    async fn journal_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        let call = self.inner.journal_page(cursor, limit, now);
+        self.hook.around(Operation::JournalPage, call).await
     }
 }

@@ -10,8 +10,11 @@
 //! * [`Epochs`]: the global and per-subject revocation epochs.
 //! * [`Maintenance`]: removing what expired, and paging through everything
 //!   (for copying a store); [`spawn_sweeper`] is the one loop that sweeps.
+//! * [`Attachments`]: small state kept beside a session in a keyspace of
+//!   its own (a device binding), compare-and-swapped on a generation.
+//! * [`Journal`]: an append-only, newest-first log of operators' actions.
 //!
-//! A type implementing all four is a [`SessionStore`]. None of the traits
+//! A type implementing all six is a [`SessionStore`]. None of the traits
 //! has a default method, so a store or a wrapper that leaves one out does
 //! not compile. Wrappers that do the same thing around every operation
 //! (timing, counting, failing on purpose) implement [`Intercept`] instead
@@ -355,6 +358,7 @@
 //! # }
 //! ```
 
+mod extra;
 mod intercept;
 mod redact;
 mod sweeper;
@@ -363,6 +367,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use self::extra::{
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, Journal, JournalEntry,
+    journal_after, journal_cursor, parse_journal_cursor,
+};
 pub use self::intercept::{Call, Intercept, Intercepted, Operation};
 pub use self::redact::redact_url;
 pub use self::sweeper::{Sweeper, spawn_sweeper, spawn_sweeper_with_clock};
@@ -560,11 +568,34 @@ pub trait SubjectIndex: Send + Sync + 'static {
     ) -> Result<Vec<SessionId>, StoreError>;
 }
 
+/// Whether a store's revocation epochs survive a restart of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Kept on disk (or replicated): a restart loses nothing.
+    Persistent,
+    /// Lost when the store (or its server) restarts: a memory store, a
+    /// Redis server without persistence.
+    Volatile,
+}
+
 /// Revocation epochs: counters shared by everyone using the store that
 /// only ever grow. Sessions created before the global epoch moved on are
 /// revoked; sealed sessions also die when their subject's epoch moves on.
+///
+/// A store whose epochs were lost (a restart of a volatile store, a
+/// server that lost its data) must not read them as 0 again: revoked
+/// sealed sessions would come back. A global epoch that does not exist
+/// yet therefore starts at the current time in milliseconds (a value
+/// above every epoch a previous life of the store can have handed out),
+/// which ends every sealed session of that previous life.
 #[async_trait]
 pub trait Epochs: Send + Sync + 'static {
+    /// Whether the epochs survive a restart of the store; sealed sessions
+    /// need them to, unless the application opts in to losing them
+    /// ([`SessionManagerBuilder::allow_volatile_epochs`](crate::SessionManagerBuilder::allow_volatile_epochs)).
+    fn durability(&self) -> Durability;
+
     /// The global revocation epoch (starts at 0).
     async fn global_epoch(&self) -> Result<u64, StoreError>;
 
@@ -607,10 +638,13 @@ pub trait Maintenance: Send + Sync + 'static {
 }
 
 /// A complete store: every part of the contract. Implemented for every
-/// type that implements the four parts.
-pub trait SessionStore: Records + SubjectIndex + Epochs + Maintenance {}
+/// type that implements the six parts.
+pub trait SessionStore:
+    Records + SubjectIndex + Epochs + Maintenance + Attachments + Journal
+{
+}
 
-impl<T: Records + SubjectIndex + Epochs + Maintenance> SessionStore for T {}
+impl<T: Records + SubjectIndex + Epochs + Maintenance + Attachments + Journal> SessionStore for T {}
 
 /// Pages through ids that have a total order and no natural cursor (hash
 /// maps): the cursor is the hex of the last id returned, and each page is
@@ -727,6 +761,9 @@ impl<S: SubjectIndex + ?Sized> SubjectIndex for Arc<S> {
 
 #[async_trait]
 impl<S: Epochs + ?Sized> Epochs for Arc<S> {
+    fn durability(&self) -> Durability {
+        (**self).durability()
+    }
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         (**self).global_epoch().await
     }

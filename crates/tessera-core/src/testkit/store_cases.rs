@@ -8,7 +8,10 @@ use super::{Case, CaseResult, Context, Harness, case_list, ensure, ensure_eq, fr
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::manager::forget_at;
 use crate::record::{ClientInfo, PreviousToken, SessionData, SessionRecord};
-use crate::store::{CreateOutcome, Epochs, Maintenance, Records, SubjectIndex, WriteOutcome};
+use crate::store::{
+    AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Epochs, Journal, JournalEntry,
+    Maintenance, Records, SubjectIndex, WriteOutcome,
+};
 use crate::token::{SessionId, TokenHash};
 
 pub(super) fn cases() -> Vec<Case> {
@@ -27,6 +30,8 @@ pub(super) fn cases() -> Vec<Case> {
         epochs_are_shared_and_only_grow,
         maintenance_sweep_removes_forgotten_records,
         maintenance_export_pages_through_every_live_record,
+        attachments_are_compare_and_swapped_and_end_with_their_session,
+        journal_lists_newest_first_pages_and_forgets,
     ]
 }
 
@@ -678,6 +683,170 @@ async fn maintenance_export_pages_through_every_live_record(h: Harness) -> CaseR
     }
     ensure!(
         h.store.export_page(Some("zz"), 7, later).await.is_err(),
+        "a foreign cursor is refused"
+    );
+    Ok(())
+}
+
+async fn attachments_are_compare_and_swapped_and_end_with_their_session(h: Harness) -> CaseResult {
+    let kind = AttachmentKind::DeviceBinding;
+    let now = h.now();
+    let later = now.plus(Duration::from_secs(3600));
+    let record = h.sample_record(Some("bound"));
+    h.store
+        .create(&record, forget_at(&record))
+        .await
+        .context("create")?;
+    let id = record.id;
+    ensure!(
+        h.store.load_attachment(&id, kind, now).await.context("load")?.is_none(),
+        "no attachment before the first write"
+    );
+    let stale = h
+        .store
+        .store_attachment(&id, kind, b"x", Some(1), later, now)
+        .await
+        .context("store")?;
+    ensure_eq!(stale, AttachmentWrite::Conflict { current: None }, "expecting one that is not there");
+    let first = h
+        .store
+        .store_attachment(&id, kind, b"first", None, later, now)
+        .await
+        .context("store")?;
+    ensure_eq!(first, AttachmentWrite::Written { generation: 1 }, "the first write");
+    let again = h
+        .store
+        .store_attachment(&id, kind, b"again", None, later, now)
+        .await
+        .context("store")?;
+    ensure_eq!(again, AttachmentWrite::Conflict { current: Some(1) }, "create twice");
+    let second = h
+        .store
+        .store_attachment(&id, kind, &[0, 255, 7], Some(1), later, now)
+        .await
+        .context("store")?;
+    ensure_eq!(second, AttachmentWrite::Written { generation: 2 }, "compare-and-swap");
+    let lost = h
+        .store
+        .store_attachment(&id, kind, b"lost", Some(1), later, now)
+        .await
+        .context("store")?;
+    ensure_eq!(lost, AttachmentWrite::Conflict { current: Some(2) }, "a stale generation");
+    let loaded = h
+        .store
+        .load_attachment(&id, kind, now)
+        .await
+        .context("load")?
+        .ok_or("the attachment is gone")?;
+    ensure_eq!(loaded.generation, 2, "generation");
+    ensure_eq!(loaded.value, vec![0, 255, 7], "bytes as written");
+    // A write of the session's record leaves its attachment alone.
+    let mut next = record.clone();
+    next.version += 1;
+    h.store
+        .update(&next, record.revision(), forget_at(&next), now)
+        .await
+        .context("update")?;
+    ensure!(
+        h.store.load_attachment(&id, kind, now).await.context("load")?.is_some(),
+        "the attachment outlives a write of the record"
+    );
+    ensure!(
+        h.store.load_attachment(&id, kind, later).await.context("load")?.is_none(),
+        "nothing is returned at the attachment's forget deadline"
+    );
+    // Deleting the session deletes its attachment; so do a subject's
+    // revocation and the deletion of the attachment alone.
+    h.store.delete(&id).await.context("delete")?;
+    ensure!(
+        h.store.load_attachment(&id, kind, now).await.context("load")?.is_none(),
+        "the attachment ended with its session"
+    );
+    let other = h.sample_record(Some("bound"));
+    h.store
+        .create(&other, forget_at(&other))
+        .await
+        .context("create")?;
+    h.store
+        .store_attachment(&other.id, kind, b"y", None, later, now)
+        .await
+        .context("store")?;
+    h.store
+        .delete_subject("bound", None, now)
+        .await
+        .context("delete subject")?;
+    ensure!(
+        h.store.load_attachment(&other.id, kind, now).await.context("load")?.is_none(),
+        "the attachment ended with its subject's sessions"
+    );
+    let third = h.sample_record(None);
+    h.store
+        .create(&third, forget_at(&third))
+        .await
+        .context("create")?;
+    h.store
+        .store_attachment(&third.id, kind, b"z", None, later, now)
+        .await
+        .context("store")?;
+    ensure!(
+        h.store.delete_attachment(&third.id, kind).await.context("delete")?,
+        "deleting an attachment says so"
+    );
+    ensure!(
+        h.store.load_attachment(&third.id, kind, now).await.context("load")?.is_none(),
+        "gone after delete"
+    );
+    Ok(())
+}
+
+async fn journal_lists_newest_first_pages_and_forgets(h: Harness) -> CaseResult {
+    let now = h.now();
+    let soon = now.plus(Duration::from_secs(60));
+    let later = now.plus(Duration::from_secs(3600));
+    let entry = |offset_ms: u64, nonce: u8, text: &str| JournalEntry {
+        at: now.minus(Duration::from_millis(offset_ms)),
+        nonce: [nonce; 8],
+        value: text.as_bytes().to_vec(),
+    };
+    let entries = [
+        entry(30, 1, "oldest"),
+        entry(20, 1, "middle"),
+        entry(10, 2, "newest, second"),
+        entry(10, 1, "newest, first"),
+        entry(5, 3, "short-lived"),
+    ];
+    for (n, e) in entries.iter().enumerate() {
+        let forget = if n == 4 { soon } else { later };
+        h.store.append_journal(e, forget).await.context("append")?;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page = h
+            .store
+            .journal_page(cursor.as_deref(), 2, now)
+            .await
+            .context("page")?;
+        ensure!(page.items.len() <= 2, "a page holds at most the limit");
+        seen.extend(page.items.iter().map(|e| String::from_utf8_lossy(&e.value).into_owned()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    ensure_eq!(
+        seen,
+        vec!["short-lived", "newest, second", "newest, first", "middle", "oldest"],
+        "newest first, ties by nonce"
+    );
+    let after = h
+        .store
+        .journal_page(None, 10, soon)
+        .await
+        .context("page")?;
+    ensure_eq!(after.items.len(), 4, "a forgotten entry is not listed");
+    ensure!(
+        h.store.journal_page(Some("zz"), 2, now).await.is_err(),
         "a foreign cursor is refused"
     );
     Ok(())

@@ -273,6 +273,8 @@ impl Demo {
         let manager = SessionManager::builder_shared(store.clone())
             .clock(clock.clone())
             .idle_timeout(Duration::from_secs(5 * 60))
+            // Cookie mode keeps its epochs in this memory store.
+            .allow_volatile_epochs()
             .build()
             .expect("manager");
         let mode = match mode {
