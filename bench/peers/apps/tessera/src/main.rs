@@ -9,6 +9,9 @@
 //! bench-tessera --listen ADDR --store memory: --sealed [--sealing-key BASE64]
 //! ```
 //!
+//! Handlers read one value per `get`, as the peers' do; the layer decodes
+//! the session's data once per request however many `get`s follow.
+//!
 //! Tessera's defaults stay on, including CSRF protection: `POST /login`
 //! answers the new session's CSRF token beside the user id, and `POST /incr`
 //! (like `POST /logout`, used by `revocation.sh`) needs it in
@@ -21,16 +24,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use peers_common::{CookieFile, IDLE_TIMEOUT, UserIds};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use tessera_axum::{Error, Session, SessionLayer};
-use tessera_core::sealed::{KeyRing, SealingKey};
+use tessera::axum::{Error, Session, SessionLayer};
 use tessera::open::{OpenOptions, OpenedStore, StoreUrl, open_store_with};
-use tessera_core::{Login, SessionData, SessionError, SessionManager};
+use tessera::sealed::{KeyRing, SealingKey};
+use tessera::{Login, SessionData, SessionManager};
 
 /// The command line: the shared one, and Tessera's store options.
 #[derive(Debug, Parser)]
@@ -49,54 +53,63 @@ struct TesseraArgs {
     near_cache: bool,
 }
 
-/// The session payload every contender stores.
-#[derive(Debug, Deserialize)]
-struct Payload {
-    user_id: u64,
-    #[serde(default)]
-    counter: u64,
+const USER_ID: &str = "user_id";
+const COUNTER: &str = "counter";
+
+/// A handler's failure: the layer's error, or no session (401), as the
+/// peers' handlers answer.
+enum Failure {
+    Session(Error),
+    Unauthorized,
 }
 
-fn payload(session: &tessera_core::Session) -> Result<Payload, Error> {
-    serde_json::from_str(session.data.as_json()).map_err(|e| {
-        Error::Session(SessionError::Data(tessera_core::DataError::Json(
-            e.to_string(),
-        )))
-    })
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self::Session(error)
+    }
 }
 
-async fn login(session: Session, State(ids): State<Arc<UserIds>>) -> Result<Json<Value>, Error> {
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Session(error) => error.into_response(),
+            Self::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    }
+}
+
+// The handlers are written the way the peers' are (bench/peers/apps/
+// tower-sessions/src/routes.rs): one `get` per value read, `login` then one
+// `insert` per value.
+
+async fn login(
+    session: Session,
+    State(ids): State<Arc<UserIds>>,
+) -> Result<Json<Value>, Failure> {
     let user_id = ids.next();
     // A new token (the old one, if any, is dead at once), then the data.
     session.login(&format!("user-{user_id}"), 1).await?;
-    session.insert("user_id", user_id).await?;
-    session.insert("counter", 0u64).await?;
+    session.insert(USER_ID, user_id).await?;
+    session.insert(COUNTER, 0u64).await?;
     let csrf_token = session.csrf_token().await?;
     Ok(Json(json!({"user_id": user_id, "csrf_token": csrf_token})))
 }
 
-async fn me(session: Session) -> Result<Json<Value>, Error> {
-    let record = session
-        .record()
-        .await?
-        .ok_or(Error::Session(SessionError::NotAuthenticated))?;
-    let payload = payload(&record)?;
-    Ok(Json(
-        json!({"user_id": payload.user_id, "counter": payload.counter}),
-    ))
+async fn me(session: Session) -> Result<Json<Value>, Failure> {
+    let user_id: u64 = session.get(USER_ID).await?.ok_or(Failure::Unauthorized)?;
+    let counter: u64 = session.get(COUNTER).await?.unwrap_or(0);
+    Ok(Json(json!({"user_id": user_id, "counter": counter})))
 }
 
-async fn incr(session: Session) -> Result<Json<Value>, Error> {
-    if session.record().await?.is_none() {
-        return Err(Error::Session(SessionError::NotAuthenticated));
-    }
+async fn incr(session: Session) -> Result<Json<Value>, Failure> {
+    let _user_id: u64 = session.get(USER_ID).await?.ok_or(Failure::Unauthorized)?;
     let counter = session
-        .update("counter", |counter: Option<u64>| counter.unwrap_or(0) + 1)
+        .update(COUNTER, |counter: Option<u64>| counter.unwrap_or(0) + 1)
         .await?;
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn logout(session: Session) -> Result<Json<Value>, Error> {
+async fn logout(session: Session) -> Result<Json<Value>, Failure> {
     session.logout().await?;
     Ok(Json(json!({})))
 }
@@ -108,10 +121,13 @@ async fn manager(args: &TesseraArgs) -> anyhow::Result<(SessionManager, OpenedSt
     let url: StoreUrl = args.common.store.parse()?;
     let opened =
         open_store_with(&url, &OpenOptions::default().near_cache(args.near_cache)).await?;
-    let manager = SessionManager::builder_shared(opened.store.clone())
-        .idle_timeout(IDLE_TIMEOUT)
-        .build()?;
-    Ok((manager, opened))
+    let mut builder = SessionManager::builder_shared(opened.store.clone()).idle_timeout(IDLE_TIMEOUT);
+    if args.sealed {
+        // The memory store's epochs start over with the process, which is
+        // what a one-process benchmark wants.
+        builder = builder.allow_volatile_epochs();
+    }
+    Ok((builder.build()?, opened))
 }
 
 fn layer(args: &TesseraArgs, manager: SessionManager) -> anyhow::Result<SessionLayer> {
@@ -135,14 +151,15 @@ async fn preload(
     cookies: &mut CookieFile,
 ) -> anyhow::Result<()> {
     use futures_util::StreamExt;
-    let cookie_name = tessera_axum::cookies::CookieAttributes::default().name;
+    let cookie_name = tessera::axum::cookies::CookieAttributes::default().name;
     let mut created = futures_util::stream::iter(1..=count as u64)
         .map(|user_id| async move {
-            let mut login = Login::new(format!("user-{user_id}"));
-            login.data = Some(SessionData::from_value(
-                &json!({"user_id": user_id, "counter": 0}),
-            )?);
-            Ok::<_, anyhow::Error>(manager.login(None, login).await?.token)
+            let data = SessionData::from_value(&json!({"user_id": user_id, "counter": 0}))?;
+            let login = Login::new(format!("user-{user_id}")).level(1).data(data);
+            let mut session = manager.login(None, login).await?;
+            session
+                .take_issued()
+                .ok_or_else(|| anyhow::anyhow!("a login issued no credential"))
         })
         .buffer_unordered(64);
     while let Some(token) = created.next().await {
