@@ -242,7 +242,7 @@ impl Metrics {
         if record_counter.is_some() {
             registry.register(
                 "sessions_active",
-                "Session records the store holds (best effort: includes rotation tombstones and expired records not yet swept)",
+                "Session records the store holds (best effort: includes expired records not yet swept)",
                 sessions_active.clone(),
             );
         }

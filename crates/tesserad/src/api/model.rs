@@ -319,7 +319,7 @@ pub struct StatsResponse {
     pub store: String,
     /// Seconds since the server started.
     pub uptime_s: u64,
-    /// Records the store holds (sessions and rotation tombstones, possibly
+    /// Records the store holds (sessions, possibly
     /// expired ones not yet swept), when the store can tell.
     pub store_records: Option<u64>,
     /// Operations by outcome (only those that happened).
