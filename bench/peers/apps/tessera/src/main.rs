@@ -82,10 +82,7 @@ impl IntoResponse for Failure {
 // tower-sessions/src/routes.rs): one `get` per value read, `login` then one
 // `insert` per value.
 
-async fn login(
-    session: Session,
-    State(ids): State<Arc<UserIds>>,
-) -> Result<Json<Value>, Failure> {
+async fn login(session: Session, State(ids): State<Arc<UserIds>>) -> Result<Json<Value>, Failure> {
     let user_id = ids.next();
     // A new token (the old one, if any, is dead at once), then the data.
     session.login(&format!("user-{user_id}"), 1).await?;
@@ -119,9 +116,9 @@ async fn logout(session: Session) -> Result<Json<Value>, Failure> {
 /// its near cache) lives as long as the process.
 async fn manager(args: &TesseraArgs) -> anyhow::Result<(SessionManager, OpenedStore)> {
     let url: StoreUrl = args.common.store.parse()?;
-    let opened =
-        open_store_with(&url, &OpenOptions::default().near_cache(args.near_cache)).await?;
-    let mut builder = SessionManager::builder_shared(opened.store.clone()).idle_timeout(IDLE_TIMEOUT);
+    let opened = open_store_with(&url, &OpenOptions::default().near_cache(args.near_cache)).await?;
+    let mut builder =
+        SessionManager::builder_shared(opened.store.clone()).idle_timeout(IDLE_TIMEOUT);
     if args.sealed {
         // The memory store's epochs start over with the process, which is
         // what a one-process benchmark wants.
@@ -132,7 +129,7 @@ async fn manager(args: &TesseraArgs) -> anyhow::Result<(SessionManager, OpenedSt
 
 fn layer(args: &TesseraArgs, manager: SessionManager) -> anyhow::Result<SessionLayer> {
     let mut builder =
-        SessionLayer::builder(manager).csrf_exempt(|parts| parts.uri.path() == "/login");
+        SessionLayer::builder(manager).csrf_exempt(|request| request.path == "/login");
     if args.sealed {
         let key = match &args.sealing_key {
             Some(text) => SealingKey::from_base64(1, text)?,
