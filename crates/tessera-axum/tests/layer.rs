@@ -497,6 +497,7 @@ fn rebuilt(
 ) -> common::TestApp {
     let manager = tessera_core::SessionManager::builder_shared(store.clone())
         .clock(app.clock.clone())
+        .allow_volatile_epochs()
         .build()
         .expect("manager");
     let layer = configure(tessera_axum::SessionLayer::builder(manager.clone()))

@@ -175,6 +175,7 @@ fn sealed(c: &mut Criterion) {
     let mut group = c.benchmark_group("sealed");
     let manager = SessionManager::builder(MemoryStore::new())
         .sealed(KeyRing::new(SealingKey::new(1, [9; 32])))
+        .allow_volatile_epochs()
         .build()
         .expect("config");
     let data = hundred_bytes();

@@ -6,7 +6,12 @@
 //! and every deadline. It raises the destination's global
 //! revocation epoch, and the epoch of every subject with a session in the
 //! copy, to at least the source's, so what was revoked stays revoked; a
-//! session the global epoch already ended is not copied.
+//! session the global epoch already ended is not copied. A destination
+//! whose global epoch is already higher (a store made after the source:
+//! a new global epoch starts at the current time, see
+//! [`Epochs`](crate::store::Epochs)) takes each copied session at its own
+//! epoch, so that it stays valid there. (Sealed sessions carry the source's
+//! epoch in their credential: a copy into such a destination ends them.)
 //!
 //! Running a copy twice is safe: a session already in the destination is
 //! left alone when the destination's copy is the same or newer, and brought
@@ -97,7 +102,7 @@ pub async fn copy_page(
         .export_page(cursor, limit, now)
         .await
         .map_err(CopyError::Source)?;
-    let global_epoch = raise_global_epoch(from, to).await?;
+    let (global_epoch, destination_epoch) = raise_global_epoch(from, to).await?;
     let mut subjects: HashSet<&str> = HashSet::new();
     for session in &page.items {
         if let Some(subject) = session.subject.as_deref()
@@ -115,6 +120,18 @@ pub async fn copy_page(
             report.revoked += 1;
             continue;
         }
+        // Live in the source, so live in the destination: at its epoch if
+        // that is higher.
+        let rebased;
+        let session = if session.epoch < destination_epoch {
+            rebased = SessionRecord {
+                epoch: destination_epoch,
+                ..session.clone()
+            };
+            &rebased
+        } else {
+            session
+        };
         match copy_one(to, session, now)
             .await
             .map_err(CopyError::Destination)?
@@ -166,16 +183,18 @@ async fn copy_one(
     )
 }
 
-/// Raises the destination's global epoch to the source's; returns it.
+/// Raises the destination's global epoch to the source's; returns the
+/// source's and the destination's (at least as high).
 async fn raise_global_epoch(
     from: &dyn SessionStore,
     to: &dyn SessionStore,
-) -> Result<u64, CopyError> {
+) -> Result<(u64, u64), CopyError> {
     let wanted = from.global_epoch().await.map_err(CopyError::Source)?;
-    to.raise_global_epoch(wanted)
+    let reached = to
+        .raise_global_epoch(wanted)
         .await
         .map_err(CopyError::Destination)?;
-    Ok(wanted)
+    Ok((wanted, reached))
 }
 
 async fn raise_subject_epoch(
@@ -243,7 +262,11 @@ mod tests {
                 .expect("create");
             before_revocation.push(token(&issued));
         }
-        assert_eq!(source.revoke_everything().await.expect("revoke"), 1);
+        let start = from.global_epoch().await.expect("epoch");
+        assert_eq!(source.revoke_everything().await.expect("revoke"), start + 1);
+        // A destination made a second later: its own epoch starts higher.
+        let later = start + 1000;
+        assert_eq!(to.raise_global_epoch(later).await.ok(), Some(later));
         let mut live = Vec::new();
         for n in 0..20 {
             let issued = source
@@ -266,7 +289,11 @@ mod tests {
             "ended by the global revocation: {first:?}"
         );
         assert_eq!(first.created, 16, "{first:?}");
-        assert_eq!(to.global_epoch().await.ok(), Some(1));
+        assert_eq!(
+            to.global_epoch().await.ok(),
+            Some(later),
+            "a destination's epoch is never lowered"
+        );
         assert_eq!(to.subject_epoch("user-1").await.ok(), Some(0));
         assert_eq!(
             to.subject_epoch("user-0").await.ok(),

@@ -47,8 +47,7 @@ use crate::manager::forget_at;
 use crate::record::{Revision, SessionRecord};
 use crate::store::{
     Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Epochs, Journal,
-    JournalEntry, Maintenance, Page, Records, SessionStore, StoreError, SubjectIndex,
-    WriteOutcome,
+    JournalEntry, Maintenance, Page, Records, SessionStore, StoreError, SubjectIndex, WriteOutcome,
 };
 use crate::token::{SessionId, TokenHash};
 

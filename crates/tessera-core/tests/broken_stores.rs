@@ -15,16 +15,19 @@
 //! Its nearest kin is a compare-and-swap blind to the token hash, which
 //! lets a rotation overwrite another (`version_only_cas`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tessera_core::store::{
-    Call, CreateOutcome, Epochs, Intercept, Intercepted, Maintenance, Operation, Page, Records,
-    StoreError, SubjectIndex, WriteOutcome, page_of_ids,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, Call, CreateOutcome, Durability,
+    Epochs, Intercept, Intercepted, Journal, JournalEntry, Maintenance, Operation, Page, Records,
+    StoreError, SubjectIndex, WriteOutcome, journal_cursor, page_of_ids, parse_journal_cursor,
 };
 use tessera_core::testkit::{self, ConformanceReport};
-use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash, codec};
+use tessera_core::{
+    Clock, Revision, SessionId, SessionRecord, SystemClock, Timestamp, TokenHash, codec,
+};
 
 /// One way a store can be wrong; the default is a correct store.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +48,10 @@ struct Faults {
     never_sweeps: bool,
     /// `touch` writes what it is given, even when it is earlier.
     touch_moves_back: bool,
+    /// Deleting a session leaves its attachments behind.
+    attachments_outlive_sessions: bool,
+    /// The journal lists its oldest entries first.
+    journal_oldest_first: bool,
 }
 
 #[derive(Default)]
@@ -61,6 +68,10 @@ struct Inner {
     subjects: HashMap<String, HashSet<SessionId>>,
     global_epoch: u64,
     subject_epochs: HashMap<String, u64>,
+    /// Each attachment with its forget deadline.
+    attachments: HashMap<(SessionId, AttachmentKind), (Attachment, Timestamp)>,
+    /// The journal in (time, nonce) order, each entry with its forget deadline.
+    journal: BTreeMap<(Timestamp, [u8; 8]), (Vec<u8>, Timestamp)>,
     /// `leaky_subject_index` only: deleted records, as the index still has them.
     graveyard: HashMap<SessionId, Vec<u8>>,
 }
@@ -90,9 +101,14 @@ fn live(bytes: &[u8], now: Timestamp) -> bool {
 
 impl ReferenceStore {
     fn with(faults: Faults) -> Self {
+        // A new global epoch starts at the current time (`Epochs`).
+        let global_epoch = u64::try_from(SystemClock.now().as_millis()).expect("after 1970");
         Self {
             faults,
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                global_epoch,
+                ..Inner::default()
+            }),
         }
     }
 
@@ -119,6 +135,11 @@ impl ReferenceStore {
     /// Removes a record and its index entry (which the leaky index keeps,
     /// with a copy of the record); the bytes removed.
     fn remove(&self, inner: &mut Inner, id: &SessionId) -> Option<Vec<u8>> {
+        if !self.faults.attachments_outlive_sessions {
+            for kind in AttachmentKind::ALL {
+                inner.attachments.remove(&(*id, kind));
+            }
+        }
         let bytes = inner.records.remove(id)?;
         if self.faults.leaky_subject_index {
             inner.graveyard.insert(*id, bytes.clone());
@@ -291,6 +312,10 @@ impl SubjectIndex for ReferenceStore {
 
 #[async_trait]
 impl Epochs for ReferenceStore {
+    fn durability(&self) -> Durability {
+        Durability::Volatile
+    }
+
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.global_epoch)
     }
@@ -347,7 +372,17 @@ impl Maintenance for ReferenceStore {
         for id in &expired {
             self.remove(&mut inner, id);
         }
-        Ok(expired.len() as u64)
+        let Inner {
+            records,
+            attachments,
+            journal,
+            ..
+        } = &mut *inner;
+        let before = attachments.len() + journal.len();
+        attachments.retain(|(id, _), (_, forget_at)| *forget_at > now && records.contains_key(id));
+        journal.retain(|_, (_, forget_at)| *forget_at > now);
+        let removed = expired.len() + before - attachments.len() - journal.len();
+        Ok(removed as u64)
     }
 
     async fn export_page(
@@ -364,6 +399,121 @@ impl Maintenance for ReferenceStore {
                 items.push(codec::decode(bytes, None)?);
             }
         }
+        Ok(Page { items, next })
+    }
+}
+
+#[async_trait]
+impl Attachments for ReferenceStore {
+    async fn load_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        now: Timestamp,
+    ) -> Result<Option<Attachment>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .attachments
+            .get(&(*id, kind))
+            .filter(|(_, forget_at)| *forget_at > now)
+            .map(|(attachment, _)| attachment.clone()))
+    }
+
+    async fn store_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        value: &[u8],
+        expected: Option<u64>,
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<AttachmentWrite, StoreError> {
+        let mut inner = self.lock()?;
+        let current = inner
+            .attachments
+            .get(&(*id, kind))
+            .filter(|(_, forget_at)| *forget_at > now)
+            .map(|(attachment, _)| attachment.generation);
+        if current != expected {
+            return Ok(AttachmentWrite::Conflict { current });
+        }
+        let generation = current.map_or(1, |g| g + 1);
+        let value = value.to_vec();
+        inner
+            .attachments
+            .insert((*id, kind), (Attachment { generation, value }, forget_at));
+        Ok(AttachmentWrite::Written { generation })
+    }
+
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock()?.attachments.remove(&(*id, kind)).is_some())
+    }
+}
+
+#[async_trait]
+impl Journal for ReferenceStore {
+    async fn append_journal(
+        &self,
+        entry: &JournalEntry,
+        forget_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner
+            .journal
+            .insert((entry.at, entry.nonce), (entry.value.clone(), forget_at));
+        Ok(())
+    }
+
+    async fn journal_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        let after = cursor.map(parse_journal_cursor).transpose()?;
+        let inner = self.lock()?;
+        let limit = limit.max(1);
+        let entry = |((at, nonce), (value, _)): (&(Timestamp, [u8; 8]), &(Vec<u8>, Timestamp))| {
+            JournalEntry {
+                at: *at,
+                nonce: *nonce,
+                value: value.clone(),
+            }
+        };
+        let live = |(_, (_, forget_at)): &(_, &(Vec<u8>, Timestamp))| *forget_at > now;
+        let mut items: Vec<JournalEntry> = if self.faults.journal_oldest_first {
+            let newer = match after {
+                Some(position) => inner.journal.range(position..),
+                None => inner.journal.range(..),
+            };
+            newer
+                .filter(|(key, _)| Some(**key) != after)
+                .filter(live)
+                .take(limit + 1)
+                .map(entry)
+                .collect()
+        } else {
+            let older = match after {
+                Some(position) => inner.journal.range(..position),
+                None => inner.journal.range(..),
+            };
+            older
+                .rev()
+                .filter(live)
+                .take(limit + 1)
+                .map(entry)
+                .collect()
+        };
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(journal_cursor)
+        } else {
+            None
+        };
         Ok(Page { items, next })
     }
 }
@@ -542,8 +692,36 @@ async fn a_touch_that_moves_back_is_caught() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attachments_that_outlive_their_session_are_caught() {
+    let report = report_with(Faults {
+        attachments_outlive_sessions: true,
+        ..Faults::default()
+    })
+    .await;
+    assert_caught(
+        &report,
+        "attachments_are_compare_and_swapped_and_end_with_their_session",
+        "the attachment ended with its session",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_journal_listed_oldest_first_is_caught() {
+    let report = report_with(Faults {
+        journal_oldest_first: true,
+        ..Faults::default()
+    })
+    .await;
+    assert_caught(
+        &report,
+        "journal_lists_newest_first_pages_and_forgets",
+        "newest first",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_operations_fail_their_cases_with_the_store_error() {
-    let expectations: [(Operation, &[&str]); 4] = [
+    let expectations: [(Operation, &[&str]); 6] = [
         (
             Operation::SweepExpired,
             &["maintenance_sweep_removes_forgotten_records"],
@@ -559,6 +737,14 @@ async fn failing_operations_fail_their_cases_with_the_store_error() {
         (
             Operation::ExportPage,
             &["maintenance_export_pages_through_every_live_record"],
+        ),
+        (
+            Operation::StoreAttachment,
+            &["attachments_are_compare_and_swapped_and_end_with_their_session"],
+        ),
+        (
+            Operation::JournalPage,
+            &["journal_lists_newest_first_pages_and_forgets"],
         ),
     ];
     for (op, cases) in expectations {

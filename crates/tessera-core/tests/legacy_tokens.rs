@@ -17,7 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use tessera_core::store::{
-    CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Durability, Epochs,
+    Journal, JournalEntry, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
 };
 use tessera_core::testkit::Harness;
 use tessera_core::{
@@ -44,6 +45,8 @@ impl LegacyStore {
         let token = SessionToken::legacy_from_secret(random_secret());
         let id = SessionId::generate().expect("id");
         let minute_ago = now.minus(Duration::from_secs(60)).as_millis();
+        // The session was made under the store's global epoch of the time.
+        let epoch = self.inner.global_epoch().await.expect("epoch");
         let stored = json!({"v": 1, "session": {
             "id": id.to_string(),
             "subject": subject,
@@ -56,7 +59,7 @@ impl LegacyStore {
             "idle_timeout_ms": 30 * 60 * 1000,
             "absolute_expires_at": minute_ago + 12 * 3600 * 1000,
             "version": 3,
-            "epoch": 0,
+            "epoch": epoch,
         }});
         let key = token.hash();
         let record =
@@ -151,6 +154,9 @@ impl SubjectIndex for LegacyStore {
 
 #[async_trait]
 impl Epochs for LegacyStore {
+    fn durability(&self) -> Durability {
+        self.inner.durability()
+    }
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         self.inner.global_epoch().await
     }
@@ -183,6 +189,57 @@ impl Maintenance for LegacyStore {
         now: Timestamp,
     ) -> Result<Page<SessionRecord>, StoreError> {
         self.inner.export_page(cursor, limit, now).await
+    }
+}
+
+#[async_trait]
+impl Attachments for LegacyStore {
+    async fn load_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        now: Timestamp,
+    ) -> Result<Option<Attachment>, StoreError> {
+        self.inner.load_attachment(id, kind, now).await
+    }
+    async fn store_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        value: &[u8],
+        expected: Option<u64>,
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<AttachmentWrite, StoreError> {
+        self.inner
+            .store_attachment(id, kind, value, expected, forget_at, now)
+            .await
+    }
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_attachment(id, kind).await
+    }
+}
+
+#[async_trait]
+impl Journal for LegacyStore {
+    async fn append_journal(
+        &self,
+        entry: &JournalEntry,
+        forget_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.append_journal(entry, forget_at).await
+    }
+    async fn journal_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        self.inner.journal_page(cursor, limit, now).await
     }
 }
 

@@ -27,7 +27,7 @@ fn ring(id: u32) -> KeyRing {
 /// A harness over a memory store and a manager sealing with key 1.
 fn setup() -> (Harness, SessionManager) {
     let h = Harness::new(Arc::new(MemoryStore::new()));
-    let manager = h.manager_with(|b| b.sealed(ring(1)));
+    let manager = h.manager_with(|b| b.sealed(ring(1)).allow_volatile_epochs());
     (h, manager)
 }
 
@@ -337,7 +337,11 @@ async fn login_and_updates_follow_the_stored_rules() {
     // Bound to the client that logged in.
     let alice_seal = seal(&alice);
     let thief = ClientInfo::new("203.0.113.9".parse().ok(), Some("curl/8"));
-    let rejecting = h.manager_with(|b| b.sealed(ring(1)).binding(BindingPolicy::Reject));
+    let rejecting = h.manager_with(|b| {
+        b.sealed(ring(1))
+            .allow_volatile_epochs()
+            .binding(BindingPolicy::Reject)
+    });
     assert_eq!(
         reason(rejecting.validate(&alice_seal, Some(&thief)).await),
         InvalidReason::BindingMismatch
@@ -472,7 +476,9 @@ async fn a_seal_opens_only_where_it_was_issued() {
     let client = ClientInfo::new(Some(ip), None);
 
     // Another cookie name: the context is bound into the seal.
-    let elsewhere = manager.with_sealing(ring(1), b"another-cookie");
+    let elsewhere = manager
+        .with_sealing(ring(1), b"another-cookie")
+        .expect("sealing over a store allowed to be volatile");
     assert_eq!(
         reason(elsewhere.validate(&text, Some(&client)).await),
         InvalidReason::Malformed
@@ -487,7 +493,7 @@ async fn a_seal_opens_only_where_it_was_issued() {
         InvalidReason::Malformed
     );
     // Sealed with a key this ring does not hold.
-    let stranger = h.manager_with(|b| b.sealed(ring(2)));
+    let stranger = h.manager_with(|b| b.sealed(ring(2)).allow_volatile_epochs());
     assert_eq!(
         reason(stranger.validate(&text, Some(&client)).await),
         InvalidReason::Unknown
@@ -496,7 +502,11 @@ async fn a_seal_opens_only_where_it_was_issued() {
         reason(stranger.validate("tss_not_a_seal", Some(&client)).await),
         InvalidReason::Malformed
     );
-    let guessing = h.manager_with(|b| b.sealed(ring(1)).guessing(3, Duration::from_secs(60)));
+    let guessing = h.manager_with(|b| {
+        b.sealed(ring(1))
+            .allow_volatile_epochs()
+            .guessing(3, Duration::from_secs(60))
+    });
     for _ in 0..3 {
         let _ = guessing.validate(&tampered, Some(&client)).await;
     }
@@ -509,6 +519,7 @@ async fn a_seal_opens_only_where_it_was_issued() {
                 .with_previous(SealingKey::new(1, [1; 32]))
                 .expect("ring"),
         )
+        .allow_volatile_epochs()
     });
     let opened = rotated
         .validate(&text, None)
@@ -549,7 +560,7 @@ async fn a_signed_in_seal_fails_closed_without_its_subject_epoch() {
         Down(Operation::SubjectEpoch),
     ));
     let working = Harness::new(Arc::new(MemoryStore::new()));
-    let sealer = working.manager_with(|b| b.sealed(ring(1)));
+    let sealer = working.manager_with(|b| b.sealed(ring(1)).allow_volatile_epochs());
     let alice = seal(
         &sealer
             .login(None, Login::new("alice"))
@@ -562,7 +573,7 @@ async fn a_signed_in_seal_fails_closed_without_its_subject_epoch() {
             .await
             .expect("create"),
     );
-    let down = Harness::new(store).manager_with(|b| b.sealed(ring(1)));
+    let down = Harness::new(store).manager_with(|b| b.sealed(ring(1)).allow_volatile_epochs());
     let refused = down.validate(&alice, None).await;
     assert!(
         matches!(refused, Err(SessionError::Store(_))),
@@ -611,7 +622,11 @@ async fn a_write_checks_the_client_binding_as_for_stored_sessions() {
     let thief = ClientInfo::new("203.0.113.9".parse().ok(), Some("curl/8"));
     for manager in [
         h.manager_with(|b| b.binding(BindingPolicy::Reject)),
-        h.manager_with(|b| b.sealed(ring(1)).binding(BindingPolicy::Reject)),
+        h.manager_with(|b| {
+            b.sealed(ring(1))
+                .allow_volatile_epochs()
+                .binding(BindingPolicy::Reject)
+        }),
     ] {
         let session = manager
             .login(None, Login::new("alice").client(home.clone()))
@@ -627,4 +642,25 @@ async fn a_write_checks_the_client_binding_as_for_stored_sessions() {
             manager.is_sealed()
         );
     }
+}
+
+/// A memory store loses its epochs with the process: sealing over it is
+/// refused unless the application opts in by name, whichever way the
+/// sealing manager is made.
+#[tokio::test]
+async fn sealing_over_volatile_epochs_needs_an_opt_in() {
+    let refused = SessionManager::builder(MemoryStore::new())
+        .sealed(ring(1))
+        .build();
+    assert!(
+        matches!(refused, Err(tessera_core::ConfigError::VolatileEpochs)),
+        "{refused:?}"
+    );
+    let h = Harness::new(Arc::new(MemoryStore::new()));
+    assert!(matches!(
+        h.manager().with_sealing(ring(1), b"cookie"),
+        Err(tessera_core::ConfigError::VolatileEpochs)
+    ));
+    let allowed = h.manager_with(|b| b.allow_volatile_epochs());
+    assert!(allowed.with_sealing(ring(1), b"cookie").is_ok());
 }

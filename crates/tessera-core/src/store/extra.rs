@@ -95,8 +95,11 @@ pub trait Attachments: Send + Sync + 'static {
     ) -> Result<AttachmentWrite, StoreError>;
 
     /// Removes the attachment `kind` of session `id`; `true` if there was one.
-    async fn delete_attachment(&self, id: &SessionId, kind: AttachmentKind)
-    -> Result<bool, StoreError>;
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError>;
 }
 
 /// One entry of the journal.
@@ -233,7 +236,10 @@ mod tests {
         assert_eq!(cursor, (Timestamp(20), [1; 8]));
         assert!(journal_after(&older, &cursor));
         assert!(!journal_after(&newer, &cursor));
-        assert!(journal_after(&entry(20, 0), &cursor), "same time, lower nonce");
+        assert!(
+            journal_after(&entry(20, 0), &cursor),
+            "same time, lower nonce"
+        );
         assert!(parse_journal_cursor("zz").is_err());
     }
 }

@@ -22,14 +22,16 @@
 //!
 //! # Writing a store
 //!
-//! A store implements these 17 methods, and nothing else:
+//! A store implements these 23 methods, and nothing else:
 //!
 //! | trait | methods |
 //! |---|---|
 //! | [`Records`] | [`create`](Records::create), [`load`](Records::load), [`update`](Records::update), [`touch`](Records::touch), [`delete`](Records::delete), [`find_legacy`](Records::find_legacy), [`ping`](Records::ping) |
 //! | [`SubjectIndex`] | [`list_subject`](SubjectIndex::list_subject), [`delete_subject`](SubjectIndex::delete_subject) |
-//! | [`Epochs`] | [`global_epoch`](Epochs::global_epoch), [`bump_global_epoch`](Epochs::bump_global_epoch), [`raise_global_epoch`](Epochs::raise_global_epoch), [`subject_epoch`](Epochs::subject_epoch), [`bump_subject_epoch`](Epochs::bump_subject_epoch), [`raise_subject_epoch`](Epochs::raise_subject_epoch) |
+//! | [`Epochs`] | [`durability`](Epochs::durability), [`global_epoch`](Epochs::global_epoch), [`bump_global_epoch`](Epochs::bump_global_epoch), [`raise_global_epoch`](Epochs::raise_global_epoch), [`subject_epoch`](Epochs::subject_epoch), [`bump_subject_epoch`](Epochs::bump_subject_epoch), [`raise_subject_epoch`](Epochs::raise_subject_epoch) |
 //! | [`Maintenance`] | [`sweep_expired`](Maintenance::sweep_expired), [`export_page`](Maintenance::export_page) |
+//! | [`Attachments`] | [`load_attachment`](Attachments::load_attachment), [`store_attachment`](Attachments::store_attachment), [`delete_attachment`](Attachments::delete_attachment) |
+//! | [`Journal`] | [`append_journal`](Journal::append_journal), [`journal_page`](Journal::journal_page) |
 //!
 //! Each trait's documentation states what its methods guarantee. The traits
 //! are declared with the `async_trait` attribute: a store crate depends on
@@ -56,25 +58,44 @@
 //! # A complete store
 //!
 //! One mutex around a map of encoded records keyed by session id, a map of
-//! each subject's ids, and the epochs; it passes the whole suite. A copy is
-//! the quickest start for a store of your own: replace the maps with your
-//! backend, keeping each method's promise.
+//! each subject's ids, the epochs, the attachments and the journal; it
+//! passes the whole suite. A copy is the quickest start for a store of
+//! your own: replace the maps with your backend, keeping each method's
+//! promise. Three promises are easy to miss: a global epoch that does not
+//! exist yet starts at the current time (see [`Epochs`]), deleting a
+//! session deletes its attachments too, and [`durability`](Epochs::durability)
+//! says whether the epochs survive a restart (this one keeps everything in
+//! memory: they do not).
 //!
 //! ```
-//! use std::collections::{HashMap, HashSet};
+//! use std::collections::{BTreeMap, HashMap, HashSet};
 //! use std::sync::{Mutex, MutexGuard};
 //!
 //! use async_trait::async_trait;
 //! use tessera_core::codec;
 //! use tessera_core::store::{
-//!     CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
-//!     page_of_ids,
+//!     Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Durability,
+//!     Epochs, Journal, JournalEntry, Maintenance, Page, Records, StoreError, SubjectIndex,
+//!     WriteOutcome, journal_cursor, page_of_ids, parse_journal_cursor,
 //! };
-//! use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
+//! use tessera_core::{Clock, Revision, SessionId, SessionRecord, SystemClock, Timestamp, TokenHash};
 //!
-//! #[derive(Default)]
 //! pub struct MutexStore {
 //!     inner: Mutex<Inner>,
+//! }
+//!
+//! impl Default for MutexStore {
+//!     fn default() -> Self {
+//!         // A global epoch that did not exist starts at the current time:
+//!         // above every epoch an earlier life of the store handed out.
+//!         let global_epoch = u64::try_from(SystemClock.now().as_millis()).unwrap_or(0);
+//!         Self {
+//!             inner: Mutex::new(Inner {
+//!                 global_epoch,
+//!                 ..Inner::default()
+//!             }),
+//!         }
+//!     }
 //! }
 //!
 //! #[derive(Default)]
@@ -85,6 +106,10 @@
 //!     subjects: HashMap<String, HashSet<SessionId>>,
 //!     global_epoch: u64,
 //!     subject_epochs: HashMap<String, u64>,
+//!     /// Each attachment with its forget deadline.
+//!     attachments: HashMap<(SessionId, AttachmentKind), (Attachment, Timestamp)>,
+//!     /// The journal in (time, nonce) order, each entry with its forget deadline.
+//!     journal: BTreeMap<(Timestamp, [u8; 8]), (Vec<u8>, Timestamp)>,
 //! }
 //!
 //! impl MutexStore {
@@ -112,8 +137,11 @@
 //!         }
 //!     }
 //!
-//!     /// Removes a record and its index entry.
+//!     /// Removes a record, its index entry and its attachments.
 //!     fn remove(&mut self, id: &SessionId) -> Option<Vec<u8>> {
+//!         for kind in AttachmentKind::ALL {
+//!             self.attachments.remove(&(*id, kind));
+//!         }
 //!         let bytes = self.records.remove(id)?;
 //!         if let Some(subject) = codec::subject_of(&bytes) {
 //!             self.unindex(subject, id);
@@ -276,6 +304,11 @@
 //!
 //! #[async_trait]
 //! impl Epochs for MutexStore {
+//!     fn durability(&self) -> Durability {
+//!         // Everything is in this process's memory.
+//!         Durability::Volatile
+//!     }
+//!
 //!     async fn global_epoch(&self) -> Result<u64, StoreError> {
 //!         Ok(self.lock()?.global_epoch)
 //!     }
@@ -329,7 +362,19 @@
 //!         for id in &expired {
 //!             inner.remove(id);
 //!         }
-//!         Ok(expired.len() as u64)
+//!         let mut removed = expired.len();
+//!         // Attachments past their deadline, or whose session is gone.
+//!         let Inner {
+//!             records,
+//!             attachments,
+//!             journal,
+//!             ..
+//!         } = &mut *inner;
+//!         let before = attachments.len() + journal.len();
+//!         attachments.retain(|(id, _), (_, forget_at)| *forget_at > now && records.contains_key(id));
+//!         journal.retain(|_, (_, forget_at)| *forget_at > now);
+//!         removed += before - attachments.len() - journal.len();
+//!         Ok(removed as u64)
 //!     }
 //!
 //!     async fn export_page(
@@ -351,6 +396,106 @@
 //!     }
 //! }
 //!
+//! #[async_trait]
+//! impl Attachments for MutexStore {
+//!     async fn load_attachment(
+//!         &self,
+//!         id: &SessionId,
+//!         kind: AttachmentKind,
+//!         now: Timestamp,
+//!     ) -> Result<Option<Attachment>, StoreError> {
+//!         let inner = self.lock()?;
+//!         Ok(inner
+//!             .attachments
+//!             .get(&(*id, kind))
+//!             .filter(|(_, forget_at)| *forget_at > now)
+//!             .map(|(attachment, _)| attachment.clone()))
+//!     }
+//!
+//!     async fn store_attachment(
+//!         &self,
+//!         id: &SessionId,
+//!         kind: AttachmentKind,
+//!         value: &[u8],
+//!         expected: Option<u64>,
+//!         forget_at: Timestamp,
+//!         now: Timestamp,
+//!     ) -> Result<AttachmentWrite, StoreError> {
+//!         let mut inner = self.lock()?;
+//!         // Compare-and-swap on the generation; a forgotten one is none.
+//!         let current = inner
+//!             .attachments
+//!             .get(&(*id, kind))
+//!             .filter(|(_, forget_at)| *forget_at > now)
+//!             .map(|(attachment, _)| attachment.generation);
+//!         if current != expected {
+//!             return Ok(AttachmentWrite::Conflict { current });
+//!         }
+//!         let generation = current.map_or(1, |g| g + 1);
+//!         let value = value.to_vec();
+//!         inner
+//!             .attachments
+//!             .insert((*id, kind), (Attachment { generation, value }, forget_at));
+//!         Ok(AttachmentWrite::Written { generation })
+//!     }
+//!
+//!     async fn delete_attachment(
+//!         &self,
+//!         id: &SessionId,
+//!         kind: AttachmentKind,
+//!     ) -> Result<bool, StoreError> {
+//!         Ok(self.lock()?.attachments.remove(&(*id, kind)).is_some())
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl Journal for MutexStore {
+//!     async fn append_journal(
+//!         &self,
+//!         entry: &JournalEntry,
+//!         forget_at: Timestamp,
+//!     ) -> Result<(), StoreError> {
+//!         let mut inner = self.lock()?;
+//!         inner
+//!             .journal
+//!             .insert((entry.at, entry.nonce), (entry.value.clone(), forget_at));
+//!         Ok(())
+//!     }
+//!
+//!     async fn journal_page(
+//!         &self,
+//!         cursor: Option<&str>,
+//!         limit: usize,
+//!         now: Timestamp,
+//!     ) -> Result<Page<JournalEntry>, StoreError> {
+//!         let after = cursor.map(parse_journal_cursor).transpose()?;
+//!         let inner = self.lock()?;
+//!         let limit = limit.max(1);
+//!         // Newest first: backwards from the cursor's position.
+//!         let older = match after {
+//!             Some(position) => inner.journal.range(..position),
+//!             None => inner.journal.range(..),
+//!         };
+//!         let mut items: Vec<JournalEntry> = older
+//!             .rev()
+//!             .filter(|(_, (_, forget_at))| *forget_at > now)
+//!             .take(limit + 1)
+//!             .map(|((at, nonce), (value, _))| JournalEntry {
+//!                 at: *at,
+//!                 nonce: *nonce,
+//!                 value: value.clone(),
+//!             })
+//!             .collect();
+//!         let next = if items.len() > limit {
+//!             items.truncate(limit);
+//!             items.last().map(journal_cursor)
+//!         } else {
+//!             None
+//!         };
+//!         Ok(Page { items, next })
+//!     }
+//! }
+//!
 //! // In the store's tests (the suite needs a multi-threaded runtime):
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() {
@@ -368,8 +513,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::extra::{
-    Attachment, AttachmentKind, AttachmentWrite, Attachments, Journal, JournalEntry,
-    journal_after, journal_cursor, parse_journal_cursor,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, Journal, JournalEntry, journal_after,
+    journal_cursor, parse_journal_cursor,
 };
 pub use self::intercept::{Call, Intercept, Intercepted, Operation};
 pub use self::redact::redact_url;
@@ -596,7 +741,8 @@ pub trait Epochs: Send + Sync + 'static {
     /// ([`SessionManagerBuilder::allow_volatile_epochs`](crate::SessionManagerBuilder::allow_volatile_epochs)).
     fn durability(&self) -> Durability;
 
-    /// The global revocation epoch (starts at 0).
+    /// The global revocation epoch (a missing one starts at the current
+    /// time in milliseconds, see above).
     async fn global_epoch(&self) -> Result<u64, StoreError>;
 
     /// Increments the global epoch and returns the new value.

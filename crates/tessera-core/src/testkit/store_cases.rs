@@ -699,7 +699,11 @@ async fn attachments_are_compare_and_swapped_and_end_with_their_session(h: Harne
         .context("create")?;
     let id = record.id;
     ensure!(
-        h.store.load_attachment(&id, kind, now).await.context("load")?.is_none(),
+        h.store
+            .load_attachment(&id, kind, now)
+            .await
+            .context("load")?
+            .is_none(),
         "no attachment before the first write"
     );
     let stale = h
@@ -707,31 +711,51 @@ async fn attachments_are_compare_and_swapped_and_end_with_their_session(h: Harne
         .store_attachment(&id, kind, b"x", Some(1), later, now)
         .await
         .context("store")?;
-    ensure_eq!(stale, AttachmentWrite::Conflict { current: None }, "expecting one that is not there");
+    ensure_eq!(
+        stale,
+        AttachmentWrite::Conflict { current: None },
+        "expecting one that is not there"
+    );
     let first = h
         .store
         .store_attachment(&id, kind, b"first", None, later, now)
         .await
         .context("store")?;
-    ensure_eq!(first, AttachmentWrite::Written { generation: 1 }, "the first write");
+    ensure_eq!(
+        first,
+        AttachmentWrite::Written { generation: 1 },
+        "the first write"
+    );
     let again = h
         .store
         .store_attachment(&id, kind, b"again", None, later, now)
         .await
         .context("store")?;
-    ensure_eq!(again, AttachmentWrite::Conflict { current: Some(1) }, "create twice");
+    ensure_eq!(
+        again,
+        AttachmentWrite::Conflict { current: Some(1) },
+        "create twice"
+    );
     let second = h
         .store
         .store_attachment(&id, kind, &[0, 255, 7], Some(1), later, now)
         .await
         .context("store")?;
-    ensure_eq!(second, AttachmentWrite::Written { generation: 2 }, "compare-and-swap");
+    ensure_eq!(
+        second,
+        AttachmentWrite::Written { generation: 2 },
+        "compare-and-swap"
+    );
     let lost = h
         .store
         .store_attachment(&id, kind, b"lost", Some(1), later, now)
         .await
         .context("store")?;
-    ensure_eq!(lost, AttachmentWrite::Conflict { current: Some(2) }, "a stale generation");
+    ensure_eq!(
+        lost,
+        AttachmentWrite::Conflict { current: Some(2) },
+        "a stale generation"
+    );
     let loaded = h
         .store
         .load_attachment(&id, kind, now)
@@ -748,18 +772,30 @@ async fn attachments_are_compare_and_swapped_and_end_with_their_session(h: Harne
         .await
         .context("update")?;
     ensure!(
-        h.store.load_attachment(&id, kind, now).await.context("load")?.is_some(),
+        h.store
+            .load_attachment(&id, kind, now)
+            .await
+            .context("load")?
+            .is_some(),
         "the attachment outlives a write of the record"
     );
     ensure!(
-        h.store.load_attachment(&id, kind, later).await.context("load")?.is_none(),
+        h.store
+            .load_attachment(&id, kind, later)
+            .await
+            .context("load")?
+            .is_none(),
         "nothing is returned at the attachment's forget deadline"
     );
     // Deleting the session deletes its attachment; so do a subject's
     // revocation and the deletion of the attachment alone.
     h.store.delete(&id).await.context("delete")?;
     ensure!(
-        h.store.load_attachment(&id, kind, now).await.context("load")?.is_none(),
+        h.store
+            .load_attachment(&id, kind, now)
+            .await
+            .context("load")?
+            .is_none(),
         "the attachment ended with its session"
     );
     let other = h.sample_record(Some("bound"));
@@ -776,7 +812,11 @@ async fn attachments_are_compare_and_swapped_and_end_with_their_session(h: Harne
         .await
         .context("delete subject")?;
     ensure!(
-        h.store.load_attachment(&other.id, kind, now).await.context("load")?.is_none(),
+        h.store
+            .load_attachment(&other.id, kind, now)
+            .await
+            .context("load")?
+            .is_none(),
         "the attachment ended with its subject's sessions"
     );
     let third = h.sample_record(None);
@@ -789,11 +829,18 @@ async fn attachments_are_compare_and_swapped_and_end_with_their_session(h: Harne
         .await
         .context("store")?;
     ensure!(
-        h.store.delete_attachment(&third.id, kind).await.context("delete")?,
+        h.store
+            .delete_attachment(&third.id, kind)
+            .await
+            .context("delete")?,
         "deleting an attachment says so"
     );
     ensure!(
-        h.store.load_attachment(&third.id, kind, now).await.context("load")?.is_none(),
+        h.store
+            .load_attachment(&third.id, kind, now)
+            .await
+            .context("load")?
+            .is_none(),
         "gone after delete"
     );
     Ok(())
@@ -828,7 +875,11 @@ async fn journal_lists_newest_first_pages_and_forgets(h: Harness) -> CaseResult 
             .await
             .context("page")?;
         ensure!(page.items.len() <= 2, "a page holds at most the limit");
-        seen.extend(page.items.iter().map(|e| String::from_utf8_lossy(&e.value).into_owned()));
+        seen.extend(
+            page.items
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.value).into_owned()),
+        );
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,
@@ -836,14 +887,16 @@ async fn journal_lists_newest_first_pages_and_forgets(h: Harness) -> CaseResult 
     }
     ensure_eq!(
         seen,
-        vec!["short-lived", "newest, second", "newest, first", "middle", "oldest"],
+        vec![
+            "short-lived",
+            "newest, second",
+            "newest, first",
+            "middle",
+            "oldest"
+        ],
         "newest first, ties by nonce"
     );
-    let after = h
-        .store
-        .journal_page(None, 10, soon)
-        .await
-        .context("page")?;
+    let after = h.store.journal_page(None, 10, soon).await.context("page")?;
     ensure_eq!(after.items.len(), 4, "a forgotten entry is not listed");
     ensure!(
         h.store.journal_page(Some("zz"), 2, now).await.is_err(),
