@@ -12,12 +12,15 @@
 //! lives in the mirror only (see [`crate::schema`]): its changes go to the
 //! changes alone.
 
-use tessera_core::store::StoreError;
+use tessera_core::store::{AttachmentKind, StoreError};
 use tessera_core::{SessionId, Timestamp, TokenHash};
 
 use crate::error::{failure_text, unavailable};
 use crate::mirror::{Changes, Mirror, live};
-use crate::schema::{GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS};
+use crate::schema::{
+    ATTACHMENTS, GLOBAL_EPOCH_KEY, JOURNAL, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS,
+    attachment_key,
+};
 
 /// The tables of one write transaction.
 pub(crate) struct Tables<'t> {
@@ -25,6 +28,8 @@ pub(crate) struct Tables<'t> {
     records: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
     subject_epochs: redb::Table<'t, &'static str, u64>,
     legacy: redb::Table<'t, &'static [u8; 32], &'static [u8; 16]>,
+    attachments: redb::Table<'t, &'static [u8; 17], &'static [u8]>,
+    journal: redb::Table<'t, &'static [u8; 16], &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -34,6 +39,8 @@ impl<'t> Tables<'t> {
             records: txn.open_table(RECORDS)?,
             subject_epochs: txn.open_table(SUBJECT_EPOCHS)?,
             legacy: txn.open_table(LEGACY_TOKENS)?,
+            attachments: txn.open_table(ATTACHMENTS)?,
+            journal: txn.open_table(JOURNAL)?,
         })
     }
 }
@@ -110,6 +117,22 @@ impl<'t> Batch<'t> {
         ids
     }
 
+    /// An attachment as stored (generation, deadline, bytes), forgotten or not.
+    pub(crate) fn attachment(&self, id: &SessionId, tag: u8) -> Option<&[u8]> {
+        match self.changes.attachments.get(&(*id, tag)) {
+            Some(written) => written.as_deref(),
+            None => self.mirror.attachments.get(&(*id, tag)).map(|b| &b[..]),
+        }
+    }
+
+    /// A journal entry as stored (deadline, bytes).
+    pub(crate) fn journal_entry(&self, key: &[u8; 16]) -> Option<&[u8]> {
+        match self.changes.journal.get(key) {
+            Some(written) => written.as_deref(),
+            None => self.mirror.journal.get(key).map(|b| &b[..]),
+        }
+    }
+
     /// The session a legacy pointer stored under `key` leads to.
     pub(crate) fn legacy_id(&self, key: &TokenHash) -> Option<SessionId> {
         if self.changes.legacy_removed.contains(key) {
@@ -154,6 +177,61 @@ impl<'t> Batch<'t> {
         let outcome = self.tables.records.remove(&id.0).map(|_| ());
         self.check(outcome, "remove a record")?;
         self.changes.records.insert(*id, None);
+        Ok(())
+    }
+
+    /// Removes a session's record with its attachments (and nothing of its
+    /// subject index: see [`remove_subject`](Self::remove_subject)).
+    pub(crate) fn end_session(&mut self, id: &SessionId) -> Result<(), StoreError> {
+        self.remove_record(id)?;
+        for kind in AttachmentKind::ALL {
+            if self.attachment(id, kind.tag()).is_some() {
+                self.remove_attachment(id, kind.tag())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores an attachment (as [`crate::mirror::encode_attachment`] makes it).
+    pub(crate) fn put_attachment(
+        &mut self,
+        id: &SessionId,
+        tag: u8,
+        bytes: Box<[u8]>,
+    ) -> Result<(), StoreError> {
+        let key = attachment_key(id, tag);
+        let outcome = self.tables.attachments.insert(&key, &*bytes).map(|_| ());
+        self.check(outcome, "write an attachment")?;
+        self.changes.attachments.insert((*id, tag), Some(bytes));
+        Ok(())
+    }
+
+    /// Removes an attachment.
+    pub(crate) fn remove_attachment(&mut self, id: &SessionId, tag: u8) -> Result<(), StoreError> {
+        let key = attachment_key(id, tag);
+        let outcome = self.tables.attachments.remove(&key).map(|_| ());
+        self.check(outcome, "remove an attachment")?;
+        self.changes.attachments.insert((*id, tag), None);
+        Ok(())
+    }
+
+    /// Appends a journal entry (as [`crate::mirror::encode_journal`] makes it).
+    pub(crate) fn put_journal(
+        &mut self,
+        key: [u8; 16],
+        bytes: Box<[u8]>,
+    ) -> Result<(), StoreError> {
+        let outcome = self.tables.journal.insert(&key, &*bytes).map(|_| ());
+        self.check(outcome, "append to the journal")?;
+        self.changes.journal.insert(key, Some(bytes));
+        Ok(())
+    }
+
+    /// Removes a journal entry.
+    pub(crate) fn remove_journal(&mut self, key: &[u8; 16]) -> Result<(), StoreError> {
+        let outcome = self.tables.journal.remove(key).map(|_| ());
+        self.check(outcome, "remove a journal entry")?;
+        self.changes.journal.insert(*key, None);
         Ok(())
     }
 

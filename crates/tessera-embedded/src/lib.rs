@@ -43,8 +43,14 @@
 //!   carry the revision that compare-and-swap compares and the forget
 //!   deadline the manager gave); the revocation epochs; and a table of
 //!   pointers from tokens of the first format to the sessions converted
-//!   from it. There are no pointer keys and no tombstones: every write,
-//!   rotations included, writes one record.
+//!   from it; attachments keyed by session id and kind, deleted with their
+//!   session; and the journal, keyed by time and nonce. There are no
+//!   pointer keys and no tombstones: every write, rotations included,
+//!   writes one record.
+//! * **Epochs** are committed like everything else
+//!   ([`Durability::Persistent`](tessera_core::store::Durability)); a new
+//!   file's global epoch starts at its creation time in milliseconds, so a
+//!   data directory lost and made again revives no revoked sealed session.
 //! * **Durability**: every write is committed in a redb transaction with
 //!   `Durability::Immediate` (fsync) before the call returns. Writes that
 //!   arrive while the disk is busy share the next commit (group commit), so

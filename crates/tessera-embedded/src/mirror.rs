@@ -13,9 +13,10 @@
 //! as `tessera_core::MemoryStore` keeps them): a validation is one hash
 //! lookup and one decode. The subject index exists only here: built from
 //! the records at load, and changed by every commit that changes a
-//! record's subject.
+//! record's subject. Attachments and the journal are kept here too, as the
+//! bytes of their tables (`crate::schema`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -23,7 +24,9 @@ use tessera_core::codec;
 use tessera_core::{SessionId, Timestamp, TokenHash};
 
 use crate::error::EmbeddedError;
-use crate::schema::{GLOBAL_EPOCH_KEY, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS};
+use crate::schema::{
+    ATTACHMENTS, GLOBAL_EPOCH_KEY, JOURNAL, LEGACY_TOKENS, META, RECORDS, SUBJECT_EPOCHS,
+};
 
 /// The whole database, in memory.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -36,6 +39,11 @@ pub(crate) struct Mirror {
     pub(crate) legacy: HashMap<TokenHash, SessionId>,
     pub(crate) global_epoch: u64,
     pub(crate) subject_epochs: HashMap<Box<str>, u64>,
+    /// Attachments by session id and kind tag: generation, forget deadline
+    /// and bytes, as the `attachments` table holds them.
+    pub(crate) attachments: HashMap<(SessionId, u8), Box<[u8]>>,
+    /// The journal by key (time, nonce): forget deadline and bytes.
+    pub(crate) journal: BTreeMap<[u8; 16], Box<[u8]>>,
 }
 
 /// The sessions of each subject. Most subjects have one session at a
@@ -112,6 +120,10 @@ pub(crate) struct Changes {
     pub(crate) legacy_removed: HashSet<TokenHash>,
     pub(crate) global_epoch: Option<u64>,
     pub(crate) subject_epochs: HashMap<Box<str>, u64>,
+    /// Attachments written (`Some`) or removed (`None`).
+    pub(crate) attachments: HashMap<(SessionId, u8), Option<Box<[u8]>>>,
+    /// Journal entries appended (`Some`) or removed (`None`).
+    pub(crate) journal: HashMap<[u8; 16], Option<Box<[u8]>>>,
     /// How many writes went to the transaction.
     pub(crate) writes: usize,
 }
@@ -119,6 +131,41 @@ pub(crate) struct Changes {
 /// Whether encoded record bytes may still be returned at `now`.
 pub(crate) fn live(bytes: &[u8], now: Timestamp) -> bool {
     codec::forget_at_of(bytes).is_some_and(|at| at > now)
+}
+
+/// The forget deadline at `at` of a stored attachment or journal entry.
+fn deadline(bytes: &[u8], at: usize) -> Option<Timestamp> {
+    let field: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(Timestamp(i64::from_be_bytes(field)))
+}
+
+/// An attachment as stored: generation, forget deadline, bytes.
+pub(crate) fn encode_attachment(generation: u64, forget_at: Timestamp, value: &[u8]) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(16 + value.len());
+    bytes.extend_from_slice(&generation.to_be_bytes());
+    bytes.extend_from_slice(&forget_at.as_millis().to_be_bytes());
+    bytes.extend_from_slice(value);
+    bytes.into()
+}
+
+/// The generation and bytes of a stored attachment, unless it may be
+/// forgotten at `now` (or is too short to be one).
+pub(crate) fn live_attachment(bytes: &[u8], now: Timestamp) -> Option<(u64, &[u8])> {
+    let generation = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    (deadline(bytes, 8)? > now).then(|| (generation, &bytes[16..]))
+}
+
+/// A journal entry as stored: forget deadline, bytes.
+pub(crate) fn encode_journal(forget_at: Timestamp, value: &[u8]) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(8 + value.len());
+    bytes.extend_from_slice(&forget_at.as_millis().to_be_bytes());
+    bytes.extend_from_slice(value);
+    bytes.into()
+}
+
+/// The bytes of a stored journal entry, unless it may be forgotten at `now`.
+pub(crate) fn live_journal(bytes: &[u8], now: Timestamp) -> Option<&[u8]> {
+    (deadline(bytes, 0)? > now).then(|| &bytes[8..])
 }
 
 impl Mirror {
@@ -172,6 +219,23 @@ impl Mirror {
                 .subject_epochs
                 .insert(subject.value().into(), epoch.value());
         }
+
+        let attachments = txn.open_table(ATTACHMENTS).map_err(|e| fail(e.into()))?;
+        for row in attachments.iter().map_err(|e| fail(e.into()))? {
+            let (key, value) = row.map_err(|e| fail(e.into()))?;
+            let key = key.value();
+            let mut id = [0; 16];
+            id.copy_from_slice(&key[..16]);
+            mirror
+                .attachments
+                .insert((SessionId(id), key[16]), value.value().into());
+        }
+
+        let journal = txn.open_table(JOURNAL).map_err(|e| fail(e.into()))?;
+        for row in journal.iter().map_err(|e| fail(e.into()))? {
+            let (key, value) = row.map_err(|e| fail(e.into()))?;
+            mirror.journal.insert(*key.value(), value.value().into());
+        }
         Ok(mirror)
     }
 
@@ -214,6 +278,18 @@ impl Mirror {
             self.global_epoch = epoch;
         }
         self.subject_epochs.extend(changes.subject_epochs);
+        for (key, bytes) in changes.attachments {
+            match bytes {
+                Some(bytes) => self.attachments.insert(key, bytes),
+                None => self.attachments.remove(&key),
+            };
+        }
+        for (key, bytes) in changes.journal {
+            match bytes {
+                Some(bytes) => self.journal.insert(key, bytes),
+                None => self.journal.remove(&key),
+            };
+        }
     }
 
     /// The record with this id, unless it may be forgotten at `now`.
@@ -240,6 +316,26 @@ impl Mirror {
             .map(|(key, _)| *key)
             .collect();
         (records, pointers)
+    }
+
+    /// Attachments that may be forgotten at `now` or whose session is
+    /// gone, and journal entries that may be forgotten.
+    pub(crate) fn expired_extras(&self, now: Timestamp) -> (Vec<(SessionId, u8)>, Vec<[u8; 16]>) {
+        let attachments = self
+            .attachments
+            .iter()
+            .filter(|((id, _), bytes)| {
+                live_attachment(bytes, now).is_none() || !self.records.contains_key(id)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        let journal = self
+            .journal
+            .iter()
+            .filter(|(_, bytes)| live_journal(bytes, now).is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        (attachments, journal)
     }
 }
 

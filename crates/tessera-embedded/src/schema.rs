@@ -10,6 +10,15 @@
 //! | `records` | session id (16 bytes) | the record as [`tessera_core::codec`] encodes it (format byte 2, revision, `last_seen_at` and forget deadline at fixed places) |
 //! | `subject_epochs` | subject | `u64` |
 //! | `legacy_tokens` | SHA-256 of a token of the first format (32 bytes) | session id |
+//! | `attachments` | session id (16 bytes) and the kind's tag (1 byte) | generation (`u64` BE), forget deadline (`i64` ms BE), the attachment's bytes |
+//! | `journal` | time (`i64` ms BE, sign bit flipped so that bytes sort as numbers) and nonce (8 bytes) | forget deadline (`i64` ms BE), the entry's bytes |
+//!
+//! `meta` holds the global epoch from the file's creation on, starting at
+//! the time the file was created (in milliseconds: see
+//! [`tessera_core::store::Epochs`]); a file that lacks it gets it at open.
+//! `attachments` and `journal` came after the first files of format 2: a
+//! file without them gets them at open (they are new tables; nothing
+//! else changes, so the format stays 2).
 //!
 //! The subject index (subject → ids) is not a table: it lives in the
 //! in-memory mirror, built from the records' subjects when the file is
@@ -56,6 +65,44 @@ pub(crate) const SUBJECT_EPOCHS: TableDefinition<&str, u64> =
     TableDefinition::new("subject_epochs");
 pub(crate) const LEGACY_TOKENS: TableDefinition<&[u8; 32], &[u8; 16]> =
     TableDefinition::new("legacy_tokens");
+pub(crate) const ATTACHMENTS: TableDefinition<&[u8; 17], &[u8]> =
+    TableDefinition::new("attachments");
+pub(crate) const JOURNAL: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("journal");
+
+/// The key of an attachment: the session id, then the kind's tag.
+pub(crate) fn attachment_key(id: &tessera_core::SessionId, tag: u8) -> [u8; 17] {
+    let mut key = [0; 17];
+    key[..16].copy_from_slice(&id.0);
+    key[16] = tag;
+    key
+}
+
+/// The key of a journal entry: its time with the sign bit flipped (so that
+/// the bytes sort as the numbers do), then its nonce.
+pub(crate) fn journal_key(at: tessera_core::Timestamp, nonce: &[u8; 8]) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&((at.0 as u64) ^ (1 << 63)).to_be_bytes());
+    key[8..].copy_from_slice(nonce);
+    key
+}
+
+/// The time and nonce of a journal key.
+pub(crate) fn journal_position(key: &[u8; 16]) -> (tessera_core::Timestamp, [u8; 8]) {
+    let mut at = [0; 8];
+    at.copy_from_slice(&key[..8]);
+    let mut nonce = [0; 8];
+    nonce.copy_from_slice(&key[8..]);
+    (
+        tessera_core::Timestamp((u64::from_be_bytes(at) ^ (1 << 63)) as i64),
+        nonce,
+    )
+}
+
+/// The current time in milliseconds: where a new global epoch starts.
+pub(crate) fn epoch_now() -> u64 {
+    let now = tessera_core::Clock::now(&tessera_core::SystemClock);
+    u64::try_from(now.as_millis()).unwrap_or(0)
+}
 
 /// The tables of store format 1, read once to convert them.
 pub(crate) mod v1 {
@@ -85,9 +132,17 @@ pub(crate) fn prepare(db: &redb::Database, path: &Path) -> Result<(), EmbeddedEr
     };
     match found {
         Some(STORE_FORMAT) => {
-            // Nothing to change: no commit, so that reopening after a
-            // write failure needs no free space.
-            txn.abort().map_err(|e| fail(e.into()))?;
+            if complete(&txn).map_err(fail)? {
+                // Nothing to change: no commit, so that reopening after a
+                // write failure needs no free space.
+                txn.abort().map_err(|e| fail(e.into()))?;
+                return Ok(());
+            }
+            // A file of format 2 from before attachments and the journal,
+            // or without a global epoch: add what it lacks.
+            create_tables(&txn).map_err(|e| fail(e.into()))?;
+            start_global_epoch(&txn).map_err(fail)?;
+            txn.commit().map_err(|e| fail(e.into()))?;
             return Ok(());
         }
         Some(version) if version > STORE_FORMAT => {
@@ -99,6 +154,7 @@ pub(crate) fn prepare(db: &redb::Database, path: &Path) -> Result<(), EmbeddedEr
         }
         Some(LEGACY_STORE_FORMAT) => {
             let converted = crate::convert::format_1(&txn, path)?;
+            start_global_epoch(&txn).map_err(fail)?;
             txn.open_table(META)
                 .map_err(|e| fail(e.into()))?
                 .insert(FORMAT_VERSION_KEY, STORE_FORMAT)
@@ -139,7 +195,9 @@ pub(crate) fn prepare(db: &redb::Database, path: &Path) -> Result<(), EmbeddedEr
         let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
         meta.insert(FORMAT_VERSION_KEY, STORE_FORMAT)
             .map_err(|e| fail(e.into()))?;
-        meta.insert(GLOBAL_EPOCH_KEY, 0)
+        // Above every epoch an earlier file in this place (one deleted or
+        // lost) can have handed out: its revoked sealed sessions stay so.
+        meta.insert(GLOBAL_EPOCH_KEY, epoch_now())
             .map_err(|e| fail(e.into()))?;
     }
     create_tables(&txn).map_err(|e| fail(e.into()))?;
@@ -152,5 +210,27 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), redb::Ta
     txn.open_table(RECORDS)?;
     txn.open_table(SUBJECT_EPOCHS)?;
     txn.open_table(LEGACY_TOKENS)?;
+    txn.open_table(ATTACHMENTS)?;
+    txn.open_table(JOURNAL)?;
+    Ok(())
+}
+
+/// Whether a file of format 2 has every table and a global epoch.
+fn complete(txn: &redb::WriteTransaction) -> Result<bool, redb::Error> {
+    let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+    let has = |table: &str| names.iter().any(|name| name == table);
+    if !(has(ATTACHMENTS.name()) && has(JOURNAL.name())) {
+        return Ok(false);
+    }
+    let meta = txn.open_table(META)?;
+    Ok(meta.get(GLOBAL_EPOCH_KEY)?.is_some())
+}
+
+/// Starts the global epoch at the current time if the file has none.
+fn start_global_epoch(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(GLOBAL_EPOCH_KEY)?.is_none() {
+        meta.insert(GLOBAL_EPOCH_KEY, epoch_now())?;
+    }
     Ok(())
 }

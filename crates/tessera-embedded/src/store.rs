@@ -5,13 +5,15 @@
 use async_trait::async_trait;
 use tessera_core::codec;
 use tessera_core::store::{
-    CreateOutcome, Epochs, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
-    page_of_ids,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Durability, Epochs,
+    Journal, JournalEntry, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
+    journal_cursor, page_of_ids, parse_journal_cursor,
 };
 use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
 
 use crate::EmbeddedStore;
-use crate::mirror::live;
+use crate::mirror::{encode_attachment, encode_journal, live, live_attachment, live_journal};
+use crate::schema::{journal_key, journal_position};
 
 fn no_revision() -> StoreError {
     StoreError::corrupt("a stored record has no revision (not of the current record format)")
@@ -109,7 +111,7 @@ impl Records for EmbeddedStore {
                 return Ok(false);
             };
             let subject = codec::subject_of(stored).map(Box::<str>::from);
-            batch.remove_record(&id)?;
+            batch.end_session(&id)?;
             if let Some(subject) = subject.as_deref() {
                 batch.remove_subject(subject, &id);
             }
@@ -192,7 +194,7 @@ impl SubjectIndex for EmbeddedStore {
                 }
             }
             for id in &doomed {
-                batch.remove_record(id)?;
+                batch.end_session(id)?;
                 batch.remove_subject(&subject, id);
             }
             Ok(doomed)
@@ -203,6 +205,11 @@ impl SubjectIndex for EmbeddedStore {
 
 #[async_trait]
 impl Epochs for EmbeddedStore {
+    /// Every epoch is committed to disk (fsync) before it is returned.
+    fn durability(&self) -> Durability {
+        Durability::Persistent
+    }
+
     async fn global_epoch(&self) -> Result<u64, StoreError> {
         self.read(|mirror| mirror.global_epoch)
     }
@@ -283,5 +290,120 @@ impl Maintenance for EmbeddedStore {
             }
             Ok(Page { items, next })
         })?
+    }
+}
+
+#[async_trait]
+impl Attachments for EmbeddedStore {
+    async fn load_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        now: Timestamp,
+    ) -> Result<Option<Attachment>, StoreError> {
+        self.read(|mirror| {
+            mirror
+                .attachments
+                .get(&(*id, kind.tag()))
+                .and_then(|bytes| live_attachment(bytes, now))
+                .map(|(generation, value)| Attachment {
+                    generation,
+                    value: value.to_vec(),
+                })
+        })
+    }
+
+    async fn store_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+        value: &[u8],
+        expected: Option<u64>,
+        forget_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<AttachmentWrite, StoreError> {
+        let (id, tag) = (*id, kind.tag());
+        let generation = expected.map_or(1, |g| g.saturating_add(1));
+        let bytes = encode_attachment(generation, forget_at, value);
+        self.write(move |batch| {
+            let current = batch
+                .attachment(&id, tag)
+                .and_then(|stored| live_attachment(stored, now))
+                .map(|(generation, _)| generation);
+            if current != expected {
+                return Ok(AttachmentWrite::Conflict { current });
+            }
+            batch.put_attachment(&id, tag, bytes)?;
+            Ok(AttachmentWrite::Written { generation })
+        })
+        .await
+    }
+
+    async fn delete_attachment(
+        &self,
+        id: &SessionId,
+        kind: AttachmentKind,
+    ) -> Result<bool, StoreError> {
+        let (id, tag) = (*id, kind.tag());
+        self.write(move |batch| {
+            if batch.attachment(&id, tag).is_none() {
+                return Ok(false);
+            }
+            batch.remove_attachment(&id, tag)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Journal for EmbeddedStore {
+    async fn append_journal(
+        &self,
+        entry: &JournalEntry,
+        forget_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = journal_key(entry.at, &entry.nonce);
+        let bytes = encode_journal(forget_at, &entry.value);
+        self.write(move |batch| batch.put_journal(key, bytes)).await
+    }
+
+    async fn journal_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        let before = cursor
+            .map(parse_journal_cursor)
+            .transpose()?
+            .map(|(at, nonce)| journal_key(at, &nonce));
+        let limit = limit.max(1);
+        self.read(|mirror| {
+            let older = match before {
+                Some(key) => mirror.journal.range(..key),
+                None => mirror.journal.range::<[u8; 16], _>(..),
+            };
+            let mut items: Vec<JournalEntry> = older
+                .rev()
+                .filter_map(|(key, bytes)| {
+                    let value = live_journal(bytes, now)?;
+                    let (at, nonce) = journal_position(key);
+                    Some(JournalEntry {
+                        at,
+                        nonce,
+                        value: value.to_vec(),
+                    })
+                })
+                .take(limit + 1)
+                .collect();
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(journal_cursor)
+            } else {
+                None
+            };
+            Page { items, next }
+        })
     }
 }

@@ -6,6 +6,7 @@ use tessera_core::{SessionId, Timestamp, TokenHash, codec};
 
 use crate::EmbeddedStore;
 use crate::batch::Batch;
+use crate::mirror::{live_attachment, live_journal};
 
 /// Most records (or pointers) removed by one transaction, so that a large
 /// sweep never holds up the requests queued behind it for long.
@@ -40,8 +41,66 @@ impl EmbeddedStore {
                 .await?;
             tokio::task::yield_now().await;
         }
+        // Attachments of sessions gone (just now, or by a deletion that
+        // raced a write of the attachment) or past their own deadline, and
+        // journal entries past theirs.
+        let (attachments, journal) = self.read(|mirror| mirror.expired_extras(now))?;
+        for chunk in attachments.chunks(SWEEP_BATCH) {
+            let chunk = chunk.to_vec();
+            removed += self
+                .write(move |batch| sweep_attachments(batch, &chunk, now))
+                .await?;
+            tokio::task::yield_now().await;
+        }
+        for chunk in journal.chunks(SWEEP_BATCH) {
+            let chunk = chunk.to_vec();
+            removed += self
+                .write(move |batch| sweep_journal(batch, &chunk, now))
+                .await?;
+            tokio::task::yield_now().await;
+        }
         Ok(removed)
     }
+}
+
+/// Removes the attachments of `keys` that are still forgotten at `now` or
+/// whose session is still gone.
+fn sweep_attachments(
+    batch: &mut Batch<'_>,
+    keys: &[(SessionId, u8)],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for (id, tag) in keys {
+        let Some(bytes) = batch.attachment(id, *tag) else {
+            continue;
+        };
+        if live_attachment(bytes, now).is_some() && batch.record(id).is_some() {
+            continue;
+        }
+        batch.remove_attachment(id, *tag)?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Removes the journal entries of `keys` forgotten at `now`.
+fn sweep_journal(
+    batch: &mut Batch<'_>,
+    keys: &[[u8; 16]],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for key in keys {
+        if batch
+            .journal_entry(key)
+            .is_some_and(|bytes| live_journal(bytes, now).is_none())
+        {
+            batch.remove_journal(key)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the records of `ids` that are still forgotten at `now` (a touch
@@ -60,7 +119,7 @@ fn sweep_records(
             continue;
         }
         let subject = codec::subject_of(bytes).map(Box::<str>::from);
-        batch.remove_record(id)?;
+        batch.end_session(id)?;
         if let Some(subject) = subject.as_deref() {
             batch.remove_subject(subject, id);
         }

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_core::store::{Epochs, Maintenance, Records, StoreError, SubjectIndex, WriteOutcome};
+use tessera_core::store::{
+    AttachmentKind, Attachments, Epochs, Journal, JournalEntry, Maintenance, Records, StoreError,
+    SubjectIndex, WriteOutcome,
+};
 use tessera_core::testkit::Harness;
 use tessera_core::{MemoryStore, Revision, SessionData, SessionRecord, Timestamp, codec};
 
@@ -41,7 +44,7 @@ async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
     let mut mine: Vec<SessionRecord> = Vec::new();
     for step in 0..60u64 {
         let now = start.plus(Duration::from_millis(step * 500));
-        let op = if mine.is_empty() { 0 } else { rng.u8(0..9) };
+        let op = if mine.is_empty() { 0 } else { rng.u8(0..11) };
         let slot = rng.usize(0..mine.len().max(1));
         match op {
             0 | 1 => {
@@ -118,6 +121,30 @@ async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
                         .expect("subject epoch"),
                 ),
             },
+            8 => {
+                let id = mine[slot].id;
+                let kind = AttachmentKind::DeviceBinding;
+                let current = store
+                    .load_attachment(&id, kind, now)
+                    .await
+                    .expect("load attachment")
+                    .map(|a| a.generation);
+                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
+                let value = step.to_be_bytes();
+                store
+                    .store_attachment(&id, kind, &value, current, forget, now)
+                    .await
+                    .expect("attach");
+            }
+            9 => {
+                let entry = JournalEntry {
+                    at: now,
+                    nonce: rng.u64(..).to_be_bytes(),
+                    value: format!("client {seed} step {step}").into_bytes(),
+                };
+                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
+                store.append_journal(&entry, forget).await.expect("journal");
+            }
             _ => {
                 store.sweep_expired(now).await.expect("sweep");
             }

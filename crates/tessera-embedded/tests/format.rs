@@ -68,10 +68,19 @@ fn file_layout(dir: &Path) -> (Option<u64>, Vec<String>) {
     (version, tables)
 }
 
+/// The tables of format 2 (`attachments` and `journal` are added to older
+/// files of the format when they are opened).
 fn format_2_tables() -> Vec<String> {
-    ["legacy_tokens", "meta", "records", "subject_epochs"]
-        .map(String::from)
-        .to_vec()
+    [
+        "attachments",
+        "journal",
+        "legacy_tokens",
+        "meta",
+        "records",
+        "subject_epochs",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn manager(store: &EmbeddedStore, clock: &ManualClock) -> SessionManager {

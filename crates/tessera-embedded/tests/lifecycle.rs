@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::store::{
-    Epochs, Maintenance, Records, SubjectIndex, WriteOutcome, spawn_sweeper_with_clock,
+    AttachmentKind, Attachments, Durability, Epochs, Journal, JournalEntry, Maintenance, Records,
+    SubjectIndex, WriteOutcome, spawn_sweeper_with_clock,
 };
 use tessera_core::{
     Clock, DataChange, Login, ManualClock, NewSession, SessionData, SessionId, SessionManager,
@@ -46,8 +47,17 @@ async fn reopen_after_clean_close_keeps_everything() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::starting_now();
     let store = EmbeddedStore::open(dir.path()).expect("open");
-    // Sessions are stamped with the epoch of their creation: bump it first.
+    // A new file's global epoch starts at the current time (above any a
+    // lost file in its place handed out), and survives restarts.
+    let start = store.global_epoch().await.expect("epoch");
+    let opened_at = u64::try_from(clock.now().as_millis()).expect("after 1970");
+    assert!(
+        start + 60_000 > opened_at && start <= opened_at + 60_000,
+        "{start} is not about {opened_at}"
+    );
+    assert_eq!(store.durability(), Durability::Persistent);
     let epoch = store.bump_global_epoch().await.expect("epoch");
+    assert_eq!(epoch, start + 1);
     let manager = SessionManager::builder(store.clone())
         .clock(clock.clone())
         .build()
@@ -73,6 +83,18 @@ async fn reopen_after_clean_close_keeps_everything() {
         .bump_subject_epoch("alice")
         .await
         .expect("subject epoch");
+    let kind = AttachmentKind::DeviceBinding;
+    let later = clock.now().plus(Duration::from_secs(3600));
+    store
+        .store_attachment(&other.record().id, kind, b"bound", None, later, clock.now())
+        .await
+        .expect("attach");
+    let entry = JournalEntry {
+        at: clock.now(),
+        nonce: [7; 8],
+        value: b"revoked alice".to_vec(),
+    };
+    store.append_journal(&entry, later).await.expect("journal");
     drop(manager);
     store.close().expect("close");
 
@@ -92,6 +114,17 @@ async fn reopen_after_clean_close_keeps_everything() {
         .expect("the signed-in session");
     assert_eq!(stored, **updated.record(), "the record as last written");
     assert_eq!(stored.data, data);
+    let attached = store
+        .load_attachment(&other.record().id, kind, now)
+        .await
+        .expect("load attachment")
+        .expect("the attachment survives");
+    assert_eq!(
+        (attached.generation, &attached.value[..]),
+        (1, &b"bound"[..])
+    );
+    let journal = store.journal_page(None, 10, now).await.expect("journal");
+    assert_eq!(journal.items, vec![entry], "the journal survives");
 
     let manager = SessionManager::builder(store.clone())
         .clock(clock.clone())
