@@ -19,6 +19,13 @@
 //!   (`substring(record from 2 for 40)`), touch raises `last_seen_at` and
 //!   the forget deadline inside the bytes and never lowers them. No
 //!   statement computes a deadline: the manager gives them.
+//! * **Attachments and the journal** (migration 3): tables of their own;
+//!   deleting a session deletes its attachments in the same statement.
+//! * **Epochs** are committed rows
+//!   ([`Durability::Persistent`](tessera_core::store::Durability)); a
+//!   schema made from nothing starts its global epoch at the current time
+//!   in milliseconds, so a database lost and made again revives no revoked
+//!   sealed session.
 //! * **Previous layout**: migration 2 converts every session of migration
 //!   1's layout (keyed by the hash of a token of the first format) in
 //!   batches inside the migration run, keeps a pointer from the old token
@@ -51,6 +58,7 @@
 
 mod config;
 mod error;
+mod extras;
 mod legacy;
 mod maintenance;
 pub mod migrations;

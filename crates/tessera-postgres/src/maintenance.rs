@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use tessera_core::store::StoreError;
-use tessera_core::store::{Epochs, Maintenance, Page};
+use tessera_core::store::{Durability, Epochs, Maintenance, Page};
 use tessera_core::{SessionRecord, Timestamp};
 
 use crate::records::{after_cursor, limit_plus_one, page_of};
@@ -46,28 +46,64 @@ impl PostgresStore {
 }
 
 const MISSING_GLOBAL_EPOCH: &str =
-    "the global epoch row is missing; was the table emptied by hand?";
+    "the global epoch row is missing even after it was put back; was the table changed by hand?";
+
+/// The current time in milliseconds: where a global epoch starts.
+pub(crate) fn epoch_now() -> i64 {
+    tessera_core::Clock::now(&tessera_core::SystemClock)
+        .as_millis()
+        .max(0)
+}
+
+impl PostgresStore {
+    /// Runs a statement on the global epoch row; a row that went missing
+    /// is put back at the current time first (never lowering one that is
+    /// there), then the statement runs again.
+    async fn global_epoch_statement(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        if let Some(epoch) = self.epoch(what, sql, params).await? {
+            return Ok(epoch);
+        }
+        tracing::warn!(
+            schema = self.schema(),
+            "the global epoch row was missing; it starts again at the current time"
+        );
+        let start = &self.inner.sql.start_global_epoch;
+        self.execute("put back the global epoch", start, &[&epoch_now()])
+            .await?;
+        self.epoch(what, sql, params)
+            .await?
+            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+    }
+}
 
 #[async_trait]
 impl Epochs for PostgresStore {
+    /// Every epoch is committed to the database before it is returned.
+    fn durability(&self) -> Durability {
+        Durability::Persistent
+    }
+
     async fn global_epoch(&self) -> Result<u64, StoreError> {
-        self.epoch("read the global epoch", &self.inner.sql.global_epoch, &[])
-            .await?
-            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+        let sql = &self.inner.sql.global_epoch;
+        self.global_epoch_statement("read the global epoch", sql, &[])
+            .await
     }
 
     async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
         let sql = &self.inner.sql.bump_global_epoch;
-        self.epoch("bump the global epoch", sql, &[])
-            .await?
-            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+        self.global_epoch_statement("bump the global epoch", sql, &[])
+            .await
     }
 
     async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
         let sql = &self.inner.sql.raise_global_epoch;
-        self.epoch("raise the global epoch", sql, &[&to_db(epoch)])
-            .await?
-            .ok_or_else(|| StoreError::corrupt(MISSING_GLOBAL_EPOCH))
+        self.global_epoch_statement("raise the global epoch", sql, &[&to_db(epoch)])
+            .await
     }
 
     async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
@@ -111,7 +147,14 @@ impl Maintenance for PostgresStore {
                 now,
             )
             .await?;
-        Ok(records + pointers)
+        // After the records: the attachments of sessions swept just now go too.
+        let attachments = self
+            .sweep_batches("sweep attachments", &sql.sweep_attachments, now)
+            .await?;
+        let journal = self
+            .sweep_batches("sweep the journal", &sql.sweep_journal, now)
+            .await?;
+        Ok(records + pointers + attachments + journal)
     }
 
     async fn export_page(

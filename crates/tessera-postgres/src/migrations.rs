@@ -51,6 +51,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_records.sql"),
         then: Then::ConvertLegacySessions,
     },
+    Migration {
+        version: 3,
+        name: "attachments_journal",
+        sql: include_str!("../migrations/0003_attachments_journal.sql"),
+        then: Then::Nothing,
+    },
 ];
 
 /// The newest migration this build knows.
@@ -140,6 +146,20 @@ pub(crate) async fn apply(
         );
         applied.push(migration.version);
     }
+    if current == 0 && !applied.is_empty() {
+        // A schema made from nothing (new, or made again after it was
+        // lost): its global epoch starts at the current time, above every
+        // epoch an earlier schema in its place handed out, so that sealed
+        // sessions revoked there stay revoked (`tessera_core::store::Epochs`).
+        let start = render(
+            r#"UPDATE "{schema}"."{prefix}global_epoch" SET epoch = GREATEST(epoch, $1)"#,
+            schema,
+            prefix,
+        );
+        tx.execute(&start, &[&crate::maintenance::epoch_now()])
+            .await
+            .map_err(|e| store_error("start the global epoch", e))?;
+    }
     tx.commit()
         .await
         .map_err(|e| store_error("commit migration", e))?;
@@ -202,7 +222,7 @@ mod tests {
     fn migrations_are_in_strictly_increasing_order() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
         assert_eq!(MIGRATIONS.first().map(|m| m.version), Some(1));
-        assert_eq!(latest_version(), 2);
+        assert_eq!(latest_version(), 3);
     }
 
     #[test]

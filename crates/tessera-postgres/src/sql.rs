@@ -29,6 +29,17 @@ pub(crate) struct Queries {
     pub sweep_records: String,
     pub sweep_pointers: String,
     pub export_page: String,
+    pub start_global_epoch: String,
+    pub load_attachment: String,
+    pub create_attachment: String,
+    pub swap_attachment: String,
+    pub current_attachment: String,
+    pub delete_attachment: String,
+    pub sweep_attachments: String,
+    pub append_journal: String,
+    pub journal_first_page: String,
+    pub journal_page: String,
+    pub sweep_journal: String,
 }
 
 /// `$1` id, `$2` subject, `$3` forget_at, `$4` record.
@@ -80,7 +91,12 @@ SET record = overlay(
     forget_at = GREATEST(forget_at, $3)
 WHERE id = $1 AND forget_at > $4"#;
 
-const DELETE: &str = r#"DELETE FROM "{schema}"."{prefix}records" WHERE id = $1"#;
+/// The record and its attachments, in one statement.
+const DELETE: &str = r#"
+WITH attachments AS (
+    DELETE FROM "{schema}"."{prefix}attachments" WHERE id = $1
+)
+DELETE FROM "{schema}"."{prefix}records" WHERE id = $1"#;
 
 /// A pointer of the previous layout, followed only to a live record.
 const FIND_LEGACY: &str = r#"
@@ -99,11 +115,17 @@ WHERE subject = $1 AND forget_at > $2 AND id > $3
 ORDER BY id
 LIMIT $4"#;
 
-/// `$3` is the session to keep, or NULL.
+/// `$3` is the session to keep, or NULL. The sessions' attachments go in
+/// the same statement.
 const DELETE_SUBJECT: &str = r#"
-DELETE FROM "{schema}"."{prefix}records"
-WHERE subject = $1 AND forget_at > $2 AND ($3::bytea IS NULL OR id <> $3::bytea)
-RETURNING id"#;
+WITH deleted AS (
+    DELETE FROM "{schema}"."{prefix}records"
+    WHERE subject = $1 AND forget_at > $2 AND ($3::bytea IS NULL OR id <> $3::bytea)
+    RETURNING id
+), attachments AS (
+    DELETE FROM "{schema}"."{prefix}attachments" WHERE id IN (SELECT id FROM deleted)
+)
+SELECT id FROM deleted"#;
 
 const GLOBAL_EPOCH: &str = r#"SELECT epoch FROM "{schema}"."{prefix}global_epoch""#;
 
@@ -151,6 +173,83 @@ WHERE token_hash IN (
     FOR UPDATE SKIP LOCKED
 )"#;
 
+/// A global epoch row that went missing (the table emptied by hand)
+/// comes back at `$1`, the current time: never lower than one it held.
+const START_GLOBAL_EPOCH: &str = r#"
+INSERT INTO "{schema}"."{prefix}global_epoch" (singleton, epoch) VALUES (true, $1)
+ON CONFLICT (singleton) DO NOTHING"#;
+
+/// `$1` id, `$2` kind, `$3` now.
+const LOAD_ATTACHMENT: &str = r#"
+SELECT generation, value FROM "{schema}"."{prefix}attachments"
+WHERE id = $1 AND kind = $2 AND forget_at > $3"#;
+
+/// Writes generation 1 where there is no attachment, or only a forgotten
+/// one. `$1` id, `$2` kind, `$3` forget_at, `$4` value, `$5` now.
+const CREATE_ATTACHMENT: &str = r#"
+INSERT INTO "{schema}"."{prefix}attachments" AS a (id, kind, generation, forget_at, value)
+VALUES ($1, $2, 1, $3, $4)
+ON CONFLICT (id, kind) DO UPDATE
+    SET generation = 1, forget_at = EXCLUDED.forget_at, value = EXCLUDED.value
+    WHERE a.forget_at <= $5
+RETURNING generation"#;
+
+/// Compare-and-swap on the generation. `$1` id, `$2` kind, `$3`
+/// forget_at, `$4` value, `$5` now, `$6` expected generation.
+const SWAP_ATTACHMENT: &str = r#"
+UPDATE "{schema}"."{prefix}attachments"
+SET generation = generation + 1, forget_at = $3, value = $4
+WHERE id = $1 AND kind = $2 AND forget_at > $5 AND generation = $6
+RETURNING generation"#;
+
+/// The live generation, after a compare-and-swap that did not write.
+const CURRENT_ATTACHMENT: &str = r#"
+SELECT generation FROM "{schema}"."{prefix}attachments"
+WHERE id = $1 AND kind = $2 AND forget_at > $3"#;
+
+const DELETE_ATTACHMENT: &str =
+    r#"DELETE FROM "{schema}"."{prefix}attachments" WHERE id = $1 AND kind = $2"#;
+
+/// One batch of attachments past their deadline or whose session is gone.
+const SWEEP_ATTACHMENTS: &str = r#"
+DELETE FROM "{schema}"."{prefix}attachments"
+WHERE (id, kind) IN (
+    SELECT a.id, a.kind FROM "{schema}"."{prefix}attachments" a
+    WHERE a.forget_at <= $1 OR NOT EXISTS (
+        SELECT 1 FROM "{schema}"."{prefix}records" r WHERE r.id = a.id)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)"#;
+
+/// `$1` at, `$2` nonce, `$3` forget_at, `$4` value.
+const APPEND_JOURNAL: &str = r#"
+INSERT INTO "{schema}"."{prefix}journal" (at, nonce, forget_at, value) VALUES ($1, $2, $3, $4)
+ON CONFLICT (at, nonce) DO UPDATE SET forget_at = EXCLUDED.forget_at, value = EXCLUDED.value"#;
+
+/// The newest entries: `$1` now, `$2` the page size plus one.
+const JOURNAL_FIRST_PAGE: &str = r#"
+SELECT at, nonce, value FROM "{schema}"."{prefix}journal"
+WHERE forget_at > $1
+ORDER BY at DESC, nonce DESC
+LIMIT $2"#;
+
+/// The entries older than (`$3`, `$4`).
+const JOURNAL_PAGE: &str = r#"
+SELECT at, nonce, value FROM "{schema}"."{prefix}journal"
+WHERE forget_at > $1 AND (at, nonce) < ($3, $4)
+ORDER BY at DESC, nonce DESC
+LIMIT $2"#;
+
+/// One batch of journal entries past their deadline.
+const SWEEP_JOURNAL: &str = r#"
+DELETE FROM "{schema}"."{prefix}journal"
+WHERE (at, nonce) IN (
+    SELECT at, nonce FROM "{schema}"."{prefix}journal"
+    WHERE forget_at <= $1
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)"#;
+
 /// One page of live records in id order after `$2` (the empty string
 /// sorts first): `$1` now, `$3` the page size plus one.
 const EXPORT_PAGE: &str = r#"
@@ -183,6 +282,17 @@ impl Queries {
             sweep_records: r(SWEEP_RECORDS),
             sweep_pointers: r(SWEEP_POINTERS),
             export_page: r(EXPORT_PAGE),
+            start_global_epoch: r(START_GLOBAL_EPOCH),
+            load_attachment: r(LOAD_ATTACHMENT),
+            create_attachment: r(CREATE_ATTACHMENT),
+            swap_attachment: r(SWAP_ATTACHMENT),
+            current_attachment: r(CURRENT_ATTACHMENT),
+            delete_attachment: r(DELETE_ATTACHMENT),
+            sweep_attachments: r(SWEEP_ATTACHMENTS),
+            append_journal: r(APPEND_JOURNAL),
+            journal_first_page: r(JOURNAL_FIRST_PAGE),
+            journal_page: r(JOURNAL_PAGE),
+            sweep_journal: r(SWEEP_JOURNAL),
         }
     }
 }

@@ -227,7 +227,7 @@ async fn sessions_of_the_previous_layout_keep_working_after_the_conversion() {
         .expect("url")
         .schema(&schema)
         .table_prefix(prefix);
-    assert_eq!(migrate(&config).await.expect("migrate"), vec![2]);
+    assert_eq!(migrate(&config).await.expect("migrate"), vec![2, 3]);
     assert!(
         !table_exists(&schema, "web_sessions").await,
         "the old table is gone"
@@ -425,7 +425,7 @@ async fn a_node_starting_during_the_conversion_waits_and_finds_nothing_left() {
     );
     hold.commit().await.expect("let go of the old table");
 
-    assert_eq!(first.await.expect("task").expect("first node"), vec![2]);
+    assert_eq!(first.await.expect("task").expect("first node"), vec![2, 3]);
     let (applied, store) = second.await.expect("task").expect("second node");
     assert!(
         applied.is_empty(),

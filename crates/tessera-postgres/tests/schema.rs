@@ -134,9 +134,21 @@ async fn table_prefixes_keep_deployments_in_one_schema_apart() {
             .expect("green")
             .is_none()
     );
-    blue.bump_global_epoch().await.expect("bump");
-    assert_eq!(blue.global_epoch().await.expect("blue epoch"), 1);
-    assert_eq!(green.global_epoch().await.expect("green epoch"), 0);
+    let green_epoch = green.global_epoch().await.expect("green epoch");
+    let bumped = blue.bump_global_epoch().await.expect("bump");
+    assert_eq!(blue.global_epoch().await.expect("blue epoch"), bumped);
+    assert_eq!(
+        green.global_epoch().await.expect("green epoch"),
+        green_epoch,
+        "green's epoch did not move with blue's"
+    );
+    // A schema made from nothing starts its global epoch at the current
+    // time: above anything a lost schema in its place handed out.
+    let now_ms = u64::try_from(now().as_millis()).expect("after 1970");
+    assert!(
+        green_epoch + 60_000 > now_ms && green_epoch <= now_ms + 60_000,
+        "{green_epoch} is not about {now_ms}"
+    );
     let tables: Vec<String> = admin()
         .await
         .query(
@@ -151,7 +163,9 @@ async fn table_prefixes_keep_deployments_in_one_schema_apart() {
     let mut expected = Vec::new();
     for prefix in ["blue_", "green_"] {
         for table in [
+            "attachments",
             "global_epoch",
+            "journal",
             "legacy_tokens",
             "records",
             "schema_migrations",
@@ -160,7 +174,10 @@ async fn table_prefixes_keep_deployments_in_one_schema_apart() {
             expected.push(format!("{prefix}{table}"));
         }
     }
-    assert_eq!(tables, expected, "five tables per prefix, the old one gone");
+    assert_eq!(
+        tables, expected,
+        "seven tables per prefix, the old one gone"
+    );
     schemas.drop_all().await;
 }
 
@@ -279,5 +296,38 @@ async fn a_column_of_an_unexpected_type_is_an_error_not_a_panic() {
             .await
             .map(|p| format!("{p:?}")),
     );
+    schemas.drop_all().await;
+}
+
+/// The global epoch row emptied by hand comes back at the current time,
+/// not at 0: sealed sessions revoked before stay revoked. An existing
+/// epoch is never lowered, whatever the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_global_epoch_comes_back_at_the_current_time() {
+    let schemas = Schemas::new("epoch");
+    let store = PostgresStore::connect_with(schemas.config())
+        .await
+        .expect("store");
+    assert_eq!(
+        store.durability(),
+        tessera_core::store::Durability::Persistent
+    );
+    let far = u64::try_from(now().as_millis()).expect("after 1970") + 86_400_000;
+    assert_eq!(store.raise_global_epoch(far).await.expect("raise"), far);
+    assert_eq!(
+        store.global_epoch().await.expect("epoch"),
+        far,
+        "an epoch ahead of the clock stays where it is"
+    );
+    let schema = store.schema().to_owned();
+    admin()
+        .await
+        .batch_execute(&format!(r#"DELETE FROM "{schema}".global_epoch"#))
+        .await
+        .expect("empty the table by hand");
+    let before = u64::try_from(now().as_millis()).expect("after 1970");
+    let back = store.global_epoch().await.expect("epoch");
+    assert!(back >= before && back < far, "{back} is about {before}");
+    assert_eq!(store.bump_global_epoch().await.expect("bump"), back + 1);
     schemas.drop_all().await;
 }
