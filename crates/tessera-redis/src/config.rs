@@ -13,6 +13,8 @@ use crate::error::RedisStoreError;
 pub const DEFAULT_PREFIX: &str = "tss:";
 /// Longest key prefix accepted.
 pub const MAX_PREFIX_LEN: usize = 64;
+/// How long a revocation waits for its replicas unless configured.
+const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Standalone server or cluster.
 #[derive(Clone, Debug)]
@@ -47,6 +49,9 @@ pub struct RedisConfig {
     pub(crate) tls_ca_file: Option<PathBuf>,
     pub(crate) tls_root_pem: Option<Vec<u8>>,
     pub(crate) tls: bool,
+    pub(crate) wait_replicas: u32,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) allow_evicting_policy: bool,
     redacted: String,
 }
 
@@ -58,6 +63,9 @@ impl std::fmt::Debug for RedisConfig {
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("allow_evicting_policy", &self.allow_evicting_policy)
             .finish_non_exhaustive()
     }
 }
@@ -73,8 +81,11 @@ impl RedisConfig {
     ///
     /// with the query parameters `prefix` (key prefix, default `tss:`),
     /// `operation_timeout_ms` (default 2000), `connect_timeout_ms` (default
-    /// 2000) and `tls_ca_file` (a PEM file of root certificates to trust
-    /// instead of the system's).
+    /// 2000), `tls_ca_file` (a PEM file of root certificates to trust
+    /// instead of the system's), `wait_replicas` and `wait_timeout_ms` (see
+    /// [`wait_for_replicas`](Self::wait_for_replicas)) and
+    /// `allow_evicting_policy=true` (see
+    /// [`allow_evicting_policy`](Self::allow_evicting_policy)).
     pub fn from_url(url: &str) -> Result<Self, RedisStoreError> {
         let config_err = |problem: String| RedisStoreError::Config(problem);
         let redacted = redact_url(url);
@@ -99,6 +110,9 @@ impl RedisConfig {
         let mut operation_timeout = Duration::from_secs(2);
         let mut connect_timeout = Duration::from_secs(2);
         let mut tls_ca_file = None;
+        let mut wait_replicas = 0;
+        let mut wait_timeout = DEFAULT_WAIT_TIMEOUT;
+        let mut allow_evicting_policy = false;
         let mut passed_on = Vec::new();
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             let millis = |value: &str| {
@@ -118,6 +132,25 @@ impl RedisConfig {
                 "operation_timeout_ms" => operation_timeout = millis(&value)?,
                 "connect_timeout_ms" => connect_timeout = millis(&value)?,
                 "tls_ca_file" => tls_ca_file = Some(PathBuf::from(value.as_ref())),
+                "wait_replicas" => {
+                    wait_replicas = value.parse::<u32>().map_err(|_| {
+                        config_err(format!(
+                            "`wait_replicas` must be a number of replicas (0 for none), got `{value}`"
+                        ))
+                    })?;
+                }
+                "wait_timeout_ms" => wait_timeout = millis(&value)?,
+                "allow_evicting_policy" => {
+                    allow_evicting_policy = match value.as_ref() {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            return Err(config_err(format!(
+                                "`allow_evicting_policy` must be true or false, got `{other}`"
+                            )));
+                        }
+                    };
+                }
                 _ => passed_on.push((key.into_owned(), value.into_owned())),
             }
         }
@@ -169,6 +202,9 @@ impl RedisConfig {
             tls_ca_file,
             tls_root_pem: None,
             tls,
+            wait_replicas,
+            wait_timeout,
+            allow_evicting_policy,
             redacted,
         };
         config.validate()?;
@@ -192,6 +228,29 @@ impl RedisConfig {
     /// How long connecting may take (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Makes every revocation (a deletion, a revoke-all of a subject, an
+    /// epoch change) wait until `replicas` replicas of the primary that
+    /// took it acknowledge it (`WAIT`), at most `timeout`; one not
+    /// acknowledged in time fails as unavailable (the caller retries), so
+    /// that an acknowledged revocation survives the primary's failover.
+    /// Off (0 replicas) by default; URL `wait_replicas=1&wait_timeout_ms=500`.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_replicas = replicas;
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Accepts a server whose `maxmemory-policy` evicts any key when memory
+    /// is full (`allkeys-*`). Refused by default: such a server may evict
+    /// revocation epochs and subject indexes, which keep no expiry, and
+    /// with them revocations. Also skips the check where the server does
+    /// not let this user read its configuration. URL
+    /// `allow_evicting_policy=true`.
+    pub fn allow_evicting_policy(mut self, allow: bool) -> Self {
+        self.allow_evicting_policy = allow;
         self
     }
 
@@ -232,7 +291,10 @@ impl RedisConfig {
                 self.prefix
             )));
         }
-        if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.operation_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.wait_timeout.is_zero()
+        {
             return Err(RedisStoreError::Config(
                 "timeouts must be longer than zero".to_owned(),
             ));
@@ -296,5 +358,17 @@ mod tests {
         assert!(RedisConfig::from_url("redis://h:1?operation_timeout_ms=0").is_err());
         assert!(RedisConfig::from_url("postgres://h").is_err());
         assert!(RedisConfig::from_url("rediss://h:1").expect("tls").tls);
+        let waiting = RedisConfig::from_url(
+            "redis://h:1?wait_replicas=1&wait_timeout_ms=250&allow_evicting_policy=true",
+        )
+        .expect("url");
+        assert_eq!(waiting.wait_replicas, 1);
+        assert_eq!(waiting.wait_timeout, Duration::from_millis(250));
+        assert!(waiting.allow_evicting_policy);
+        let plain = RedisConfig::from_url("redis://h:1").expect("url");
+        assert_eq!(plain.wait_replicas, 0, "off unless asked for");
+        assert!(!plain.allow_evicting_policy);
+        assert!(RedisConfig::from_url("redis://h:1?wait_replicas=x").is_err());
+        assert!(RedisConfig::from_url("redis://h:1?allow_evicting_policy=yes").is_err());
     }
 }

@@ -7,10 +7,15 @@ use tessera_core::store::StoreError;
 /// Why the store could not be set up (configuration or first connection).
 /// Failures of single operations afterwards are [`StoreError`]s.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedisStoreError {
     /// A setting is invalid; the message names it and what is allowed.
     #[error("invalid Redis store settings: {0}")]
     Config(String),
+    /// The server is set up in a way that could lose revocations; the
+    /// message says what to change.
+    #[error("the Redis server cannot keep revocations safely: {0}")]
+    Server(String),
     /// Redis could not be reached, or refused the connection.
     #[error("cannot reach Redis: {0}")]
     Unavailable(#[from] StoreError),

@@ -163,7 +163,11 @@ impl SubjectIndex for RedisStore {
             .filter(|id| Some(id) != except)
             .collect();
         let deletes: Vec<Cmd> = targets.iter().map(|id| self.delete_command(id)).collect();
-        let replies = self.round_trip("delete subject", &deletes).await?;
+        let keys: Vec<String> = targets
+            .iter()
+            .flat_map(|id| self.session_keys(id))
+            .collect();
+        let replies = self.revoke("delete subject", &deletes, &keys).await?;
         let deleted: Vec<SessionId> = targets
             .into_iter()
             .zip(replies)

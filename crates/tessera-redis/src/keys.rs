@@ -6,6 +6,7 @@
 //! kept here too (`legacy_*`), for finding the sessions it still holds
 //! (`crate::legacy`); the new names never collide with them.
 
+use tessera_core::store::AttachmentKind;
 use tessera_core::{SessionId, TokenHash};
 
 /// Builds the store's key names under one prefix.
@@ -51,6 +52,35 @@ impl Keys {
     /// A subject's revocation epoch: `{prefix}epoch:<subject>`.
     pub(crate) fn subject_epoch(&self, subject: &str) -> String {
         format!("{}epoch:{subject}", self.prefix)
+    }
+
+    /// An attachment of a session, a string holding its generation and
+    /// forget deadline (8 bytes each, big-endian) and its bytes:
+    /// `{prefix}a:<id>:<kind>`.
+    pub(crate) fn attachment(&self, id: &SessionId, kind: AttachmentKind) -> String {
+        format!("{}a:{id}:{}", self.prefix, kind.name())
+    }
+
+    /// The session id of an attachment key of this prefix.
+    pub(crate) fn id_of_attachment(&self, key: &str) -> Option<SessionId> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("a:")?;
+        SessionId::parse(rest.get(..22)?).ok()
+    }
+
+    /// The glob matching every attachment key.
+    pub(crate) fn attachment_pattern(&self) -> String {
+        format!("{}a:*", glob_escape(&self.prefix))
+    }
+
+    /// The journal, a sorted set of entries in the order of their bytes
+    /// (time, nonce): `{prefix}j`.
+    pub(crate) fn journal(&self) -> String {
+        format!("{}j", self.prefix)
+    }
+
+    /// The glob matching every key of this prefix.
+    pub(crate) fn all_pattern(&self) -> String {
+        format!("{}*", glob_escape(&self.prefix))
     }
 
     /// The glob matching every record key.
@@ -122,6 +152,10 @@ mod tests {
         assert_eq!(Keys::new("a*b:").record_pattern(), "a\\*b:s:*");
         assert_eq!(Keys::new("a*b:").index_pattern(), "a\\*b:u:*");
         assert_eq!(id_of_field(&[7; 16]), Some(SessionId([7; 16])));
+        let attachment = keys.attachment(&id, AttachmentKind::DeviceBinding);
+        assert_eq!(attachment, format!("tss:a:{id}:dbsc"));
+        assert_eq!(keys.id_of_attachment(&attachment), Some(id));
+        assert_eq!(keys.id_of_attachment("tss:a:short"), None);
         assert_eq!(id_of_field(&[7; 15]), None);
     }
 }

@@ -29,6 +29,8 @@
 //! | `tss:s:<id>` | string | the session's record: the codec's bytes ([`tessera_core::codec`]) | at its forget deadline (`PXAT`) |
 //! | `tss:u:<subject>` | hash | one field per session of the subject: its raw 16-byte id (value empty) | never; tidied by listing and sweeping |
 //! | `tss:epoch`, `tss:epoch:<subject>` | integer | revocation epochs | never |
+//! | `tss:a:<id>:<kind>` | string | an attachment: generation, forget deadline (8 bytes each), bytes | at its forget deadline (`PXAT`); deleted with its session |
+//! | `tss:j` | sorted set | the journal, one member per entry, in the order of its bytes (time, nonce) | never; swept past each entry's deadline |
 //!
 //! `<id>` is the session's public id (22 base64url characters). Keys carry
 //! no hash tag: in a cluster each key lives in its own slot, and no
@@ -68,7 +70,11 @@
 //!   revoke-all may survive it (the subject epoch, bumped by the manager,
 //!   covers sealed sessions).
 //! * **Epochs** are plain counters (`INCR`), raised by a script that only
-//!   moves them up.
+//!   moves them up. A global epoch that does not exist starts at the
+//!   current time in milliseconds, so a server that lost its data revives
+//!   no revoked sealed session (`src/epochs.rs` says when it starts at 0
+//!   instead: a store of an earlier version). `durability()` is
+//!   `Persistent` only when every primary keeps an append-only file.
 //!
 //! # Sessions of the previous layout
 //!
@@ -103,12 +109,15 @@
 pub mod bus;
 mod config;
 mod conn;
+mod epochs;
 mod error;
+mod extras;
 mod index;
 mod keys;
 mod legacy;
 mod maintenance;
 mod scripts;
+mod server;
 mod store;
 
 pub use bus::RedisBus;

@@ -212,15 +212,50 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Deletes the attachments among `keys` whose session has no record;
+    /// returns how many went.
+    async fn drop_orphan_attachments(&self, keys: &[String]) -> Result<u64, StoreError> {
+        let owned: Vec<(&String, SessionId)> = keys
+            .iter()
+            .filter_map(|key| Some((key, self.keys().id_of_attachment(key)?)))
+            .collect();
+        let checks: Vec<Cmd> = owned
+            .iter()
+            .map(|(_, id)| {
+                let mut exists = cmd("EXISTS");
+                exists.arg(self.keys().record(id));
+                exists
+            })
+            .collect();
+        let replies = self.round_trip("sweep", &checks).await?;
+        let drops: Vec<Cmd> = owned
+            .iter()
+            .zip(replies)
+            .filter(|(_, reply)| matches!(reply, Value::Int(0)))
+            .map(|((key, _), _)| {
+                let mut drop = cmd("DEL");
+                drop.arg(key.as_str());
+                drop
+            })
+            .collect();
+        let dropped = drops.len() as u64;
+        self.round_trip("sweep", &drops).await?;
+        Ok(dropped)
+    }
+}
+
 #[async_trait]
 impl Maintenance for RedisStore {
-    /// Redis forgets records by itself at their deadline (`PXAT`); this
-    /// drops the index entries they leave, on every primary.
-    async fn sweep_expired(&self, _now: Timestamp) -> Result<u64, StoreError> {
+    /// Redis forgets records and attachments by itself at their deadline
+    /// (`PXAT`); this drops the index entries records leave and the
+    /// attachments of sessions that are gone, on every primary, and the
+    /// journal entries past their deadline.
+    async fn sweep_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let nodes = self.scan_nodes().await?;
+        let mut removed = 0;
         let pattern = self.keys().index_pattern();
         let mut position = Position::START;
-        let mut removed = 0;
         while position.node < nodes.len().max(1) {
             let (next, keys) = self
                 .scan_batch(&nodes, &position, &pattern, "hash", SWEEP_SCAN_COUNT)
@@ -228,6 +263,16 @@ impl Maintenance for RedisStore {
             removed += self.tidy_indexes(&keys).await?;
             position = position.after_batch(next);
         }
+        let pattern = self.keys().attachment_pattern();
+        let mut position = Position::START;
+        while position.node < nodes.len().max(1) {
+            let (next, keys) = self
+                .scan_batch(&nodes, &position, &pattern, "string", SWEEP_SCAN_COUNT)
+                .await?;
+            removed += self.drop_orphan_attachments(&keys).await?;
+            position = position.after_batch(next);
+        }
+        removed += self.sweep_journal(now).await?;
         Ok(removed)
     }
 

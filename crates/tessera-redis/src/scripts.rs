@@ -106,18 +106,60 @@ return 1
 });
 
 /// Raises an epoch counter to at least a value; returns the value reached.
-/// KEYS: epoch. ARGV: value (decimal).
+/// A missing counter counts as the start value (and is written when the
+/// raise does not move it).
+/// KEYS: epoch. ARGV: value (decimal), start value (decimal).
 pub(crate) static RAISE_EPOCH: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local stored = redis.call('GET', KEYS[1])
+local current = tonumber(stored or ARGV[2])
 local wanted = tonumber(ARGV[1])
 if wanted > current then
   redis.call('SET', KEYS[1], ARGV[1])
   return wanted
 end
+if not stored and ARGV[2] ~= '0' then redis.call('SET', KEYS[1], ARGV[2]) end
 return current
 "
         .to_owned(),
     )
+});
+
+/// Moves an epoch counter on by one; a missing counter starts at the
+/// start value first. Returns the new value.
+/// KEYS: epoch. ARGV: start value (decimal).
+pub(crate) static BUMP_EPOCH: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCR', KEYS[1])
+"
+        .to_owned(),
+    )
+});
+
+/// Writes an attachment if its stored generation is the expected one.
+/// The stored value is the generation and the forget deadline (8 bytes
+/// each, big-endian) and the attachment's bytes; one past its deadline
+/// counts as none.
+/// KEYS: attachment. ARGV: expected generation (decimal, empty for none),
+/// the new value, its forget deadline (ms, decimal), now (ms, decimal).
+/// Returns `{1}` written, `{0}` no attachment, `{0, generation}` another.
+pub(crate) static STORE_ATTACHMENT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        r"{MILLIS}
+local v = redis.call('GET', KEYS[1])
+local current = nil
+if v and #v >= 16 and ms(v, 9) > tonumber(ARGV[4]) then current = ms(v, 1) end
+local expected = nil
+if ARGV[1] ~= '' then expected = tonumber(ARGV[1]) end
+if current ~= expected then
+  if current then return {{0, current}} end
+  return {{0}}
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return {{1}}
+"
+    ))
 });

@@ -3,12 +3,16 @@
 //! `maintenance.rs`, the previous layout in `legacy.rs`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind, Value, cmd};
 use tessera_core::codec;
-use tessera_core::store::{CreateOutcome, Epochs, Records, StoreError, WriteOutcome};
+use tessera_core::store::{
+    AttachmentKind, CreateOutcome, Durability, Records, StoreError, WriteOutcome,
+};
 use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
 
 use crate::config::RedisConfig;
@@ -38,6 +42,17 @@ struct Inner {
     operation_timeout: Duration,
     cluster: bool,
     redacted_url: String,
+    /// Whether every primary keeps its data across a restart (asked at connect).
+    durability: Durability,
+    /// With [`RedisConfig::wait_for_replicas`]: the connection revocations
+    /// go over, each followed by `WAIT` (a second one, so that a `WAIT`
+    /// holds up no other request).
+    revocations: Option<Conn>,
+    wait_replicas: u32,
+    wait_timeout: Duration,
+    /// The highest global epoch this store handed out (0: none yet), see
+    /// `epochs.rs`.
+    known_global: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -56,11 +71,20 @@ impl RedisStore {
         Self::connect_with(RedisConfig::from_url(url)?).await
     }
 
-    /// Connects with explicit settings; fails if Redis cannot be reached.
+    /// Connects with explicit settings; fails if Redis cannot be reached,
+    /// or if its `maxmemory-policy` may evict keys without an expiry
+    /// (unless [`RedisConfig::allow_evicting_policy`]). Asks whether every
+    /// primary keeps an append-only file (the store's
+    /// [`durability`](tessera_core::store::Epochs::durability)), and starts
+    /// the global epoch if there is none (`src/epochs.rs`).
     pub async fn connect_with(config: RedisConfig) -> Result<Self, RedisStoreError> {
         config.validate()?;
         let conn = Conn::open(&config, false).await?;
-        let store = Self::build(&config, conn);
+        let durability = crate::server::inspect(&conn, &config, false).await?;
+        let revocations = Self::revocation_conn(&config, false).await?;
+        let store = Self::build(&config, conn, revocations, durability);
+        // A global epoch exists from the first connect on (see `epochs.rs`).
+        store.read_global_epoch().await?;
         // Saves the first writes a round trip. Best effort: a node that is
         // down now, or restarts later, is given the scripts when it answers
         // NOSCRIPT.
@@ -77,13 +101,36 @@ impl RedisStore {
     /// while Redis is down: its operations fail as unavailable until Redis
     /// answers. A cluster is always connected at once (its slot map is
     /// needed), so for `redis+cluster://` this is [`connect_with`](Self::connect_with).
+    /// The server is checked as by `connect_with` if it answers within the
+    /// connect timeout; if it does not, its eviction policy goes unchecked
+    /// and its epochs count as volatile for the life of the store.
     pub async fn connect_lazy(config: RedisConfig) -> Result<Self, RedisStoreError> {
         config.validate()?;
         let conn = Conn::open(&config, true).await?;
-        Ok(Self::build(&config, conn))
+        // Checked if the server answers now; if not, its epochs count as
+        // volatile.
+        let durability = crate::server::inspect(&conn, &config, true).await?;
+        let revocations = Self::revocation_conn(&config, true).await?;
+        Ok(Self::build(&config, conn, revocations, durability))
     }
 
-    fn build(config: &RedisConfig, conn: Conn) -> Self {
+    /// The second connection revocations take when they wait for replicas.
+    async fn revocation_conn(
+        config: &RedisConfig,
+        lazy: bool,
+    ) -> Result<Option<Conn>, RedisStoreError> {
+        if config.wait_replicas == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Conn::open(config, lazy).await?))
+    }
+
+    fn build(
+        config: &RedisConfig,
+        conn: Conn,
+        revocations: Option<Conn>,
+        durability: Durability,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cluster: config.is_cluster(),
@@ -91,8 +138,23 @@ impl RedisStore {
                 keys: Keys::new(&config.prefix),
                 operation_timeout: config.operation_timeout,
                 redacted_url: config.redacted_url().to_owned(),
+                durability,
+                revocations,
+                wait_replicas: config.wait_replicas,
+                wait_timeout: config.wait_timeout,
+                known_global: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Notes a global epoch handed out by this store.
+    pub(crate) fn note_global_epoch(&self, epoch: u64) {
+        self.inner.known_global.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The highest global epoch this store handed out (0: none yet).
+    pub(crate) fn known_global_epoch(&self) -> u64 {
+        self.inner.known_global.load(Ordering::Acquire)
     }
 
     /// The key prefix.
@@ -103,6 +165,11 @@ impl RedisStore {
     /// Whether the store is on a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.inner.cluster
+    }
+
+    /// What the server said about keeping its data, at connect.
+    pub(crate) fn durability_found(&self) -> Durability {
+        self.inner.durability
     }
 
     /// The key of a session's record (for inspection and tests).
@@ -161,10 +228,19 @@ impl RedisStore {
         what: &str,
         commands: &[Cmd],
     ) -> Result<Vec<Value>, StoreError> {
+        self.round_trip_on(&self.conn(), what, commands).await
+    }
+
+    /// [`round_trip`](Self::round_trip) over a given connection.
+    async fn round_trip_on(
+        &self,
+        conn: &Conn,
+        what: &str,
+        commands: &[Cmd],
+    ) -> Result<Vec<Value>, StoreError> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let conn = self.conn();
         self.timed(what, async {
             for attempt in 0..2 {
                 let replies = conn
@@ -195,6 +271,8 @@ impl RedisStore {
             &*scripts::UPDATE,
             &*scripts::TOUCH,
             &*scripts::RAISE_EPOCH,
+            &*scripts::BUMP_EPOCH,
+            &*scripts::STORE_ATTACHMENT,
             &*scripts::CONVERT,
         ]
         .into_iter()
@@ -213,6 +291,76 @@ impl RedisStore {
             reply.map_err(|e| store_error(what, e))?;
         }
         Ok(())
+    }
+
+    /// Sends revocation-type writes (deletions, epoch changes) that touch
+    /// `keys` in one round trip. With [`RedisConfig::wait_for_replicas`]
+    /// they go over the revocation connection and are followed by `WAIT` on
+    /// it (one per node written to, in a cluster); a write not acknowledged
+    /// by enough replicas in time fails as unavailable: it is on the
+    /// primary, but could be lost with it.
+    pub(crate) async fn revoke(
+        &self,
+        what: &str,
+        commands: &[Cmd],
+        keys: &[String],
+    ) -> Result<Vec<Value>, StoreError> {
+        let Some(conn) = &self.inner.revocations else {
+            return self.round_trip(what, commands).await;
+        };
+        let (replicas, timeout) = (self.inner.wait_replicas, self.inner.wait_timeout);
+        let mut wait = cmd("WAIT");
+        wait.arg(replicas)
+            .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        let (replies, acknowledged) = match conn {
+            Conn::Standalone(_) => {
+                // One pipeline on one connection: `WAIT` follows the writes.
+                let mut all = commands.to_vec();
+                all.push(wait);
+                let mut replies = self.round_trip_on(conn, what, &all).await?;
+                let acknowledged = replies.pop().into_iter().collect::<Vec<_>>();
+                (replies, acknowledged)
+            }
+            Conn::Cluster(cluster) => {
+                let replies = self.round_trip_on(conn, what, commands).await?;
+                // `WAIT` on the connection to the node of each slot written.
+                let mut routes: Vec<Route> = Vec::new();
+                for key in keys {
+                    let route = Route::with_key(key, SlotAddr::Master);
+                    if !routes.contains(&route) {
+                        routes.push(route);
+                    }
+                }
+                let mut acknowledged = Vec::with_capacity(routes.len());
+                for route in routes {
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    let mut cluster = cluster.clone();
+                    let reply = tokio::time::timeout(
+                        self.inner.operation_timeout + timeout,
+                        cluster.route_command(wait.clone(), route),
+                    )
+                    .await
+                    .map_err(|_| timed_out(what, self.inner.operation_timeout + timeout))?
+                    .map_err(|e| store_error(what, e))?;
+                    acknowledged.push(reply);
+                }
+                (replies, acknowledged)
+            }
+        };
+        for reply in acknowledged {
+            let count: u64 = redis::from_redis_value(reply).map_err(|e| bad_reply(what, e))?;
+            if count < u64::from(replicas) {
+                return Err(StoreError::Unavailable {
+                    message: format!(
+                        "{what}: written on the primary, but acknowledged by {count} of \
+                         {replicas} replicas within {timeout:?}, so it may not survive a \
+                         failover; try again (or check the replicas)"
+                    ),
+                    source: None,
+                });
+            }
+        }
+        Ok(replies)
     }
 
     /// `SET record bytes NX PXAT forget`: create-if-absent with native expiry.
@@ -235,11 +383,23 @@ impl RedisStore {
         add
     }
 
-    /// `DEL record legacy-record`: ends a session in either layout.
+    /// Every key of a session: its record, its hash of the previous
+    /// layout, its attachments.
+    pub(crate) fn session_keys(&self, id: &SessionId) -> Vec<String> {
+        let mut keys = vec![self.keys().record(id), self.keys().legacy_record(id)];
+        keys.extend(
+            AttachmentKind::ALL
+                .into_iter()
+                .map(|kind| self.keys().attachment(id, kind)),
+        );
+        keys
+    }
+
+    /// `DEL record legacy-record attachments…`: ends a session in either
+    /// layout, with its attachments.
     pub(crate) fn delete_command(&self, id: &SessionId) -> Cmd {
         let mut del = cmd("DEL");
-        del.arg(self.keys().record(id))
-            .arg(self.keys().legacy_record(id));
+        del.arg(self.session_keys(id));
         del
     }
 
@@ -343,28 +503,6 @@ pub(crate) fn evalsha_keys(script: &scripts::Lua, keys: &[&str]) -> Cmd {
     command
 }
 
-/// Epochs above this cannot be raised to: the script's numbers are exact
-/// up to 2^53.
-const MAX_RAISED_EPOCH: u64 = 1 << 53;
-
-impl RedisStore {
-    async fn raise_epoch(&self, what: &str, key: String, epoch: u64) -> Result<u64, StoreError> {
-        if epoch > MAX_RAISED_EPOCH {
-            return Err(StoreError::invalid(format!(
-                "an epoch of {epoch} is beyond what the Redis store can raise to ({MAX_RAISED_EPOCH})"
-            )));
-        }
-        let mut raise = evalsha(&scripts::RAISE_EPOCH, &key);
-        raise.arg(epoch);
-        let reply = self.round_trip(what, &[raise]).await?;
-        let reached: Option<u64> = reply
-            .into_iter()
-            .next()
-            .and_then(|value| redis::from_redis_value(value).ok());
-        reached.ok_or_else(|| bad_reply(what, "no epoch"))
-    }
-}
-
 #[async_trait]
 impl Records for RedisStore {
     async fn create(
@@ -450,8 +588,10 @@ impl Records for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         // The subject's index keeps the id until it is listed or swept.
-        let deleted: i64 = self.command("delete", &self.delete_command(id)).await?;
-        Ok(deleted > 0)
+        let replies = self
+            .revoke("delete", &[self.delete_command(id)], &self.session_keys(id))
+            .await?;
+        Ok(matches!(replies.first(), Some(Value::Int(n)) if *n > 0))
     }
 
     async fn find_legacy(
@@ -464,53 +604,6 @@ impl Records for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.command::<String>("ping", &cmd("PING")).await.map(drop)
-    }
-}
-
-#[async_trait]
-impl Epochs for RedisStore {
-    async fn global_epoch(&self) -> Result<u64, StoreError> {
-        let epoch: Option<u64> = self
-            .command("read epoch", cmd("GET").arg(self.keys().global_epoch()))
-            .await?;
-        Ok(epoch.unwrap_or(0))
-    }
-
-    async fn bump_global_epoch(&self) -> Result<u64, StoreError> {
-        self.command("bump epoch", cmd("INCR").arg(self.keys().global_epoch()))
-            .await
-    }
-
-    async fn raise_global_epoch(&self, epoch: u64) -> Result<u64, StoreError> {
-        self.raise_epoch("raise epoch", self.keys().global_epoch(), epoch)
-            .await
-    }
-
-    async fn subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        let epoch: Option<u64> = self
-            .command(
-                "read subject epoch",
-                cmd("GET").arg(self.keys().subject_epoch(subject)),
-            )
-            .await?;
-        Ok(epoch.unwrap_or(0))
-    }
-
-    async fn bump_subject_epoch(&self, subject: &str) -> Result<u64, StoreError> {
-        self.command(
-            "bump subject epoch",
-            cmd("INCR").arg(self.keys().subject_epoch(subject)),
-        )
-        .await
-    }
-
-    async fn raise_subject_epoch(&self, subject: &str, epoch: u64) -> Result<u64, StoreError> {
-        self.raise_epoch(
-            "raise subject epoch",
-            self.keys().subject_epoch(subject),
-            epoch,
-        )
-        .await
     }
 }
 
