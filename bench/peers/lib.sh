@@ -50,6 +50,87 @@ rss_bytes() {
   awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# CPU time a process has used so far, in clock ticks: utime + stime (fields
+# 14 and 15 of /proc/PID/stat, counted after the `)` that ends the command
+# name, which may itself hold spaces). Every thread of the process counts.
+# 0 when there is no such process.
+cpu_ticks() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  local -a fields
+  read -ra fields <<<"${stat##*) }"
+  # fields[0] is field 3 (the state).
+  echo $((fields[11] + fields[12]))
+}
+
+# CPU ticks of every process named `postgres` (the postmaster, its
+# backends, its background workers): utime + stime, plus cutime + cstime
+# (fields 16 and 17) so that backends which exit during a measurement still
+# count, their time having passed to the postmaster when it reaped them.
+postgres_cpu_ticks() {
+  local total=0 file stat rest
+  local -a fields
+  for file in /proc/[0-9]*/stat; do
+    stat=$(cat "$file" 2>/dev/null) || continue
+    [[ "$stat" == *" (postgres) "* ]] || continue
+    rest=${stat##*) }
+    read -ra fields <<<"$rest"
+    total=$((total + fields[11] + fields[12] + fields[13] + fields[14]))
+  done
+  echo "$total"
+}
+
+# CPU ticks of a contender's store process: the private redis-server (pid
+# given), every postgres process (`postgres`), or none (`-`: the store lives
+# in the server's process, or in the cookie).
+store_cpu_ticks() {
+  case $1 in
+    -) echo 0 ;;
+    postgres) postgres_cpu_ticks ;;
+    *) cpu_ticks "$1" ;;
+  esac
+}
+
+# Clock ticks per second of /proc/PID/stat.
+clk_tck() { getconf CLK_TCK; }
+
+# A redis-server's `used_memory` (INFO memory), in bytes.
+redis_used_memory() {
+  redis-cli -p "$1" info memory 2>/dev/null | tr -d '\r' | awk -F: '$1 == "used_memory" {print $2}'
+}
+
+# Runs wrk on one route as run_wrk does, sampling the CPU ticks of the
+# server ($1) and of its store ($2, as store_cpu_ticks takes it) right
+# before and right after; prints wrk's result with a `cpu` object added:
+# ticks of each, and microseconds of CPU per request (server, store, total)
+# over the requests wrk counted.
+#   run_wrk_cpu SERVER_PID STORE PORT METHOD PATH COOKIES SECONDS
+run_wrk_cpu() {
+  local server_pid=$1 store=$2
+  shift 2
+  local server_before store_before server_after store_after result
+  server_before=$(cpu_ticks "$server_pid")
+  store_before=$(store_cpu_ticks "$store")
+  result=$(run_wrk "$@" || true)
+  server_after=$(cpu_ticks "$server_pid")
+  store_after=$(store_cpu_ticks "$store")
+  [[ -n "$result" ]] || return 0
+  python3 - "$result" "$((server_after - server_before))" "$((store_after - store_before))" \
+    "$(clk_tck)" "$([[ "$store" == - ]] && echo 0 || echo 1)" <<'PY'
+import json, sys
+result = json.loads(sys.argv[1])
+server, store, hz, has_store = (int(x) for x in sys.argv[2:])
+requests = result.get("requests") or 0
+per = lambda ticks: round(ticks * 1e6 / hz / requests, 2) if requests else None
+cpu = {"clk_tck": hz, "server_ticks": server, "store_ticks": store if has_store else None,
+       "server_us_per_request": per(server),
+       "store_us_per_request": per(store) if has_store else None,
+       "us_per_request": per(server + store)}
+result["cpu"] = cpu
+print(json.dumps(result))
+PY
+}
+
 # Waits until the app on $1 answers HTTP (any status); $2 the pid, $3 seconds.
 wait_http() {
   local port=$1 pid=$2 limit=${3:-60} waited=0

@@ -9,6 +9,13 @@
 -- offset (THREADS is wrk's -t) so that threads do not walk the sessions in
 -- lockstep.
 --
+-- init() only reads the file into one string: wrk runs each thread's init()
+-- one after the other and starts a thread as soon as its own init() returns,
+-- but starts its clock only once every thread has started, so a slow init
+-- (formatting a request per line of a large file) let the first thread send
+-- requests that wrk counted over a duration that left them out. A request is
+-- built from its line the first time it is sent and kept for the next round.
+--
 -- The response() hook is deliberately not defined: it makes wrk parse every
 -- header into Lua and would cost the load generator, which shares the CPUs
 -- with the server, more than the servers under test. Answers with a status of
@@ -23,47 +30,77 @@ function setup(thread)
 end
 
 local method, path
-local sessions = {}
-local next_session = 1
+local data = nil -- the cookie file's text, ending with a newline
+local prefix     -- request line and Host header
+local pos = 1    -- where the next request's line starts in data
+local built = {} -- request text, by the offset of its line
+local after = {} -- the offset of the next line, by the offset of a line
+local plain = nil
 
 function init(args)
   method = args[1] or "GET"
   path = args[2] or "/"
   local file = args[3] or "-"
-  if file ~= "-" then
-    for line in io.lines(file) do
-      local cookie, csrf = line:match("^([^\t]*)\t(.*)$")
-      if cookie == nil then
-        cookie = line
-      end
-      local headers = { ["Cookie"] = cookie }
-      if csrf ~= nil and csrf ~= "" then
-        headers["X-CSRF-Token"] = csrf
-      end
-      sessions[#sessions + 1] = wrk.format(method, path, headers)
-    end
-    if #sessions == 0 then
-      error("no sessions in " .. file)
-    end
-    local count = tonumber(args[4]) or 1
-    next_session = math.floor(index * #sessions / count) + 1
+  if file == "-" then
+    return
+  end
+  local f = assert(io.open(file, "rb"))
+  data = f:read("*a")
+  f:close()
+  if data:sub(-1) ~= "\n" then
+    data = data .. "\n"
+  end
+  if not data:find("[^\n]") then
+    error("no sessions in " .. file)
+  end
+  if data:sub(1, 1) == "\n" or data:find("\n\n", 1, true) then
+    error("an empty line in " .. file)
+  end
+  prefix = string.format("%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, wrk.headers["Host"])
+  -- This thread's first line: the one at or after its share of the file.
+  local count = tonumber(args[4]) or 1
+  pos = math.floor(index * #data / count) + 1
+  if pos > 1 and data:sub(pos - 1, pos - 1) ~= "\n" then
+    local newline = data:find("\n", pos, true)
+    pos = newline + 1
+  end
+  if pos > #data then
+    pos = 1
   end
 end
 
-local plain = nil
+-- The request for the line at `at`, and the offset of the line after it.
+local function build(at)
+  local newline = data:find("\n", at, true)
+  local line = data:sub(at, newline - 1)
+  local cookie, csrf = line:match("^([^\t]*)\t(.*)$")
+  if cookie == nil then
+    cookie = line
+  end
+  local headers = "Cookie: " .. cookie .. "\r\n"
+  if csrf ~= nil and csrf ~= "" then
+    headers = headers .. "X-CSRF-Token: " .. csrf .. "\r\n"
+  end
+  local next_at = newline + 1
+  if next_at > #data then
+    next_at = 1
+  end
+  return prefix .. headers .. "\r\n", next_at
+end
 
 function request()
-  if #sessions == 0 then
+  if data == nil then
     if plain == nil then
       plain = wrk.format(method, path)
     end
     return plain
   end
-  local req = sessions[next_session]
-  next_session = next_session + 1
-  if next_session > #sessions then
-    next_session = 1
+  local req = built[pos]
+  if req == nil then
+    req, after[pos] = build(pos)
+    built[pos] = req
   end
+  pos = after[pos]
   return req
 end
 
