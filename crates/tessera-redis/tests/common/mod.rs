@@ -90,6 +90,15 @@ fn wait_for_listener(port: u16) {
     panic!("redis-server did not listen on port {port}");
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`, …) to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
 /// One redis-server process.
 pub struct TempRedis {
     dir: PathBuf,
@@ -175,12 +184,13 @@ impl TempRedis {
 
     fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill {signal} failed");
+            self::signal(child.id(), signal);
         }
+    }
+
+    /// The process id (0 when not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// `redis-cli` against this server.
@@ -196,7 +206,7 @@ impl Drop for TempRedis {
     }
 }
 
-/// A Redis Cluster of three primaries (no replicas).
+/// A Redis Cluster of three primaries, each with `replicas` replicas.
 pub struct TempCluster {
     nodes: Vec<TempRedis>,
 }
@@ -205,8 +215,17 @@ impl TempCluster {
     /// Starts three cluster-enabled servers, joins them and waits for
     /// `cluster_state:ok` on every node.
     pub fn start() -> Self {
+        Self::start_with_replicas(0, 5000)
+    }
+
+    /// Starts `3 × (1 + replicas)` cluster-enabled servers (cluster bus on
+    /// port + 10000, so every port is below 55535), joins them with
+    /// `redis-cli --cluster create … --cluster-replicas`, and waits for
+    /// `cluster_state:ok` on every node and every replica's link to its
+    /// primary.
+    pub fn start_with_replicas(replicas: usize, node_timeout_ms: u64) -> Self {
         let mut nodes: Vec<TempRedis> = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..3 * (1 + replicas) {
             let mut port = free_port(55535);
             while nodes.iter().any(|n| n.port == port) {
                 port = free_port(55535);
@@ -219,7 +238,7 @@ impl TempCluster {
                     "--cluster-config-file".into(),
                     dir.join("nodes.conf").display().to_string(),
                     "--cluster-node-timeout".into(),
-                    "5000".into(),
+                    node_timeout_ms.to_string(),
                 ],
                 dir,
                 port,
@@ -232,9 +251,10 @@ impl TempCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
+        let replicas = replicas.to_string();
         let mut args = vec!["--cluster", "create"];
         args.extend(addresses.iter().map(String::as_str));
-        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        args.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         let out = Command::new("redis-cli")
             .args(&args)
             .output()
@@ -245,17 +265,22 @@ impl TempCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let cluster = Self { nodes };
+        cluster.wait_until_ok();
         let started = Instant::now();
-        'wait: while started.elapsed() < Duration::from_secs(60) {
-            for node in &nodes {
-                if !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+        'linked: while started.elapsed() < Duration::from_secs(60) {
+            for node in &cluster.nodes {
+                let replication = node.cli(&["INFO", "replication"]);
+                if replication.contains("role:slave")
+                    && !replication.contains("master_link_status:up")
+                {
                     std::thread::sleep(Duration::from_millis(100));
-                    continue 'wait;
+                    continue 'linked;
                 }
             }
-            return Self { nodes };
+            return cluster;
         }
-        panic!("the cluster did not reach cluster_state:ok");
+        panic!("the replicas did not link to their primaries");
     }
 
     /// The store URL of the cluster.
@@ -285,11 +310,11 @@ impl TempCluster {
         &mut self.nodes
     }
 
-    /// Waits until every node reports `cluster_state:ok`.
+    /// Waits until every running node reports `cluster_state:ok`.
     pub fn wait_until_ok(&self) {
         let started = Instant::now();
         'wait: while started.elapsed() < Duration::from_secs(60) {
-            for node in &self.nodes {
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
                 if !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
                     std::thread::sleep(Duration::from_millis(100));
                     continue 'wait;
@@ -298,6 +323,59 @@ impl TempCluster {
             return;
         }
         panic!("the cluster did not reach cluster_state:ok");
+    }
+}
+
+impl TempCluster {
+    /// The running primary that serves `key`'s slot (by `CLUSTER NODES`).
+    pub fn primary_of(&self, key: &str) -> usize {
+        let asked = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a running node");
+        let slot: u16 = asked
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("a slot");
+        let table = asked.cli(&["CLUSTER", "NODES"]);
+        for line in table.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (low, high) = range.split_once('-').unwrap_or((range, range));
+                match (low.parse::<u16>(), high.parse::<u16>()) {
+                    (Ok(low), Ok(high)) => (low..=high).contains(&slot),
+                    _ => false,
+                }
+            });
+            if !serves {
+                continue;
+            }
+            let port: u16 = fields[1]
+                .split(['@', ','])
+                .next()
+                .and_then(|address| address.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse().ok())
+                .expect("a node address");
+            if let Some(index) = self.nodes.iter().position(|n| n.port == port) {
+                return index;
+            }
+        }
+        panic!("no primary serves the slot of {key}: {table}")
+    }
+
+    /// The running replica of the node at `primary`.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let port = format!("master_port:{}", self.nodes[primary].port);
+        self.nodes
+            .iter()
+            .position(|node| {
+                node.child.is_some() && node.cli(&["INFO", "replication"]).contains(&port)
+            })
+            .unwrap_or_else(|| panic!("node {primary} has no replica"))
     }
 }
 
