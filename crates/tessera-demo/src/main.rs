@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tessera::open::{OpenStoreError, StoreUrl, open_store};
-use tessera::store::{Durability, Epochs};
 use tessera::sealed::{KeyRing, SealingKey};
+use tessera::store::{Durability, Epochs};
 use tessera::{BindingPolicy, SessionManager};
 use tessera_demo::DemoMode;
 

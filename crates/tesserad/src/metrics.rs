@@ -13,9 +13,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tessera::open::RecordCounter;
-use tessera::events::EventSink;
 use tessera::SessionEvent;
+use tessera::events::EventSink;
+use tessera::open::RecordCounter;
 use tessera::store::Operation as StoreOperation;
 
 use crate::api::error::ErrorCode;
@@ -272,7 +272,10 @@ impl Metrics {
 
     /// Records one store call.
     pub fn record_store(&self, op: StoreOperation, ok: bool, elapsed: Duration) {
-        let position = StoreOperation::ALL.iter().position(|o| *o == op).unwrap_or(0);
+        let position = StoreOperation::ALL
+            .iter()
+            .position(|o| *o == op)
+            .unwrap_or(0);
         let index = position * 2 + usize::from(!ok);
         if let Some(histogram) = self.store_seconds.get(index) {
             histogram.observe(elapsed.as_secs_f64());

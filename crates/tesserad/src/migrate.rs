@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tessera::store::copy::{CopyError, CopyPage, copy_page};
 use tessera::open::{OpenStoreError, StoreUrl, open_store};
+use tessera::store::copy::{CopyError, CopyPage, copy_page};
 use tessera::{Clock, SystemClock};
 
 /// The flags of `tesserad migrate`.

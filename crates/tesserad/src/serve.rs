@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use tessera::open::{OpenOptions, OpenStoreError, open_store_with};
 use tessera::events::{EventSink, FanOutEventSink, TracingEventSink};
+use tessera::open::{OpenOptions, OpenStoreError, open_store_with};
 use tessera::store::SessionStore;
 use tessera::{ConfigError, SessionManager};
 

@@ -72,7 +72,10 @@ async fn lifecycle(server: &Server) {
     .await;
     assert_eq!(status, 201, "{body}");
     let token = body["token"].as_str().expect("token").to_owned();
-    assert!(token.starts_with("tss_") && token.len() == 74, "a format 2 token: {token}");
+    assert!(
+        token.starts_with("tss_") && token.len() == 74,
+        "a format 2 token: {token}"
+    );
     let session = &body["session"];
     assert_session_shape(session);
     assert_eq!(session["subject"], Value::Null);

@@ -58,7 +58,10 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
         Presented::Unreadable { problem, .. } => {
             return refuse(ApiError::new(
                 ErrorCode::InvalidSession,
-                format!("the `{}` cookie cannot be read: {problem}", state.cookie_name),
+                format!(
+                    "the `{}` cookie cannot be read: {problem}",
+                    state.cookie_name
+                ),
             ));
         }
     };
