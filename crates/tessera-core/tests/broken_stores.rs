@@ -20,11 +20,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tessera_core::store::{
-    Attachment, AttachmentKind, AttachmentWrite, Attachments, Call, CreateOutcome, Durability,
-    Epochs, Intercept, Intercepted, Journal, JournalEntry, Maintenance, Operation, Page, Records,
-    StoreError, SubjectIndex, WriteOutcome, journal_cursor, page_of_ids, parse_journal_cursor,
+    Attachment, AttachmentKind, AttachmentWrite, Attachments, CreateOutcome, Durability, Epochs,
+    Intercepted, Journal, JournalEntry, Maintenance, Operation, Page, Records, StoreError,
+    SubjectIndex, WriteOutcome, journal_cursor, page_of_ids, parse_journal_cursor,
 };
-use tessera_core::testkit::{self, ConformanceReport};
+use tessera_core::testkit::{self, ConformanceReport, Outage};
 use tessera_core::{
     Clock, Revision, SessionId, SessionRecord, SystemClock, Timestamp, TokenHash, codec,
 };
@@ -518,33 +518,10 @@ impl Journal for ReferenceStore {
     }
 }
 
-/// Around every operation: a yield to the scheduler, as a networked store
-/// would make, so that concurrent requests interleave between a read and
-/// the write that depends on it on any machine; and, when set, the
-/// failure of one kind of operation.
-#[derive(Debug, Clone, Copy, Default)]
-struct Hook {
-    fail: Option<Operation>,
-}
-
-impl Intercept for Hook {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        op: Operation,
-        call: Call<'a, T>,
-    ) -> Result<T, StoreError> {
-        tokio::task::yield_now().await;
-        if self.fail == Some(op) {
-            return Err(StoreError::Unavailable {
-                message: format!("{} is down", op.name()),
-                source: None,
-            });
-        }
-        call.await
-    }
-}
-
-async fn report_for(faults: Faults, hook: Hook) -> ConformanceReport {
+/// Runs the suite on the reference store with `faults`, wrapped in `hook`
+/// (which yields before every operation, as a networked store would, so
+/// that concurrent requests interleave on any machine).
+async fn report_for(faults: Faults, hook: Outage) -> ConformanceReport {
     let report = testkit::run_conformance(move || async move {
         Intercepted::new(ReferenceStore::with(faults), hook)
     })
@@ -554,7 +531,7 @@ async fn report_for(faults: Faults, hook: Hook) -> ConformanceReport {
 }
 
 async fn report_with(faults: Faults) -> ConformanceReport {
-    report_for(faults, Hook::default()).await
+    report_for(faults, Outage::yielding()).await
 }
 
 /// The named case failed, and for the stated reason (its message carries
@@ -748,7 +725,14 @@ async fn failing_operations_fail_their_cases_with_the_store_error() {
         ),
     ];
     for (op, cases) in expectations {
-        let report = report_for(Faults::default(), Hook { fail: Some(op) }).await;
+        let report = report_for(
+            Faults::default(),
+            Outage {
+                fails: Some(op),
+                ..Outage::yielding()
+            },
+        )
+        .await;
         for case in cases {
             assert_caught(&report, case, &format!("{} is down", op.name()));
         }

@@ -12,9 +12,7 @@ use serde_json::json;
 use tessera_core::near_cache::{
     BusEvent, Invalidation, InvalidationBus, LocalBus, NearCache, NearCacheConfig,
 };
-use tessera_core::store::{
-    Call, Intercept, Intercepted, Operation, Records, SessionStore, StoreError,
-};
+use tessera_core::store::{Intercept, Intercepted, Operation, Records, SessionStore, StoreError};
 use tessera_core::testkit::{self, ConformanceOptions, run_conformance_with};
 use tessera_core::{
     ActiveSession, Clock, DataChange, MemoryStore, NewSession, SessionError, SessionId,
@@ -277,12 +275,7 @@ struct Pauses {
 }
 
 impl Intercept for Pauses {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        op: Operation,
-        call: Call<'a, T>,
-    ) -> Result<T, StoreError> {
-        let outcome = call.await;
+    async fn after(&self, op: Operation) {
         let pause = match op {
             Operation::Load => self.after_load,
             Operation::Update | Operation::Delete => self.after_write,
@@ -291,7 +284,6 @@ impl Intercept for Pauses {
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
-        outcome
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tessera_core::sealed::{KeyRing, SealingKey};
-use tessera_core::store::{Call, Intercept, Intercepted, Maintenance, Operation, StoreError};
-use tessera_core::testkit::Harness;
+use tessera_core::store::{Intercepted, Maintenance, Operation};
+use tessera_core::testkit::{Harness, Outage};
 use tessera_core::{
     ActiveSession, AuthLevel, BindingPolicy, ClientInfo, DataChange, InvalidReason, Login,
     MemoryStore, NewSession, SessionData, SessionError, SessionManager,
@@ -534,30 +534,11 @@ async fn a_seal_opens_only_where_it_was_issued() {
         .expect("resealed with the new key");
 }
 
-/// Fails one kind of store operation.
-struct Down(Operation);
-
-impl Intercept for Down {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        op: Operation,
-        call: Call<'a, T>,
-    ) -> Result<T, StoreError> {
-        if op == self.0 {
-            return Err(StoreError::Unavailable {
-                message: format!("{} is down", op.name()),
-                source: None,
-            });
-        }
-        call.await
-    }
-}
-
 #[tokio::test]
 async fn a_signed_in_seal_fails_closed_without_its_subject_epoch() {
     let store = Arc::new(Intercepted::new(
         MemoryStore::new(),
-        Down(Operation::SubjectEpoch),
+        Outage::failing(Operation::SubjectEpoch),
     ));
     let working = Harness::new(Arc::new(MemoryStore::new()));
     let sealer = working.manager_with(|b| b.sealed(ring(1)).allow_volatile_epochs());

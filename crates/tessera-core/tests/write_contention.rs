@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use tessera_core::store::{Call, Intercept, Intercepted, Operation, Records, StoreError};
-use tessera_core::testkit::Harness;
+use tessera_core::store::{Intercept, Intercepted, Operation, Records, StoreError};
+use tessera_core::testkit::{Harness, Outage};
 use tessera_core::{
     Clock, DataChange, ManualClock, MemoryStore, NewSession, SessionData, SessionError, SessionId,
     SessionManager, forget_at,
@@ -50,16 +50,12 @@ impl Rival {
 struct RivalHook(Arc<Rival>);
 
 impl Intercept for RivalHook {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        op: Operation,
-        call: Call<'a, T>,
-    ) -> Result<T, StoreError> {
+    async fn before(&self, op: Operation) -> Result<(), StoreError> {
         let target = *self.0.target.lock().expect("lock");
         if let (Operation::Update, Some(id)) = (op, target) {
             self.0.win(id).await?;
         }
-        call.await
+        Ok(())
     }
 }
 
@@ -152,22 +148,6 @@ async fn a_write_that_loses_every_race_ends_in_write_contention() {
         .expect("written");
 }
 
-/// A yield to the scheduler before every store operation, as a networked
-/// store would make: requests interleave between a read and the write
-/// that depends on it on any machine.
-struct Yield;
-
-impl Intercept for Yield {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        _op: Operation,
-        call: Call<'a, T>,
-    ) -> Result<T, StoreError> {
-        tokio::task::yield_now().await;
-        call.await
-    }
-}
-
 /// The token most recently issued, shared by the requests of one client.
 #[derive(Clone)]
 struct Latest(Arc<Mutex<String>>);
@@ -186,7 +166,10 @@ impl Latest {
 async fn concurrent_versioned_writers_never_see_an_unmoved_conflict() {
     const WRITERS: u64 = 8;
     const WRITES: u64 = 50;
-    let h = Harness::new(Arc::new(Intercepted::new(MemoryStore::new(), Yield)));
+    let h = Harness::new(Arc::new(Intercepted::new(
+        MemoryStore::new(),
+        Outage::yielding(),
+    )));
     let manager = h.manager();
     let created = manager
         .create(

@@ -129,14 +129,42 @@ impl Operation {
 pub type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// What a wrapper does around each store operation.
+///
+/// A hook that only acts before an operation (counts it, delays it,
+/// refuses it) implements [`before`](Self::before); one that acts once
+/// the store has answered implements [`after`](Self::after); one that
+/// needs the outcome itself (times it, replaces it) implements
+/// [`around`](Self::around).
 pub trait Intercept: Send + Sync + 'static {
+    /// Runs before operation `op`; an error is the operation's outcome,
+    /// and the store is not called. The default does nothing.
+    fn before(&self, op: Operation) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = op;
+        std::future::ready(Ok(()))
+    }
+
+    /// Runs after operation `op` has returned, before its outcome is
+    /// handed on. The default does nothing.
+    fn after(&self, op: Operation) -> impl Future<Output = ()> + Send {
+        let _ = op;
+        std::future::ready(())
+    }
+
     /// Runs `call` (the wrapped store's operation `op`), or not, and
-    /// returns its outcome, or another.
+    /// returns its outcome, or another. The default runs
+    /// [`before`](Self::before), `call`, then [`after`](Self::after).
     fn around<'a, T: Send + 'a>(
         &'a self,
         op: Operation,
         call: Call<'a, T>,
-    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
+        async move {
+            self.before(op).await?;
+            let outcome = call.await;
+            self.after(op).await;
+            outcome
+        }
+    }
 }
 
 /// A store whose every operation goes through an [`Intercept`] hook.

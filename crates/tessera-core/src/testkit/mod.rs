@@ -32,7 +32,7 @@ use crate::clock::{ManualClock, Timestamp};
 use crate::events::CollectingEventSink;
 use crate::manager::SessionManager;
 use crate::record::{AuthLevel, CsrfSecret, SessionData, SessionRecord};
-use crate::store::{Call, Intercept, Intercepted, Operation, SessionStore, StoreError};
+use crate::store::{Intercept, Intercepted, Operation, SessionStore, StoreError};
 use crate::token::{SessionId, SessionToken, TokenHash};
 
 mod lifecycle_cases;
@@ -113,11 +113,7 @@ impl CallCounter {
 }
 
 impl Intercept for CallCounter {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        op: Operation,
-        call: Call<'a, T>,
-    ) -> Result<T, StoreError> {
+    async fn before(&self, op: Operation) -> Result<(), StoreError> {
         match op {
             Operation::Load
             | Operation::ListSubject
@@ -138,7 +134,53 @@ impl Intercept for CallCounter {
             }
             _ => {}
         }
-        call.await
+        Ok(())
+    }
+}
+
+/// An [`Intercept`] hook for tests of a store in trouble: a yield to the
+/// scheduler before every operation, as a networked store would make (so
+/// that concurrent requests interleave between a read and the write that
+/// depends on it on any machine), and the failure of one kind of
+/// operation, with the message `"<operation> is down"`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outage {
+    /// Whether every operation first yields to the scheduler.
+    pub yields: bool,
+    /// The kind of operation that fails, if any.
+    pub fails: Option<Operation>,
+}
+
+impl Outage {
+    /// Every operation yields first; none fails.
+    pub fn yielding() -> Self {
+        Self {
+            yields: true,
+            fails: None,
+        }
+    }
+
+    /// Operations of kind `op` fail; none yields.
+    pub fn failing(op: Operation) -> Self {
+        Self {
+            yields: false,
+            fails: Some(op),
+        }
+    }
+}
+
+impl Intercept for Outage {
+    async fn before(&self, op: Operation) -> Result<(), StoreError> {
+        if self.yields {
+            tokio::task::yield_now().await;
+        }
+        if self.fails == Some(op) {
+            return Err(StoreError::Unavailable {
+                message: format!("{} is down", op.name()),
+                source: None,
+            });
+        }
+        Ok(())
     }
 }
 
