@@ -20,19 +20,52 @@ use tessera_core::{
 };
 use tokio::sync::mpsc;
 
-fn cached(store: MemoryStore, bus: &LocalBus) -> NearCache<MemoryStore> {
+fn cached<S: SessionStore>(store: S, bus: &LocalBus) -> NearCache<S> {
     NearCache::new(store, Arc::new(bus.clone()), NearCacheConfig::default())
 }
 
 async fn until_usable<S: SessionStore>(cache: &NearCache<S>) {
+    until(
+        Duration::from_secs(5),
+        "the cache never became usable",
+        || cache.stats().usable,
+    )
+    .await;
+}
+
+/// Waits for `done`, checking every few milliseconds, and fails with
+/// `what` if it takes longer than `limit`.
+async fn until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
-    while !cache.stats().usable {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the cache never became usable"
-        );
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A manager over `cache`: one node.
+fn node<S: SessionStore + Clone>(cache: &NearCache<S>) -> SessionManager {
+    SessionManager::builder(cache.clone())
+        .build()
+        .expect("manager")
+}
+
+/// A new anonymous session on `node`: its id and token.
+async fn anonymous(node: &SessionManager) -> (SessionId, String) {
+    let created = node.create(NewSession::anonymous()).await.expect("create");
+    (created.record().id, token(&created))
+}
+
+/// Two nodes with caches in front of `store`, both usable.
+async fn two_nodes(
+    store: &MemoryStore,
+    bus: &LocalBus,
+) -> [(NearCache<MemoryStore>, SessionManager); 2] {
+    let (a, b) = (cached(store.clone(), bus), cached(store.clone(), bus));
+    until_usable(&a).await;
+    until_usable(&b).await;
+    let (node_a, node_b) = (node(&a), node(&b));
+    [(a, node_a), (b, node_b)]
 }
 
 fn token(session: &ActiveSession) -> String {
@@ -42,15 +75,8 @@ fn token(session: &ActiveSession) -> String {
 /// What an API call does: present the token, change the data.
 async fn update(manager: &SessionManager, token: &str, n: u64) -> Result<(), SessionError> {
     let current = manager.resolve(token, None).await?;
-    manager
-        .update(
-            &current,
-            DataChange::MergePatch(json!({"n": n})),
-            None,
-            None,
-        )
-        .await
-        .map(drop)
+    let change = DataChange::MergePatch(json!({"n": n}));
+    manager.update(&current, change, None, None).await.map(drop)
 }
 
 /// The version the store holds and the version the cache serves.
@@ -105,28 +131,17 @@ async fn near_cache_passes_the_store_conformance_suite() {
 async fn near_cache_revocation_on_one_node_reaches_every_node() {
     let store = MemoryStore::new();
     let bus = LocalBus::new();
-    let (a, b) = (cached(store.clone(), &bus), cached(store.clone(), &bus));
-    until_usable(&a).await;
-    until_usable(&b).await;
-    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
-    let node_b = SessionManager::builder(b.clone()).build().expect("manager");
+    let [(a, node_a), (_, node_b)] = two_nodes(&store, &bus).await;
 
     let mut delays = Vec::new();
     for _ in 0..50 {
-        let created = node_a
-            .create(NewSession::anonymous())
-            .await
-            .expect("create");
-        let token = token(&created);
+        let (id, token) = anonymous(&node_a).await;
         // Both nodes have it cached.
         for _ in 0..3 {
             node_a.validate(&token, None).await.expect("valid on A");
             node_b.validate(&token, None).await.expect("valid on B");
         }
-        node_b
-            .revoke(&created.record().id)
-            .await
-            .expect("revoke on B");
+        node_b.revoke(&id).await.expect("revoke on B");
         let revoked_at = Instant::now();
         // B forgot synchronously; A within the bus's delivery time.
         assert!(node_b.validate(&token, None).await.is_err());
@@ -154,16 +169,8 @@ async fn near_cache_revocation_on_one_node_reaches_every_node() {
 async fn near_cache_updates_elsewhere_are_seen_at_once() {
     let store = MemoryStore::new();
     let bus = LocalBus::new();
-    let (a, b) = (cached(store.clone(), &bus), cached(store.clone(), &bus));
-    until_usable(&a).await;
-    until_usable(&b).await;
-    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
-    let node_b = SessionManager::builder(b.clone()).build().expect("manager");
-    let created = node_a
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let token = token(&created);
+    let [(a, node_a), (_, node_b)] = two_nodes(&store, &bus).await;
+    let (_, token) = anonymous(&node_a).await;
     node_a.validate(&token, None).await.expect("cached on A");
     for n in 0..200u64 {
         update(&node_b, &token, n).await.expect("update on B");
@@ -189,12 +196,8 @@ async fn near_cache_is_bypassed_while_its_bus_is_lost() {
     let bus = LocalBus::new();
     let a = cached(store.clone(), &bus);
     until_usable(&a).await;
-    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
-    let created = node_a
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let token = token(&created);
+    let node_a = node(&a);
+    let (id, token) = anonymous(&node_a).await;
     node_a.validate(&token, None).await.expect("valid");
     let hits = a.stats().hits;
     node_a
@@ -204,15 +207,16 @@ async fn near_cache_is_bypassed_while_its_bus_is_lost() {
     assert!(a.stats().hits > hits, "{:?}", a.stats());
 
     bus.break_connection();
-    let started = Instant::now();
-    while a.stats().usable {
-        assert!(started.elapsed() < Duration::from_secs(2));
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until(
+        Duration::from_secs(2),
+        "the bus was never taken as lost",
+        || !a.stats().usable,
+    )
+    .await;
     assert_eq!(a.stats().entries, 0, "cleared when the bus was lost");
     // A revocation the bus never carried (written straight to the store):
     // a bypassed cache cannot serve it stale.
-    store.delete(&created.record().id).await.expect("delete");
+    store.delete(&id).await.expect("delete");
     assert!(node_a.validate(&token, None).await.is_err());
     let misses = a.stats().misses;
     let _ = node_a.validate(&token, None).await;
@@ -254,14 +258,12 @@ async fn near_cache_is_bypassed_when_its_bus_goes_silent() {
     };
     let cache = NearCache::new(MemoryStore::new(), Arc::new(SilentBus), config);
     until_usable(&cache).await;
-    let started = Instant::now();
-    while cache.stats().usable {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "a silent bus must be taken as lost"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(
+        Duration::from_secs(5),
+        "a silent bus must be taken as lost",
+        || !cache.stats().usable,
+    )
+    .await;
 }
 
 /// Pauses around a store's operations: after a load has read (the window
@@ -289,22 +291,25 @@ impl Intercept for Pauses {
 
 type Slow = Intercepted<MemoryStore, Pauses>;
 
-/// Loads that take 2 ms after reading.
-fn slow_loads(store: MemoryStore) -> Slow {
+/// Loads that take `ms` milliseconds after reading.
+fn slow_loads(store: MemoryStore, ms: u64) -> Slow {
+    let after_load = Duration::from_millis(ms);
     Intercepted::new(
         store,
         Pauses {
-            after_load: Duration::from_millis(2),
+            after_load,
             ..Pauses::default()
         },
     )
 }
 
+/// Updates and deletes that take 200 ms after writing.
 fn slow_writes(store: MemoryStore) -> Slow {
+    let after_write = Duration::from_millis(200);
     Intercepted::new(
         store,
         Pauses {
-            after_write: Duration::from_millis(200),
+            after_write,
             ..Pauses::default()
         },
     )
@@ -319,29 +324,15 @@ async fn near_cache_loads_racing_with_changes_never_stick() {
     // announcement arrives.
     let store = MemoryStore::new();
     let bus = LocalBus::new();
-    let a = NearCache::new(
-        Intercepted::new(
-            store.clone(),
-            Pauses {
-                after_load: Duration::from_millis(20),
-                ..Pauses::default()
-            },
-        ),
-        Arc::new(bus.clone()),
-        NearCacheConfig::default(),
-    );
+    let a = cached(slow_loads(store.clone(), 20), &bus);
     let b = cached(store.clone(), &bus);
     until_usable(&a).await;
     until_usable(&b).await;
-    let node_b = SessionManager::builder(b.clone()).build().expect("manager");
+    let node_b = node(&b);
     let mut overtaken = 0;
     for n in 0..50u64 {
         // A session A has never loaded: its load goes to the store.
-        let created = node_b
-            .create(NewSession::anonymous())
-            .await
-            .expect("create");
-        let (id, token) = (created.record().id, token(&created));
+        let (id, token) = anonymous(&node_b).await;
         let load = {
             let a = a.clone();
             tokio::spawn(async move { a.load(&id, SystemClock.now()).await })
@@ -389,58 +380,52 @@ async fn near_cache_local_writes_racing_local_loads_never_stick() {
     // the dust settles, the cache must agree with the store.
     let store = MemoryStore::new();
     let bus = LocalBus::new();
-    let cache = NearCache::new(
-        slow_loads(store.clone()),
-        Arc::new(bus.clone()),
-        NearCacheConfig::default(),
-    );
+    let cache = cached(slow_loads(store.clone(), 2), &bus);
     until_usable(&cache).await;
-    let node = SessionManager::builder(cache.clone())
-        .build()
-        .expect("manager");
+    let node = node(&cache);
     let mut sessions = Vec::new();
     for _ in 0..8 {
-        let created = node.create(NewSession::anonymous()).await.expect("create");
-        sessions.push((created.record().id, token(&created)));
+        sessions.push(anonymous(&node).await);
     }
     let sessions = Arc::new(sessions);
-    let mut tasks = Vec::new();
-    for worker in 0..24usize {
-        let (node, sessions) = (node.clone(), sessions.clone());
-        tasks.push(tokio::spawn(async move {
-            for round in 0..40usize {
-                let (_, token) = &sessions[(worker + round) % sessions.len()];
-                let mut written = false;
-                // Losing races for a while is contention; losing them for
-                // seconds means the cache keeps serving a replaced version.
-                let give_up = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < give_up {
-                    let valid = node.validate(token, None).await.expect("valid");
-                    let version = valid.record().version;
-                    match node
-                        .update(
-                            &valid,
-                            DataChange::MergePatch(json!({"w": worker, "r": round})),
-                            Some(version),
-                            None,
-                        )
-                        .await
-                    {
-                        Ok(_) => {
-                            written = true;
-                            break;
+    let tasks: Vec<_> = (0..24usize)
+        .map(|worker| {
+            let (node, sessions) = (node.clone(), sessions.clone());
+            tokio::spawn(async move {
+                for round in 0..40usize {
+                    let (_, token) = &sessions[(worker + round) % sessions.len()];
+                    let mut written = false;
+                    // Losing races for a while is contention; losing them for
+                    // seconds means the cache keeps serving a replaced version.
+                    let give_up = Instant::now() + Duration::from_secs(20);
+                    while Instant::now() < give_up {
+                        let valid = node.validate(token, None).await.expect("valid");
+                        let version = valid.record().version;
+                        match node
+                            .update(
+                                &valid,
+                                DataChange::MergePatch(json!({"w": worker, "r": round})),
+                                Some(version),
+                                None,
+                            )
+                            .await
+                        {
+                            Ok(_) => {
+                                written = true;
+                                break;
+                            }
+                            Err(SessionError::VersionConflict { .. }) => {}
+                            Err(other) => panic!("{other}"),
                         }
-                        Err(SessionError::VersionConflict { .. }) => {}
-                        Err(other) => panic!("{other}"),
                     }
+                    assert!(
+                        written,
+                        "worker {worker} round {round}: every retry lost for 20 s"
+                    );
                 }
-                assert!(
-                    written,
-                    "worker {worker} round {round}: every retry lost for 20 s"
-                );
-            }
-        }));
-    }
+            })
+        })
+        .collect();
     for task in tasks {
         task.await.expect("worker");
     }
@@ -458,24 +443,12 @@ async fn near_cache_writes_of_dropped_requests_are_still_announced() {
     // another may keep serving what the write replaced.
     let store = MemoryStore::new();
     let bus = LocalBus::new();
-    let a = NearCache::new(
-        slow_writes(store.clone()),
-        Arc::new(bus.clone()),
-        NearCacheConfig::default(),
-    );
-    let b = NearCache::new(
-        Intercepted::new(store.clone(), Pauses::default()),
-        Arc::new(bus.clone()),
-        NearCacheConfig::default(),
-    );
+    let a = cached(slow_writes(store.clone()), &bus);
+    let b = cached(Intercepted::new(store.clone(), Pauses::default()), &bus);
     until_usable(&a).await;
     until_usable(&b).await;
-    let node_a = SessionManager::builder(a.clone()).build().expect("manager");
-    let created = node_a
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let (id, token) = (created.record().id, token(&created));
+    let node_a = node(&a);
+    let (id, token) = anonymous(&node_a).await;
     for (node, cache) in [("A", &a), ("B", &b)] {
         let loaded = cache.load(&id, SystemClock.now()).await.expect("load");
         assert!(loaded.is_some(), "{node}: the session is live");
@@ -592,14 +565,12 @@ async fn a_dropped_near_cache_stops_its_tasks() {
 
     // The last clone goes: the heartbeat and the listener stop.
     drop(clone);
-    let started = Instant::now();
-    while Arc::strong_count(&alive) > 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "the listener outlived the cache"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until(
+        Duration::from_secs(2),
+        "the listener outlived the cache",
+        || Arc::strong_count(&alive) == 1,
+    )
+    .await;
     // A heartbeat already on its way may still arrive; then none.
     heartbeats(&mut heard, Duration::from_millis(30)).await;
     assert_eq!(

@@ -19,7 +19,7 @@ use serde_json::json;
 use tessera_core::testkit::Harness;
 use tessera_core::{
     ActiveSession, DataChange, InvalidReason, Login, MemoryStore, NewSession, SessionError,
-    SessionManager,
+    SessionId, SessionManager,
 };
 
 /// A harness over a memory store, and a manager with a 10-minute idle
@@ -53,6 +53,57 @@ fn patch(value: serde_json::Value) -> DataChange {
     DataChange::MergePatch(value)
 }
 
+/// A write of `value` as a merge patch, without an expected version.
+async fn write(
+    manager: &SessionManager,
+    session: &ActiveSession,
+    value: serde_json::Value,
+) -> Result<ActiveSession, SessionError> {
+    manager.update(session, patch(value), None, None).await
+}
+
+/// The outcome is a refusal for `reason`.
+#[track_caller]
+fn assert_refused(outcome: Result<ActiveSession, SessionError>, reason: InvalidReason) {
+    assert_eq!(outcome.expect_err("refused").invalid_reason(), Some(reason));
+}
+
+/// Whether the manager's store holds no session `id`.
+async fn gone(manager: &SessionManager, id: &SessionId) -> bool {
+    manager.get(id).await.expect("get").is_none()
+}
+
+/// A sign-in of `subject` on `session`.
+async fn login_on(
+    manager: &SessionManager,
+    session: &ActiveSession,
+    subject: &str,
+) -> ActiveSession {
+    manager
+        .login(Some(session), Login::new(subject))
+        .await
+        .expect("login")
+}
+
+/// A new anonymous session.
+async fn anonymous(manager: &SessionManager) -> ActiveSession {
+    manager
+        .create(NewSession::anonymous())
+        .await
+        .expect("create")
+}
+
+/// A planted anonymous session, validated by a slow request, then signed
+/// in on by its victim (which moves it to a new token and kills the old
+/// one at once): the slow request's validation, and the victim's login.
+async fn taken_over(manager: &SessionManager) -> (ActiveSession, ActiveSession) {
+    let planted = token(&anonymous(manager).await);
+    let slow = manager.validate(&planted, None).await.expect("valid");
+    let victim = manager.resolve(&planted, None).await.expect("resolve");
+    let victim = login_on(manager, &victim, "victim").await;
+    (slow, victim)
+}
+
 /// What another request does: present the token and change the data.
 async fn elsewhere(manager: &SessionManager, token: &str, change: DataChange) -> ActiveSession {
     let current = manager.resolve(token, None).await.expect("resolve");
@@ -67,8 +118,7 @@ async fn a_validated_session_is_written_without_a_second_read() {
     let (h, manager) = setup();
     let (token, validated) = signed_in(&manager, "alice").await;
     let (reads, writes) = (h.calls().reads(), h.calls().writes());
-    let updated = manager
-        .update(&validated, patch(json!({"n": 1})), None, None)
+    let updated = write(&manager, &validated, json!({"n": 1}))
         .await
         .expect("update");
     assert_eq!(h.calls().reads(), reads, "no read before the write");
@@ -106,8 +156,7 @@ async fn a_validated_session_is_written_without_a_second_read() {
     // A handle from before all three writes loses the compare-and-swap,
     // reads once and merges: nothing is overwritten.
     let reads = h.calls().reads();
-    let merged = manager
-        .update(&validated, patch(json!({"o": 1})), None, None)
+    let merged = write(&manager, &validated, json!({"o": 1}))
         .await
         .expect("merged");
     assert_eq!(h.calls().reads(), reads + 1, "one read after the lost race");
@@ -119,20 +168,12 @@ async fn a_validated_session_is_written_without_a_second_read() {
 async fn a_freshly_issued_session_is_written_without_a_read() {
     let (h, manager) = setup();
     let reads = h.calls().reads();
-    let created = manager
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let written = manager
-        .update(&created, patch(json!({"cart": [1]})), None, None)
+    let created = anonymous(&manager).await;
+    let written = write(&manager, &created, json!({"cart": [1]}))
         .await
         .expect("update");
-    let login = manager
-        .login(Some(&written), Login::new("alice"))
-        .await
-        .expect("login");
-    let written = manager
-        .update(&login, patch(json!({"theme": "dark"})), None, None)
+    let login = login_on(&manager, &written, "alice").await;
+    let written = write(&manager, &login, json!({"theme": "dark"}))
         .await
         .expect("update");
     assert_eq!(
@@ -189,24 +230,9 @@ async fn a_login_elsewhere_in_between_makes_the_write_fail_as_revoked() {
     // at once); the slow request's write must not land in the signed-in
     // session.
     let (h, manager) = setup();
-    let planted = manager
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let planted = token(&planted);
-    let slow = manager.validate(&planted, None).await.expect("valid");
-    let victim = manager.resolve(&planted, None).await.expect("resolve");
-    let victim = manager
-        .login(Some(&victim), Login::new("victim"))
-        .await
-        .expect("login");
-    let refused = manager
-        .update(&slow, patch(json!({"planted": true})), None, None)
-        .await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::Revoked)
-    );
+    let (slow, victim) = taken_over(&manager).await;
+    let refused = write(&manager, &slow, json!({"planted": true})).await;
+    assert_refused(refused, InvalidReason::Revoked);
     let now = manager
         .validate(&token(&victim), None)
         .await
@@ -259,8 +285,7 @@ async fn a_record_that_only_looks_idle_in_hand_is_read_again_not_ended() {
     elsewhere(&manager, &token, patch(json!({"kept": "alive"}))).await;
     h.clock.advance(Duration::from_secs(200));
     let reads = h.calls().reads();
-    let written = manager
-        .update(&old, patch(json!({"late": 1})), None, None)
+    let written = write(&manager, &old, json!({"late": 1}))
         .await
         .expect("written after a fresh read");
     assert_eq!(h.calls().reads(), reads + 1, "read again, once");
@@ -278,31 +303,17 @@ async fn an_ended_session_is_not_revived() {
     // Revoked by another request after validation.
     let (_, validated) = signed_in(&manager, "alice").await;
     manager.revoke_subject("alice", None).await.expect("revoke");
-    let refused = manager
-        .update(&validated, patch(json!({"x": 1})), None, None)
-        .await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::Revoked)
-    );
+    let refused = write(&manager, &validated, json!({"x": 1})).await;
+    assert_refused(refused, InvalidReason::Revoked);
     assert!(
-        manager
-            .get(&validated.record().id)
-            .await
-            .expect("get")
-            .is_none(),
+        gone(&manager, &validated.record().id).await,
         "not written back"
     );
     // Expired while the request ran: ended, and deleted.
     let (_, validated) = signed_in(&manager, "bob").await;
     h.clock.advance(Duration::from_secs(601));
-    let refused = manager
-        .update(&validated, patch(json!({"x": 1})), None, None)
-        .await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::ExpiredIdle)
-    );
+    let refused = write(&manager, &validated, json!({"x": 1})).await;
+    assert_refused(refused, InvalidReason::ExpiredIdle);
     assert_eq!(h.events.of_kind("expired").len(), 1);
     // Revoked with everything else.
     let (_, validated) = signed_in(&manager, "carol").await;
@@ -310,13 +321,8 @@ async fn an_ended_session_is_not_revived() {
         .revoke_everything()
         .await
         .expect("revoke everything");
-    let refused = manager
-        .update(&validated, patch(json!({"x": 1})), None, None)
-        .await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::Revoked)
-    );
+    let refused = write(&manager, &validated, json!({"x": 1})).await;
+    assert_refused(refused, InvalidReason::Revoked);
 }
 
 #[tokio::test]
@@ -331,25 +337,11 @@ async fn a_session_vouched_for_elsewhere_gains_nothing() {
         .login(None, Login::new("admin").level(9))
         .await
         .expect("login");
-    let refused = manager
-        .update(&admin, patch(json!({"x": 1})), None, None)
-        .await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::Revoked)
-    );
+    let refused = write(&manager, &admin, json!({"x": 1})).await;
+    assert_refused(refused, InvalidReason::Revoked);
     let refused = manager.rotate(&admin).await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::Revoked)
-    );
-    assert!(
-        manager
-            .get(&admin.record().id)
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert_refused(refused, InvalidReason::Revoked);
+    assert!(gone(&manager, &admin.record().id).await);
     assert!(
         manager
             .list_subject("admin")
@@ -370,17 +362,7 @@ async fn a_session_vouched_for_elsewhere_gains_nothing() {
 #[tokio::test]
 async fn a_login_elsewhere_in_between_fails_a_versioned_write_as_revoked() {
     let (_, manager) = setup();
-    let planted = manager
-        .create(NewSession::anonymous())
-        .await
-        .expect("create");
-    let planted = token(&planted);
-    let slow = manager.validate(&planted, None).await.expect("valid");
-    let victim = manager.resolve(&planted, None).await.expect("resolve");
-    manager
-        .login(Some(&victim), Login::new("victim"))
-        .await
-        .expect("login");
+    let (slow, _) = taken_over(&manager).await;
     let refused = manager
         .update(
             &slow,
@@ -389,8 +371,5 @@ async fn a_login_elsewhere_in_between_fails_a_versioned_write_as_revoked() {
             None,
         )
         .await;
-    assert_eq!(
-        refused.expect_err("refused").invalid_reason(),
-        Some(InvalidReason::Revoked)
-    );
+    assert_refused(refused, InvalidReason::Revoked);
 }
