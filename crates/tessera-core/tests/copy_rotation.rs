@@ -34,14 +34,12 @@ async fn copy_all(from: &MemoryStore, to: &MemoryStore, clock: &ManualClock) {
 async fn rotated_token_works_after_the_second_copy(after: Duration) -> bool {
     let (from, to) = (MemoryStore::new(), MemoryStore::new());
     let clock = ManualClock::starting_now();
-    let source = SessionManager::builder_shared(Arc::new(from.clone()))
-        .clock(clock.clone())
-        .build()
-        .expect("manager");
-    let destination = SessionManager::builder_shared(Arc::new(to.clone()))
-        .clock(clock.clone())
-        .build()
-        .expect("manager");
+    let [source, destination] = [&from, &to].map(|store| {
+        SessionManager::builder_shared(Arc::new(store.clone()))
+            .clock(clock.clone())
+            .build()
+            .expect("manager")
+    });
     let created = source
         .create(NewSession::anonymous())
         .await

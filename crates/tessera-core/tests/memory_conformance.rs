@@ -4,7 +4,26 @@ use std::time::Duration;
 
 use tessera_core::store::{Maintenance, spawn_sweeper_with_clock};
 use tessera_core::testkit;
-use tessera_core::{Clock, ManualClock, MemoryStore, NewSession, SessionManager};
+use tessera_core::{
+    Clock, ManualClock, MemoryStore, NewSession, SessionManager, SessionManagerBuilder,
+};
+
+/// A memory store holding `sessions` new sessions, made by a manager on a
+/// manual clock with the settings of `configure`.
+async fn filled(
+    sessions: usize,
+    configure: impl FnOnce(SessionManagerBuilder) -> SessionManagerBuilder,
+) -> (MemoryStore, ManualClock, SessionManager) {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::new();
+    let manager = configure(SessionManager::builder(store.clone()).clock(clock.clone()))
+        .build()
+        .expect("config");
+    for _ in 0..sessions {
+        manager.create(NewSession::default()).await.expect("create");
+    }
+    (store, clock, manager)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_the_conformance_suite() {
@@ -16,17 +35,11 @@ async fn memory_store_passes_the_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_background_sweeper_frees_expired_sessions() {
-    let clock = ManualClock::starting_now();
-    let store = MemoryStore::new();
-    let manager = SessionManager::builder(store.clone())
-        .clock(clock.clone())
-        .idle_timeout(Duration::from_secs(60))
-        .touch_after(Duration::from_secs(10))
-        .build()
-        .expect("config");
-    for _ in 0..100 {
-        manager.create(NewSession::default()).await.expect("create");
-    }
+    let (store, clock, _) = filled(100, |b| {
+        b.idle_timeout(Duration::from_secs(60))
+            .touch_after(Duration::from_secs(10))
+    })
+    .await;
     assert_eq!(store.len(), 100);
     clock.advance(Duration::from_secs(60) + tessera_core::EXPIRED_RETENTION);
     let sweeper = spawn_sweeper_with_clock(
@@ -51,15 +64,7 @@ async fn memory_store_background_sweeper_frees_expired_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_follows_live_sessions_after_mass_expiry() {
-    let clock = ManualClock::starting_now();
-    let store = MemoryStore::new();
-    let manager = SessionManager::builder(store.clone())
-        .clock(clock.clone())
-        .build()
-        .expect("config");
-    for _ in 0..20_000 {
-        manager.create(NewSession::default()).await.expect("create");
-    }
+    let (store, clock, manager) = filled(20_000, |b| b).await;
     let full = store.capacity();
     assert!(full >= 20_000);
     clock.advance(manager.config().idle_timeout + tessera_core::EXPIRED_RETENTION);

@@ -16,7 +16,7 @@ use tessera_core::store::{Intercept, Intercepted, Operation, Records, StoreError
 use tessera_core::testkit::{Harness, Outage};
 use tessera_core::{
     Clock, DataChange, ManualClock, MemoryStore, NewSession, SessionData, SessionError, SessionId,
-    SessionManager, forget_at,
+    forget_at,
 };
 
 /// Another writer that wins every race for one session: right before
@@ -69,10 +69,11 @@ async fn a_write_that_loses_every_race_ends_in_write_contention() {
         target: Mutex::new(None),
         wins: AtomicU64::new(0),
     });
-    let manager = SessionManager::builder(Intercepted::new(store, RivalHook(rival.clone())))
-        .clock(clock)
-        .build()
-        .expect("manager");
+    let h = Harness {
+        clock,
+        ..Harness::new(Arc::new(Intercepted::new(store, RivalHook(rival.clone()))))
+    };
+    let manager = h.manager();
     let session = manager
         .create(NewSession::anonymous())
         .await
@@ -137,13 +138,9 @@ async fn a_write_that_loses_every_race_ends_in_write_contention() {
         .resolve(session.issued().expect("token").expose(), None)
         .await
         .expect("resolve");
+    let change = DataChange::MergePatch(json!({"x": 1}));
     manager
-        .update(
-            &current,
-            DataChange::MergePatch(json!({"x": 1})),
-            None,
-            None,
-        )
+        .update(&current, change, None, None)
         .await
         .expect("written");
 }
@@ -171,11 +168,9 @@ async fn concurrent_versioned_writers_never_see_an_unmoved_conflict() {
         Outage::yielding(),
     )));
     let manager = h.manager();
+    let counter = SessionData::from_value(&json!({"counter": 0})).expect("data");
     let created = manager
-        .create(
-            NewSession::anonymous()
-                .data(SessionData::from_value(&json!({"counter": 0})).expect("data")),
-        )
+        .create(NewSession::anonymous().data(counter))
         .await
         .expect("create");
     let latest = Latest(Arc::new(Mutex::new(
