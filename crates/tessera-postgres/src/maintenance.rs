@@ -6,8 +6,10 @@ use tessera_core::store::StoreError;
 use tessera_core::store::{Durability, Epochs, Maintenance, Page};
 use tessera_core::{SessionRecord, Timestamp};
 
-use crate::records::{after_cursor, limit_plus_one, page_of};
-use crate::rows::{column, from_db, record, to_db};
+use tokio_postgres::types::ToSql;
+
+use crate::records::{after_cursor, limit_plus_one};
+use crate::rows::{column, from_db, to_db};
 use crate::store::PostgresStore;
 
 impl PostgresStore {
@@ -163,18 +165,17 @@ impl Maintenance for PostgresStore {
         limit: usize,
         now: Timestamp,
     ) -> Result<Page<SessionRecord>, StoreError> {
-        let after = after_cursor(cursor)?;
-        let rows = self
-            .query(
-                "export a page of sessions",
-                &self.inner.sql.export_page,
-                &[&now.as_millis(), &after, &limit_plus_one(limit)],
-            )
-            .await?;
-        let items = rows
-            .iter()
-            .map(|row| record(row, 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(page_of(items, limit))
+        let params: [&(dyn ToSql + Sync); 3] = [
+            &now.as_millis(),
+            &after_cursor(cursor)?,
+            &limit_plus_one(limit),
+        ];
+        self.record_page(
+            "export a page of sessions",
+            &self.inner.sql.export_page,
+            &params,
+            limit,
+        )
+        .await
     }
 }

@@ -9,6 +9,8 @@ use tessera_core::store::{
 };
 use tessera_core::{Revision, SessionId, SessionRecord, Timestamp, TokenHash};
 
+use tokio_postgres::types::ToSql;
+
 use crate::rows::{column, record, revision, session_id};
 use crate::store::PostgresStore;
 
@@ -37,6 +39,25 @@ pub(crate) fn after_cursor(cursor: Option<&str>) -> Result<Vec<u8>, StoreError> 
         Some(text) => parse_id_cursor(text)?.0.to_vec(),
         None => Vec::new(),
     })
+}
+
+impl PostgresStore {
+    /// A page of records from `sql`, whose rows carry the record in their
+    /// second column and which asks for `limit_plus_one(limit)` rows.
+    pub(crate) async fn record_page(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        limit: usize,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let rows = self.query(what, sql, params).await?;
+        let items = rows
+            .iter()
+            .map(|row| record(row, 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page_of(items, limit))
+    }
 }
 
 #[async_trait]
@@ -196,18 +217,15 @@ impl SubjectIndex for PostgresStore {
         now: Timestamp,
     ) -> Result<Page<SessionRecord>, StoreError> {
         let after = after_cursor(cursor)?;
-        let rows = self
-            .query(
-                "list a subject's sessions",
-                &self.inner.sql.list_subject,
-                &[&subject, &now.as_millis(), &after, &limit_plus_one(limit)],
-            )
-            .await?;
-        let items = rows
-            .iter()
-            .map(|row| record(row, 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(page_of(items, limit))
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&subject, &now.as_millis(), &after, &limit_plus_one(limit)];
+        self.record_page(
+            "list a subject's sessions",
+            &self.inner.sql.list_subject,
+            &params,
+            limit,
+        )
+        .await
     }
 
     async fn delete_subject(

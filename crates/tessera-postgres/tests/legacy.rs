@@ -8,14 +8,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Schemas, admin, admin_at, base_url};
+use common::{Schemas, admin, admin_at, base_url, config_at, count_rows};
 use serde_json::json;
 use tessera_core::store::{Maintenance, Records};
 use tessera_core::{
     ClientInfo, Clock, EXPIRED_RETENTION, InvalidReason, ManualClock, SessionError, SessionId,
     SessionManager, SessionToken, Timestamp,
 };
-use tessera_postgres::{PostgresConfig, PostgresStore, migrate};
+use tessera_postgres::{PostgresStore, migrate};
 
 const MIGRATION_1: &str = include_str!("../migrations/0001_sessions.sql");
 
@@ -121,24 +121,36 @@ async fn insert_old(schema: &str, prefix: &str, sessions: &[OldSession]) {
     let absolute: Vec<i64> = sessions.iter().map(|s| s.absolute_expires_at).collect();
     let forget: Vec<i64> = sessions.iter().map(OldSession::forget_at).collect();
     let records: Vec<Vec<u8>> = sessions.iter().map(OldSession::json).collect();
-    admin()
-        .await
-        .execute(
-            &format!(
-                r#"INSERT INTO "{schema}"."{prefix}sessions"
-                   (token_hash, session_id, live, subject, version, last_seen_at,
-                    idle_timeout_ms, absolute_expires_at, forget_at, record)
-                   SELECT k, i, true, s, v, l, d, a, f, r
-                   FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bigint[], $5::bigint[],
-                               $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[])
-                        AS t(k, i, s, v, l, d, a, f, r)"#
-            ),
-            &[
-                &keys, &ids, &subjects, &versions, &seen, &idle, &absolute, &forget, &records,
-            ],
-        )
-        .await
-        .expect("insert rows of the previous layout");
+    insert_old_rows(
+        schema,
+        prefix,
+        r#"SELECT k, i, true, s, v, l, d, a, f, r
+           FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bigint[], $5::bigint[],
+                       $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[])
+                AS t(k, i, s, v, l, d, a, f, r)"#,
+        &[
+            &keys, &ids, &subjects, &versions, &seen, &idle, &absolute, &forget, &records,
+        ],
+    )
+    .await
+    .expect("insert rows of the previous layout");
+}
+
+/// Inserts rows into the previous layout's sessions table: `rows` is
+/// what follows the column list (a `VALUES` or a `SELECT`).
+async fn insert_old_rows(
+    schema: &str,
+    prefix: &str,
+    rows: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let sql = format!(
+        r#"INSERT INTO "{schema}"."{prefix}sessions"
+           (token_hash, session_id, live, subject, version, last_seen_at,
+            idle_timeout_ms, absolute_expires_at, forget_at, record)
+           {rows}"#
+    );
+    admin().await.execute(&sql, params).await
 }
 
 /// A tombstone row as the previous release's `rotate` left it.
@@ -149,33 +161,19 @@ async fn insert_tombstone(schema: &str, prefix: &str, key: &[u8], of: &OldSessio
         "grace_until": null,
         "forget_at": of.absolute_expires_at,
     }});
-    admin()
-        .await
-        .execute(
-            &format!(
-                r#"INSERT INTO "{schema}"."{prefix}sessions"
-                   (token_hash, session_id, live, subject, version, last_seen_at,
-                    idle_timeout_ms, absolute_expires_at, forget_at, record)
-                   VALUES ($1, $2, false, NULL, 0, 0, 0, 0, $3, $4)"#
-            ),
-            &[
-                &key,
-                &&of.id.0[..],
-                &of.absolute_expires_at,
-                &serde_json::to_vec(&record).expect("json"),
-            ],
-        )
-        .await
-        .expect("insert a tombstone");
-}
-
-async fn count(schema: &str, table: &str) -> i64 {
-    admin()
-        .await
-        .query_one(&format!(r#"SELECT count(*) FROM "{schema}".{table}"#), &[])
-        .await
-        .expect("count")
-        .get(0)
+    insert_old_rows(
+        schema,
+        prefix,
+        "VALUES ($1, $2, false, NULL, 0, 0, 0, 0, $3, $4)",
+        &[
+            &key,
+            &&of.id.0[..],
+            &of.absolute_expires_at,
+            &serde_json::to_vec(&record).expect("json"),
+        ],
+    )
+    .await
+    .expect("insert a tombstone");
 }
 
 async fn table_exists(schema: &str, table: &str) -> bool {
@@ -223,22 +221,19 @@ async fn sessions_of_the_previous_layout_keep_working_after_the_conversion() {
     unreadable.version = -1;
     insert_old(&schema, prefix, std::slice::from_ref(&unreadable)).await;
 
-    let config = PostgresConfig::from_url(&base_url())
-        .expect("url")
-        .schema(&schema)
-        .table_prefix(prefix);
+    let config = config_at(&schema).table_prefix(prefix);
     assert_eq!(migrate(&config).await.expect("migrate"), vec![2, 3]);
     assert!(
         !table_exists(&schema, "web_sessions").await,
         "the old table is gone"
     );
     assert_eq!(
-        count(&schema, "web_records").await,
+        count_rows(&schema, "web_records").await,
         5,
         "every live row, once"
     );
     assert_eq!(
-        count(&schema, "web_legacy_tokens").await,
+        count_rows(&schema, "web_legacy_tokens").await,
         5,
         "one pointer each"
     );
@@ -333,8 +328,8 @@ async fn sessions_of_the_previous_layout_keep_working_after_the_conversion() {
     // Pointers expire with their sessions.
     let much_later = t.plus(Duration::from_secs(2 * 24 * 3600));
     store.sweep_expired(much_later).await.expect("sweep");
-    assert_eq!(count(&schema, "web_legacy_tokens").await, 0);
-    assert_eq!(count(&schema, "web_records").await, 0);
+    assert_eq!(count_rows(&schema, "web_legacy_tokens").await, 0);
+    assert_eq!(count_rows(&schema, "web_records").await, 0);
     schemas.drop_all().await;
 }
 
@@ -375,9 +370,7 @@ async fn a_node_starting_during_the_conversion_waits_and_finds_nothing_left() {
         .map(|n| OldSession::new(n, (n % 3 == 0).then_some("many"), t))
         .collect();
     insert_old(&schema, "", &old).await;
-    let config = PostgresConfig::from_url(&base_url())
-        .expect("url")
-        .schema(&schema);
+    let config = config_at(&schema);
 
     // The test holds the old table open, so the first node converts
     // everything and then waits to drop it, still holding the migration lock.
@@ -431,8 +424,8 @@ async fn a_node_starting_during_the_conversion_waits_and_finds_nothing_left() {
         applied.is_empty(),
         "the second node found nothing left to do"
     );
-    assert_eq!(count(&schema, "records").await, 3000);
-    assert_eq!(count(&schema, "legacy_tokens").await, 3000);
+    assert_eq!(count_rows(&schema, "records").await, 3000);
+    assert_eq!(count_rows(&schema, "legacy_tokens").await, 3000);
     assert!(!table_exists(&schema, "sessions").await);
 
     let manager = SessionManager::builder(store)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Schemas, base_url, now, sample_record};
+use common::{Schemas, base_url, config_at, now, sample_record};
 use tessera_core::forget_at;
 use tessera_core::store::{Records, StoreError};
 use tessera_postgres::{PostgresConfig, PostgresStore};
@@ -91,9 +91,7 @@ impl Proxy {
 async fn after_a_silent_partition_the_store_drops_stuck_connections_and_recovers() {
     let schemas = Schemas::new("part");
     let schema = schemas.name();
-    let direct = PostgresConfig::from_url(&base_url())
-        .expect("url")
-        .schema(&schema);
+    let direct = config_at(&schema);
     tessera_postgres::migrate(&direct).await.expect("migrate");
     // The proxy stands between the store and the test database.
     let upstream: tokio_postgres::Config = base_url().parse().expect("test URL");

@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{Schemas, admin, base_url, now, sample_record};
+use common::{Schemas, admin, admin_execute, config_at, now, sample_record};
 use tessera_core::forget_at;
 use tessera_core::store::{Epochs, Maintenance, Records, StoreError, SubjectIndex};
-use tessera_postgres::{PostgresConfig, PostgresError, PostgresStore, migrate, migrations};
+use tessera_postgres::{PostgresError, PostgresStore, migrate, migrations};
 
 async fn applied_versions(schema: &str) -> Vec<i32> {
     admin()
@@ -71,17 +71,14 @@ async fn a_schema_from_a_newer_release_is_refused() {
     let schemas = Schemas::new("mign");
     let config = schemas.config();
     migrate(&config).await.expect("migrate");
-    admin()
-        .await
-        .execute(
-            &format!(
-                r#"INSERT INTO "{}".schema_migrations (version, name) VALUES (999, 'future')"#,
-                config.schema_name()
-            ),
-            &[],
-        )
-        .await
-        .expect("pretend a newer release migrated");
+    admin_execute(
+        &format!(
+            r#"INSERT INTO "{}".schema_migrations (version, name) VALUES (999, 'future')"#,
+            config.schema_name()
+        ),
+        "pretend a newer release migrated",
+    )
+    .await;
     match PostgresStore::connect_with(config.clone()).await {
         Err(error @ PostgresError::SchemaTooNew { found: 999, .. }) => {
             let message = error.to_string();
@@ -92,30 +89,30 @@ async fn a_schema_from_a_newer_release_is_refused() {
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
-    match PostgresStore::connect_with(config.run_migrations(false)).await {
-        Err(PostgresError::SchemaTooNew { found: 999, .. }) => {}
-        other => panic!("expected SchemaTooNew without migrations too, got {other:?}"),
-    }
+    let refused = PostgresStore::connect_with(config.run_migrations(false)).await;
+    assert!(
+        matches!(refused, Err(PostgresError::SchemaTooNew { found: 999, .. })),
+        "expected SchemaTooNew without migrations too, got {refused:?}"
+    );
     schemas.drop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_migrations_an_unmigrated_schema_is_refused() {
     let schemas = Schemas::new("migo");
-    match PostgresStore::connect_with(schemas.config().run_migrations(false)).await {
-        Err(PostgresError::SchemaTooOld { found: 0, .. }) => {}
-        other => panic!("expected SchemaTooOld, got {other:?}"),
-    }
+    let refused = PostgresStore::connect_with(schemas.config().run_migrations(false)).await;
     schemas.drop_all().await;
+    assert!(
+        matches!(refused, Err(PostgresError::SchemaTooOld { found: 0, .. })),
+        "expected SchemaTooOld, got {refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_prefixes_keep_deployments_in_one_schema_apart() {
     let schemas = Schemas::new("pfx");
     let schema = schemas.name();
-    let config = PostgresConfig::from_url(&base_url())
-        .expect("url")
-        .schema(&schema);
+    let config = config_at(&schema);
     let blue = PostgresStore::connect_with(config.clone().table_prefix("blue_"))
         .await
         .expect("blue");
@@ -219,17 +216,11 @@ async fn a_record_of_an_unknown_format_is_reported_not_misread() {
         .create(&record, forget_at(&record))
         .await
         .expect("create");
-    admin()
-        .await
-        .execute(
-            &format!(
-                r#"UPDATE "{}".records SET record = overlay(record placing '\x63'::bytea from 1 for 1)"#,
-                store.schema()
-            ),
-            &[],
-        )
-        .await
-        .expect("pretend a newer release wrote format 99");
+    let sql = format!(
+        r#"UPDATE "{}".records SET record = overlay(record placing '\x63'::bytea from 1 for 1)"#,
+        store.schema()
+    );
+    admin_execute(&sql, "pretend a newer release wrote format 99").await;
     match store.load(&record.id, now()).await {
         Err(StoreError::Corrupt { .. }) => {}
         other => panic!("expected a corrupt-record error, got {other:?}"),

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Schemas, admin, sample_record};
+use common::{Schemas, count_rows, sample_record};
 use tessera_core::store::{Maintenance, Records, SubjectIndex, spawn_sweeper_with_clock};
 use tessera_core::{Clock, ManualClock, Timestamp};
 use tessera_postgres::PostgresStore;
@@ -26,15 +26,6 @@ async fn fill(store: &PostgresStore, count: usize, forget_at: Timestamp) {
     for task in tasks {
         task.await.expect("filler");
     }
-}
-
-async fn rows(schema: &str) -> i64 {
-    admin()
-        .await
-        .query_one(&format!(r#"SELECT count(*) FROM "{schema}".records"#), &[])
-        .await
-        .expect("count")
-        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +61,11 @@ async fn sweepers_on_several_nodes_split_the_work() {
     // left while the others were still busy.
     removed += nodes[0].sweep_expired(later).await.expect("last pass");
     assert_eq!(removed, 600, "every expired record deleted exactly once");
-    assert_eq!(rows(nodes[0].schema()).await, 10, "live sessions stay");
+    assert_eq!(
+        count_rows(nodes[0].schema(), "records").await,
+        10,
+        "live sessions stay"
+    );
     let listed = nodes[0]
         .list_subject("swept", None, 100, later)
         .await
@@ -92,15 +87,19 @@ async fn the_core_sweeper_loop_deletes_what_is_due() {
         Arc::new(clock.clone()),
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(rows(&schema).await, 20, "nothing is due yet");
+    assert_eq!(
+        count_rows(&schema, "records").await,
+        20,
+        "nothing is due yet"
+    );
     clock.advance(Duration::from_secs(3600));
-    let mut left = rows(&schema).await;
+    let mut left = count_rows(&schema, "records").await;
     for _ in 0..500 {
         if left == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        left = rows(&schema).await;
+        left = count_rows(&schema, "records").await;
     }
     assert_eq!(left, 0, "the sweeper deletes what is due");
     assert!(!sweeper.is_finished(), "the loop runs until stopped");

@@ -69,6 +69,28 @@ pub async fn admin_at(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Runs one statement without parameters on the test database.
+pub async fn admin_execute(sql: &str, what: &str) {
+    admin().await.execute(sql, &[]).await.expect(what);
+}
+
+/// The number of rows of `table` in `schema`.
+pub async fn count_rows(schema: &str, table: &str) -> i64 {
+    admin()
+        .await
+        .query_one(&format!(r#"SELECT count(*) FROM "{schema}".{table}"#), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Settings for `schema` on the test database.
+pub fn config_at(schema: &str) -> PostgresConfig {
+    PostgresConfig::from_url(&base_url())
+        .expect("test URL")
+        .schema(schema)
+}
+
 /// Schemas made by one test, all dropped by [`Schemas::drop_all`].
 #[derive(Clone)]
 pub struct Schemas {
@@ -94,9 +116,7 @@ impl Schemas {
 
     /// Settings for a fresh schema on the test database.
     pub fn config(&self) -> PostgresConfig {
-        PostgresConfig::from_url(&base_url())
-            .expect("test URL")
-            .schema(&self.name())
+        config_at(&self.name())
     }
 
     /// A store over a fresh schema.
