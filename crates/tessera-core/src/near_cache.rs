@@ -497,7 +497,13 @@ impl<S: SessionStore> NearCache<S> {
         let outcome = write.await?;
         match outcome {
             WriteOutcome::Written => self.announce_guarded(guard).await?,
-            _ => guard.disarm(),
+            // The store holds another version than the writer read: a
+            // cached copy is stale, and the writer's retry must not read it
+            // again while the announcement of that change is on its way.
+            WriteOutcome::Conflict { .. } | WriteOutcome::NotFound => {
+                self.shared.forget(&Invalidation::of(id));
+                guard.disarm();
+            }
         }
         Ok(outcome)
     }
