@@ -1,8 +1,13 @@
-//! The subject index: a hash per subject, `{prefix}u:<subject>`, whose
-//! fields are the raw ids of the subject's sessions (values empty). A hash
-//! rather than a set because Redis 7.0 keeps a small hash as one compact
-//! listpack and a small set of strings as a hash table: about 100 bytes
-//! less per signed-in user.
+//! The subject index: 1024 hashes (buckets), `{prefix}i:<bucket>`. A
+//! subject's sessions are indexed in the bucket its SHA-256 picks, one
+//! field per session: its raw 16-byte id and the subject's 4-byte tag
+//! (also from the SHA-256), value empty; listing a subject reads its
+//! bucket and keeps the fields with its tag (`crate::keys::IndexSlot`).
+//! Small hashes, because Redis 7.0 keeps a hash of at most 128 short
+//! fields as one compact listpack, where an entry costs about its 20
+//! bytes and a few more: a hash per subject cost a key of its own per
+//! signed-in user (about 100 bytes). Buckets have no hash tag: they spread
+//! over a cluster's slots.
 //!
 //! Writes only ever add entries (`HSET`, in the same round trip as the
 //! record). Entries of deleted or expired records, and of records whose
@@ -16,7 +21,7 @@ use tessera_core::store::{Page, StoreError, SubjectIndex, page_of_ids, parse_id_
 use tessera_core::{SessionId, SessionRecord, Timestamp};
 
 use crate::error::bad_reply;
-use crate::keys::id_of_field;
+use crate::keys::IndexSlot;
 use crate::store::{RedisStore, live_record};
 
 impl RedisStore {
@@ -48,13 +53,13 @@ impl RedisStore {
             None => Vec::new(),
         };
         if legacy.is_empty() {
-            return ids_of_fields(fields);
+            return ids_of_fields(subject, fields);
         }
         self.convert_legacy_subject(subject, &legacy, now).await?;
         let fields: Value = self
             .command("list subject", &self.list_index_command(subject))
             .await?;
-        ids_of_fields(fields)
+        ids_of_fields(subject, fields)
     }
 
     fn list_index_command(&self, subject: &str) -> Cmd {
@@ -96,10 +101,11 @@ impl RedisStore {
             }
         }
         if !gone.is_empty() || !moved.is_empty() {
+            let slot = IndexSlot::of(subject);
             let mut drop = cmd("HDEL");
             drop.arg(self.keys().subject_index(subject));
             for id in gone.iter().chain(&moved) {
-                drop.arg(&id.0[..]);
+                drop.arg(&slot.field(id)[..]);
             }
             self.command::<i64>("tidy subject index", &drop).await?;
         }
@@ -124,12 +130,14 @@ impl RedisStore {
     }
 }
 
-/// The session ids of an `HKEYS` reply; fields of another shape are no
-/// entries of this store and are skipped.
-fn ids_of_fields(reply: Value) -> Result<Vec<SessionId>, StoreError> {
+/// The ids of a subject's sessions in an `HKEYS` reply of its bucket:
+/// fields with its tag (other subjects' are skipped, as are fields of
+/// another shape, no entries of this store).
+fn ids_of_fields(subject: &str, reply: Value) -> Result<Vec<SessionId>, StoreError> {
     let fields: Vec<Vec<u8>> =
         redis::from_redis_value(reply).map_err(|e| bad_reply("list subject", e))?;
-    Ok(fields.iter().filter_map(|f| id_of_field(f)).collect())
+    let slot = IndexSlot::of(subject);
+    Ok(fields.iter().filter_map(|f| slot.id_of(f)).collect())
 }
 
 #[async_trait]
@@ -176,10 +184,11 @@ impl SubjectIndex for RedisStore {
             .collect();
         if !deleted.is_empty() {
             // After the records: an entry never goes before its record.
+            let slot = IndexSlot::of(subject);
             let mut drop = cmd("HDEL");
             drop.arg(self.keys().subject_index(subject));
             for id in &deleted {
-                drop.arg(&id.0[..]);
+                drop.arg(&slot.field(id)[..]);
             }
             self.command::<i64>("tidy subject index", &drop).await?;
         }

@@ -1,13 +1,59 @@
 //! Key names. Each key holds one thing and lives in its own cluster slot:
-//! a session's record, a subject's index, an epoch. Nothing needs two keys
-//! in one slot, so no key carries a hash tag.
+//! a session's record, a bucket of the subject index, an epoch. Nothing
+//! needs two keys in one slot, so no key carries a hash tag.
 //!
 //! The names of the layout before records were keyed by session id are
 //! kept here too (`legacy_*`), for finding the sessions it still holds
 //! (`crate::legacy`); the new names never collide with them.
 
+use sha2::{Digest, Sha256};
 use tessera_core::store::AttachmentKind;
 use tessera_core::{SessionId, TokenHash};
+
+/// How many hashes the subject index is spread over. Fixed: a subject is
+/// found in the bucket its name hashes to, so changing it would hide
+/// every entry. 1024 keeps each bucket a small listpack (at most 128
+/// entries, `hash-max-listpack-entries`) up to about 130 000 signed-in
+/// sessions; beyond, buckets turn into hash tables and an entry costs
+/// about twice as much, still less than a hash per subject.
+pub(crate) const INDEX_BUCKETS: u32 = 1024;
+
+/// Where a subject's sessions are indexed: its bucket, and the 4-byte tag
+/// that tells its entries from other subjects' in the bucket (a tag two
+/// subjects share only costs a record read: listing compares the record's
+/// subject). Both from the SHA-256 of the subject, the same on every node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexSlot {
+    pub(crate) bucket: u32,
+    pub(crate) tag: [u8; 4],
+}
+
+impl IndexSlot {
+    pub(crate) fn of(subject: &str) -> Self {
+        let digest = Sha256::digest(subject.as_bytes());
+        let word = |at: usize| [digest[at], digest[at + 1], digest[at + 2], digest[at + 3]];
+        Self {
+            bucket: u32::from_be_bytes(word(0)) % INDEX_BUCKETS,
+            tag: word(4),
+        }
+    }
+
+    /// The index field of one session of the subject: the raw id, then the tag.
+    pub(crate) fn field(&self, id: &SessionId) -> [u8; 20] {
+        let mut field = [0; 20];
+        field[..16].copy_from_slice(&id.0);
+        field[16..].copy_from_slice(&self.tag);
+        field
+    }
+
+    /// The session an index field names, if it is one of this subject's.
+    pub(crate) fn id_of(&self, field: &[u8]) -> Option<SessionId> {
+        if field.get(16..) != Some(&self.tag[..]) {
+            return None;
+        }
+        id_of_field(field)
+    }
+}
 
 /// Builds the store's key names under one prefix.
 #[derive(Clone, Debug)]
@@ -38,10 +84,16 @@ impl Keys {
         SessionId::parse(id).ok()
     }
 
-    /// A subject's index, a hash whose fields are the raw 16-byte ids of
-    /// the subject's sessions (values empty): `{prefix}u:<subject>`.
+    /// A bucket of the subject index, a hash whose fields are the raw
+    /// 16-byte ids of its subjects' sessions followed by their subject's
+    /// tag (values empty): `{prefix}i:<bucket>`.
+    pub(crate) fn index_bucket(&self, bucket: u32) -> String {
+        format!("{}i:{bucket}", self.prefix)
+    }
+
+    /// The bucket a subject's sessions are indexed in.
     pub(crate) fn subject_index(&self, subject: &str) -> String {
-        format!("{}u:{subject}", self.prefix)
+        self.index_bucket(IndexSlot::of(subject).bucket)
     }
 
     /// The global revocation epoch: `{prefix}epoch`.
@@ -88,9 +140,9 @@ impl Keys {
         format!("{}s:*", glob_escape(&self.prefix))
     }
 
-    /// The glob matching every subject index key.
+    /// The glob matching every bucket of the subject index.
     pub(crate) fn index_pattern(&self) -> String {
-        format!("{}u:*", glob_escape(&self.prefix))
+        format!("{}i:*", glob_escape(&self.prefix))
     }
 
     /// The previous layout's record of a session, a hash: `{prefix}{<id hex>}`.
@@ -123,9 +175,9 @@ fn glob_escape(text: &str) -> String {
     escaped
 }
 
-/// A session id kept as a raw 16-byte index field.
+/// The session id an index field starts with.
 pub(crate) fn id_of_field(field: &[u8]) -> Option<SessionId> {
-    <[u8; 16]>::try_from(field).ok().map(SessionId)
+    <[u8; 16]>::try_from(field.get(..16)?).ok().map(SessionId)
 }
 
 #[cfg(test)]
@@ -147,11 +199,19 @@ mod tests {
             keys.legacy_record(&id),
             format!("tss:{{{}}}", "ab".repeat(16))
         );
-        assert_eq!(keys.subject_index("ann"), "tss:u:ann");
+        let ann = IndexSlot::of("ann");
+        assert_eq!(ann, IndexSlot::of("ann"), "the same on every node");
+        assert!(ann.bucket < INDEX_BUCKETS);
+        assert_eq!(keys.subject_index("ann"), format!("tss:i:{}", ann.bucket));
         assert_ne!(keys.subject_index("ann"), keys.legacy_index("ann"));
         assert_eq!(Keys::new("a*b:").record_pattern(), "a\\*b:s:*");
-        assert_eq!(Keys::new("a*b:").index_pattern(), "a\\*b:u:*");
-        assert_eq!(id_of_field(&[7; 16]), Some(SessionId([7; 16])));
+        assert_eq!(Keys::new("a*b:").index_pattern(), "a\\*b:i:*");
+        let field = ann.field(&id);
+        assert_eq!(ann.id_of(&field), Some(id));
+        let bob = IndexSlot::of("bob");
+        assert_ne!(ann.tag, bob.tag);
+        assert_eq!(bob.id_of(&field), None, "another subject's entry");
+        assert_eq!(id_of_field(&field), Some(id));
         let attachment = keys.attachment(&id, AttachmentKind::DeviceBinding);
         assert_eq!(attachment, format!("tss:a:{id}:dbsc"));
         assert_eq!(keys.id_of_attachment(&attachment), Some(id));

@@ -27,7 +27,7 @@
 //! | key | type | holds | expires |
 //! | --- | --- | --- | --- |
 //! | `tss:s:<id>` | string | the session's record: the codec's bytes ([`tessera_core::codec`]) | at its forget deadline (`PXAT`) |
-//! | `tss:u:<subject>` | hash | one field per session of the subject: its raw 16-byte id (value empty) | never; tidied by listing and sweeping |
+//! | `tss:i:<bucket>` | hash | the subject index in 1024 buckets: one field per signed-in session, its raw 16-byte id and its subject's 4-byte tag (value empty) | never; tidied by listing and sweeping |
 //! | `tss:epoch`, `tss:epoch:<subject>` | integer | revocation epochs | never |
 //! | `tss:a:<id>:<kind>` | string | an attachment: generation, forget deadline (8 bytes each), bytes | at its forget deadline (`PXAT`); deleted with its session |
 //! | `tss:j` | sorted set | the journal, one member per entry, in the order of its bytes (time, nonce) | never; swept past each entry's deadline |

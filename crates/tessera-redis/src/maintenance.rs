@@ -27,6 +27,9 @@ use crate::error::{bad_reply, store_error};
 use crate::keys::id_of_field;
 use crate::store::{RedisStore, live_record};
 
+/// An index field as read, and the session it names.
+type Entry = (Vec<u8>, SessionId);
+
 /// Keys asked of `SCAN` per batch by the sweep.
 const SWEEP_SCAN_COUNT: usize = 200;
 
@@ -144,9 +147,9 @@ impl RedisStore {
         redis::from_redis_value(reply).map_err(|e| bad_reply("scan", e))
     }
 
-    /// Drops the entries of records that are gone from a batch of subject
-    /// indexes; returns how many went. (Entries of records that moved to
-    /// another subject go when the subject is listed.)
+    /// Drops the entries of records that are gone from a batch of buckets
+    /// of the subject index; returns how many went. (Entries of records
+    /// that moved to another subject go when the subject is listed.)
     async fn tidy_indexes(&self, index_keys: &[String]) -> Result<u64, StoreError> {
         let listings: Vec<Cmd> = index_keys
             .iter()
@@ -156,18 +159,24 @@ impl RedisStore {
                 fields
             })
             .collect();
-        let mut entries: Vec<(&String, Vec<SessionId>)> = Vec::new();
+        // Each bucket's fields, with the session each names.
+        let mut entries: Vec<(&String, Vec<Entry>)> = Vec::new();
         for (key, reply) in index_keys
             .iter()
             .zip(self.round_trip("sweep", &listings).await?)
         {
             let fields: Vec<Vec<u8>> =
                 redis::from_redis_value(reply).map_err(|e| bad_reply("sweep", e))?;
-            entries.push((key, fields.iter().filter_map(|f| id_of_field(f)).collect()));
+            let named = fields
+                .into_iter()
+                .filter_map(|field| Some((id_of_field(&field)?, field)))
+                .map(|(id, field)| (field, id))
+                .collect();
+            entries.push((key, named));
         }
         let ids: Vec<SessionId> = entries
             .iter()
-            .flat_map(|(_, ids)| ids.iter().copied())
+            .flat_map(|(_, named)| named.iter().map(|(_, id)| *id))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -191,18 +200,19 @@ impl RedisStore {
             .collect();
         let mut drops = Vec::new();
         let mut dropped = 0u64;
-        for (key, ids) in &entries {
-            let gone: Vec<&SessionId> = ids
+        for (key, named) in &entries {
+            let gone: Vec<&Vec<u8>> = named
                 .iter()
-                .filter(|id| !present.get(id).copied().unwrap_or(true))
+                .filter(|(_, id)| !present.get(id).copied().unwrap_or(true))
+                .map(|(field, _)| field)
                 .collect();
             if gone.is_empty() {
                 continue;
             }
             let mut drop = cmd("HDEL");
             drop.arg(key.as_str());
-            for id in &gone {
-                drop.arg(&id.0[..]);
+            for field in &gone {
+                drop.arg(&field[..]);
             }
             drops.push(drop);
             dropped += gone.len() as u64;

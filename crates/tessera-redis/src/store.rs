@@ -177,7 +177,8 @@ impl RedisStore {
         self.inner.keys.record(id)
     }
 
-    /// The key of a subject's index (for inspection and tests).
+    /// The key of the bucket of the subject index that holds a subject's
+    /// sessions, with other subjects' (for inspection and tests).
     pub fn subject_index_key(&self, subject: &str) -> String {
         self.inner.keys.subject_index(subject)
     }
@@ -374,11 +375,12 @@ impl RedisStore {
         set
     }
 
-    /// `HSET index id ""`: indexes a session under its subject.
+    /// `HSET bucket id+tag ""`: indexes a session under its subject.
     pub(crate) fn index_command(&self, subject: &str, id: &SessionId) -> Cmd {
+        let slot = crate::keys::IndexSlot::of(subject);
         let mut add = cmd("HSET");
-        add.arg(self.keys().subject_index(subject))
-            .arg(&id.0[..])
+        add.arg(self.keys().index_bucket(slot.bucket))
+            .arg(&slot.field(id)[..])
             .arg("");
         add
     }

@@ -55,8 +55,10 @@ async fn expired_sessions_leave_nothing(store: RedisStore, cli: impl Fn(&[&str])
     for _ in 0..2 {
         short_lived.push(create(&store, &h, "mixed", soon).await);
     }
+    // Two buckets of the subject index, each holding one subject's entries.
     let gone_index = store.subject_index_key("gone");
     let mixed_index = store.subject_index_key("mixed");
+    assert_ne!(gone_index, mixed_index);
     assert_eq!(cli(&["HLEN", &gone_index]), "3");
     assert_eq!(cli(&["HLEN", &mixed_index]), "3");
     let ttl = pttl(&cli, &store.record_key(&survivor.id));
@@ -93,7 +95,7 @@ async fn expired_sessions_leave_nothing(store: RedisStore, cli: impl Fn(&[&str])
     assert_eq!(
         cli(&["EXISTS", &gone_index]),
         "0",
-        "an emptied index is gone"
+        "an emptied bucket is gone"
     );
     assert_eq!(cli(&["HLEN", &mixed_index]), "1", "a live entry stays");
     assert_eq!(
