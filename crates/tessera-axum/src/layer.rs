@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -140,6 +140,15 @@ where
         .extensions_mut()
         .insert(Session::new(state.clone(), config.manager().clone()));
 
+    // What a redirect to the sign-in page needs, kept only when one is set.
+    let visit = config.has_sign_in_page().then(|| Visit {
+        method: request.method().clone(),
+        target: request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |p| p.as_str().to_owned(),
+        ),
+        headers: request.headers().clone(),
+    });
     let needs_csrf = config.csrf_applies(&ExemptCheck {
         method: request.method().as_str(),
         path: request.uri().path(),
@@ -154,7 +163,37 @@ where
     } else {
         call(&mut inner, request).await
     };
+    let response = match visit {
+        Some(visit) => visit.sign_in_redirect(&config, response),
+        None => response,
+    };
     finish(&state, response).await
+}
+
+/// The parts of a request a redirect to the sign-in page looks at.
+struct Visit {
+    method: http::Method,
+    target: String,
+    headers: http::HeaderMap,
+}
+
+impl Visit {
+    /// A signed-out visit of a page, answered with a `303 See Other` to the
+    /// sign-in page ([`WebConfig::sign_in_redirect`]); any other response
+    /// as it is.
+    fn sign_in_redirect(self, config: &WebConfig, response: Response) -> Response {
+        let Some(code) = response
+            .headers()
+            .get("tessera-error")
+            .and_then(|code| code.to_str().ok())
+        else {
+            return response;
+        };
+        match config.sign_in_redirect(self.method.as_str(), &self.target, &self.headers, code) {
+            Some(location) => Redirect::to(&location).into_response(),
+            None => response,
+        }
+    }
 }
 
 async fn call<S>(inner: &mut S, request: Request<Body>) -> Response
@@ -197,7 +236,11 @@ async fn check_csrf(
     let Some(token) = token else {
         return Err(config.missing_csrf_token().into());
     };
-    state.lock().await.verify_csrf(&token).await?;
+    state
+        .lock()
+        .await
+        .verify_csrf(&token, request.headers())
+        .await?;
     Ok(request)
 }
 

@@ -66,7 +66,8 @@
 //! # use tessera_core::{MemoryStore, SessionManager};
 //! use tessera_core::sealed::{KeyRing, SealingKey};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let manager = SessionManager::builder(MemoryStore::new()).build()?;
+//! # // A memory store forgets its epochs at a restart: sealed mode asks for consent.
+//! # let manager = SessionManager::builder(MemoryStore::new()).allow_volatile_epochs().build()?;
 //! let keys = KeyRing::new(SealingKey::generate(2)?)      // seals
 //!     .with_previous(SealingKey::new(1, [7; 32]))?;       // still opens
 //! let layer = SessionLayer::builder(manager).sealed(keys).build()?;

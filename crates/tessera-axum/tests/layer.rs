@@ -205,6 +205,28 @@ async fn csrf_needs_a_token_of_this_session_and_a_same_site_request() {
             .send(&app, Request::post("/incr").header("x-csrf-token", &token))
             .await;
         assert_eq!(no_session.header("tessera-error"), Some("csrf_no_session"));
+        assert!(
+            no_session.body.contains("load the form again"),
+            "{}",
+            no_session.body
+        );
+        // Over plain HTTP from a LAN address the browser dropped the Secure
+        // cookie: the answer says so instead of "load the form again".
+        let over_http = Client::new()
+            .send(
+                &app,
+                Request::post("/incr")
+                    .header("x-csrf-token", &token)
+                    .header("host", "192.168.1.20:3000")
+                    .header("origin", "http://192.168.1.20:3000"),
+            )
+            .await;
+        assert_eq!(over_http.header("tessera-error"), Some("csrf_no_session"));
+        assert!(
+            over_http.body.contains("plain HTTP") && over_http.body.contains(".secure(false)"),
+            "{}",
+            over_http.body
+        );
 
         let ok = client
             .send(&app, Request::post("/incr").header("x-csrf-token", &token))
@@ -648,4 +670,76 @@ async fn sealed_mode_writes_nothing_to_the_store_but_epochs() {
     assert_eq!(client.get(&app, "/get/n").await.body, "3");
     assert_eq!(app.store.hook().writes(), 0);
     assert_eq!(app.store.subject_epoch("alice").await.expect("epoch"), 0);
+}
+
+#[tokio::test]
+async fn signed_out_page_visits_go_to_the_sign_in_page_when_one_is_set() {
+    let html = |path: &str| {
+        Request::get(path.to_owned()).header("accept", "text/html,application/xhtml+xml")
+    };
+    // Without a sign-in page: the plain 401 every client gets.
+    let plain = app(Mode::Server);
+    let reply = Client::new().send(&plain, html("/private?tab=2")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.header("tessera-error"), Some("not_authenticated"));
+
+    let app = app_with(Mode::Server, BindingPolicy::Log, |b| {
+        b.sign_in_page("/login")
+    });
+    let mut client = Client::new();
+    let reply = client.send(&app, html("/private?tab=2")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        reply.header("location"),
+        Some("/login?next=%2Fprivate%3Ftab%3D2")
+    );
+    // Scripts and non-GET requests keep the error they can act on.
+    let script = client
+        .send(
+            &app,
+            Request::get("/private").header("accept", "application/json"),
+        )
+        .await;
+    assert_eq!(script.status, StatusCode::UNAUTHORIZED);
+    let token = client.get(&app, "/csrf").await.body;
+    let post = client
+        .send(
+            &app,
+            Request::post("/private")
+                .header("x-csrf-token", &token)
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::UNAUTHORIZED);
+    // Signed in, the page is served.
+    client.post_with_token(&app, "/login/alice", &token).await;
+    let reply = client.send(&app, html("/private")).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "private")
+    );
+}
+
+#[test]
+fn a_sign_in_page_must_be_a_path_on_this_site() {
+    for page in [
+        "https://evil.example/login",
+        "//evil.example/login",
+        "/\\evil",
+        "login",
+    ] {
+        let manager = tessera_core::SessionManager::builder(tessera_core::MemoryStore::new())
+            .build()
+            .expect("defaults");
+        let refused = tessera_axum::SessionLayer::builder(manager)
+            .sign_in_page(page)
+            .build();
+        assert!(
+            matches!(
+                refused,
+                Err(tessera_axum::LayerConfigError::InvalidSignInPage(_))
+            ),
+            "{page}"
+        );
+    }
 }

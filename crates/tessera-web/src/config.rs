@@ -46,6 +46,7 @@ pub struct WebConfig {
     pub(crate) manager: SessionManager,
     pub(crate) cookies: Arc<dyn CookieController>,
     pub(crate) cookie_name: String,
+    pub(crate) secure_cookie: bool,
     pub(crate) csrf_enabled: bool,
     pub(crate) csrf_header: String,
     pub(crate) csrf_field: String,
@@ -54,6 +55,7 @@ pub struct WebConfig {
     pub(crate) max_form_bytes: usize,
     pub(crate) client_ip_header: Option<String>,
     pub(crate) reject_guessing: bool,
+    pub(crate) sign_in_page: Option<String>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -146,6 +148,40 @@ impl WebConfig {
         }
     }
 
+    /// Where a failed request goes instead of its error, if it is a signed-out
+    /// visit of a page and a sign-in page is set
+    /// ([`WebConfigBuilder::sign_in_page`]): the `Location` of a
+    /// `303 See Other`, carrying the page asked for as `next`.
+    /// `target` is the request's path and query, `error_code` the failure's
+    /// [`Error::code`](crate::Error::code).
+    pub fn sign_in_redirect(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &dyn Headers,
+        error_code: &str,
+    ) -> Option<String> {
+        let page = self.sign_in_page.as_deref()?;
+        let signed_out = matches!(
+            error_code,
+            "not_authenticated" | "invalid_session" | "reauthentication_required"
+        );
+        let wants_html = headers
+            .get("accept")
+            .is_some_and(|accept| accept.to_ascii_lowercase().contains("text/html"));
+        if !signed_out || !wants_html || !matches!(method, "GET" | "HEAD") {
+            return None;
+        }
+        let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+        let join = if page.contains('?') { '&' } else { '?' };
+        Some(format!("{page}{join}next={next}"))
+    }
+
+    /// Whether a sign-in page is set ([`WebConfigBuilder::sign_in_page`]).
+    pub fn has_sign_in_page(&self) -> bool {
+        self.sign_in_page.is_some()
+    }
+
     /// Whether a client the manager flags as guessing is refused (429).
     pub fn rejects_guessing(&self) -> bool {
         self.reject_guessing
@@ -185,6 +221,11 @@ pub enum LayerConfigError {
     /// A sealed session may span 1 to 9 cookies.
     #[error("max_cookies must be between 1 and 9, got {0}")]
     MaxCookies(usize),
+    /// The sign-in page is not a path on this site.
+    #[error(
+        "sign-in page `{0}` must be a path on this site starting with one `/`, like /login (no scheme, host or `//`)"
+    )]
+    InvalidSignInPage(String),
     /// The CSRF header name is not a valid header name.
     #[error("`{0}` is not a valid header name for the CSRF token")]
     InvalidCsrfHeader(String),
@@ -220,6 +261,7 @@ pub struct WebConfigBuilder<T> {
     max_form_bytes: usize,
     client_ip_header: Option<String>,
     reject_guessing: bool,
+    sign_in_page: Option<String>,
     target: PhantomData<fn() -> T>,
 }
 
@@ -250,6 +292,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             max_form_bytes: DEFAULT_MAX_FORM_BYTES,
             client_ip_header: None,
             reject_guessing: true,
+            sign_in_page: None,
             target: PhantomData,
         }
     }
@@ -352,6 +395,17 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
         self
     }
 
+    /// Sends signed-out visitors of pages to a sign-in page: a `GET` or
+    /// `HEAD` that accepts HTML and fails with `not_authenticated`,
+    /// `invalid_session` or `reauthentication_required` is answered with
+    /// `303 See Other` to `path?next=<the page asked for>` instead of a
+    /// plain-text 401/403. Other requests (scripts, forms) keep the error.
+    /// `path` is a path on this site (`/login`).
+    pub fn sign_in_page(mut self, path: impl Into<String>) -> Self {
+        self.sign_in_page = Some(path.into());
+        self
+    }
+
     /// Builds the layer, refusing settings that contradict each other.
     pub fn build(self) -> Result<T, LayerConfigError> {
         let name = &self.attributes.name;
@@ -368,6 +422,11 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
         }
         if !(1..=9).contains(&self.max_cookies) {
             return Err(LayerConfigError::MaxCookies(self.max_cookies));
+        }
+        if let Some(page) = &self.sign_in_page
+            && !is_local_path(page)
+        {
+            return Err(LayerConfigError::InvalidSignInPage(page.clone()));
         }
         if http::HeaderName::try_from(self.csrf_header.as_str()).is_err() {
             return Err(LayerConfigError::InvalidCsrfHeader(self.csrf_header));
@@ -403,6 +462,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
         Ok(T::from_web_config(Arc::new(WebConfig {
             manager,
             cookies,
+            secure_cookie: self.attributes.secure,
             cookie_name: self.attributes.name,
             csrf_enabled: self.csrf_enabled,
             csrf_header: self.csrf_header.to_ascii_lowercase(),
@@ -412,6 +472,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             max_form_bytes: self.max_form_bytes,
             client_ip_header: self.client_ip_header.map(|h| h.to_ascii_lowercase()),
             reject_guessing: self.reject_guessing,
+            sign_in_page: self.sign_in_page,
         })))
     }
 }
@@ -419,6 +480,15 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
 /// RFC 6265 `token` characters.
 fn is_cookie_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A path on this site: one leading `/`, never `//` or `/\\` (which
+/// browsers read as another host).
+fn is_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && !path.chars().any(|c| c.is_control() || c == ' ')
 }
 
 #[cfg(test)]
@@ -434,6 +504,45 @@ mod tests {
                 .build()
                 .expect("defaults"),
         )
+    }
+
+    #[test]
+    fn a_sign_in_redirect_is_for_signed_out_page_visits_only() {
+        let config = builder()
+            .sign_in_page("/login?from=app")
+            .build()
+            .expect("valid");
+        let mut html = http::HeaderMap::new();
+        html.insert("accept", http::HeaderValue::from_static("text/html"));
+        assert_eq!(
+            config.sign_in_redirect("GET", "/a b?c=1&d", &html, "not_authenticated"),
+            Some("/login?from=app&next=%2Fa+b%3Fc%3D1%26d".to_owned())
+        );
+        for code in ["invalid_session", "reauthentication_required"] {
+            assert!(
+                config.sign_in_redirect("HEAD", "/", &html, code).is_some(),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            config.sign_in_redirect("POST", "/", &html, "not_authenticated"),
+            None
+        );
+        assert_eq!(
+            config.sign_in_redirect("GET", "/", &html, "csrf_no_session"),
+            None
+        );
+        let json = http::HeaderMap::new();
+        assert_eq!(
+            config.sign_in_redirect("GET", "/", &json, "not_authenticated"),
+            None
+        );
+        let unset = builder().build().expect("defaults");
+        assert!(!unset.has_sign_in_page());
+        assert_eq!(
+            unset.sign_in_redirect("GET", "/", &html, "not_authenticated"),
+            None
+        );
     }
 
     #[test]

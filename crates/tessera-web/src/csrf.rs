@@ -50,6 +50,18 @@ pub enum CsrfError {
     /// The request has no session, so no token can be valid.
     #[error("the request has no session to check its CSRF token against; load the form again")]
     NoSession,
+    /// The request has no session because the page was served over plain
+    /// HTTP from a host other than localhost, where browsers drop the
+    /// `Secure` session cookie: loading the form again never helps.
+    #[error(
+        "the request has no session: the page at {origin} is served over plain HTTP, where browsers drop the Secure session cookie `{cookie}` (only localhost is exempt); serve it over HTTPS, or for development over plain HTTP configure the layer with .secure(false) and a cookie name without the __Host- prefix, like .cookie_name(\"tessera\")"
+    )]
+    SecureCookieOverHttp {
+        /// The page's origin, as the request's `Origin` (or `Referer`) gave it.
+        origin: String,
+        /// The session cookie's name.
+        cookie: String,
+    },
     /// The token does not belong to this session (stale page, forged, or
     /// from before login).
     #[error("the CSRF token does not match this session; load the form again")]
@@ -92,6 +104,39 @@ pub fn verify(secret: &CsrfSecret, presented: &str) -> bool {
     unmasked.ct_eq(secret.expose()).into()
 }
 
+/// Why a request with a CSRF token has no session: when the cookie is
+/// `Secure` and the page came over plain HTTP from a host other than
+/// localhost (its `Origin`, or failing that its `Referer`, says so), the
+/// browser never stored the cookie; otherwise the session is missing or
+/// over and the form is stale.
+pub fn no_session(headers: &dyn Headers, secure_cookie: bool, cookie: &str) -> CsrfError {
+    let page = headers
+        .get("origin")
+        .filter(|origin| *origin != "null")
+        .or_else(|| headers.get("referer"))
+        .map(str::trim);
+    let Some(rest) = page.and_then(|page| page.strip_prefix("http://")) else {
+        return CsrfError::NoSession;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    }
+    .to_ascii_lowercase();
+    let local = host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "::1"
+        || host.starts_with("127.");
+    if !secure_cookie || local {
+        return CsrfError::NoSession;
+    }
+    CsrfError::SecureCookieOverHttp {
+        origin: format!("http://{authority}"),
+        cookie: cookie.to_owned(),
+    }
+}
+
 /// The `Sec-Fetch-Site` / `Origin` check. `trusted` are extra origins
 /// (`scheme://host[:port]`) allowed to post, e.g. a sibling front end.
 pub fn check_origin(headers: &dyn Headers, trusted: &[String]) -> Result<(), CsrfError> {
@@ -123,6 +168,62 @@ pub fn check_origin(headers: &dyn Headers, trusted: &[String]) -> Result<(), Csr
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_missing_session_over_plain_http_says_why() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, http::HeaderValue::from_static(value));
+            }
+            map
+        };
+        let lan = headers(&[("origin", "http://192.168.1.20:3000")]);
+        let err = no_session(&lan, true, "__Host-tessera");
+        assert_eq!(
+            err,
+            CsrfError::SecureCookieOverHttp {
+                origin: "http://192.168.1.20:3000".into(),
+                cookie: "__Host-tessera".into()
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("plain HTTP") && text.contains(".secure(false)"),
+            "{text}"
+        );
+        let referer = headers(&[("referer", "http://app.docker.internal/login?x=1")]);
+        assert!(matches!(
+            no_session(&referer, true, "__Host-tessera"),
+            CsrfError::SecureCookieOverHttp { origin, .. } if origin == "http://app.docker.internal"
+        ));
+        for local in [
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://app.localhost",
+        ] {
+            let local = headers(&[("origin", local)]);
+            assert_eq!(
+                no_session(&local, true, "__Host-tessera"),
+                CsrfError::NoSession
+            );
+        }
+        let https = headers(&[("origin", "https://app.example.com")]);
+        assert_eq!(
+            no_session(&https, true, "__Host-tessera"),
+            CsrfError::NoSession
+        );
+        assert_eq!(
+            no_session(&lan, false, "tessera"),
+            CsrfError::NoSession,
+            "no Secure attribute"
+        );
+        assert_eq!(
+            no_session(&headers(&[]), true, "__Host-tessera"),
+            CsrfError::NoSession
+        );
+    }
     use http::{HeaderMap, HeaderValue};
 
     use super::*;

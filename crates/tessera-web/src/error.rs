@@ -99,7 +99,9 @@ impl Error {
         match self {
             Error::Csrf(CsrfError::CrossSite { .. }) => "csrf_cross_site",
             Error::Csrf(CsrfError::MissingToken { .. }) => "csrf_missing_token",
-            Error::Csrf(CsrfError::NoSession) => "csrf_no_session",
+            Error::Csrf(CsrfError::NoSession | CsrfError::SecureCookieOverHttp { .. }) => {
+                "csrf_no_session"
+            }
             Error::Csrf(CsrfError::InvalidToken) => "csrf_invalid_token",
             Error::Session(SessionError::Invalid { .. }) => "invalid_session",
             Error::Session(SessionError::NotAuthenticated) => "not_authenticated",

@@ -14,6 +14,7 @@ use tessera_core::{
     PendingLogin, SessionError, SessionId, SessionRecord,
 };
 
+use crate::Headers;
 use crate::config::WebConfig;
 use crate::cookies::Presented;
 use crate::csrf;
@@ -403,10 +404,18 @@ impl RequestSession {
         csrf::mask(session.record().csrf_secret()).map_err(|_| Error::Entropy)
     }
 
-    /// Checks a presented CSRF token against the session's secret.
-    pub async fn verify_csrf(&mut self, presented: &str) -> Result<(), Error> {
+    /// Checks a presented CSRF token against the session's secret;
+    /// `headers` (the request's) explain a missing session.
+    pub async fn verify_csrf(
+        &mut self,
+        presented: &str,
+        headers: &(dyn Headers + Sync),
+    ) -> Result<(), Error> {
         let Some(record) = self.load().await? else {
-            return Err(csrf::CsrfError::NoSession.into());
+            let config = &self.config;
+            return Err(
+                csrf::no_session(headers, config.secure_cookie, &config.cookie_name).into(),
+            );
         };
         if csrf::verify(record.csrf_secret(), presented) {
             Ok(())

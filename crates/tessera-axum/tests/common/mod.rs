@@ -85,9 +85,19 @@ struct Note {
     text: String,
 }
 
+/// A page for signed-in users only.
+async fn private(s: Session) -> Result<&'static str, Error> {
+    s.require_auth(1, Duration::from_secs(3600)).await?;
+    Ok("private")
+}
+
 pub fn router() -> Router {
     Router::new()
         .route("/untouched", get(|| async { "static" }).post(|| async { "posted" }))
+        .route(
+            "/private",
+            get(private).post(private),
+        )
         .route(
             "/whoami",
             get(|s: Session| async move {
