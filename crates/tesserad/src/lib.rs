@@ -1,5 +1,5 @@
 //! `tesserad`: Tessera's session server. It gives the sessions of
-//! [`tessera`] to services in any language over HTTP (DESIGN.md §4), guards
+//! [`tessera`] to services in any language over HTTP (docs/http-api.md), guards
 //! upstreams behind a reverse proxy (forward-auth), exports Prometheus
 //! metrics, and carries its own admin command line.
 #![forbid(unsafe_code)]

@@ -1,4 +1,4 @@
-//! The HTTP API of DESIGN.md §4 against the real binary: every endpoint's
+//! The HTTP API (docs/http-api.md) against the real binary: every endpoint's
 //! success path, the session shape, and the status codes.
 
 mod common;

@@ -1,4 +1,4 @@
-//! DESIGN.md §5 against the real binary: every endpoint answers bad input
+//! Bad input (docs/http-api.md, "Errors") against the real binary: every endpoint answers bad input
 //! with the documented error body and status — never a 500, never a dropped
 //! connection — and the server stays healthy.
 

@@ -1,4 +1,4 @@
-//! The API's error bodies (`{error, message}` of DESIGN.md §4) and how every
+//! The API's error bodies (`{error, message}`, docs/http-api.md) and how every
 //! failure maps to one of them.
 
 use axum::Json;
