@@ -34,9 +34,9 @@
 #   SKIP_BUILD=1   use the apps already built
 #   SCALE=1        also run bench/peers/scale.sh (see there for its sizes)
 #
-# A full run (13 contenders, three routes each) takes about 13 × (session
-# creation + 3 × (WARMUP + DURATION)) ≈ 5 minutes at the defaults, plus the
-# build.
+# A full run takes about 13 contenders × (start and session creation, 10–15 s,
+# + 3 routes × (WARMUP + DURATION)) + pgbench ≈ 12 minutes at the defaults,
+# plus the build.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
