@@ -295,6 +295,14 @@ fn decode_v2(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     })
 }
 
+/// The session id of an encoded record, read without decoding the rest.
+pub fn id_of(bytes: &[u8]) -> Option<SessionId> {
+    if bytes.first() != Some(&FORMAT) || bytes.len() < FIXED {
+        return None;
+    }
+    Some(SessionId(fixed(&bytes[ID])))
+}
+
 /// The subject of an encoded record, read without decoding the rest;
 /// `None` for an anonymous or unreadable record.
 pub fn subject_of(bytes: &[u8]) -> Option<&str> {

@@ -200,11 +200,9 @@ impl MemoryStore {
         let mut records = Vec::with_capacity(ids.len());
         let mut stale = Vec::new();
         for id in ids {
-            let Some(decoded) = self
-                .maps
-                .records
-                .with(&id, |bytes| live(bytes, now).then(|| codec::decode(bytes, None)))
-            else {
+            let Some(decoded) = self.maps.records.with(&id, |bytes| {
+                live(bytes, now).then(|| codec::decode(bytes, None))
+            }) else {
                 stale.push(id);
                 continue;
             };
@@ -255,7 +253,9 @@ impl Records for MemoryStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.maps
             .records
-            .with(id, |bytes| live(bytes, now).then(|| codec::decode(bytes, None)))
+            .with(id, |bytes| {
+                live(bytes, now).then(|| codec::decode(bytes, None))
+            })
             .flatten()
             .transpose()
     }
