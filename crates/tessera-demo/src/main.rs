@@ -28,7 +28,7 @@ struct Args {
     /// newest first. Without it a random key is made at start, so sealed
     /// sessions end when the demo restarts.
     #[arg(long, env = "TESSERA_SEALING_KEYS", hide_env_values = true)]
-    sealing_keys: Option<String>,
+    sealing_keys: Option<SealingKeysArg>,
     /// Idle timeout [default: 30m].
     #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
@@ -48,6 +48,24 @@ struct Args {
     /// Client binding policy: off, log or reject.
     #[arg(long, env = "TESSERA_BINDING", default_value = "log")]
     binding: BindingPolicy,
+}
+
+/// `--sealing-keys` as given: its `Debug` never shows the keys.
+#[derive(Clone)]
+struct SealingKeysArg(String);
+
+impl std::fmt::Debug for SealingKeysArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKeysArg(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for SealingKeysArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,7 +144,7 @@ async fn run(args: Args) -> Result<(), DemoError> {
     let mode = match args.mode {
         Mode::Server => DemoMode::Server,
         Mode::Cookie => DemoMode::Cookie(match &args.sealing_keys {
-            Some(spec) => KeyRing::parse(spec)?,
+            Some(SealingKeysArg(spec)) => KeyRing::parse(spec)?,
             None => KeyRing::new(SealingKey::generate(1)?),
         }),
     };
@@ -156,4 +174,22 @@ async fn run(args: Args) -> Result<(), DemoError> {
     .map_err(DemoError::Serve);
     opened.shutdown()?;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_command_line_redacts_sealing_keys() {
+        let args = Args::try_parse_from([
+            "tessera-demo",
+            "--sealing-keys",
+            "1:c2VjcmV0LWtleS1tYXRlcmlhbC1oZXJlLTMyYnl0ZXM",
+        ])
+        .expect("parse");
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 }

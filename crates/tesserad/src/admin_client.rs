@@ -68,6 +68,8 @@ struct ClientRow {
 #[derive(Debug, Deserialize)]
 struct SessionsBody {
     sessions: Vec<SessionRow>,
+    #[serde(default)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +106,8 @@ impl Remote {
             base: args.server.trim_end_matches('/').to_owned(),
             api_key: args
                 .api_key
-                .clone()
+                .as_ref()
+                .map(|key| key.expose().to_owned())
                 .filter(|key| !key.is_empty())
                 .ok_or(AdminError::NoApiKey)?,
         })
@@ -185,16 +188,26 @@ pub async fn sessions(
 ) -> Result<String, AdminError> {
     let server = Remote::new(remote)?;
     match command {
-        SessionsCommand::List { subject } => {
-            let body: SessionsBody = server
-                .json(
-                    server
-                        .client
-                        .get(server.url(&format!("/v1/subjects/{}/sessions", segment(subject)))),
+        SessionsCommand::List {
+            subject,
+            limit,
+            cursor,
+        } => {
+            let mut request = server
+                .client
+                .get(server.url(&format!("/v1/subjects/{}/sessions", segment(subject))))
+                .query(&[("limit", limit.to_string())]);
+            if let Some(cursor) = cursor {
+                request = request.query(&[("cursor", cursor)]);
+            }
+            let body: SessionsBody = server.json(request).await?;
+            let more = body.next_cursor.as_deref().map_or(String::new(), |next| {
+                format!(
+                    "\nmore: tesserad sessions list --subject {subject} --limit {limit} --cursor {next}"
                 )
-                .await?;
+            });
             if body.sessions.is_empty() {
-                return Ok(format!("no sessions for subject {subject}"));
+                return Ok(format!("no sessions for subject {subject}{more}"));
             }
             let mut out = table(&[
                 "id",
@@ -225,7 +238,7 @@ pub async fn sessions(
                     client,
                 ]);
             }
-            Ok(format!("{out}\n{} session(s)", body.sessions.len()))
+            Ok(format!("{out}\n{} session(s){more}", body.sessions.len()))
         }
         SessionsCommand::Revoke { id } => {
             server

@@ -82,11 +82,17 @@ pub enum KeysCommand {
 /// `tesserad sessions …`.
 #[derive(Debug, Subcommand)]
 pub enum SessionsCommand {
-    /// List the sessions of a subject.
+    /// List the sessions of a subject, one page at a time.
     List {
         /// The subject (user).
         #[arg(long, allow_hyphen_values = true)]
         subject: String,
+        /// Sessions per page (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Continue after this page (the cursor a previous listing printed).
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// End one session by its public id.
     Revoke {
@@ -161,7 +167,7 @@ pub struct ServeArgs {
     /// An API key to accept (besides those in the data directory). With
     /// none given and none stored, one is generated and printed once.
     #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// A session ends this long after its last use [default: 30m].
     #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = duration)]
     pub idle_timeout: Option<Duration>,
@@ -211,6 +217,32 @@ pub struct ServeArgs {
     pub log_level: String,
 }
 
+/// A secret given on the command line (an API key): its `Debug` shows
+/// only that it is there, never its text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
 /// How the admin commands reach a running server.
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
@@ -224,7 +256,7 @@ pub struct RemoteArgs {
     pub server: String,
     /// An API key of that server.
     #[arg(long, global = true, env = "TESSERA_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// A PEM CA certificate to trust for an `https://` server (besides the usual roots).
     #[arg(long, global = true, env = "TESSERA_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
@@ -234,6 +266,18 @@ pub struct RemoteArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn debug_of_the_command_line_redacts_api_keys() {
+        for cli in [
+            Cli::try_parse_from(["tesserad", "--api-key", "tsk_very_secret"]),
+            Cli::try_parse_from(["tesserad", "stats", "--api-key", "tsk_very_secret"]),
+        ] {
+            let shown = format!("{:?}", cli.expect("parse"));
+            assert!(!shown.contains("tsk_very_secret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

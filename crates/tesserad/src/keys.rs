@@ -172,6 +172,14 @@ impl KeyStore {
             options.mode(0o600);
         }
         let mut file = options.open(&temporary).map_err(io)?;
+        // A temporary file left behind by a crash keeps its mode when it is
+        // opened again: narrow it before anything is written into it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&temporary, &self.path).map_err(io)
@@ -377,6 +385,26 @@ mod tests {
             Err(KeyError::NotFound { .. })
         ));
         assert!(!format!("{second:?}").contains(&second.key));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_keys_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = temp_dir("mode");
+        // A temporary file left by a crash, readable by everyone.
+        let leftover = dir.join(KEYS_FILE).with_extension("json.tmp");
+        std::fs::write(&leftover, "{}").expect("write");
+        std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let store = KeyStore::open(&dir).expect("open");
+        store.create(Some("mode")).expect("create");
+        let mode = std::fs::metadata(store.path())
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

@@ -7,6 +7,8 @@ use clap::Parser;
 use tesserad::cli::{Cli, Command};
 use tesserad::{admin_client, logging, migrate, serve};
 
+mod output;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -43,10 +45,13 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(Some(output)) => {
-            println!("{output}");
-            ExitCode::SUCCESS
-        }
+        Ok(Some(text)) => match output::print_line(&text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tesserad: cannot write the output: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Ok(None) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("tesserad: {message}");

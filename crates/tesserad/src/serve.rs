@@ -2,6 +2,7 @@
 //! API over HTTP or HTTPS until SIGTERM or SIGINT, finishing in-flight
 //! requests before it stops.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use tessera::events::{EventSink, FanOutEventSink, TracingEventSink};
 use tessera::open::{OpenOptions, OpenStoreError, open_store_with};
 use tessera::store::SessionStore;
-use tessera::{ConfigError, SessionManager};
+use tessera::{ConfigError, SessionManager, SessionManagerBuilder};
 
 use crate::api::{AppState, HttpLimits, router};
 use crate::cli::ServeArgs;
@@ -57,12 +58,31 @@ pub enum ServeError {
     },
 }
 
+/// Refuses settings of the command line that contradict each other.
+pub fn check_settings(args: &ServeArgs) -> Result<(), ConfigError> {
+    manager_builder(
+        args,
+        Arc::new(tessera::MemoryStore::new()),
+        Arc::new(FanOutEventSink(Vec::new())),
+    )
+    .resolved_config()
+    .validate()
+}
+
 /// The session manager with the command line's policy over `store`.
 pub fn build_manager(
     args: &ServeArgs,
     store: Arc<dyn SessionStore>,
     events: Arc<dyn EventSink>,
 ) -> Result<SessionManager, ConfigError> {
+    manager_builder(args, store, events).build()
+}
+
+fn manager_builder(
+    args: &ServeArgs,
+    store: Arc<dyn SessionStore>,
+    events: Arc<dyn EventSink>,
+) -> SessionManagerBuilder {
     // Only the settings given are set: the others are derived from them
     // (a short `--idle-timeout` alone works).
     let mut builder = SessionManager::builder_shared(store)
@@ -86,7 +106,7 @@ pub fn build_manager(
     if let Some(cap) = args.max_sessions_per_subject {
         builder = builder.max_sessions_per_subject(cap);
     }
-    builder.build()
+    builder
 }
 
 /// Makes sure some API key is accepted: with none given and none stored,
@@ -94,7 +114,11 @@ pub fn build_manager(
 fn prepare_keys(args: &ServeArgs) -> Result<ApiKeys, KeyError> {
     let data_dir = args.location.data_dir();
     let store = KeyStore::open(&data_dir)?;
-    let configured = args.api_key.as_deref().filter(|key| !key.is_empty());
+    let configured = args
+        .api_key
+        .as_ref()
+        .map(|key| key.expose())
+        .filter(|key| !key.is_empty());
     if configured.is_none() && store.list()?.is_empty() {
         let new = store.create(Some("generated on first start"))?;
         println!(
@@ -114,6 +138,10 @@ fn prepare_keys(args: &ServeArgs) -> Result<ApiKeys, KeyError> {
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Settings that contradict each other are refused before anything is
+    // opened, created or printed (no API key is generated for a server
+    // that will not start).
+    check_settings(&args)?;
     let opened = open_store_with(
         &args.location.store,
         &OpenOptions::default().near_cache(args.near_cache),
@@ -194,7 +222,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 }
 
 fn announce(scheme: &str, local: SocketAddr, store: &str) {
-    println!("tesserad listening on {scheme}://{local} (store {store})");
+    // A server whose standard output was closed keeps serving (no
+    // `println!`, which panics on a broken pipe).
+    let _ = writeln!(
+        std::io::stdout(),
+        "tesserad listening on {scheme}://{local} (store {store})"
+    );
     tracing::info!(%local, scheme, store, "listening");
 }
 

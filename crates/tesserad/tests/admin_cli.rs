@@ -125,6 +125,41 @@ async fn sessions_and_stats_commands_talk_to_the_server() {
         assert!(table.contains(id.as_str()), "{table}");
     }
     assert!(table.contains("3 session(s)"));
+    assert!(!table.contains("more:"), "one page: {table}");
+
+    // Page by page: the first page says how to get the next.
+    let mut args = vec!["sessions", "list", "--subject", "dora", "--limit", "2"];
+    args.extend_from_slice(&remote);
+    let first = stdout(&run(&args));
+    assert!(first.contains("2 session(s)"), "{first}");
+    let cursor = first
+        .split_whitespace()
+        .skip_while(|word| *word != "--cursor")
+        .nth(1)
+        .expect("a cursor for the next page")
+        .to_owned();
+    let mut args = vec![
+        "sessions",
+        "list",
+        "--subject",
+        "dora",
+        "--limit",
+        "2",
+        "--cursor",
+        &cursor,
+    ];
+    args.extend_from_slice(&remote);
+    let second = stdout(&run(&args));
+    assert!(
+        second.contains("1 session(s)") && !second.contains("more:"),
+        "{second}"
+    );
+    for id in &ids {
+        assert!(
+            first.contains(id.as_str()) ^ second.contains(id.as_str()),
+            "{id}"
+        );
+    }
 
     let mut args = vec!["sessions", "revoke", ids[0].as_str()];
     args.extend_from_slice(&remote);
@@ -169,4 +204,117 @@ async fn sessions_and_stats_commands_talk_to_the_server() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach"));
     let (status, _) = common::call(&server, "POST", "/v1/sessions", Some(json!({}))).await;
     assert_eq!(status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let server = Server::start(&[]);
+    for _ in 0..3 {
+        common::create(&server, Some("pipe")).await;
+    }
+    for args in [
+        vec!["stats", "--server", server.url.as_str()],
+        vec![
+            "sessions",
+            "list",
+            "--subject",
+            "pipe",
+            "--server",
+            server.url.as_str(),
+        ],
+    ] {
+        // `tesserad stats | head -0`: the reader is gone before anything is written.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let output = tesserad_command()
+            .args(&args)
+            .args(["--api-key", common::API_KEY])
+            .stdout(writer)
+            .output()
+            .expect("run tesserad");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn contradicting_settings_are_refused_before_a_key_is_generated() {
+    let data_dir = temp_dir("refused-keys");
+    let output = tesserad_command()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory:",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .args(["--idle-timeout", "2s", "--touch-after", "60s"])
+        .output()
+        .expect("run tesserad");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("touch_after (60s)"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("tsk_"), "no key printed: {stdout}");
+    assert!(
+        !data_dir.join("api-keys.json").exists(),
+        "no key stored for a server that did not start"
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn subject_listings_are_paginated_by_cursor() {
+    let server = Server::start(&[]);
+    let mut created = std::collections::BTreeSet::new();
+    for _ in 0..7 {
+        let (_, session) = common::create(&server, Some("paged")).await;
+        created.insert(session["id"].as_str().expect("id").to_owned());
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/v1/subjects/paged/sessions?limit=3&cursor={cursor}"),
+            None => "/v1/subjects/paged/sessions?limit=3".to_owned(),
+        };
+        let (status, body) = common::call(&server, "GET", &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        let sessions = body["sessions"].as_array().expect("sessions");
+        assert!(sessions.len() <= 3, "a page holds at most `limit`");
+        for session in sessions {
+            assert!(listed.insert(session["id"].as_str().expect("id").to_owned()));
+        }
+        pages += 1;
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => {
+                assert!(body["next_cursor"].is_null(), "{body}");
+                break;
+            }
+        }
+        assert!(pages < 10, "the cursor moves on");
+    }
+    assert_eq!(listed, created);
+    assert_eq!(pages, 3);
+
+    // The default page is bounded; nonsense is refused as a bad request.
+    let (status, body) = common::call(&server, "GET", "/v1/subjects/paged/sessions", None).await;
+    assert_eq!(status, 200);
+    assert!(body["next_cursor"].is_null());
+    for bad in ["limit=0", "limit=1001", "cursor=zz", "page=2"] {
+        let (status, body) = common::call(
+            &server,
+            "GET",
+            &format!("/v1/subjects/paged/sessions?{bad}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{bad}");
+    }
 }

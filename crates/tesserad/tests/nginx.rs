@@ -72,6 +72,9 @@ http {{
             # A renewed token goes back to the browser (nothing is added when empty).
             auth_request_set $tessera_cookie $upstream_http_set_cookie;
             add_header Set-Cookie $tessera_cookie always;
+            # ... and a response that carries one is never cached.
+            auth_request_set $tessera_cache_control $upstream_http_cache_control;
+            add_header Cache-Control $tessera_cache_control always;
             proxy_pass http://{upstream};
         }}
     }}
@@ -209,6 +212,43 @@ async fn nginx_auth_request_guards_the_upstream() {
         format!("subject=alice session={id}")
     );
 
+    // Two session cookies (one planted beside the real one): anonymous, as
+    // in the session layer.
+    let response = http
+        .get(&page)
+        .header(
+            "cookie",
+            format!("__Host-tessera={token}; __Host-tessera={token}"),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401, "duplicated session cookie");
+
+    // A subject with a trailing space reaches the upstream percent-encoded,
+    // not trimmed to another subject by nginx.
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/v1/sessions/login",
+        Some(json!({"subject": "admin "})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let spaced = body["token"].as_str().expect("token").to_owned();
+    let spaced_id = body["session"]["id"].as_str().expect("id").to_owned();
+    let response = http
+        .get(&page)
+        .header("cookie", format!("__Host-tessera={spaced}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.expect("body"),
+        format!("subject=admin%20 session={spaced_id}")
+    );
+
     // Whatever the browser's method, the check is a GET.
     let response = http
         .post(&page)
@@ -264,6 +304,14 @@ async fn nginx_passes_renewed_tokens_to_the_browser() {
             .expect("request");
         assert_eq!(response.status(), 200, "the browser keeps up with renewals");
         if let Some(cookie) = response.headers().get("set-cookie") {
+            assert_eq!(
+                response
+                    .headers()
+                    .get("cache-control")
+                    .and_then(|v| v.to_str().ok()),
+                Some("no-store"),
+                "a response carrying a renewed token is not cached"
+            );
             let cookie = cookie.to_str().expect("ascii");
             let mut attributes: Vec<&str> = cookie.split("; ").skip(1).collect();
             attributes.sort_unstable();

@@ -192,8 +192,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Issues a new token for the session; the old one resolves for
-         *     `rotation_grace`, then counts as stolen.
+         * Issues a new token for the session; the old one keeps working until the
+         *     new one is presented, then for `rotation_grace`, then counts as stolen.
          */
         post: operations["rotate"];
         delete?: never;
@@ -266,7 +266,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every valid session of a subject, oldest first. */
+        /**
+         * One page of a subject's valid sessions, oldest first within the page;
+         *     follow `next_cursor` for the rest.
+         */
         get: operations["list_subject_sessions"];
         put?: never;
         post?: never;
@@ -411,7 +414,9 @@ export interface components {
         };
         /** @description Sessions of a subject, oldest first. */
         SessionsResponse: {
-            /** @description The sessions. */
+            /** @description Pass as `cursor` to get the next page; absent on the last page. */
+            next_cursor?: string | null;
+            /** @description The sessions of this page, oldest first. */
             sessions: components["schemas"]["SessionView"][];
         };
         /** @description A session as the API shows it; times are RFC 3339 in UTC. */
@@ -469,7 +474,7 @@ export interface components {
             store: string;
             /**
              * Format: int64
-             * @description Records the store holds (sessions and rotation tombstones, possibly
+             * @description Records the store holds (sessions, possibly
              *     expired ones not yet swept), when the store can tell.
              */
             store_records?: number | null;
@@ -681,7 +686,7 @@ export interface operations {
                     "Set-Cookie"?: string;
                     /** @description The public session id */
                     "Tessera-Session-Id"?: string;
-                    /** @description The subject; bytes outside printable ASCII, and `%`, are percent-encoded */
+                    /** @description The subject; every byte but letters, digits and -._~@+:!$&'*,;=/() is percent-encoded (spaces too) */
                     "Tessera-Subject"?: string;
                     [name: string]: unknown;
                 };
@@ -1230,7 +1235,12 @@ export interface operations {
     };
     list_subject_sessions: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page (none: the first page). */
+                cursor?: string;
+                /** @description At most this many sessions (1 to 1000, default 100). */
+                limit?: number;
+            };
             header?: never;
             path: {
                 /** @description The subject (at most 256 bytes) */

@@ -5,15 +5,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use tessera::SessionId;
+use tessera::store::StoreError;
+use tessera::{SessionError, SessionId};
 use utoipa::IntoResponses;
 
 use super::SharedState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery};
 use super::model::{
-    RevokeAllResponse, RevokeSubjectQuery, RevokedResponse, SessionResponse, SessionView,
-    SessionsResponse, StatsResponse,
+    DEFAULT_PAGE_SIZE, ListSubjectQuery, MAX_PAGE_SIZE, RevokeAllResponse, RevokeSubjectQuery,
+    RevokedResponse, SessionResponse, SessionView, SessionsResponse, StatsResponse,
 };
 
 /// The errors of the admin endpoints.
@@ -98,12 +99,16 @@ pub(super) async fn revoke_session(
     }
 }
 
-/// Every valid session of a subject, oldest first.
+/// One page of a subject's valid sessions, oldest first within the page;
+/// follow `next_cursor` for the rest.
 #[utoipa::path(
     get,
     path = "/v1/subjects/{subject}/sessions",
     tag = "admin",
-    params(("subject" = String, Path, description = "The subject (at most 256 bytes)")),
+    params(
+        ("subject" = String, Path, description = "The subject (at most 256 bytes)"),
+        ListSubjectQuery
+    ),
     responses(
         (status = 200, description = "The subject's sessions", body = SessionsResponse),
         AdminErrors
@@ -113,13 +118,35 @@ pub(super) async fn revoke_session(
 pub(super) async fn list_subject_sessions(
     State(state): State<SharedState>,
     ApiPath(path): ApiPath<SubjectPath>,
+    ApiQuery(query): ApiQuery<ListSubjectQuery>,
 ) -> Result<Json<SessionsResponse>, ApiError> {
-    let sessions = state.manager.list_subject(&path.subject).await?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::invalid_request(format!(
+            "limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}"
+        )));
+    }
+    let page = match state
+        .manager
+        .list_subject_page(&path.subject, query.cursor.as_deref(), limit as usize)
+        .await
+    {
+        Ok(page) => page,
+        Err(SessionError::Store(StoreError::Invalid { .. })) if query.cursor.is_some() => {
+            return Err(ApiError::invalid_request(
+                "cursor is not the `next_cursor` of a listing of this server",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut sessions = page.items;
+    sessions.sort_by_key(|s| (s.created_at, s.id));
     Ok(Json(SessionsResponse {
         sessions: sessions
             .iter()
             .map(|s| SessionView::from(s.as_ref()))
             .collect(),
+        next_cursor: page.next,
     }))
 }
 

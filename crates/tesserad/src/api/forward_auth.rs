@@ -35,7 +35,7 @@ pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-sessi
     responses(
         (status = 200, description = "A signed-in session",
             headers(
-                ("Tessera-Subject" = String, description = "The subject; bytes outside printable ASCII, and `%`, are percent-encoded"),
+                ("Tessera-Subject" = String, description = "The subject; every byte but letters, digits and -._~@+:!$&'*,;=/() is percent-encoded (spaces too)"),
                 ("Tessera-Session-Id" = String, description = "The public session id"),
                 ("Set-Cookie" = String, description = "Only when the token was renewed: the new session cookie for the browser")
             )
@@ -139,12 +139,20 @@ fn forwarded_ip(headers: &HeaderMap) -> Option<IpAddr> {
     })
 }
 
-/// The subject as a header value: printable ASCII except `%` as is, every
-/// other byte percent-encoded.
+/// Bytes of a subject sent as they are in `Tessera-Subject`: letters,
+/// digits and `-._~@+:!$&'*,;=/()`. Everything else (spaces, which nginx
+/// trims, quotes, `%`, control and non-ASCII bytes) is percent-encoded, so
+/// the upstream can decode exactly the subject that signed in.
+fn is_safe_subject_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~@+:!$&'*,;=/()".contains(&byte)
+}
+
+/// The subject as a header value: the safe bytes as they are, every other
+/// byte percent-encoded.
 fn encode_subject(subject: &str) -> String {
     let mut encoded = String::with_capacity(subject.len());
     for byte in subject.bytes() {
-        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+        if is_safe_subject_byte(byte) {
             encoded.push(char::from(byte));
         } else {
             encoded.push_str(&format!("%{byte:02X}"));
@@ -162,6 +170,11 @@ mod tests {
         assert_eq!(encode_subject("alice@example.com"), "alice@example.com");
         assert_eq!(encode_subject("zoë"), "zo%C3%AB");
         assert_eq!(encode_subject("a%b\nc"), "a%25b%0Ac");
+        // nginx trims whitespace from header values: "admin " must not
+        // reach the upstream as "admin".
+        assert_eq!(encode_subject("admin "), "admin%20");
+        assert_eq!(encode_subject(" a\tb\"c\\"), "%20a%09b%22c%5C");
+        assert_eq!(encode_subject("o'neil+x@ex.org"), "o'neil+x@ex.org");
     }
 
     #[test]

@@ -168,7 +168,7 @@ pub struct CreateRequest {
 }
 
 /// `POST /v1/sessions/validate`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     /// The token the client presented.
@@ -179,7 +179,7 @@ pub struct ValidateRequest {
 }
 
 /// `POST /v1/sessions/update`: give `data` (replace) or `patch` (RFC 7396 merge).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     /// The session's token.
@@ -198,7 +198,7 @@ pub struct UpdateRequest {
 }
 
 /// `POST /v1/sessions/login`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// The current (anonymous or signed-in) session's token, if any.
@@ -220,7 +220,7 @@ pub struct LoginRequest {
 }
 
 /// `POST /v1/sessions/rotate` and `POST /v1/sessions/logout`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The session's token.
@@ -228,7 +228,7 @@ pub struct TokenRequest {
 }
 
 /// A session with a newly issued token.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct IssuedResponse {
     /// The new token: hand it to the client (e.g. in a cookie), never log it.
     pub token: String,
@@ -237,13 +237,85 @@ pub struct IssuedResponse {
 }
 
 /// The outcome of a validation.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct ValidateResponse {
     /// The session.
     pub session: SessionView,
     /// Present when validation renewed the token: the client must switch to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+/// `Debug` that shows whether a token is there, never the token.
+fn token_shown(token: Option<&str>) -> &'static str {
+    match token {
+        Some(_) => "Some(<redacted>)",
+        None => "None",
+    }
+}
+
+impl std::fmt::Debug for ValidateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidateRequest")
+            .field("token", &format_args!("<redacted>"))
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UpdateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateRequest")
+            .field("token", &format_args!("<redacted>"))
+            .field("data", &self.data)
+            .field("patch", &self.patch)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field(
+                "token",
+                &format_args!("{}", token_shown(self.token.as_deref())),
+            )
+            .field("subject", &self.subject)
+            .field("auth_level", &self.auth_level)
+            .field("data", &self.data)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("token", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for IssuedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedResponse")
+            .field("token", &format_args!("<redacted>"))
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ValidateResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidateResponse")
+            .field("session", &self.session)
+            .field(
+                "token",
+                &format_args!("{}", token_shown(self.token.as_deref())),
+            )
+            .finish()
+    }
 }
 
 /// One session.
@@ -256,8 +328,28 @@ pub struct SessionResponse {
 /// Sessions of a subject, oldest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SessionsResponse {
-    /// The sessions.
+    /// The sessions of this page, oldest first.
     pub sessions: Vec<SessionView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The default number of sessions in one page of a subject's listing.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The largest page of a subject's listing.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// `GET /v1/subjects/{subject}/sessions`: which page.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListSubjectQuery {
+    /// The `next_cursor` of the previous page (none: the first page).
+    pub cursor: Option<String>,
+    /// At most this many sessions (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }
 
 /// How many sessions ended.
@@ -331,6 +423,37 @@ pub struct StatsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_requests_and_responses_redacts_tokens() {
+        let token = "tss_1_the-token-itself";
+        let body = |json: &str| json.replace("TOKEN", token);
+        let shown = [
+            format!(
+                "{:?}",
+                serde_json::from_str::<ValidateRequest>(&body(r#"{"token":"TOKEN"}"#))
+                    .expect("validate")
+            ),
+            format!(
+                "{:?}",
+                serde_json::from_str::<UpdateRequest>(&body(r#"{"token":"TOKEN","patch":{}}"#))
+                    .expect("update")
+            ),
+            format!(
+                "{:?}",
+                serde_json::from_str::<LoginRequest>(&body(r#"{"token":"TOKEN","subject":"a"}"#))
+                    .expect("login")
+            ),
+            format!(
+                "{:?}",
+                serde_json::from_str::<TokenRequest>(&body(r#"{"token":"TOKEN"}"#)).expect("token")
+            ),
+        ];
+        for text in shown {
+            assert!(!text.contains(token), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+    }
 
     #[test]
     fn fast_rfc3339_matches_the_engine() {
