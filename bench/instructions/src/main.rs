@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::json;
-use tessera::{DataChange, MemoryStore, NewSession, SessionData, SessionError, SessionManager};
+use tessera::{
+    ActiveSession, DataChange, MemoryStore, NewSession, SessionData, SessionError, SessionManager,
+};
 use tokio::runtime::Runtime;
 
 /// The operations that can be measured.
@@ -117,15 +119,20 @@ fn warm_store(
     Ok((manager, tokens))
 }
 
+/// What each measured operation works on: the runtime, the manager over
+/// the warm store, and the tokens of the sessions it works on.
+struct Bench<'a> {
+    rt: &'a Runtime,
+    manager: &'a SessionManager,
+    tokens: &'a [String],
+}
+
 #[inline(never)]
-fn measure_create(
-    rt: &Runtime,
-    manager: &SessionManager,
-    data: &[SessionData],
-) -> Result<(), SessionError> {
-    rt.block_on(async {
+fn measure_create(bench: &Bench, data: &[SessionData]) -> Result<(), SessionError> {
+    bench.rt.block_on(async {
         for data in data {
-            let issued = manager
+            let issued = bench
+                .manager
                 .create(NewSession::anonymous().data(data.clone()))
                 .await?;
             black_box(issued);
@@ -135,66 +142,55 @@ fn measure_create(
 }
 
 #[inline(never)]
-fn measure_validate(
-    rt: &Runtime,
-    manager: &SessionManager,
-    tokens: &[String],
-) -> Result<(), SessionError> {
-    rt.block_on(async {
-        for token in tokens {
-            black_box(manager.validate(token, None).await?);
+fn measure_validate(bench: &Bench) -> Result<(), SessionError> {
+    bench.rt.block_on(async {
+        for token in bench.tokens {
+            black_box(bench.manager.validate(token, None).await?);
         }
         Ok(())
     })
 }
 
-#[inline(never)]
-fn measure_update(
-    rt: &Runtime,
-    manager: &SessionManager,
-    tokens: &[String],
+/// Writes `data` into each session as found by `find`: the body of the
+/// two measured writes.
+fn write_each(
+    bench: &Bench,
     data: &[SessionData],
+    find: impl AsyncFn(&str) -> Result<ActiveSession, SessionError>,
 ) -> Result<(), SessionError> {
-    rt.block_on(async {
-        for (token, data) in tokens.iter().zip(data) {
-            // As an API call makes it: the token resolved, then the write.
-            let current = manager.resolve(token, None).await?;
+    bench.rt.block_on(async {
+        for (token, data) in bench.tokens.iter().zip(data) {
+            let found = find(token).await?;
             let change = DataChange::Replace(data.clone());
-            black_box(manager.update(&current, change, None, None).await?);
+            black_box(bench.manager.update(&found, change, None, None).await?);
         }
         Ok(())
+    })
+}
+
+/// As an API call makes it: the token resolved, then the write.
+#[inline(never)]
+fn measure_update(bench: &Bench, data: &[SessionData]) -> Result<(), SessionError> {
+    write_each(bench, data, async |token| {
+        bench.manager.resolve(token, None).await
     })
 }
 
 /// What a web request that writes costs: validate, then write the
 /// validated session without reading it again.
 #[inline(never)]
-fn measure_validate_update(
-    rt: &Runtime,
-    manager: &SessionManager,
-    tokens: &[String],
-    data: &[SessionData],
-) -> Result<(), SessionError> {
-    rt.block_on(async {
-        for (token, data) in tokens.iter().zip(data) {
-            let validated = manager.validate(token, None).await?;
-            let change = DataChange::Replace(data.clone());
-            black_box(manager.update(&validated, change, None, None).await?);
-        }
-        Ok(())
+fn measure_validate_update(bench: &Bench, data: &[SessionData]) -> Result<(), SessionError> {
+    write_each(bench, data, async |token| {
+        bench.manager.validate(token, None).await
     })
 }
 
 #[inline(never)]
-fn measure_rotate(
-    rt: &Runtime,
-    manager: &SessionManager,
-    tokens: &[String],
-) -> Result<(), SessionError> {
-    rt.block_on(async {
-        for token in tokens {
-            let current = manager.resolve(token, None).await?;
-            black_box(manager.rotate(&current).await?);
+fn measure_rotate(bench: &Bench) -> Result<(), SessionError> {
+    bench.rt.block_on(async {
+        for token in bench.tokens {
+            let current = bench.manager.resolve(token, None).await?;
+            black_box(bench.manager.rotate(&current).await?);
         }
         Ok(())
     })
@@ -207,28 +203,22 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     // The measured operations work on their own sessions, so each one meets a
     // session in the state it would meet in service (rotate: never rotated).
     let (manager, tokens) = warm_store(&rt, args.sessions + args.ops)?;
-    let targets: Vec<String> = tokens[args.sessions..].to_vec();
+    let bench = Bench {
+        rt: &rt,
+        manager: &manager,
+        tokens: &tokens[args.sessions..],
+    };
+    let payloads = |counter| {
+        (0..args.ops)
+            .map(|user_id| payload(user_id, counter))
+            .collect::<Result<Vec<_>, _>>()
+    };
     match args.operation {
-        Operation::Create => {
-            let data = (0..args.ops)
-                .map(|user_id| payload(user_id, 0))
-                .collect::<Result<Vec<_>, _>>()?;
-            measure_create(&rt, &manager, &data)?;
-        }
-        Operation::Validate => measure_validate(&rt, &manager, &targets)?,
-        Operation::Update => {
-            let data = (0..args.ops)
-                .map(|user_id| payload(user_id, 1))
-                .collect::<Result<Vec<_>, _>>()?;
-            measure_update(&rt, &manager, &targets, &data)?;
-        }
-        Operation::ValidateUpdate => {
-            let data = (0..args.ops)
-                .map(|user_id| payload(user_id, 1))
-                .collect::<Result<Vec<_>, _>>()?;
-            measure_validate_update(&rt, &manager, &targets, &data)?;
-        }
-        Operation::Rotate => measure_rotate(&rt, &manager, &targets)?,
+        Operation::Create => measure_create(&bench, &payloads(0)?)?,
+        Operation::Validate => measure_validate(&bench)?,
+        Operation::Update => measure_update(&bench, &payloads(1)?)?,
+        Operation::ValidateUpdate => measure_validate_update(&bench, &payloads(1)?)?,
+        Operation::Rotate => measure_rotate(&bench)?,
     }
     Ok(())
 }

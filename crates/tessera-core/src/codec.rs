@@ -215,30 +215,30 @@ fn decode_v2(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
     let idle_timeout_ms = reader.unsigned()?;
     let epoch = reader.unsigned()?;
     let auth_level = AuthLevel(reader.byte()?);
-    let authenticated_at = if flags & F_AUTHENTICATED_AT != 0 {
-        Some(Timestamp(created.wrapping_add(reader.signed()?)))
-    } else {
-        None
-    };
-    let subject = if flags & F_SUBJECT != 0 {
-        Some(reader.text()?)
-    } else {
-        None
-    };
+    let authenticated_at = (flags & F_AUTHENTICATED_AT != 0)
+        .then(|| {
+            reader
+                .signed()
+                .map(|at| Timestamp(created.wrapping_add(at)))
+        })
+        .transpose()?;
+    let subject = (flags & F_SUBJECT != 0)
+        .then(|| reader.text())
+        .transpose()?;
     let previous = if flags & F_PREVIOUS != 0 {
         let hash = TokenHash(reader.array()?);
         let rotated_at = Timestamp(created.wrapping_add(reader.signed()?));
         let pflags = reader.byte()?;
-        let grace_until = if pflags & P_GRACE != 0 {
-            Some(Timestamp(rotated_at.0.wrapping_add(reader.signed()?)))
-        } else {
-            None
-        };
-        let successor = if pflags & P_SUCCESSOR != 0 {
-            Some(reader.array()?)
-        } else {
-            None
-        };
+        let grace_until = (pflags & P_GRACE != 0)
+            .then(|| {
+                reader
+                    .signed()
+                    .map(|at| Timestamp(rotated_at.0.wrapping_add(at)))
+            })
+            .transpose()?;
+        let successor = (pflags & P_SUCCESSOR != 0)
+            .then(|| reader.array())
+            .transpose()?;
         Some(Box::new(PreviousToken {
             hash,
             rotated_at,

@@ -21,10 +21,11 @@ use tessera_core::store::{
     Journal, JournalEntry, Maintenance, Page, Records, StoreError, SubjectIndex, WriteOutcome,
 };
 use tessera_core::testkit::Harness;
+use tessera_core::testkit::invalid_reason as reason;
 use tessera_core::{
     ActiveSession, ClientInfo, InvalidReason, LEGACY_TOKEN_LEN, Login, MemoryStore, Revision,
-    SessionError, SessionId, SessionManager, SessionRecord, SessionToken, TOKEN_LEN, Timestamp,
-    TokenHash, codec, forget_at,
+    SessionId, SessionManager, SessionRecord, SessionToken, TOKEN_LEN, Timestamp, TokenHash, codec,
+    forget_at,
 };
 
 /// A memory store that also knows sessions by the hash of a format 1 token.
@@ -254,13 +255,6 @@ async fn setup(subject: Option<&str>) -> (Harness, SessionManager, String, Sessi
 
 fn issued(session: &ActiveSession) -> Option<String> {
     session.issued().map(|c| c.expose().to_owned())
-}
-
-fn reason<T: std::fmt::Debug>(result: Result<T, SessionError>) -> InvalidReason {
-    result
-        .expect_err("refused")
-        .invalid_reason()
-        .expect("an invalid-session error")
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use tessera_core::sealed::{KeyRing, SealingKey};
 use tessera_core::store::{Intercepted, Maintenance, Operation};
+use tessera_core::testkit::invalid_reason as reason;
 use tessera_core::testkit::{Harness, Outage};
 use tessera_core::{
     ActiveSession, AuthLevel, BindingPolicy, ClientInfo, DataChange, InvalidReason, Login,
@@ -38,13 +39,6 @@ fn seal(session: &ActiveSession) -> String {
         .expect("the operation issued a seal")
         .expose()
         .to_owned()
-}
-
-fn reason<T: std::fmt::Debug>(result: Result<T, SessionError>) -> InvalidReason {
-    result
-        .expect_err("refused")
-        .invalid_reason()
-        .expect("an invalid-session error")
 }
 
 fn patch(value: serde_json::Value) -> DataChange {

@@ -24,11 +24,10 @@ use tessera_core::{
 use tessera_embedded::EmbeddedStore;
 
 fn phase() -> Duration {
-    let secs = std::env::var("PHASE_SECS")
+    let secs: Option<f64> = std::env::var("PHASE_SECS")
         .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
+        .and_then(|s| s.parse().ok());
+    Duration::from_secs_f64(secs.unwrap_or(2.0))
 }
 
 fn sample() -> SessionRecord {
@@ -93,6 +92,39 @@ async fn fill<S: SessionStore + Clone>(store: &S, n: usize) -> Vec<SessionRecord
     items
 }
 
+/// Compare-and-swap writes by 64 tasks, each on its own `per_task` of
+/// `state`'s records, of the record `next` makes from the stored one;
+/// returns writes per second.
+async fn cas_writes<S: SessionStore + Clone>(
+    store: &S,
+    state: &Arc<Vec<tokio::sync::Mutex<SessionRecord>>>,
+    per_task: usize,
+    what: &'static str,
+    next: fn(&SessionRecord) -> SessionRecord,
+) -> f64 {
+    let (s, st) = (store.clone(), state.clone());
+    concurrent(64, move |i| {
+        let (s, st) = (s.clone(), st.clone());
+        async move {
+            let task = (i / 1_000_000_000) as usize;
+            let slot = task * per_task + (i % per_task as u64) as usize;
+            let mut record = st[slot].lock().await;
+            let next = next(&record);
+            let outcome = s
+                .update(
+                    &next,
+                    record.revision(),
+                    forget_at(&next),
+                    SystemClock.now(),
+                )
+                .await;
+            assert_eq!(outcome.expect(what), WriteOutcome::Written);
+            *record = next;
+        }
+    })
+    .await
+}
+
 async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
     for tasks in [1, 16, 64] {
         let s = store.clone();
@@ -127,51 +159,15 @@ async fn store_phases<S: SessionStore + Clone>(name: &str, store: S) {
     let per_task = items.len() / 64;
     let state: Arc<Vec<tokio::sync::Mutex<SessionRecord>>> =
         Arc::new(items.iter().cloned().map(tokio::sync::Mutex::new).collect());
-    let (s, st) = (store.clone(), state.clone());
-    let rate = concurrent(64, move |i| {
-        let (s, st) = (s.clone(), st.clone());
-        async move {
-            let task = (i / 1_000_000_000) as usize;
-            let slot = task * per_task + (i % per_task as u64) as usize;
-            let mut record = st[slot].lock().await;
-            let mut next = record.clone();
-            next.version += 1;
-            let outcome = s
-                .update(
-                    &next,
-                    record.revision(),
-                    forget_at(&next),
-                    SystemClock.now(),
-                )
-                .await;
-            assert_eq!(outcome.expect("update"), WriteOutcome::Written);
-            *record = next;
-        }
-    })
-    .await;
+    let bump = |record: &SessionRecord| {
+        let mut next = record.clone();
+        next.version += 1;
+        next
+    };
+    let rate = cas_writes(&store, &state, per_task, "update", bump).await;
     println!("{name:<9} update (CAS), 64 concurrent   {rate:>10.0}/s");
-
-    let (s, st) = (store.clone(), state.clone());
-    let rate = concurrent(64, move |i| {
-        let (s, st) = (s.clone(), st.clone());
-        async move {
-            let task = (i / 1_000_000_000) as usize;
-            let slot = task * per_task + (i % per_task as u64) as usize;
-            let mut record = st[slot].lock().await;
-            let next = common::rotated(&record, common::token_hash());
-            let outcome = s
-                .update(
-                    &next,
-                    record.revision(),
-                    forget_at(&next),
-                    SystemClock.now(),
-                )
-                .await;
-            assert_eq!(outcome.expect("rotate"), WriteOutcome::Written);
-            *record = next;
-        }
-    })
-    .await;
+    let rotate = |record: &SessionRecord| common::rotated(record, common::token_hash());
+    let rate = cas_writes(&store, &state, per_task, "rotate", rotate).await;
     println!("{name:<9} rotate, 64 concurrent         {rate:>10.0}/s");
 
     // Through the manager: durable logins (a new signed-in session each),

@@ -54,17 +54,24 @@ async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
                 store.create(&fresh, forget).await.expect("create");
                 mine.push(fresh);
             }
-            2 => {
-                let current = &mine[slot];
-                let mut next = current.clone();
-                next.version += 1;
-                next.subject = subjects.get(rng.usize(0..4)).map(|s| (*s).to_owned());
-                next.data = SessionData::from_json(&format!(r#"{{"step":{step}}}"#)).expect("data");
+            // A data write (2) or a rotation (4), each a compare-and-swap.
+            2 | 4 => {
+                let current = mine[slot].clone();
+                let next = if op == 2 {
+                    let mut next = current.clone();
+                    next.version += 1;
+                    next.subject = subjects.get(rng.usize(0..4)).map(|s| (*s).to_owned());
+                    next.data =
+                        SessionData::from_json(&format!(r#"{{"step":{step}}}"#)).expect("data");
+                    next
+                } else {
+                    let token = record(now, None).revision().token;
+                    let version = current.version;
+                    with_revision(&current, Revision { version, token })
+                };
                 let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
-                if store
-                    .update(&next, current.revision(), forget, now)
-                    .await
-                    .expect("update")
+                let outcome = store.update(&next, current.revision(), forget, now).await;
+                if outcome.expect(if op == 2 { "update" } else { "rotate" })
                     == WriteOutcome::Written
                 {
                     mine[slot] = next;
@@ -74,25 +81,6 @@ async fn random_client(store: EmbeddedStore, seed: u64, start: Timestamp) {
                 let id = mine[slot].id;
                 let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
                 store.touch(&id, now, forget, now).await.expect("touch");
-            }
-            4 => {
-                let current = mine[slot].clone();
-                let rotated = with_revision(
-                    &current,
-                    Revision {
-                        version: current.version,
-                        token: record(now, None).revision().token,
-                    },
-                );
-                let forget = now.plus(Duration::from_secs(rng.u64(1..20)));
-                if store
-                    .update(&rotated, current.revision(), forget, now)
-                    .await
-                    .expect("rotate")
-                    == WriteOutcome::Written
-                {
-                    mine[slot] = rotated;
-                }
             }
             5 => {
                 let gone = mine.swap_remove(slot);

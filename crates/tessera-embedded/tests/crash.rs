@@ -252,11 +252,7 @@ async fn verify(store: &EmbeddedStore, expected: &HashMap<SessionId, Expected>, 
 
 /// The child: writes until it is killed, printing each acknowledgement.
 fn child(dir: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     let out = Arc::new(Mutex::new(std::io::stdout()));
     // The test runner has printed `test NAME ... ` without a newline.
     say(&out, String::new());

@@ -319,11 +319,7 @@ async fn verify(store: &EmbeddedStore, created: &[SessionId], updated: &[Session
 /// The child: writes until the file cannot grow, reporting as it goes;
 /// then, once the parent has lifted the limit, writes again.
 fn child(dir: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     let out = Arc::new(Mutex::new(()));
     let say = move |line: String| {
         let _guard = out.lock().expect("stdout");

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use redb::{MultimapTableHandle, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use tessera_core::store::{Epochs, Maintenance, Records, SubjectIndex};
+use tessera_core::testkit::invalid_reason as reason;
 use tessera_core::{
-    AuthLevel, ClientInfo, InvalidReason, ManualClock, SessionData, SessionError, SessionId,
-    SessionManager, SessionToken, Timestamp, TokenHash, codec, forget_at,
+    AuthLevel, ClientInfo, InvalidReason, ManualClock, SessionData, SessionId, SessionManager,
+    SessionToken, Timestamp, TokenHash, codec, forget_at,
 };
 use tessera_embedded::{DATABASE_FILE, EmbeddedError, EmbeddedStore};
 
@@ -90,13 +91,6 @@ fn manager(store: &EmbeddedStore, clock: &ManualClock) -> SessionManager {
         .expect("manager")
 }
 
-fn reason<T: std::fmt::Debug>(result: Result<T, SessionError>) -> InvalidReason {
-    match result {
-        Err(SessionError::Invalid { reason }) => reason,
-        other => panic!("expected an invalid session, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_committed_format_1_database_is_converted_when_opened() {
     let dir = fixture("format-1");
@@ -156,13 +150,8 @@ async fn the_committed_format_1_database_is_converted_when_opened() {
         Some(alice_id)
     );
     let anonymous_id = SessionId([0xB2; 16]);
-    assert_eq!(
-        store
-            .find_legacy(&anonymous_key, early())
-            .await
-            .expect("find"),
-        Some(anonymous_id)
-    );
+    let found = store.find_legacy(&anonymous_key, early()).await;
+    assert_eq!(found.expect("find"), Some(anonymous_id));
     assert_eq!(
         store
             .find_legacy(&tombstone_key, early())
@@ -209,13 +198,8 @@ async fn the_committed_format_1_database_is_converted_when_opened() {
             .expect("load")
             .is_none()
     );
-    assert_eq!(
-        store
-            .find_legacy(&anonymous_key, early())
-            .await
-            .expect("find"),
-        Some(anonymous_id)
-    );
+    let found = store.find_legacy(&anonymous_key, early()).await;
+    assert_eq!(found.expect("find"), Some(anonymous_id));
     // Sweeping removes the pointer of the revoked session, and once its
     // deadline passes, the anonymous session's record and pointer.
     let later = forget_at(&anonymous);
@@ -489,17 +473,8 @@ fn a_newer_record_format_is_refused_with_a_clear_error() {
         early(),
     );
     bytes[0] = 3;
-    write_format_2_by_hand(dir.path(), 2, |txn| {
-        txn.open_table(RECORDS)?
-            .insert(&[7; 16], bytes.as_slice())?;
-        Ok(())
-    });
-    match EmbeddedStore::open(dir.path()) {
-        Err(error @ EmbeddedError::Corrupt { .. }) => {
-            assert!(error.to_string().contains("upgrade Tessera"), "{error}");
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    write_record_by_hand(dir.path(), [7; 16], &bytes);
+    assert_corrupt_at_open(dir.path(), "upgrade Tessera");
 }
 
 #[test]
@@ -512,15 +487,7 @@ fn tables_without_a_format_version_are_not_taken_for_a_session_database() {
             ..OldFile::default()
         },
     );
-    match EmbeddedStore::open(dir.path()) {
-        Err(error @ EmbeddedError::Corrupt { .. }) => {
-            assert!(
-                error.to_string().contains("no store format version"),
-                "{error}"
-            );
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    assert_corrupt_at_open(dir.path(), "no store format version");
 }
 
 #[test]
@@ -528,17 +495,8 @@ fn a_record_under_another_id_is_reported_at_open() {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = common::record(CREATED, Some("alice"), Duration::from_secs(60));
     let bytes = codec::encode(&record, early());
-    write_format_2_by_hand(dir.path(), 2, |txn| {
-        txn.open_table(RECORDS)?
-            .insert(&[9; 16], bytes.as_slice())?;
-        Ok(())
-    });
-    match EmbeddedStore::open(dir.path()) {
-        Err(error @ EmbeddedError::Corrupt { .. }) => {
-            assert!(error.to_string().contains("holds session"), "{error}");
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    write_record_by_hand(dir.path(), [9; 16], &bytes);
+    assert_corrupt_at_open(dir.path(), "holds session");
 }
 
 #[test]
@@ -567,12 +525,7 @@ fn a_format_1_file_that_cannot_be_converted_is_refused_and_left_as_it_was() {
         },
     );
     let before = file_layout(dir.path());
-    match EmbeddedStore::open(dir.path()) {
-        Err(error @ EmbeddedError::Corrupt { .. }) => {
-            assert!(error.to_string().contains("id index"), "{error}");
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
+    assert_corrupt_at_open(dir.path(), "id index");
     assert_eq!(file_layout(dir.path()), before, "nothing was converted");
 
     // A record of an unknown kind in the old layout.
@@ -585,11 +538,26 @@ fn a_format_1_file_that_cannot_be_converted_is_refused_and_left_as_it_was() {
             ..OldFile::default()
         },
     );
-    match EmbeddedStore::open(dir.path()) {
+    assert_corrupt_at_open(dir.path(), "format 1 record");
+    assert_eq!(file_layout(dir.path()).0, Some(1));
+}
+
+/// Opening the store in `dir` fails as corrupt, saying `says`.
+#[track_caller]
+fn assert_corrupt_at_open(dir: &Path, says: &str) {
+    match EmbeddedStore::open(dir) {
         Err(error @ EmbeddedError::Corrupt { .. }) => {
-            assert!(error.to_string().contains("format 1 record"), "{error}");
+            assert!(error.to_string().contains(says), "{error}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert_eq!(file_layout(dir.path()).0, Some(1));
+}
+
+/// Writes `bytes` under `key` in the records table of a format 2 file
+/// made by hand.
+fn write_record_by_hand(dir: &Path, key: [u8; 16], bytes: &[u8]) {
+    write_format_2_by_hand(dir, 2, |txn| {
+        txn.open_table(RECORDS)?.insert(&key, bytes)?;
+        Ok(())
+    });
 }

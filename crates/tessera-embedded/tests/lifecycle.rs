@@ -190,30 +190,13 @@ async fn the_data_directory_is_shared_with_other_files() {
 #[cfg(unix)]
 #[test]
 fn the_database_file_is_created_readable_by_its_owner_only() {
-    use std::os::unix::fs::PermissionsExt;
-
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join(DATABASE_FILE);
     // Whatever the process's umask allows, the file gets no group or other bits.
-    EmbeddedStore::open(dir.path())
-        .expect("open")
-        .close()
-        .expect("close");
-    let mode = std::fs::metadata(&path)
-        .expect("metadata")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    let mode = mode_after_opening(dir.path());
+    assert_eq!(mode, 0o600, "mode {mode:o}");
     // Reopening (and writing) keeps it so.
-    EmbeddedStore::open(dir.path())
-        .expect("reopen")
-        .close()
-        .expect("close");
-    let mode = std::fs::metadata(&path)
-        .expect("metadata")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "mode after reopening {mode:o}");
+    let mode = mode_after_opening(dir.path());
+    assert_eq!(mode, 0o600, "mode after reopening {mode:o}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,10 +228,8 @@ async fn until(mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_core_sweeper_removes_expired_records_and_keeps_indexes_clean() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = ManualClock::starting_now();
+    let (dir, clock, store) = fresh();
     let start = clock.now();
-    let store = EmbeddedStore::open(dir.path()).expect("open");
 
     // 300 short sessions of "eve" (more than one sweep transaction), one
     // long session of "eve", and a long anonymous one that was rotated.
@@ -273,13 +254,10 @@ async fn the_core_sweeper_removes_expired_records_and_keeps_indexes_clean() {
         .await
         .expect("create");
     let moved = rotated(&anonymous, token_hash());
-    assert_eq!(
-        store
-            .update(&moved, anonymous.revision(), forget_at(&moved), start)
-            .await
-            .expect("rotate"),
-        WriteOutcome::Written
-    );
+    let outcome = store
+        .update(&moved, anonymous.revision(), forget_at(&moved), start)
+        .await;
+    assert_eq!(outcome.expect("rotate"), WriteOutcome::Written);
     assert_eq!(store.len(), 302);
 
     let sweeper = spawn_sweeper_with_clock(
@@ -312,10 +290,8 @@ async fn the_core_sweeper_removes_expired_records_and_keeps_indexes_clean() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeping_spares_what_a_touch_moved_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = ManualClock::starting_now();
+    let (dir, clock, store) = fresh();
     let start = clock.now();
-    let store = EmbeddedStore::open(dir.path()).expect("open");
     let r = record(start, Some("fay"), Duration::from_secs(60));
     let first = forget_at(&r);
     store.create(&r, first).await.expect("create");
@@ -339,4 +315,25 @@ async fn sweeping_spares_what_a_touch_moved_on() {
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert!(store.is_empty());
     store.close().expect("close");
+}
+
+/// Opens the store in `dir` and closes it again; the permission bits of
+/// its database file then.
+#[cfg(unix)]
+fn mode_after_opening(dir: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+
+    EmbeddedStore::open(dir)
+        .expect("open")
+        .close()
+        .expect("close");
+    let metadata = std::fs::metadata(dir.join(DATABASE_FILE)).expect("metadata");
+    metadata.permissions().mode() & 0o777
+}
+
+/// A store in a new temporary directory, and a manual clock.
+fn fresh() -> (tempfile::TempDir, ManualClock, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    (dir, ManualClock::starting_now(), store)
 }

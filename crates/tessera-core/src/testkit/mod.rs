@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use crate::builder::SessionManagerBuilder;
 use crate::clock::{ManualClock, Timestamp};
+use crate::error::{InvalidReason, SessionError};
 use crate::events::CollectingEventSink;
 use crate::manager::SessionManager;
 use crate::record::{AuthLevel, CsrfSecret, SessionData, SessionRecord};
@@ -181,6 +182,16 @@ impl Intercept for Outage {
             });
         }
         Ok(())
+    }
+}
+
+/// The reason an operation refused a session; panics, naming what came
+/// instead, if it did not.
+#[track_caller]
+pub fn invalid_reason<T: std::fmt::Debug>(result: Result<T, SessionError>) -> InvalidReason {
+    match result {
+        Err(SessionError::Invalid { reason }) => reason,
+        other => panic!("expected an invalid session, got {other:?}"),
     }
 }
 

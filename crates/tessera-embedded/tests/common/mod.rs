@@ -47,3 +47,12 @@ pub fn rotated(record: &SessionRecord, token: TokenHash) -> SessionRecord {
         },
     )
 }
+
+/// The runtime of a child process that writes to a store.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
