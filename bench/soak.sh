@@ -19,7 +19,7 @@ LIFETIME="${LIFETIME:-1m}"
 STORES="${STORES:-embedded redis}"
 OUT="${OUT:-target/soak}"
 PLOT="${PLOT:-docs/soak.png}"
-KEY="soak-api-key-0123456789"
+KEY="soak-api-key-0123456789-abcdefghijkl"
 
 cargo build -q --release -p tesserad --bin tesserad
 (cd bench/soak && cargo build -q --release)

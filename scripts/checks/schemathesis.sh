@@ -15,7 +15,7 @@ st="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st"
 
 cargo build -q -p tesserad
 work=$(mktemp -d)
-key="schemathesis-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+key="tsk_schemathesis-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 target/debug/tesserad serve --store memory: --data-dir "$work" --api-key "$key" \
   --listen 127.0.0.1:0 --log-level warn >"$work/out" 2>"$work/err" &
 server=$!

@@ -297,13 +297,19 @@ pub async fn stats(remote: &RemoteArgs) -> Result<String, AdminError> {
 
 /// Runs `tesserad keys …`; returns what to print.
 pub fn keys(location: &DataDirArgs, command: &KeysCommand) -> Result<String, AdminError> {
-    let store = KeyStore::open(&location.data_dir())?;
+    let Some(data_dir) = location.data_dir() else {
+        return Err(KeyError::NoDataDir {
+            store: location.store.to_string(),
+        }
+        .into());
+    };
+    let store = KeyStore::open(&data_dir);
     match command {
-        KeysCommand::Create { label } => {
-            let new = store.create(label.as_deref())?;
+        KeysCommand::Create { label, scopes } => {
+            let new = store.create(label.as_deref(), *scopes)?;
             Ok(format!(
-                "created API key {} (shown only this once):\n\n    {}\n",
-                new.record.id, new.key
+                "created API key {} with scopes {} (shown only this once):\n\n    {}\n",
+                new.record.id, scopes, new.key
             ))
         }
         KeysCommand::List => {
@@ -311,11 +317,13 @@ pub fn keys(location: &DataDirArgs, command: &KeysCommand) -> Result<String, Adm
             if keys.is_empty() {
                 return Ok(format!("no API keys in {}", store.path().display()));
             }
-            let mut out = table(&["id", "label", "created"]);
+            let mut out = table(&["id", "label", "scopes", "created"]);
             for key in &keys {
+                let scopes: crate::keys::Scopes = key.scopes.iter().copied().collect();
                 out.add_row(vec![
                     key.id.clone(),
                     key.label.clone().unwrap_or_default(),
+                    scopes.to_string(),
                     key.created_at.clone(),
                 ]);
             }

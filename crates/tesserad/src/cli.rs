@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tessera::BindingPolicy;
 use tessera::open::StoreUrl;
 
+use crate::keys::Scopes;
+
 /// Tessera's session server.
 #[derive(Debug, Parser)]
 #[command(
@@ -68,8 +70,12 @@ pub enum KeysCommand {
         /// What the key is for.
         #[arg(long)]
         label: Option<String>,
+        /// What the key may do: `validate`, `sessions`, `admin`,
+        /// comma-separated, or `all`.
+        #[arg(long, default_value = "all", value_parser = scopes)]
+        scopes: Scopes,
     },
-    /// List the keys (ids and labels, never the keys).
+    /// List the keys (ids, labels and scopes, never the keys).
     List,
     /// Revoke a key by id (running servers notice within seconds).
     Revoke {
@@ -118,18 +124,22 @@ pub struct DataDirArgs {
     #[arg(long, env = "TESSERA_STORE", default_value = "embedded:./tessera-data")]
     pub store: StoreUrl,
     /// Directory for the server's own files (API key hashes). Default: the
-    /// embedded store's directory, otherwise `./tessera-data`.
+    /// embedded store's directory; `./tessera-data` for PostgreSQL and
+    /// Redis; none for `memory:` (which keeps no files).
     #[arg(long, env = "TESSERA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
 impl DataDirArgs {
-    /// The data directory in force.
-    pub fn data_dir(&self) -> PathBuf {
+    /// The data directory in force: none for a `memory:` store without
+    /// `--data-dir`, whose keys live and die with the process.
+    pub fn data_dir(&self) -> Option<PathBuf> {
         self.data_dir
             .clone()
             .or_else(|| self.store.data_dir().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("./tessera-data"))
+            .or_else(|| {
+                (!matches!(self.store, StoreUrl::Memory)).then(|| PathBuf::from("./tessera-data"))
+            })
     }
 }
 
@@ -145,6 +155,10 @@ pub enum LogFormat {
 fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e} (write durations like `30m`, `2s`, `12h`)"))
+}
+
+fn scopes(text: &str) -> Result<Scopes, String> {
+    Scopes::parse(text).map_err(|e| e.to_string())
 }
 
 fn binding(text: &str) -> Result<BindingPolicy, String> {
@@ -164,10 +178,20 @@ pub struct ServeArgs {
     /// other node through Redis pub/sub (Redis stores only).
     #[arg(long, env = "TESSERA_NEAR_CACHE")]
     pub near_cache: bool,
-    /// An API key to accept (besides those in the data directory). With
-    /// none given and none stored, one is generated and printed once.
+    /// An API key to accept (besides those in the data directory): at
+    /// least 32 random printable characters. With none given and none
+    /// stored, one is generated and shown once.
     #[arg(long, env = "TESSERA_API_KEY", hide_env_values = true)]
     pub api_key: Option<Secret>,
+    /// What `--api-key` may do: `validate`, `sessions`, `admin`,
+    /// comma-separated, or `all`.
+    #[arg(long, env = "TESSERA_API_KEY_SCOPES", default_value = "all", value_parser = scopes)]
+    pub api_key_scopes: Scopes,
+    /// Failed API key checks one client IP (IPv6: its /64) may make per
+    /// minute; beyond it, its keyed requests get `429 rate_limited` until
+    /// the minute ends.
+    #[arg(long, env = "TESSERA_MAX_AUTH_FAILURES", default_value = "20")]
+    pub max_auth_failures: std::num::NonZeroU32,
     /// A session ends this long after its last use [default: 30m].
     #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = duration)]
     pub idle_timeout: Option<Duration>,
@@ -295,7 +319,20 @@ mod tests {
         );
         assert_eq!(
             cli.serve.location.data_dir(),
-            PathBuf::from("./tessera-data")
+            Some(PathBuf::from("./tessera-data"))
+        );
+        assert_eq!(cli.serve.api_key_scopes, Scopes::ALL);
+        let memory = Cli::try_parse_from(["tesserad", "--store", "memory:"]).expect("parse");
+        assert_eq!(
+            memory.serve.location.data_dir(),
+            None,
+            "memory: keeps no files"
+        );
+        let redis =
+            Cli::try_parse_from(["tesserad", "--store", "redis://127.0.0.1:6379"]).expect("parse");
+        assert_eq!(
+            redis.serve.location.data_dir(),
+            Some(PathBuf::from("./tessera-data"))
         );
         assert_eq!(cli.serve.idle_timeout, None, "derived by the manager");
         assert_eq!(cli.serve.absolute_timeout, None);

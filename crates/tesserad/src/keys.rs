@@ -1,5 +1,6 @@
 //! API keys: generated, kept only as SHA-256 hashes in the data directory
-//! (`api-keys.json`), and checked in constant time.
+//! (`api-keys.json`), each with the scopes it grants, checked in constant
+//! time; keys given on the command line must be strong.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,167 @@ pub enum KeyError {
     /// The OS gave no randomness.
     #[error("cannot generate a key: {0}")]
     Entropy(String),
+    /// A key given on the command line is too easy to guess.
+    #[error(
+        "the API key given with --api-key is too weak: {problem}; give at least {MIN_KEY_LENGTH} random printable characters, e.g. from `tesserad keys create` or `openssl rand -base64 32`"
+    )]
+    WeakKey {
+        /// What is wrong with it (never the key itself).
+        problem: String,
+    },
+    /// A scope name is not one of `validate`, `sessions`, `admin`.
+    #[error("unknown API key scope `{name}`: the scopes are validate, sessions and admin")]
+    UnknownScope {
+        /// The name given.
+        name: String,
+    },
+    /// No data directory to keep keys in (a `memory:` store without `--data-dir`).
+    #[error(
+        "the {store} store keeps no files, so there is no keys file; give --data-dir PATH to keep API keys"
+    )]
+    NoDataDir {
+        /// The store URL.
+        store: String,
+    },
+}
+
+/// The shortest key accepted from the command line.
+pub const MIN_KEY_LENGTH: usize = 32;
+
+/// The fewest distinct characters a key from the command line must have.
+pub const MIN_DISTINCT_CHARACTERS: usize = 8;
+
+/// Refuses a key that is easy to guess: shorter than [`MIN_KEY_LENGTH`],
+/// with characters outside printable ASCII, or with fewer than
+/// [`MIN_DISTINCT_CHARACTERS`] distinct characters. The error never contains
+/// the key.
+pub fn check_key_strength(key: &str) -> Result<(), KeyError> {
+    let weak = |problem: String| Err(KeyError::WeakKey { problem });
+    if key.chars().any(|c| !c.is_ascii_graphic()) {
+        return weak("it has characters outside printable ASCII (or spaces)".to_owned());
+    }
+    if key.len() < MIN_KEY_LENGTH {
+        return weak(format!("it has {} characters", key.len()));
+    }
+    let distinct = key.bytes().collect::<std::collections::BTreeSet<_>>().len();
+    if distinct < MIN_DISTINCT_CHARACTERS {
+        return weak(format!("it has only {distinct} distinct characters"));
+    }
+    Ok(())
+}
+
+/// What a key may do. A key holds any set of scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Validate tokens (`POST /v1/sessions/validate`).
+    Validate,
+    /// Create, log in, update, rotate and log out sessions, and end a
+    /// session or a subject's sessions.
+    Sessions,
+    /// Read any session or subject, revoke everything, stats, the console.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 3] = [Scope::Validate, Scope::Sessions, Scope::Admin];
+
+    /// The scope's name in files, flags and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Validate => "validate",
+            Scope::Sessions => "sessions",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = KeyError;
+    fn from_str(name: &str) -> Result<Self, KeyError> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == name.trim())
+            .ok_or_else(|| KeyError::UnknownScope {
+                name: name.to_owned(),
+            })
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Every scope (keys from before scopes existed, and the default).
+    pub const ALL: Scopes = Scopes(0b111);
+
+    fn bit(scope: Scope) -> u8 {
+        match scope {
+            Scope::Validate => 1,
+            Scope::Sessions => 2,
+            Scope::Admin => 4,
+        }
+    }
+
+    /// Whether `scope` is in the set.
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & Self::bit(scope) != 0
+    }
+
+    /// The scopes in the set, in their fixed order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// Parses `validate,sessions` (comma-separated; `all` for every scope).
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        if text.trim() == "all" {
+            return Ok(Scopes::ALL);
+        }
+        let mut set = Scopes(0);
+        for name in text.split(',').filter(|name| !name.trim().is_empty()) {
+            set = set.with(name.parse()?);
+        }
+        if set.0 == 0 {
+            return Err(KeyError::UnknownScope {
+                name: text.to_owned(),
+            });
+        }
+        Ok(set)
+    }
+
+    /// The set with `scope` added.
+    pub fn with(self, scope: Scope) -> Self {
+        Scopes(self.0 | Self::bit(scope))
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        iter.into_iter().fold(Scopes(0), Scopes::with)
+    }
+}
+
+impl std::fmt::Display for Scopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl std::str::FromStr for Scopes {
+    type Err = KeyError;
+    fn from_str(text: &str) -> Result<Self, KeyError> {
+        Scopes::parse(text)
+    }
 }
 
 /// One key, as kept on disk: never the key itself.
@@ -61,7 +223,19 @@ pub struct KeyRecord {
     pub label: Option<String>,
     /// When the key was created (RFC 3339).
     pub created_at: String,
+    /// What the key may do; absent in files written before scopes existed,
+    /// which read as every scope.
+    #[serde(default = "all_scopes")]
+    pub scopes: Vec<Scope>,
 }
+
+fn all_scopes() -> Vec<Scope> {
+    Scope::ALL.to_vec()
+}
+
+/// The keys file's format version: 2 added `scopes` (a server that knows
+/// only version 1 refuses the file rather than grant every scope).
+const KEYS_FILE_VERSION: u32 = 2;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct KeysDocument {
@@ -106,15 +280,12 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// The key store of a data directory, creating the directory if needed.
-    pub fn open(data_dir: &Path) -> Result<Self, KeyError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| KeyError::Io {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        Ok(Self {
+    /// The key store of a data directory. Nothing is created until a key
+    /// is written (then the directory, mode 0700, and the file, 0600).
+    pub fn open(data_dir: &Path) -> Self {
+        Self {
             path: data_dir.join(KEYS_FILE),
-        })
+        }
     }
 
     /// The keys file.
@@ -127,7 +298,7 @@ impl KeyStore {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(KeysDocument {
-                    v: 1,
+                    v: KEYS_FILE_VERSION,
                     keys: Vec::new(),
                 });
             }
@@ -143,7 +314,7 @@ impl KeyStore {
                 path: self.path.clone(),
                 message: e.to_string(),
             })?;
-        if document.v != 1 {
+        if !(1..=KEYS_FILE_VERSION).contains(&document.v) {
             return Err(KeyError::Corrupt {
                 path: self.path.clone(),
                 message: format!("format version {} is not supported", document.v),
@@ -163,6 +334,12 @@ impl KeyStore {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir).map_err(|source| KeyError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
         let temporary = self.path.with_extension("json.tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -190,19 +367,20 @@ impl KeyStore {
         Ok(self.read()?.keys)
     }
 
-    /// Creates a key and keeps its hash.
-    pub fn create(&self, label: Option<&str>) -> Result<NewKey, KeyError> {
+    /// Creates a key with these scopes and keeps its hash.
+    pub fn create(&self, label: Option<&str>, scopes: Scopes) -> Result<NewKey, KeyError> {
         let key = generate_key()?;
-        let record = self.add(&key, label)?;
+        let record = self.add(&key, label, scopes)?;
         Ok(NewKey { key, record })
     }
 
-    fn add(&self, key: &str, label: Option<&str>) -> Result<KeyRecord, KeyError> {
+    fn add(&self, key: &str, label: Option<&str>, scopes: Scopes) -> Result<KeyRecord, KeyError> {
         let mut document = self.read()?;
         let sha256 = hex::encode(hash_key(key));
         let record = KeyRecord {
-            id: sha256[..12].to_owned(),
+            id: key_id(&hash_key(key)),
             sha256,
+            scopes: scopes.iter().collect(),
             label: label.map(str::to_owned),
             created_at: tessera::Timestamp(
                 i64::try_from(
@@ -215,7 +393,7 @@ impl KeyStore {
             )
             .to_rfc3339(),
         };
-        document.v = 1;
+        document.v = KEYS_FILE_VERSION;
         document.keys.push(record.clone());
         self.write(&document)?;
         Ok(record)
@@ -228,18 +406,26 @@ impl KeyStore {
             return Err(KeyError::NotFound { id: id.to_owned() });
         };
         let removed = document.keys.remove(position);
+        document.v = KEYS_FILE_VERSION;
         self.write(&document)?;
         Ok(removed)
     }
 
-    /// The hashes of every key.
-    pub fn hashes(&self) -> Result<Vec<[u8; 32]>, KeyError> {
+    /// The hash, id and scopes of every key.
+    pub fn hashes(&self) -> Result<Vec<AcceptedKey>, KeyError> {
         Ok(self
             .list()?
             .iter()
             .filter_map(|record| {
                 let bytes = hex::decode(&record.sha256).ok()?;
-                <[u8; 32]>::try_from(bytes.as_slice()).ok()
+                let hash = <[u8; 32]>::try_from(bytes.as_slice()).ok()?;
+                Some(AcceptedKey {
+                    hash,
+                    identity: KeyIdentity {
+                        id: record.id.clone(),
+                        scopes: record.scopes.iter().copied().collect(),
+                    },
+                })
             })
             .collect())
     }
@@ -251,21 +437,72 @@ impl KeyStore {
     }
 }
 
-/// The keys the server accepts: the one given on the command line (if
-/// any) and those in the data directory, reloaded when the file changes.
+/// The public id of a key: the first 12 hex digits of its SHA-256.
+pub fn key_id(hash: &[u8; 32]) -> String {
+    hex::encode(&hash[..6])
+}
+
+/// Who presented a request: the key's public id and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    /// The key's public id (as `tesserad keys list` shows it).
+    pub id: String,
+    /// Its scopes.
+    pub scopes: Scopes,
+}
+
+/// One accepted key: its hash and identity.
+#[derive(Debug, Clone)]
+pub struct AcceptedKey {
+    hash: [u8; 32],
+    identity: KeyIdentity,
+}
+
+impl AcceptedKey {
+    /// A key held only in memory (given on the command line, or generated
+    /// for a server that keeps no files).
+    pub fn in_memory(key: &str, scopes: Scopes) -> Self {
+        let hash = hash_key(key);
+        Self {
+            identity: KeyIdentity {
+                id: key_id(&hash),
+                scopes,
+            },
+            hash,
+        }
+    }
+}
+
+/// The keys the server accepts: those given on the command line (or
+/// generated in memory) and those in the data directory, reloaded when the
+/// file changes.
 #[derive(Debug)]
 pub struct ApiKeys {
-    configured: Option<[u8; 32]>,
-    stored: RwLock<Vec<[u8; 32]>>,
+    configured: Vec<AcceptedKey>,
+    stored: RwLock<Vec<AcceptedKey>>,
     store: Option<KeyStore>,
     loaded_at: RwLock<Option<SystemTime>>,
 }
 
 impl ApiKeys {
-    /// A ring accepting `configured` and every key in `store`.
+    /// A ring accepting `configured` with every scope and every key in `store`.
     pub fn new(configured: Option<&str>, store: Option<KeyStore>) -> Result<Self, KeyError> {
+        Self::with_keys(
+            configured
+                .map(|key| AcceptedKey::in_memory(key, Scopes::ALL))
+                .into_iter()
+                .collect(),
+            store,
+        )
+    }
+
+    /// A ring accepting `configured` and every key in `store`.
+    pub fn with_keys(
+        configured: Vec<AcceptedKey>,
+        store: Option<KeyStore>,
+    ) -> Result<Self, KeyError> {
         let ring = Self {
-            configured: configured.map(hash_key),
+            configured,
             stored: RwLock::new(Vec::new()),
             loaded_at: RwLock::new(None),
             store,
@@ -320,26 +557,46 @@ impl ApiKeys {
         })
     }
 
-    /// Whether `presented` is an accepted key. Compares against every key in
-    /// constant time (no early exit), so timing tells nothing about the keys.
+    /// Whether `presented` is an accepted key.
     pub fn verify(&self, presented: &str) -> bool {
+        self.identify(presented).is_some()
+    }
+
+    /// The identity of `presented` if it is an accepted key. Compares against
+    /// every key in constant time (no early exit), so timing tells nothing
+    /// about the keys.
+    pub fn identify(&self, presented: &str) -> Option<KeyIdentity> {
         let hash = hash_key(presented);
-        let mut accepted = subtle::Choice::from(0u8);
-        if let Some(configured) = &self.configured {
-            accepted |= configured.ct_eq(&hash);
-        }
-        if let Ok(stored) = self.stored.read() {
-            for key in stored.iter() {
-                accepted |= key.ct_eq(&hash);
+        let mut found: Option<KeyIdentity> = None;
+        let mut check = |key: &AcceptedKey| {
+            if bool::from(key.hash.ct_eq(&hash)) {
+                found = Some(key.identity.clone());
             }
+        };
+        self.configured.iter().for_each(&mut check);
+        if let Ok(stored) = self.stored.read() {
+            stored.iter().for_each(&mut check);
         }
-        accepted.into()
+        found
     }
 
     /// Whether any key is accepted at all.
     pub fn is_empty(&self) -> bool {
-        self.configured.is_none() && self.stored.read().map(|s| s.is_empty()).unwrap_or(true)
+        self.configured.is_empty() && self.stored.read().map(|s| s.is_empty()).unwrap_or(true)
     }
+}
+
+/// Creates `dir` (and its parents) if missing; a directory this creates is
+/// readable by its owner only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 #[cfg(test)]
@@ -359,10 +616,10 @@ mod tests {
     #[test]
     fn keys_are_kept_hashed_and_can_be_revoked() {
         let dir = temp_dir("lifecycle");
-        let store = KeyStore::open(&dir).expect("open");
+        let store = KeyStore::open(&dir);
         assert!(store.list().expect("list").is_empty());
-        let first = store.create(Some("first")).expect("create");
-        let second = store.create(None).expect("create");
+        let first = store.create(Some("first"), Scopes::ALL).expect("create");
+        let second = store.create(None, Scopes::ALL).expect("create");
         assert!(first.key.starts_with(KEY_PREFIX));
         assert_eq!(first.key.len(), 4 + 43);
         let text = std::fs::read_to_string(store.path()).expect("file");
@@ -398,8 +655,8 @@ mod tests {
         let leftover = dir.join(KEYS_FILE).with_extension("json.tmp");
         std::fs::write(&leftover, "{}").expect("write");
         std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let store = KeyStore::open(&dir).expect("open");
-        store.create(Some("mode")).expect("create");
+        let store = KeyStore::open(&dir);
+        store.create(Some("mode"), Scopes::ALL).expect("create");
         let mode = std::fs::metadata(store.path())
             .expect("metadata")
             .permissions()
@@ -412,9 +669,86 @@ mod tests {
     fn a_corrupt_file_is_a_clear_error() {
         let dir = temp_dir("corrupt");
         std::fs::write(dir.join(KEYS_FILE), "not json").expect("write");
-        let store = KeyStore::open(&dir).expect("open");
+        let store = KeyStore::open(&dir);
         let error = store.list().expect_err("corrupt").to_string();
         assert!(error.contains("not a valid API keys file"), "{error}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn keys_carry_their_scopes_and_old_files_grant_every_scope() {
+        let dir = temp_dir("scopes");
+        let store = KeyStore::open(&dir);
+        let validator = store
+            .create(Some("edge"), Scopes::parse("validate").expect("scopes"))
+            .expect("create");
+        let ring = ApiKeys::new(None, Some(store.clone())).expect("ring");
+        let identity = ring.identify(&validator.key).expect("accepted");
+        assert_eq!(identity.id, validator.record.id);
+        assert!(identity.scopes.contains(Scope::Validate));
+        assert!(!identity.scopes.contains(Scope::Admin));
+        let text = std::fs::read_to_string(store.path()).expect("file");
+        assert!(
+            text.contains("\"v\": 2") && text.contains("\"validate\""),
+            "{text}"
+        );
+
+        // A version 1 file (no scopes) keeps working with every scope.
+        let old = format!(
+            r#"{{"v":1,"keys":[{{"id":"{}","sha256":"{}","created_at":"2026-01-01T00:00:00Z"}}]}}"#,
+            validator.record.id, validator.record.sha256
+        );
+        std::fs::write(store.path(), old).expect("write");
+        ring.reload().expect("reload");
+        let identity = ring.identify(&validator.key).expect("accepted");
+        assert_eq!(identity.scopes, Scopes::ALL);
+        std::fs::write(store.path(), r#"{"v":3,"keys":[]}"#).expect("write");
+        assert!(ring.reload().is_err(), "a newer format is refused");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn scopes_parse_and_unknown_ones_are_refused() {
+        assert_eq!(Scopes::parse("all").expect("all"), Scopes::ALL);
+        let set = Scopes::parse("validate, sessions").expect("two");
+        assert_eq!(set.to_string(), "validate,sessions");
+        assert!(matches!(
+            Scopes::parse("validate,root"),
+            Err(KeyError::UnknownScope { .. })
+        ));
+        assert!(Scopes::parse("").is_err());
+    }
+
+    #[test]
+    fn weak_command_line_keys_are_refused_without_echoing_them() {
+        for weak in [
+            "hunter2",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababababababababababab",
+            "a key with spaces in it that is long enough",
+        ] {
+            let error = check_key_strength(weak).expect_err(weak).to_string();
+            assert!(!error.contains(weak), "{error}");
+            assert!(error.contains("too weak"), "{error}");
+        }
+        check_key_strength(&generate_key().expect("key")).expect("a generated key is strong");
+        check_key_strength("0123456789abcdef0123456789abcdef").expect("128 bits of hex");
+    }
+
+    #[test]
+    fn opening_a_key_store_creates_nothing() {
+        let dir = temp_dir("lazy").join("not-yet");
+        let store = KeyStore::open(&dir);
+        assert!(store.list().expect("list").is_empty());
+        assert!(!dir.exists());
+        store.create(None, Scopes::ALL).expect("create");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(store.path()), 0o600);
+        }
+        std::fs::remove_dir_all(dir.parent().expect("parent")).expect("cleanup");
     }
 }

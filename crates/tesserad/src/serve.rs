@@ -17,7 +17,10 @@ use tessera::{ConfigError, SessionManager, SessionManagerBuilder};
 
 use crate::api::{AppState, HttpLimits, router};
 use crate::cli::ServeArgs;
-use crate::keys::{ApiKeys, KeyError, KeyStore};
+use crate::keys::{
+    AcceptedKey, ApiKeys, KeyError, KeyStore, Scopes, check_key_strength, create_private_dir,
+    generate_key,
+};
 use crate::metered_store::metered;
 use crate::metrics::{Metrics, MetricsEventSink};
 
@@ -109,30 +112,133 @@ fn manager_builder(
     builder
 }
 
-/// Makes sure some API key is accepted: with none given and none stored,
-/// generates one, prints it once and keeps only its hash.
-fn prepare_keys(args: &ServeArgs) -> Result<ApiKeys, KeyError> {
+/// The accepted keys, and a file to delete at shutdown (a generated key
+/// written for a server that keeps no files).
+struct PreparedKeys {
+    keys: ApiKeys,
+    remove_at_exit: Option<PathBuf>,
+}
+
+/// Makes sure some API key is accepted: refuses a weak `--api-key`; with
+/// none given and none stored, generates one and shows it once (see
+/// [`show_generated_key`]), keeping only its hash in the data directory, or
+/// nothing at all for a server without one.
+fn prepare_keys(args: &ServeArgs) -> Result<PreparedKeys, KeyError> {
     let data_dir = args.location.data_dir();
-    let store = KeyStore::open(&data_dir)?;
+    let store = data_dir.as_deref().map(KeyStore::open);
     let configured = args
         .api_key
         .as_ref()
         .map(|key| key.expose())
         .filter(|key| !key.is_empty());
-    if configured.is_none() && store.list()?.is_empty() {
-        let new = store.create(Some("generated on first start"))?;
-        println!(
-            "tesserad: generated an API key (shown only this once; its SHA-256 is kept in {}):\n\n    {}\n\nSend it as `Authorization: Bearer <key>`. Manage keys with `tesserad keys create|list|revoke`.",
-            store.path().display(),
-            new.key
-        );
-        tracing::info!(
-            key_id = %new.record.id,
-            file = %store.path().display(),
-            "generated the first API key"
-        );
+    if let Some(key) = configured {
+        check_key_strength(key)?;
     }
-    ApiKeys::new(configured, Some(store))
+    let mut accepted: Vec<AcceptedKey> = configured
+        .map(|key| AcceptedKey::in_memory(key, args.api_key_scopes))
+        .into_iter()
+        .collect();
+    let mut remove_at_exit = None;
+    let stored_any = match &store {
+        Some(store) => !store.list()?.is_empty(),
+        None => false,
+    };
+    if configured.is_none() && !stored_any {
+        let (key, kept) = match &store {
+            Some(store) => {
+                let new = store.create(Some("generated on first start"), Scopes::ALL)?;
+                tracing::info!(
+                    key_id = %new.record.id,
+                    file = %store.path().display(),
+                    "generated the first API key"
+                );
+                (
+                    new.key,
+                    format!("its SHA-256 is kept in {}", store.path().display()),
+                )
+            }
+            None => {
+                let key = generate_key()?;
+                accepted.push(AcceptedKey::in_memory(&key, Scopes::ALL));
+                (
+                    key,
+                    "it is kept only in memory and ends with this process".to_owned(),
+                )
+            }
+        };
+        remove_at_exit = show_generated_key(&key, &kept, data_dir.as_deref())?;
+    }
+    Ok(PreparedKeys {
+        keys: ApiKeys::with_keys(accepted, store)?,
+        remove_at_exit,
+    })
+}
+
+/// The file a generated key is written to when standard output is not a
+/// terminal.
+pub const GENERATED_KEY_FILE: &str = "generated-api-key";
+
+/// Shows a generated key once: on standard output when it is a terminal;
+/// otherwise (output captured by a log collector or a pipe) in a file only
+/// its owner can read (mode 0600), whose path is printed. Without a data
+/// directory the file goes in the temporary directory and is returned, to be
+/// deleted when the server stops.
+fn show_generated_key(
+    key: &str,
+    kept: &str,
+    data_dir: Option<&std::path::Path>,
+) -> Result<Option<PathBuf>, KeyError> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        let _ = writeln!(
+            std::io::stdout(),
+            "tesserad: generated an API key with every scope (shown only this once; {kept}):\n\n    {key}\n\nSend it as `Authorization: Bearer <key>`. Manage keys with `tesserad keys create|list|revoke`."
+        );
+        return Ok(None);
+    }
+    let (path, temporary) = match data_dir {
+        Some(dir) => (dir.join(GENERATED_KEY_FILE), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "tesserad-{}-{GENERATED_KEY_FILE}",
+                std::process::id()
+            )),
+            true,
+        ),
+    };
+    write_private_file(&path, &format!("{key}\n"))?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "tesserad: generated an API key with every scope ({kept}); standard output is not a terminal, so the key was written to {} (mode 0600) instead. Read it, then delete the file.",
+        path.display()
+    );
+    tracing::info!(file = %path.display(), "wrote the generated API key to a file");
+    Ok(temporary.then_some(path))
+}
+
+/// Writes `text` to `path` with mode 0600 (through a fresh temporary file
+/// and a rename, so the secret is never in a file others may read).
+fn write_private_file(path: &std::path::Path, text: &str) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir).map_err(io)?;
+    }
+    let temporary = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temporary);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -147,7 +253,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         &OpenOptions::default().near_cache(args.near_cache),
     )
     .await?;
-    let keys = Arc::new(prepare_keys(&args)?);
+    let prepared = prepare_keys(&args)?;
+    let keys = Arc::new(prepared.keys);
     let key_reloader = keys.spawn_reloader(KEY_RELOAD_INTERVAL);
 
     let metrics = Arc::new(Metrics::new(opened.record_counter.clone()));
@@ -160,6 +267,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let state = AppState::new(manager, keys)
         .metrics(metrics)
         .cookie_name(&args.cookie_name)
+        .max_auth_failures(args.max_auth_failures)
         .store_description(opened.url.to_string());
     let app = router(
         state,
@@ -194,7 +302,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     key: key.clone(),
                     source,
                 })?;
-            announce("https", local, &opened.url.to_string());
+            announce("https", local, &opened.url.to_string(), &args);
             axum_server::from_tcp_rustls(listener, config)
                 .map_err(listen_error)?
                 .handle(handle)
@@ -202,7 +310,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 .await
         }
         _ => {
-            announce("http", local, &opened.url.to_string());
+            announce("http", local, &opened.url.to_string(), &args);
             axum_server::from_tcp(listener)
                 .map_err(listen_error)?
                 .handle(handle)
@@ -212,6 +320,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     signals.abort();
     key_reloader.abort();
+    if let Some(path) = &prepared.remove_at_exit {
+        let _ = std::fs::remove_file(path);
+    }
     // Every connection has finished: nothing uses the store any more.
     if let Err(error) = opened.shutdown() {
         tracing::error!(%error, "the store did not close cleanly");
@@ -221,11 +332,23 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn announce(scheme: &str, local: SocketAddr, store: &str) {
+fn announce(scheme: &str, local: SocketAddr, store: &str, args: &ServeArgs) {
     // A server whose standard output was closed keeps serving (no
     // `println!`, which panics on a broken pipe).
+    let mut out = std::io::stdout();
+    let _ = match args.location.data_dir() {
+        Some(dir) => writeln!(
+            out,
+            "tesserad keeps its own files (API key hashes) in {}",
+            dir.display()
+        ),
+        None => writeln!(
+            out,
+            "tesserad keeps no files: the {store} store and its keys end with the process (give --data-dir PATH to keep API keys)"
+        ),
+    };
     let _ = writeln!(
-        std::io::stdout(),
+        out,
         "tesserad listening on {scheme}://{local} (store {store})"
     );
     tracing::info!(%local, scheme, store, "listening");

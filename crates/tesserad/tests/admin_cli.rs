@@ -25,6 +25,15 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn file_mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
 fn key_in(text: &str) -> String {
     text.split_whitespace()
         .find(|word| word.starts_with("tsk_"))
@@ -51,7 +60,7 @@ async fn eventually_status(server: &Server, key: &str, want: u16) {
             Instant::now() < deadline,
             "the server never answered {want}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -59,9 +68,24 @@ async fn eventually_status(server: &Server, key: &str, want: u16) {
 async fn first_start_generates_a_key_and_keys_commands_manage_them() {
     let data_dir = temp_dir("keys");
     let dir = data_dir.to_string_lossy().into_owned();
-    let mut server = Server::start_raw(&data_dir, &["--store", "memory:"], &[]);
-    let generated = key_in(&server.output());
-    assert!(server.output().contains("shown only this once"));
+    // Waiting for the server to reload its keys file counts failed checks:
+    // a budget large enough for the polling.
+    let mut server = Server::start_raw(
+        &data_dir,
+        &["--store", "memory:", "--max-auth-failures", "1000"],
+        &[],
+    );
+    // Standard output is a pipe here, not a terminal: the key goes to a
+    // file only its owner can read, and the output says where.
+    let key_file = data_dir.join("generated-api-key");
+    assert!(!server.output().contains("tsk_"), "{}", server.output());
+    assert!(
+        server.output().contains(&key_file.display().to_string()),
+        "{}",
+        server.output()
+    );
+    assert_eq!(file_mode(&key_file), 0o600);
+    let generated = key_in(&std::fs::read_to_string(&key_file).expect("key file"));
     let file = std::fs::read_to_string(data_dir.join("api-keys.json")).expect("keys file");
     assert!(!file.contains(&generated), "only the hash is kept");
     assert_eq!(status_with_key(&server, &generated).await, 200);
@@ -317,4 +341,226 @@ async fn subject_listings_are_paginated_by_cursor() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["error"], "invalid_request", "{bad}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_reach_only_the_endpoints_of_their_scopes() {
+    let data_dir = temp_dir("scopes");
+    let dir = data_dir.to_string_lossy().into_owned();
+    // The key on the command line may validate only.
+    let server = Server::start_raw(
+        &data_dir,
+        &[
+            "--store",
+            "memory:",
+            "--api-key",
+            common::API_KEY,
+            "--api-key-scopes",
+            "validate",
+        ],
+        &[],
+    );
+    let sessions_key = key_in(&stdout(&run(&[
+        "keys",
+        "--data-dir",
+        &dir,
+        "create",
+        "--label",
+        "app",
+        "--scopes",
+        "validate,sessions",
+    ])));
+    let admin_key = key_in(&stdout(&run(&[
+        "keys",
+        "--data-dir",
+        &dir,
+        "create",
+        "--scopes",
+        "admin",
+    ])));
+    let listed = stdout(&run(&["keys", "--data-dir", &dir, "list"]));
+    assert!(
+        listed.contains("validate,sessions") && listed.contains("admin"),
+        "{listed}"
+    );
+    eventually_status(&server, &admin_key, 200).await;
+
+    let http = client();
+    let send = |method: reqwest::Method, path: &str, key: &str, body: serde_json::Value| {
+        http.request(method, server.at(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let created = send(
+        reqwest::Method::POST,
+        "/v1/sessions",
+        &sessions_key,
+        json!({"subject": "sam"}),
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.expect("json");
+    let token = created["token"].as_str().expect("token").to_owned();
+
+    // validate: the validating key may, the admin key may not.
+    let validate = json!({"token": token});
+    let ok = send(
+        reqwest::Method::POST,
+        "/v1/sessions/validate",
+        common::API_KEY,
+        validate.clone(),
+    )
+    .await
+    .expect("validate");
+    assert_eq!(ok.status(), 200);
+    let refused = send(
+        reqwest::Method::POST,
+        "/v1/sessions/validate",
+        &admin_key,
+        validate,
+    )
+    .await
+    .expect("validate");
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["error"], "forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`validate`"),
+        "{body}"
+    );
+
+    // sessions: creating with the validating key is refused.
+    let refused = send(
+        reqwest::Method::POST,
+        "/v1/sessions",
+        common::API_KEY,
+        json!({}),
+    )
+    .await
+    .expect("create");
+    assert_eq!(refused.status(), 403);
+
+    // admin: listing a subject, stats and revoke-all need it.
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/subjects/sam/sessions"),
+        (reqwest::Method::GET, "/v1/stats"),
+        (reqwest::Method::POST, "/v1/admin/revoke-all"),
+    ] {
+        let refused = send(method.clone(), path, &sessions_key, json!({}))
+            .await
+            .expect("call");
+        assert_eq!(refused.status(), 403, "{method} {path}");
+    }
+    let listed = send(
+        reqwest::Method::GET,
+        "/v1/subjects/sam/sessions",
+        &admin_key,
+        json!({}),
+    )
+    .await
+    .expect("list");
+    assert_eq!(listed.status(), 200);
+    let metrics = http
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.contains("outcome=\"forbidden\""),
+        "403s are counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_key_checks_are_throttled_per_client() {
+    let server = Server::start(&["--max-auth-failures", "3"]);
+    let http = client();
+    let stats = |key: &'static str| http.get(server.at("/v1/stats")).bearer_auth(key).send();
+    for _ in 0..3 {
+        assert_eq!(stats("tsk_guess").await.expect("call").status(), 401);
+    }
+    // Over the budget: refused even with the right key, so guessing cannot
+    // go on at full speed; the answer says how long to wait.
+    let limited = stats(common::API_KEY).await.expect("call");
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: serde_json::Value = limited.json().await.expect("json");
+    assert_eq!(body["error"], "rate_limited");
+    // Forward-auth and the operational endpoints are not keyed: unaffected.
+    let health = http
+        .get(server.at("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weak_command_line_keys_are_refused() {
+    let data_dir = temp_dir("weak");
+    let output = tesserad_command()
+        .current_dir(&data_dir)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory:",
+            "--api-key",
+            "hunter2",
+        ])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("too weak") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the key is never echoed: {stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&data_dir).expect("dir").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_store_keeps_no_files_and_says_so() {
+    let workdir = temp_dir("memory-no-files");
+    let mut command = tesserad_command();
+    command
+        .current_dir(&workdir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory:"]);
+    let mut server = Server::spawn(command, &temp_dir("memory-no-files-scratch"));
+    let output = server.output();
+    assert!(output.contains("keeps no files"), "{output}");
+    assert!(!workdir.join("tessera-data").exists(), "no ./tessera-data");
+    assert_eq!(std::fs::read_dir(&workdir).expect("dir").count(), 0);
+    // The generated key went to a 0600 file in the temporary directory,
+    // named in the output, and works.
+    let path = output
+        .split_whitespace()
+        .find(|word| word.starts_with('/') && word.ends_with("generated-api-key"))
+        .expect("the key file is named")
+        .to_owned();
+    assert_eq!(file_mode(std::path::Path::new(&path)), 0o600);
+    let key = key_in(&std::fs::read_to_string(&path).expect("key file"));
+    assert_eq!(status_with_key(&server, &key).await, 200);
+    // The key ends with the process, and so does its file.
+    server.signal("TERM");
+    assert!(server.wait().success());
+    assert!(!std::path::Path::new(&path).exists(), "removed at shutdown");
+    assert_eq!(std::fs::read_dir(&workdir).expect("dir").count(), 0);
 }

@@ -348,13 +348,18 @@ async fn the_default_command_serves_the_embedded_store_and_keeps_sessions() {
     };
     let mut first = start(&temp_dir("default-scratch"));
     assert!(first.output().contains("(store embedded:./tessera-data)"));
-    let key = first
-        .output()
-        .split_whitespace()
-        .find(|word| word.starts_with("tsk_"))
-        .expect("the generated key is printed")
-        .to_owned();
+    // Standard output is not a terminal: the key is in a 0600 file.
     let data = workdir.join("tessera-data");
+    assert!(
+        first.output().contains("generated-api-key"),
+        "{}",
+        first.output()
+    );
+    let key = std::fs::read_to_string(data.join("generated-api-key"))
+        .expect("the generated key is written")
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("tsk_"));
     assert!(data.join("api-keys.json").is_file());
     let http = client();
     let created: serde_json::Value = http

@@ -27,6 +27,12 @@ pub(super) enum AdminErrors {
     /// No or wrong API key.
     #[response(status = 401, description = "unauthorized")]
     Unauthorized(ErrorBody),
+    /// The API key lacks the scope this endpoint needs.
+    #[response(status = 403, description = "forbidden")]
+    Forbidden(ErrorBody),
+    /// Too many failed API key checks from this client address.
+    #[response(status = 429, description = "rate_limited")]
+    RateLimited(ErrorBody),
     /// The store did not answer (fail closed).
     #[response(status = 503, description = "store_unavailable")]
     StoreUnavailable(ErrorBody),

@@ -15,6 +15,10 @@ use utoipa::ToSchema;
 pub enum ErrorCode {
     /// Missing or wrong API key.
     Unauthorized,
+    /// The API key lacks the scope this endpoint needs.
+    Forbidden,
+    /// Too many failed API key checks from this client address.
+    RateLimited,
     /// The token does not give a valid session (see `reason`).
     InvalidSession,
     /// Compare-and-swap failed (see `current_version`).
@@ -31,8 +35,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in a fixed order (metrics labels).
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
         ErrorCode::InvalidSession,
         ErrorCode::VersionConflict,
         ErrorCode::InvalidRequest,
@@ -45,6 +51,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidSession => "invalid_session",
             ErrorCode::VersionConflict => "version_conflict",
             ErrorCode::InvalidRequest => "invalid_request",
@@ -58,6 +66,8 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::Unauthorized | ErrorCode::InvalidSession => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::VersionConflict => StatusCode::CONFLICT,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

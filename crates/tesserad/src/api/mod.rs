@@ -6,6 +6,7 @@ pub mod extract;
 pub mod model;
 
 mod admin;
+mod auth;
 mod forward_auth;
 mod ops;
 mod sessions;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::Method;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tessera::SessionManager;
@@ -26,6 +27,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use self::auth::AuthThrottle;
 use self::error::{ApiError, ErrorCode};
 use crate::keys::ApiKeys;
 use crate::metrics::{Metrics, Operation};
@@ -69,7 +71,15 @@ pub struct AppState {
     pub store_description: Arc<str>,
     /// When the server started.
     pub started: Instant,
+    /// Failed API key checks per client IP.
+    pub auth_throttle: Arc<AuthThrottle>,
 }
+
+/// Failed API key checks a client may make per [`AUTH_FAILURE_WINDOW`] by default.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 20;
+
+/// The window in which failed API key checks are counted.
+pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
     /// The state of a server over `manager` accepting `keys`, with fresh
@@ -83,7 +93,18 @@ impl AppState {
             cookies: Arc::new(cookie_controller(DEFAULT_COOKIE_NAME)),
             store_description: "".into(),
             started: Instant::now(),
+            auth_throttle: Arc::new(AuthThrottle::new(
+                std::num::NonZeroU32::new(DEFAULT_MAX_AUTH_FAILURES)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                AUTH_FAILURE_WINDOW,
+            )),
         }
+    }
+
+    /// Allows `max_failures` failed API key checks per client IP per minute.
+    pub fn max_auth_failures(mut self, max_failures: std::num::NonZeroU32) -> Self {
+        self.auth_throttle = Arc::new(AuthThrottle::new(max_failures, AUTH_FAILURE_WINDOW));
+        self
     }
 
     /// Records into `metrics`.
@@ -148,7 +169,7 @@ impl Default for HttpLimits {
 #[openapi(
     info(
         title = "tesserad",
-        description = "Tessera's session server: create, validate, update, rotate and end web sessions over HTTP. Every `/v1` call except `GET /v1/auth` needs `Authorization: Bearer <api key>`. Tokens travel only in bodies (or, for forward-auth, the cookie), never in URLs."
+        description = "Tessera's session server: create, validate, update, rotate and end web sessions over HTTP. Every `/v1` call except `GET /v1/auth` needs `Authorization: Bearer <api key>` with the scope the call names (`validate`, `sessions` or `admin`): a key without it gets `403 forbidden`; a client address with too many failed key checks gets `429 rate_limited`. Tokens travel only in bodies (or, for forward-auth, the cookie), never in URLs."
     ),
     modifiers(&BearerAuth),
     tags(
@@ -229,7 +250,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         openapi: document,
     });
     keyed
-        .route_layer(from_fn_with_state(shared.clone(), require_api_key))
+        .route_layer(from_fn_with_state(shared.clone(), auth::require_api_key))
         .merge(open)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -237,26 +258,6 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(shared)
-}
-
-/// Refuses `/v1` calls without a valid `Authorization: Bearer <key>`.
-async fn require_api_key(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, key) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-        });
-    match presented {
-        Some(key) if state.keys.verify(key) => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
-    }
 }
 
 /// Answers every request within `--request-timeout` (a store that hangs
@@ -295,7 +296,7 @@ async fn account(State(state): State<SharedState>, request: Request, next: Next)
     response
 }
 
-fn operation_of(method: &Method, path: &str) -> Option<Operation> {
+pub(crate) fn operation_of(method: &Method, path: &str) -> Option<Operation> {
     let operation = match (method.as_str(), path) {
         ("POST", "/v1/sessions") => Operation::Create,
         ("POST", "/v1/sessions/validate") => Operation::Validate,

@@ -28,6 +28,12 @@ pub(super) enum SessionErrors {
     /// The body or the session data is over its limit.
     #[response(status = 413, description = "payload_too_large")]
     PayloadTooLarge(ErrorBody),
+    /// The API key lacks the scope this endpoint needs.
+    #[response(status = 403, description = "forbidden")]
+    Forbidden(ErrorBody),
+    /// Too many failed API key checks from this client address.
+    #[response(status = 429, description = "rate_limited")]
+    RateLimited(ErrorBody),
     /// The store did not answer (fail closed).
     #[response(status = 503, description = "store_unavailable")]
     StoreUnavailable(ErrorBody),

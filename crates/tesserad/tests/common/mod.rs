@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 /// The API key the test servers accept.
-pub const API_KEY: &str = "test-api-key-0123456789";
+pub const API_KEY: &str = "test-api-key-0123456789-abcdefghijkl";
 
 /// How long to wait for the server to say something before failing the test.
 const STARTUP_LIMIT: Duration = Duration::from_secs(30);
