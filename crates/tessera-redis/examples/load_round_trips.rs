@@ -18,7 +18,6 @@
 //!
 //! `cargo run --release -p tessera-redis --example load_round_trips -- redis://127.0.0.1:6379 [SESSIONS] [--memory-only]`
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,53 +28,15 @@ use tessera_core::{
     forget_at,
 };
 use tessera_redis::{RedisConfig, RedisStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// The delaying proxy of the integration tests.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 /// The delay added to each request on its way to Redis.
 const DELAY: Duration = Duration::from_millis(20);
 /// Timings per operation.
 const SAMPLES: usize = 7;
-
-/// Forwards loopback TCP to `upstream`, delaying what clients send.
-async fn delaying_proxy(upstream: String, delay: Arc<AtomicU64>) -> std::io::Result<u16> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            let (sender, mut receiver) =
-                tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-            let delay = delay.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n @ 1..) = client_read.read(&mut buf).await {
-                    let at = Instant::now() + Duration::from_micros(delay.load(Ordering::Relaxed));
-                    if sender.send((at, buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-            });
-            tokio::spawn(async move {
-                while let Some((at, bytes)) = receiver.recv().await {
-                    tokio::time::sleep_until(at.into()).await;
-                    if server_write.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-            });
-        }
-    });
-    Ok(port)
-}
 
 /// Times `op` (after `prepare`, untimed) `SAMPLES` times; prints the median
 /// in milliseconds and in round trips.
@@ -128,9 +89,8 @@ fn host_port(url: &str) -> Option<&str> {
 
 async fn round_trips(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let upstream = host_port(url).ok_or("a redis:// URL of one server")?;
-    let delay = Arc::new(AtomicU64::new(0));
-    let port = delaying_proxy(upstream.to_owned(), delay.clone()).await?;
-    let proxied = url.replacen(upstream, &format!("127.0.0.1:{port}"), 1);
+    let proxy = common::DelayingProxy::start_to(upstream.to_owned()).await;
+    let proxied = url.replacen(upstream, &format!("127.0.0.1:{}", proxy.port()), 1);
     let store = RedisStore::connect_with(
         RedisConfig::from_url(&proxied)?
             .prefix("bench-rt:")
@@ -144,7 +104,7 @@ async fn round_trips(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     // Warm up: scripts loaded, the epoch cached.
     let warm = manager.create(NewSession::default()).await?;
     manager.validate(&token(&warm), None).await?;
-    delay.store(DELAY.as_micros() as u64, Ordering::Relaxed);
+    proxy.set_delay(DELAY);
     println!(
         "round trips ({} ms added to each request, median of {SAMPLES}):",
         DELAY.as_millis()
@@ -157,6 +117,17 @@ async fn round_trips(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         let login = Login::new(format!("user-{}", rand_suffix()))
             .data(SessionData::from_value(&json!({"user_id": 1, "counter": 0})).expect("data"));
         m.login(None, login).await.expect("login")
+    };
+    // The token of a signed-in session `age` old, with the clock moved on
+    // by `age` (another session validated after the move, so that the epoch
+    // read again now and then is not part of the timed validation).
+    let aged = async |age: Duration| {
+        let t = token(&signed_in().await);
+        c.advance(age);
+        m.validate(&token(&signed_in().await), None)
+            .await
+            .expect("validate");
+        t
     };
 
     measure("store: load", signed_in, |a| async move {
@@ -210,40 +181,16 @@ async fn round_trips(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await;
-    measure(
-        "manager: validate",
-        || async { token(&signed_in().await) },
-        |t| async move {
-            m.validate(&t, None).await.expect("validate");
-        },
-    )
-    .await;
-    measure(
-        "manager: validate with a touch",
-        || async {
-            let t = token(&signed_in().await);
-            c.advance(m.config().touch_after);
-            // The epoch is read again now and then: not part of the touch.
-            m.validate(&token(&signed_in().await), None)
-                .await
-                .expect("validate");
-            t
-        },
-        |t| async move {
-            m.validate(&t, None).await.expect("validate");
-        },
-    )
-    .await;
+    let validate = |t: String| async move {
+        m.validate(&t, None).await.expect("validate");
+    };
+    let fresh = || async { token(&signed_in().await) };
+    measure("manager: validate", fresh, validate).await;
+    let touched = || aged(m.config().touch_after);
+    measure("manager: validate with a touch", touched, validate).await;
     measure(
         "manager: validate with a renewal",
-        || async {
-            let t = token(&signed_in().await);
-            c.advance(m.config().renew_after);
-            m.validate(&token(&signed_in().await), None)
-                .await
-                .expect("validate");
-            t
-        },
+        || aged(m.config().renew_after),
         |t| async move {
             let renewed = m.validate(&t, None).await.expect("validate");
             assert!(renewed.issued().is_some(), "renewed");
@@ -373,19 +320,19 @@ async fn memory(url: &str, sessions: usize) -> Result<(), Box<dyn std::error::Er
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let url = args
-        .next()
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        .first()
+        .map_or("redis://127.0.0.1:6379", String::as_str);
     let sessions: usize = args
-        .next()
+        .get(1)
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(20_000);
-    if args.next().as_deref() != Some("--memory-only") {
-        round_trips(&url).await?;
+    if args.get(2).map(String::as_str) != Some("--memory-only") {
+        round_trips(url).await?;
         println!();
     }
-    memory(&url, sessions).await?;
+    memory(url, sessions).await?;
     Ok(())
 }

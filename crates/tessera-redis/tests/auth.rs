@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::TempRedis;
-use tessera_core::{NewSession, SessionManager};
+use common::{TempRedis, round_trip};
 use tessera_redis::RedisStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,12 +26,7 @@ async fn acl_user_password_and_database_come_from_the_url() {
         !format!("{store:?}").contains("ann-secret"),
         "Debug hides the password"
     );
-    let manager = SessionManager::builder(store).build().expect("manager");
-    let created = manager.create(NewSession::default()).await.expect("create");
-    manager
-        .validate(created.issued().expect("token").expose(), None)
-        .await
-        .expect("validate");
+    round_trip(store, "validate").await;
 
     // The record went to database 3.
     let as_ann = ["--user", "ann", "--pass", "ann-secret", "--no-auth-warning"];

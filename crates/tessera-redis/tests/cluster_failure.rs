@@ -7,21 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::TempCluster;
+use common::{TempCluster, store_with_timeouts};
 use tessera_core::{Login, NewSession, SessionError, SessionManager};
-use tessera_redis::{RedisConfig, RedisStore};
 
 const HANG: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_primary_fails_closed_and_the_cluster_store_recovers() {
     let mut cluster = TempCluster::start();
-    let config = RedisConfig::from_url(&cluster.url())
-        .expect("url")
-        .prefix("cf:")
-        .operation_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500));
-    let store = RedisStore::connect_with(config).await.expect("connect");
+    let timeout = Duration::from_millis(500);
+    let store = store_with_timeouts(&cluster.url(), "cf:", timeout, timeout).await;
     let manager = SessionManager::builder(store.clone())
         .build()
         .expect("manager");

@@ -19,20 +19,22 @@ fn options() -> ConformanceOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_store_passes_the_conformance_suite() {
-    let server = TempRedis::start();
-    let url = server.url();
-    let report = run_conformance_with(options(), || fresh_store(&url, "conf")).await;
+/// Runs the suite on fresh stores at `url` (keys tagged `tag`), and
+/// asserts that every case passed.
+async fn assert_passes(url: &str, tag: &str) {
+    let report = run_conformance_with(options(), || fresh_store(url, tag)).await;
     println!("{report}");
     assert!(report.is_success(), "conformance suite failed:\n{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_conformance_suite() {
+    let server = TempRedis::start();
+    assert_passes(&server.url(), "conf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_store_passes_the_conformance_suite() {
     let cluster = TempCluster::start();
-    let url = cluster.url();
-    let report = run_conformance_with(options(), || fresh_store(&url, "cconf")).await;
-    println!("{report}");
-    assert!(report.is_success(), "conformance suite failed:\n{report}");
+    assert_passes(&cluster.url(), "cconf").await;
 }

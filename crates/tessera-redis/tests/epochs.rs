@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{TempRedis, unique_prefix};
 use tessera_core::sealed::{KeyRing, SealingKey};
 use tessera_core::store::{Durability, Epochs, StoreError};
+use tessera_core::testkit::invalid_reason as reason;
 use tessera_core::{
     Clock, ConfigError, InvalidReason, Login, ManualClock, NewSession, SessionError, SessionManager,
 };
@@ -29,13 +30,6 @@ fn now_ms() -> u64 {
 
 fn seal(session: &tessera_core::ActiveSession) -> String {
     session.issued().expect("a seal").expose().to_owned()
-}
-
-fn reason<T: std::fmt::Debug>(result: Result<T, SessionError>) -> InvalidReason {
-    match result {
-        Err(SessionError::Invalid { reason }) => reason,
-        other => panic!("expected an invalid session, got {other:?}"),
-    }
 }
 
 /// A fresh store's global epoch starts at the current time; a store of an
@@ -218,10 +212,8 @@ async fn revoked_seals_stay_revoked_when_redis_loses_its_data() {
                 .await
                 .expect("login"),
         );
-        manager
-            .validate(&carol, None)
-            .await
-            .expect("a seal made after the loss");
+        let made_after = manager.validate(&carol, None).await;
+        made_after.expect("a seal made after the loss");
     }
 }
 
@@ -251,20 +243,20 @@ async fn a_revocation_not_acknowledged_by_a_replica_fails_closed() {
     let manager = SessionManager::builder(store.clone())
         .build()
         .expect("manager");
-    let first = manager
-        .login(None, Login::new("dora"))
-        .await
-        .expect("login");
+    let dora = || async {
+        manager
+            .login(None, Login::new("dora"))
+            .await
+            .expect("login")
+    };
+    let first = dora().await;
     manager
         .logout(&first)
         .await
         .expect("acknowledged by the replica");
 
     replica.pause();
-    let second = manager
-        .login(None, Login::new("dora"))
-        .await
-        .expect("login");
+    let second = dora().await;
     let asked = Instant::now();
     match manager.logout(&second).await {
         Err(SessionError::Store(StoreError::Unavailable { message, .. })) => {
@@ -294,10 +286,7 @@ async fn a_revocation_not_acknowledged_by_a_replica_fails_closed() {
         .expect("nor do reads");
 
     replica.resume();
-    let third = manager
-        .login(None, Login::new("dora"))
-        .await
-        .expect("login");
+    let third = dora().await;
     let started = Instant::now();
     while manager.logout(&third).await.is_err() {
         assert!(started.elapsed() < Duration::from_secs(20), "replica back");

@@ -13,10 +13,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TempCluster;
+use common::{TempCluster, store_with_timeouts};
 use tessera_core::sealed::{KeyRing, SealingKey};
 use tessera_core::{InvalidReason, Login, NewSession, SessionError, SessionManager};
-use tessera_redis::{RedisConfig, RedisStore};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -49,12 +48,8 @@ async fn revocations_survive_a_primary_failover_and_earlier_sessions_still_valid
     let mut cluster = TempCluster::start_with_replicas(1, 2000);
     println!("cluster of 3 + 3 up in {:?}", began.elapsed());
     let url = format!("{}?wait_replicas=1&wait_timeout_ms=3000", cluster.url());
-    let config = RedisConfig::from_url(&url)
-        .expect("url")
-        .prefix("fo:")
-        .operation_timeout(Duration::from_millis(2000))
-        .connect_timeout(Duration::from_millis(1500));
-    let store = RedisStore::connect_with(config).await.expect("connect");
+    let (operation, connect) = (Duration::from_millis(2000), Duration::from_millis(1500));
+    let store = store_with_timeouts(&url, "fo:", operation, connect).await;
     let manager = SessionManager::builder(store.clone())
         .allow_volatile_epochs()
         .build()

@@ -11,6 +11,16 @@ use tessera_core::store::{Records, StoreError};
 use tessera_core::{NewSession, SessionId, SessionManager, Timestamp};
 use tessera_redis::{RedisConfig, RedisStore};
 
+/// A write of `value` as a merge patch into the session `valid`.
+async fn write(
+    manager: &SessionManager,
+    valid: &tessera_core::ActiveSession,
+    value: serde_json::Value,
+) -> Result<tessera_core::ActiveSession, tessera_core::SessionError> {
+    let change = tessera_core::DataChange::MergePatch(value);
+    manager.update(valid, change, None, None).await
+}
+
 /// Generous: only catches an operation that hangs instead of failing.
 const HANG: Duration = Duration::from_secs(20);
 
@@ -86,13 +96,7 @@ async fn killed_redis_is_unavailable_and_the_store_recovers_on_restart() {
         .validate(&token, None)
         .await
         .expect("validates after restart");
-    manager
-        .update(
-            &valid,
-            tessera_core::DataChange::MergePatch(serde_json::json!({"after": "restart"})),
-            None,
-            None,
-        )
+    write(&manager, &valid, serde_json::json!({"after": "restart"}))
         .await
         .expect("a script runs after restart");
 }
@@ -139,13 +143,7 @@ async fn a_slow_link_answers_within_the_timeout_and_fails_beyond_it() {
         .validate(&token, None)
         .await
         .expect("a slow validation");
-    manager
-        .update(
-            &valid,
-            tessera_core::DataChange::MergePatch(serde_json::json!({"slow": true})),
-            None,
-            None,
-        )
+    write(&manager, &valid, serde_json::json!({"slow": true}))
         .await
         .expect("a slow update");
 

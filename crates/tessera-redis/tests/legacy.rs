@@ -16,9 +16,10 @@ use std::time::Duration;
 use common::{TempCluster, TempRedis, unique_prefix};
 use tessera_core::store::Epochs;
 use tessera_core::store::{Records, SubjectIndex};
+use tessera_core::testkit::invalid_reason as reason;
 use tessera_core::{
-    Clock, EXPIRED_RETENTION, InvalidReason, ManualClock, SessionError, SessionId, SessionManager,
-    SessionToken, Timestamp,
+    Clock, EXPIRED_RETENTION, InvalidReason, ManualClock, SessionId, SessionManager, SessionToken,
+    Timestamp,
 };
 use tessera_redis::{RedisConfig, RedisStore};
 
@@ -162,13 +163,6 @@ impl OldSession {
         cli(&["PEXPIREAT", &tombstone_key, &deadline]);
         cli(&["HSET", &live, "k", &new_key, "r", &self.json()]);
         old
-    }
-}
-
-fn reason<T: std::fmt::Debug>(result: Result<T, SessionError>) -> InvalidReason {
-    match result {
-        Err(SessionError::Invalid { reason }) => reason,
-        other => panic!("expected an invalid session, got {other:?}"),
     }
 }
 

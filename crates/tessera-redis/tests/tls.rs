@@ -5,9 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::TempRedis;
+use common::{TempRedis, round_trip};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use tessera_core::{NewSession, SessionManager};
 use tessera_redis::{RedisConfig, RedisStore};
 
 struct TestPki {
@@ -91,12 +90,7 @@ async fn rediss_urls_talk_tls_and_verify_the_server() {
         .expect("url")
         .tls_root_certificates(pki.ca_pem.clone().into_bytes());
     let store = RedisStore::connect_with(config).await.expect("TLS connect");
-    let manager = SessionManager::builder(store).build().expect("manager");
-    let issued = manager.create(NewSession::default()).await.expect("create");
-    manager
-        .validate(issued.issued().expect("token").expose(), None)
-        .await
-        .expect("validate over TLS");
+    round_trip(store, "validate over TLS").await;
 
     // The CA file can come from the URL too.
     let ca_file = server.dir().join("ca-from-url.pem");

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tessera_core::{NewSession, SessionManager};
 use tessera_redis::{RedisConfig, RedisStore};
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -411,6 +412,11 @@ pub struct DelayingProxy {
 impl DelayingProxy {
     /// Starts forwarding to `upstream` (a port on 127.0.0.1) with no delay.
     pub async fn start(upstream: u16) -> Self {
+        Self::start_to(format!("127.0.0.1:{upstream}")).await
+    }
+
+    /// Starts forwarding to `upstream` (`host:port`) with no delay.
+    pub async fn start_to(upstream: String) -> Self {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -420,8 +426,7 @@ impl DelayingProxy {
         let delay = delay_ms.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                else {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
                 };
                 let _ = client.set_nodelay(true);
@@ -483,4 +488,29 @@ impl Drop for DelayingProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A session made and validated again through a manager over `store`:
+/// proof that the store's connection works end to end.
+pub async fn round_trip(store: RedisStore, what: &str) {
+    let manager = SessionManager::builder(store).build().expect("manager");
+    let created = manager.create(NewSession::default()).await.expect("create");
+    let token = created.issued().expect("token").expose().to_owned();
+    manager.validate(&token, None).await.expect(what);
+}
+
+/// A store at `url` with keys under `prefix`, whose operations time out
+/// after `operation` and connection attempts after `connect`.
+pub async fn store_with_timeouts(
+    url: &str,
+    prefix: &str,
+    operation: Duration,
+    connect: Duration,
+) -> RedisStore {
+    let config = RedisConfig::from_url(url)
+        .expect("url")
+        .prefix(prefix)
+        .operation_timeout(operation)
+        .connect_timeout(connect);
+    RedisStore::connect_with(config).await.expect("connect")
 }
