@@ -27,8 +27,8 @@ async fn copy_all(from: &dyn SessionStore, to: &dyn SessionStore) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_copy_from_memory_to_a_cluster_and_on_to_a_server() {
-    let memory = Arc::new(MemoryStore::new());
-    let manager = SessionManager::builder_shared(memory.clone())
+    let memory = MemoryStore::new();
+    let manager = SessionManager::builder(memory.clone())
         .build()
         .expect("manager");
     let mut tokens = Vec::new();
@@ -46,9 +46,9 @@ async fn sessions_copy_from_memory_to_a_cluster_and_on_to_a_server() {
 
     let cluster = TempCluster::start();
     let on_cluster = Arc::new(fresh_store(&cluster.url(), "copyc").await);
-    assert_eq!(copy_all(&*memory, &*on_cluster).await, 40);
+    assert_eq!(copy_all(&memory, &*on_cluster).await, 40);
     assert_eq!(
-        copy_all(&*memory, &*on_cluster).await,
+        copy_all(&memory, &*on_cluster).await,
         0,
         "a second run copies nothing"
     );

@@ -35,7 +35,7 @@ impl Credential {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Credential(…redacted)")
+        write!(f, "Credential({self})")
     }
 }
 
