@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::device::DeviceBindingError;
 use crate::record::{AuthLevel, DataError};
 use crate::sealed::SealError;
 use crate::store::StoreError;
@@ -29,6 +30,9 @@ pub enum InvalidReason {
     Reused,
     /// The client does not match the session's client (policy `reject`).
     BindingMismatch,
+    /// The session is bound to a device and the request lacks its
+    /// current bound cookie (`docs/dbsc.md`).
+    DeviceBound,
 }
 
 impl InvalidReason {
@@ -42,6 +46,7 @@ impl InvalidReason {
             InvalidReason::Revoked => "revoked",
             InvalidReason::Reused => "reused",
             InvalidReason::BindingMismatch => "binding_mismatch",
+            InvalidReason::DeviceBound => "device_bound",
         }
     }
 }
@@ -141,6 +146,9 @@ pub enum SessionError {
     /// A sealing operation on a manager that keeps sessions in its store.
     #[error("this manager keeps sessions in its store; it seals none")]
     NotSealed,
+    /// A device-binding registration or refresh was refused.
+    #[error(transparent)]
+    DeviceBinding(#[from] DeviceBindingError),
     /// The store failed; callers fail closed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -115,12 +115,40 @@ pub enum SessionEvent {
         /// Invalid tokens counted in the current window.
         invalid_tokens: u32,
     },
+    /// A session was bound to a device key (DBSC registration).
+    DbscRegistered {
+        /// The session.
+        session_id: SessionId,
+        /// The key's algorithm (`ES256`, `RS256`).
+        algorithm: &'static str,
+    },
+    /// A device-bound session's bound cookie was renewed with a proof.
+    DbscRefreshed {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// A DBSC registration or refresh was refused.
+    DbscRefreshFailed {
+        /// The session.
+        session_id: SessionId,
+        /// Why, as a stable name (`bad_signature`, `unknown_challenge`, …).
+        reason: &'static str,
+    },
+    /// A browser sent a request without the bound cookie
+    /// (`Secure-Session-Skipped`).
+    DbscSkipped {
+        /// The session it names, when it is one of ours.
+        session_id: Option<SessionId>,
+        /// The browser's reason (`unreachable`, `server_error`,
+        /// `quota_exceeded`, or `other`).
+        reason: &'static str,
+    },
 }
 
 impl SessionEvent {
     /// Every kind [`kind`](Self::kind) returns, for tables keyed by kind
     /// (metrics); a new event adds its kind here, next to the match below.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 13] = [
         "created",
         "logged_in",
         "renewed",
@@ -130,6 +158,10 @@ impl SessionEvent {
         "token_reuse",
         "binding_mismatch",
         "token_guessing",
+        "dbsc_registered",
+        "dbsc_refreshed",
+        "dbsc_refresh_failed",
+        "dbsc_skipped",
     ];
 
     /// The event's kind as a stable snake_case name (for metrics labels).
@@ -144,6 +176,10 @@ impl SessionEvent {
             SessionEvent::TokenReuse { .. } => "token_reuse",
             SessionEvent::BindingMismatch { .. } => "binding_mismatch",
             SessionEvent::TokenGuessing { .. } => "token_guessing",
+            SessionEvent::DbscRegistered { .. } => "dbsc_registered",
+            SessionEvent::DbscRefreshed { .. } => "dbsc_refreshed",
+            SessionEvent::DbscRefreshFailed { .. } => "dbsc_refresh_failed",
+            SessionEvent::DbscSkipped { .. } => "dbsc_skipped",
         }
     }
 }
@@ -164,7 +200,8 @@ impl EventSink for TracingEventSink {
         match event {
             SessionEvent::TokenReuse { .. }
             | SessionEvent::BindingMismatch { .. }
-            | SessionEvent::TokenGuessing { .. } => {
+            | SessionEvent::TokenGuessing { .. }
+            | SessionEvent::DbscRefreshFailed { .. } => {
                 tracing::warn!(kind = event.kind(), ?event, "session security event");
             }
             _ => tracing::debug!(kind = event.kind(), ?event, "session event"),
@@ -351,6 +388,19 @@ mod kind_tests {
             SessionEvent::TokenGuessing {
                 ip,
                 invalid_tokens: 1,
+            },
+            SessionEvent::DbscRegistered {
+                session_id: id,
+                algorithm: "ES256",
+            },
+            SessionEvent::DbscRefreshed { session_id: id },
+            SessionEvent::DbscRefreshFailed {
+                session_id: id,
+                reason: "bad_signature",
+            },
+            SessionEvent::DbscSkipped {
+                session_id: None,
+                reason: "unreachable",
             },
         ];
         let kinds: Vec<&str> = events.iter().map(SessionEvent::kind).collect();

@@ -52,6 +52,7 @@ mod clock;
 pub mod codec;
 mod config;
 pub mod copy;
+pub mod device;
 mod error;
 mod events;
 mod manager;

@@ -192,7 +192,15 @@ impl SessionManager {
             Some(previous) => match self.relogin(&previous, login.clone(), &data, now).await {
                 // The session ended meanwhile: the login starts a new one.
                 Err(SessionError::Invalid { .. }) => self.fresh_login(login, data, now).await?,
-                other => other?,
+                other => {
+                    let session = other?;
+                    // A sign-in ends the device binding: the new sign-in
+                    // binds anew.
+                    if !session.is_sealed() {
+                        self.end_device_binding(&session.record.id).await?;
+                    }
+                    session
+                }
             },
             None => self.fresh_login(login, data, now).await?,
         };

@@ -36,6 +36,7 @@ use crate::record::{AuthLevel, CsrfSecret, SessionData, SessionRecord};
 use crate::store::{Intercept, Intercepted, Operation, SessionStore, StoreError};
 use crate::token::{SessionId, SessionToken, TokenHash};
 
+pub mod device;
 mod lifecycle_cases;
 mod store_cases;
 
