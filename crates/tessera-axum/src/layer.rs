@@ -131,11 +131,23 @@ where
     {
         return Error(tessera_web::Error::Guessing).into_response();
     }
-    let state = Arc::new(Mutex::new(RequestSession::new(
-        config.clone(),
-        presented,
-        client,
-    )));
+    let mut session = RequestSession::new(config.clone(), presented, client);
+    if let Some(dbsc) = config.dbsc() {
+        tessera_web::dbsc::report_skipped(config.manager(), request.headers());
+        let is_post = request.method() == http::Method::POST;
+        if is_post && request.uri().path() == dbsc.refresh_path() {
+            let answer =
+                tessera_web::dbsc::refresh(dbsc, config.manager(), request.headers()).await;
+            return dbsc_response(answer);
+        }
+        session.set_bound_cookie(dbsc.bound_cookie(request.headers()));
+        if is_post && request.uri().path() == dbsc.register_path() {
+            let answer = tessera_web::dbsc::register(dbsc, &mut session, request.headers()).await;
+            let state = Mutex::new(session);
+            return finish(&state, dbsc_response(answer)).await;
+        }
+    }
+    let state = Arc::new(Mutex::new(session));
     request
         .extensions_mut()
         .insert(Session::new(state.clone(), config.manager().clone()));
@@ -244,6 +256,29 @@ async fn check_csrf(
     Ok(request)
 }
 
+/// A DBSC endpoint's answer as a response.
+fn dbsc_response(answer: tessera_web::dbsc::DbscAnswer) -> Response {
+    let status = http::StatusCode::from_u16(answer.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match answer.body {
+        Some(body) => (
+            status,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response(),
+        None => status.into_response(),
+    };
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .append(http::HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
 /// Writes the request's cookie change into the response.
 async fn finish(state: &Mutex<RequestSession>, mut response: Response) -> Response {
     let mut state = state.lock().await;
@@ -266,6 +301,11 @@ async fn finish(state: &Mutex<RequestSession>, mut response: Response) -> Respon
             Err(_) => {
                 tracing::error!("a session cookie is not a valid header value");
             }
+        }
+    }
+    for (name, value) in &changes.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(http::HeaderName::from_static(name), value);
         }
     }
     if changes.clear_site_data {

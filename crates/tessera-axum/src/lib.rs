@@ -82,6 +82,30 @@
 //! [`SessionLayerBuilder::max_cookies`]; beyond that, writes fail with the
 //! code `session_too_large` (413).
 //!
+//! # Device-bound sessions (DBSC)
+//!
+//! One builder option binds sessions to a key the browser keeps on the
+//! device (`docs/dbsc.md`): after a login the response offers
+//! registration, the layer serves the registration and refresh endpoints
+//! (`/tessera/dbsc/register`, `/tessera/dbsc/refresh`), and a bound
+//! session is authenticated only together with its short-lived bound
+//! cookie (10 minutes by default), which only the device can renew. A
+//! stolen cookie jar stops working when that cookie expires. Browsers
+//! without DBSC ignore the offer and are served as before.
+//!
+//! ```
+//! # use tessera_axum::{DbscSettings, SessionLayer};
+//! # use tessera_core::{MemoryStore, SessionManager};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let manager = SessionManager::builder(MemoryStore::new()).build()?;
+//! let layer = SessionLayer::builder(manager)
+//!     .device_binding(DbscSettings::default())
+//!     .build()?;
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The framework-neutral parts (cookies, CSRF, the per-request session)
 //! live in [`tessera_web`], shared with the actix-web integration; this
 //! crate translates axum's requests and responses.
@@ -94,4 +118,5 @@ mod session;
 pub use error::Error;
 pub use layer::{SessionLayer, SessionLayerBuilder, SessionService};
 pub use session::Session;
+pub use tessera_web::dbsc::DbscSettings;
 pub use tessera_web::{LayerConfigError, SameSite};

@@ -12,6 +12,7 @@ use tessera_core::{ClientInfo, SessionManager};
 use crate::Headers;
 use crate::cookies::{ChunkedCookie, CookieAttributes, CookieController, SameSite, SingleCookie};
 use crate::csrf::{DEFAULT_CSRF_FIELD, DEFAULT_CSRF_HEADER};
+use crate::dbsc::DbscSettings;
 
 /// Default number of cookies a sealed session may span.
 pub const DEFAULT_MAX_COOKIES: usize = 4;
@@ -56,6 +57,7 @@ pub struct WebConfig {
     pub(crate) client_ip_header: Option<String>,
     pub(crate) reject_guessing: bool,
     pub(crate) sign_in_page: Option<String>,
+    pub(crate) dbsc: Option<DbscSettings>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -182,6 +184,11 @@ impl WebConfig {
         self.sign_in_page.is_some()
     }
 
+    /// Device-bound sessions, when the layer serves them.
+    pub fn dbsc(&self) -> Option<&DbscSettings> {
+        self.dbsc.as_ref()
+    }
+
     /// Whether a client the manager flags as guessing is refused (429).
     pub fn rejects_guessing(&self) -> bool {
         self.reject_guessing
@@ -262,6 +269,7 @@ pub struct WebConfigBuilder<T> {
     client_ip_header: Option<String>,
     reject_guessing: bool,
     sign_in_page: Option<String>,
+    dbsc: Option<DbscSettings>,
     target: PhantomData<fn() -> T>,
 }
 
@@ -293,6 +301,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             client_ip_header: None,
             reject_guessing: true,
             sign_in_page: None,
+            dbsc: None,
             target: PhantomData,
         }
     }
@@ -406,6 +415,16 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
         self
     }
 
+    /// Turns on device-bound sessions (DBSC, `docs/dbsc.md`): a login
+    /// offers browsers that support it to bind the session to a device
+    /// key, the layer serves the registration and refresh endpoints, and a
+    /// bound session is authenticated only with its short-lived bound
+    /// cookie. Browsers without DBSC are served as before.
+    pub fn device_binding(mut self, settings: DbscSettings) -> Self {
+        self.dbsc = Some(settings);
+        self
+    }
+
     /// Builds the layer, refusing settings that contradict each other.
     pub fn build(self) -> Result<T, LayerConfigError> {
         let name = &self.attributes.name;
@@ -447,6 +466,27 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
         {
             return Err(LayerConfigError::InvalidClientIpHeader(header.clone()));
         }
+        let dbsc = match self.dbsc {
+            Some(mut dbsc) => {
+                dbsc.secure = self.attributes.secure;
+                dbsc.same_site = self.attributes.same_site;
+                let name = &dbsc.cookie_name;
+                if name.is_empty()
+                    || !name.bytes().all(is_cookie_name_byte)
+                    || *name == self.attributes.name
+                {
+                    return Err(LayerConfigError::InvalidCookieName(name.clone()));
+                }
+                if name.starts_with("__Host-") && !dbsc.secure {
+                    return Err(LayerConfigError::PrefixNeedsSecure {
+                        name: name.clone(),
+                        prefix: "__Host-",
+                    });
+                }
+                Some(dbsc)
+            }
+            None => None,
+        };
         let manager = match self.sealing {
             Some(keys) => self.manager.with_sealing(keys, name.as_bytes())?,
             None => self.manager,
@@ -473,6 +513,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             client_ip_header: self.client_ip_header.map(|h| h.to_ascii_lowercase()),
             reject_guessing: self.reject_guessing,
             sign_in_page: self.sign_in_page,
+            dbsc,
         })))
     }
 }

@@ -12,6 +12,8 @@
 //!   through the [`SessionManager`](tessera_core::SessionManager), and
 //!   turned into at most one cookie change when the response leaves
 //!   ([`ResponseChanges`]);
+//! * [`dbsc`]: device-bound sessions over HTTP (headers, bound cookie,
+//!   registration and refresh endpoints);
 //! * [`Error`]: what a request's session operations can fail with, with
 //!   the HTTP status and the stable code each answers with.
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@
 mod config;
 pub mod cookies;
 pub mod csrf;
+pub mod dbsc;
 mod error;
 mod request;
 

@@ -46,6 +46,9 @@ pub struct ResponseChanges {
     /// The cookie changes, so `no-store` overrides the handler's own
     /// `Cache-Control`.
     pub cookie_changed: bool,
+    /// Further headers (lowercase names) to add: the DBSC registration
+    /// offer after a login.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// One request's session, behind the framework's session extractor.
@@ -66,6 +69,10 @@ pub struct RequestSession {
     finished: bool,
     rejected: Option<InvalidReason>,
     cookie: CookieChange,
+    /// The DBSC bound cookie the request carried.
+    bound_cookie: Option<String>,
+    /// A DBSC registration offer to send (`Secure-Session-Registration`).
+    registration: Option<String>,
 }
 
 impl std::fmt::Debug for RequestSession {
@@ -94,7 +101,21 @@ impl RequestSession {
             finished: false,
             rejected: None,
             cookie: CookieChange::Keep,
+            bound_cookie: None,
+            registration: None,
         }
+    }
+
+    /// Sets the DBSC bound cookie the request carried (read with
+    /// [`DbscSettings::bound_cookie`](crate::dbsc::DbscSettings::bound_cookie)).
+    pub fn set_bound_cookie(&mut self, value: Option<String>) {
+        self.bound_cookie = value;
+    }
+
+    /// The request's session as the manager vouched for it, if any.
+    pub async fn active(&mut self) -> Result<Option<ActiveSession>, Error> {
+        self.load().await?;
+        Ok(self.current.clone())
     }
 
     /// The layer's settings.
@@ -133,7 +154,7 @@ impl RequestSession {
                         .validate(&value, Some(&self.client))
                         .await
                     {
-                        Ok(session) => self.adopt(session),
+                        Ok(session) => self.adopt_checked(session).await?,
                         Err(SessionError::Invalid { reason }) => self.rejected = Some(reason),
                         Err(other) => return Err(other.into()),
                     }
@@ -141,6 +162,33 @@ impl RequestSession {
             }
         }
         Ok(self.current.as_ref().map(ActiveSession::record))
+    }
+
+    /// Adopts a validated session once it passed the device-binding check
+    /// (with DBSC on): a bound session without its current bound cookie
+    /// leaves the request anonymous, though a credential the validation
+    /// renewed still goes out.
+    async fn adopt_checked(&mut self, mut session: ActiveSession) -> Result<(), Error> {
+        if self.config.dbsc.is_some() {
+            let checked = self
+                .config
+                .manager
+                .check_device(&session, self.bound_cookie.as_deref())
+                .await;
+            match checked {
+                Ok(_) => {}
+                Err(SessionError::Invalid { reason }) => {
+                    if let Some(credential) = session.take_issued() {
+                        self.cookie = CookieChange::Set(credential.into_string());
+                    }
+                    self.rejected = Some(reason);
+                    return Ok(());
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        self.adopt(session);
+        Ok(())
     }
 
     /// Makes `session` the request's session; a credential it issued goes
@@ -313,6 +361,15 @@ impl RequestSession {
             return Ok(());
         };
         let session = self.config.manager.commit_login(pending).await?;
+        if let Some(dbsc) = &self.config.dbsc {
+            // Browsers with DBSC bind the new sign-in; others ignore the header.
+            let offer = self
+                .config
+                .manager
+                .offer_device_binding(&session, dbsc.policy())
+                .await?;
+            self.registration = offer.and_then(|offer| dbsc.registration_header(&offer));
+        }
         self.adopt(session);
         Ok(())
     }
@@ -436,6 +493,11 @@ impl RequestSession {
             no_store: self.current.is_some(),
             ..ResponseChanges::default()
         };
+        if let Some(registration) = self.registration.take() {
+            changes
+                .headers
+                .push((crate::dbsc::REGISTRATION_HEADER, registration));
+        }
         match std::mem::replace(&mut self.cookie, CookieChange::Keep) {
             CookieChange::Keep => {}
             CookieChange::Set(credential) => {

@@ -1,0 +1,238 @@
+//! Device-bound sessions (DBSC) through the layer, driven by a hand-made
+//! client that keeps a P-256 key and signs proofs as a browser does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Mode, Reply, TestApp, app_with};
+use http::{Request, StatusCode};
+use serde_json::Value;
+use tessera_axum::DbscSettings;
+use tessera_core::BindingPolicy;
+use tessera_core::testkit::device::TestDevice;
+
+const REGISTER: &str = "/tessera/dbsc/register";
+const REFRESH: &str = "/tessera/dbsc/refresh";
+const BOUND: &str = "__Host-tessera-bound";
+
+fn dbsc_app() -> TestApp {
+    app_with(Mode::Server, BindingPolicy::Log, |b| {
+        b.device_binding(DbscSettings::default())
+    })
+}
+
+/// The value of parameter `name` in a structured header.
+fn param(header: &str, name: &str) -> String {
+    let start = header
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("{name} in {header}"))
+        + name.len()
+        + 2;
+    let end = header[start..].find('"').expect("closing quote") + start;
+    header[start..end].to_owned()
+}
+
+/// The string item at the start of a `Secure-Session-Challenge`.
+fn challenge_of(reply: &Reply) -> String {
+    let header = reply
+        .header("secure-session-challenge")
+        .expect("a challenge header");
+    header[1..].split('"').next().expect("a string").to_owned()
+}
+
+fn json(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).expect("JSON body")
+}
+
+/// Logs in, registers `device` as a DBSC browser would; returns the
+/// session identifier.
+async fn login_and_register(app: &TestApp, client: &mut Client, device: &TestDevice) -> String {
+    let login = client.post(app, "/login/alice").await;
+    assert_eq!(login.status, StatusCode::OK);
+    let offer = login
+        .header("secure-session-registration")
+        .expect("a registration offer after login")
+        .to_owned();
+    assert!(offer.starts_with("(ES256 RS256);"), "{offer}");
+    assert_eq!(param(&offer, "path"), REGISTER);
+    assert!(
+        login.header("secure-session-challenge").is_none(),
+        "no separate challenge on the registration response"
+    );
+    let proof = device.registration_proof(&param(&offer, "challenge"));
+    let registered = client
+        .send(
+            app,
+            Request::post(REGISTER)
+                .header("sec-fetch-site", "same-origin")
+                // As a structured-field string.
+                .header("secure-session-response", format!("\"{proof}\"")),
+        )
+        .await;
+    assert_eq!(registered.status, StatusCode::OK, "{}", registered.body);
+    let instructions = json(&registered);
+    assert_eq!(instructions["refresh_url"], REFRESH);
+    assert_eq!(instructions["scope"]["include_site"], false);
+    assert_eq!(instructions["credentials"][0]["type"], "cookie");
+    assert_eq!(instructions["credentials"][0]["name"], BOUND);
+    let set = registered.set_cookies();
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with(BOUND) && c.contains("Max-Age=600") && c.contains("Secure")),
+        "{set:?}"
+    );
+    instructions["session_identifier"]
+        .as_str()
+        .expect("an identifier")
+        .to_owned()
+}
+
+/// A refresh as the browser sends it: first without a proof (403 and a
+/// challenge), then with one.
+async fn refresh(app: &TestApp, client: &mut Client, device: &TestDevice, id: &str) -> Reply {
+    let first = client
+        .send(
+            app,
+            Request::post(REFRESH).header("sec-secure-session-id", format!("\"{id}\"")),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::FORBIDDEN);
+    let header = first.header("secure-session-challenge").expect("challenge");
+    assert_eq!(param(header, "id"), id);
+    let proof = device.refresh_proof(&challenge_of(&first));
+    client
+        .send(
+            app,
+            Request::post(REFRESH)
+                // Bare, as browsers also send them.
+                .header("sec-secure-session-id", id)
+                .header("secure-session-response", proof),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn dbsc_register_refresh_and_a_stolen_jar_through_the_layer() {
+    let app = dbsc_app();
+    let device = TestDevice::es256();
+    let mut browser = Client::new();
+    let id = login_and_register(&app, &mut browser, &device).await;
+    assert_eq!(browser.get(&app, "/whoami").await.body, "alice");
+    assert_eq!(app.events.of_kind("dbsc_registered").len(), 1);
+
+    // A copy of the jar without the bound cookie is not signed in.
+    let mut partial = browser.clone();
+    partial.jar.remove(BOUND);
+    assert_eq!(partial.get(&app, "/whoami").await.body, "anonymous");
+    assert_eq!(partial.get(&app, "/rejected").await.body, "device_bound");
+
+    // The whole jar works until the bound cookie expires.
+    let mut thief = browser.clone();
+    assert_eq!(thief.get(&app, "/whoami").await.body, "alice");
+    app.clock.advance(Duration::from_secs(600));
+    assert_eq!(thief.get(&app, "/whoami").await.body, "anonymous");
+    assert_eq!(browser.get(&app, "/whoami").await.body, "anonymous");
+
+    // The device refreshes: a new value each time, and the page loads.
+    let old = browser.jar[BOUND].clone();
+    let refreshed = refresh(&app, &mut browser, &device, &id).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_eq!(json(&refreshed)["session_identifier"], id.as_str());
+    let first = browser.jar[BOUND].clone();
+    assert_ne!(first, old);
+    assert_eq!(browser.get(&app, "/whoami").await.body, "alice");
+    refresh(&app, &mut browser, &device, &id).await;
+    assert_ne!(browser.jar[BOUND], first, "the value changes every refresh");
+    assert_eq!(browser.get(&app, "/whoami").await.body, "alice");
+    assert_eq!(app.events.of_kind("dbsc_refreshed").len(), 2);
+
+    // The thief's copy (an earlier bound cookie) stays refused.
+    assert_eq!(thief.get(&app, "/whoami").await.body, "anonymous");
+    thief.jar.insert(BOUND.to_owned(), first);
+    assert_eq!(thief.get(&app, "/whoami").await.body, "anonymous");
+
+    // A thief's own key cannot refresh.
+    let stranger = TestDevice::es256();
+    let stolen = refresh(&app, &mut thief, &stranger, &id).await;
+    assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&stolen)["continue"], false);
+    assert_eq!(browser.get(&app, "/whoami").await.body, "alice");
+}
+
+#[tokio::test]
+async fn dbsc_refresh_refuses_missing_ids_and_ended_sessions() {
+    let app = dbsc_app();
+    let device = TestDevice::es256();
+    let mut browser = Client::new();
+    let id = login_and_register(&app, &mut browser, &device).await;
+    let missing = browser.send(&app, Request::post(REFRESH)).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let wrong = browser
+        .send(
+            &app,
+            Request::post(REFRESH).header("sec-secure-session-id", "\"not-an-id\""),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    let unknown = browser
+        .send(
+            &app,
+            Request::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    // A registration without a proof, or with a replayed one, is refused.
+    let no_proof = browser.send(&app, Request::post(REGISTER)).await;
+    assert_eq!(no_proof.status, StatusCode::BAD_REQUEST);
+
+    browser.post(&app, "/logout").await;
+    let after_logout = browser
+        .send(
+            &app,
+            Request::post(REFRESH).header("sec-secure-session-id", id.as_str()),
+        )
+        .await;
+    assert_eq!(after_logout.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&after_logout)["continue"], false);
+}
+
+#[tokio::test]
+async fn dbsc_browsers_without_it_are_served_as_before() {
+    let app = dbsc_app();
+    let mut browser = Client::new();
+    // The offer is ignored: no registration, no bound cookie.
+    let login = browser.post(&app, "/login/bob").await;
+    assert!(login.header("secure-session-registration").is_some());
+    assert_eq!(browser.get(&app, "/whoami").await.body, "bob");
+    app.clock.advance(Duration::from_secs(20 * 60));
+    assert_eq!(browser.get(&app, "/whoami").await.body, "bob");
+    assert!(!browser.jar.contains_key(BOUND));
+    // Skipped requests are counted.
+    browser
+        .send(
+            &app,
+            Request::get("/whoami").header(
+                "secure-session-skipped",
+                "unreachable;session_identifier=\"x\"",
+            ),
+        )
+        .await;
+    assert_eq!(app.events.of_kind("dbsc_skipped").len(), 1);
+}
+
+#[tokio::test]
+async fn dbsc_layer_without_the_option_sends_no_offer() {
+    let app = app_with(Mode::Server, BindingPolicy::Log, |b| b);
+    let mut browser = Client::new();
+    let login = browser.post(&app, "/login/carol").await;
+    assert!(login.header("secure-session-registration").is_none());
+    let refresh = browser
+        .send(
+            &app,
+            Request::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
+        )
+        .await;
+    assert_ne!(refresh.status, StatusCode::OK);
+    assert!(refresh.header("secure-session-challenge").is_none());
+}
