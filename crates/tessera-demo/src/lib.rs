@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use serde::Deserialize;
-use tessera::axum::{Error, LayerConfigError, Session, SessionLayer};
+use tessera::axum::{DbscSettings, Error, LayerConfigError, Session, SessionLayer};
 use tessera::sealed::KeyRing;
 use tessera::{SessionId, SessionManager};
 
@@ -47,12 +47,26 @@ struct Demo {
     mode: &'static str,
 }
 
-/// The demo's router with its session layer (default cookie settings).
+/// The demo's router with its session layer (default cookie settings),
+/// without device-bound sessions.
 pub fn app(manager: SessionManager, mode: DemoMode) -> Result<Router, LayerConfigError> {
+    app_with_dbsc(manager, mode, None)
+}
+
+/// The demo's router, with device-bound sessions (DBSC) when `dbsc` is
+/// given (`--dbsc on`, the binary's default).
+pub fn app_with_dbsc(
+    manager: SessionManager,
+    mode: DemoMode,
+    dbsc: Option<DbscSettings>,
+) -> Result<Router, LayerConfigError> {
     let demo = Arc::new(Demo { mode: mode.name() });
     let mut layer = SessionLayer::builder(manager);
     if let DemoMode::Cookie(keys) = mode {
         layer = layer.sealed(keys);
+    }
+    if let Some(dbsc) = dbsc {
+        layer = layer.device_binding(dbsc);
     }
     let layer = layer.build()?;
     Ok(Router::new()
@@ -141,9 +155,14 @@ async fn sessions(State(demo): State<Arc<Demo>>, session: Session) -> Page {
         return Ok(Redirect::to("/login").into_response());
     };
     let list = session.sessions().await?;
+    let mut bound = Vec::with_capacity(list.len());
+    for listed in &list {
+        bound.push(session.manager().is_device_bound(&listed.id).await?);
+    }
     let token = session.csrf_token().await?;
     Ok(html(pages::sessions(
         &list,
+        &bound,
         &current.id.to_string(),
         &token,
         demo.mode,

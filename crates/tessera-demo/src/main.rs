@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use tessera::axum::DbscSettings;
+use tessera::device::DeviceBindingPolicy;
 use tessera::open::{OpenStoreError, StoreUrl, open_store};
 use tessera::sealed::{KeyRing, SealingKey};
 use tessera::store::{Durability, Epochs};
@@ -48,6 +50,25 @@ struct Args {
     /// Client binding policy: off, log or reject.
     #[arg(long, env = "TESSERA_BINDING", default_value = "log")]
     binding: BindingPolicy,
+    /// Device-bound sessions (DBSC): browsers that support it bind each
+    /// sign-in to a device key (needs HTTPS: --tls-cert and --tls-key).
+    #[arg(long, env = "TESSERA_DBSC", value_enum, default_value_t = Switch::On)]
+    dbsc: Switch,
+    /// Lifetime of the DBSC bound cookie: how long a stolen cookie jar works.
+    #[arg(long, env = "TESSERA_DBSC_COOKIE_LIFETIME", value_parser = humantime::parse_duration, default_value = "10m")]
+    dbsc_cookie_lifetime: Duration,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "TESSERA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// `--sealing-keys` as given: its `Debug` never shows the keys.
@@ -95,6 +116,10 @@ enum DemoError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("--dbsc-cookie-lifetime: {0}")]
+    Dbsc(#[from] tessera::device::DeviceBindingPolicyError),
+    #[error("--tls-cert/--tls-key: {0}")]
+    Tls(std::io::Error),
 }
 
 #[tokio::main]
@@ -148,7 +173,37 @@ async fn run(args: Args) -> Result<(), DemoError> {
             None => KeyRing::new(SealingKey::generate(1)?),
         }),
     };
-    let app = tessera_demo::app(manager, mode)?;
+    let dbsc = match args.dbsc {
+        Switch::On => Some(DbscSettings::new(DeviceBindingPolicy::new(
+            args.dbsc_cookie_lifetime,
+        )?)),
+        Switch::Off => None,
+    };
+    let app = tessera_demo::app_with_dbsc(manager, mode, dbsc)?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map_err(DemoError::Tls)?;
+        let handle = axum_server::Handle::new();
+        let shutdown = handle.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.graceful_shutdown(Some(Duration::from_secs(5)));
+        });
+        tracing::info!(
+            mode = ?args.mode,
+            store = %args.store,
+            "tessera-demo at https://localhost:{}/",
+            args.listen.port()
+        );
+        let served = axum_server::bind_rustls(args.listen, tls)
+            .handle(handle)
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .map_err(DemoError::Serve);
+        opened.shutdown()?;
+        return served;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| DemoError::Listen {

@@ -89,6 +89,7 @@ pub fn login(csrf_token: &str, error: Option<&str>) -> Markup {
 /// `GET /sessions`.
 pub fn sessions(
     sessions: &[std::sync::Arc<SessionRecord>],
+    device_bound: &[bool],
     current: &str,
     csrf_token: &str,
     mode: &str,
@@ -98,11 +99,13 @@ pub fn sessions(
         html! {
             h1 { "Your sessions" }
             ul #sessions {
-                @for session in sessions {
+                @for (index, session) in sessions.iter().enumerate() {
                     @let id = session.id.to_string();
                     @let is_current = id == current;
-                    li data-session-id=(id) data-current=(if is_current { "true" } else { "false" }) {
+                    @let bound = device_bound.get(index).copied().unwrap_or(false);
+                    li data-session-id=(id) data-current=(if is_current { "true" } else { "false" }) data-device-bound=(if bound { "true" } else { "false" }) {
                         (device(session))
+                        @if bound { " · " span.bound { "bound to its device" } }
                         " · " (session.client.as_ref().and_then(|c| c.ip).map_or("unknown address".to_owned(), |ip| ip.to_string()))
                         " · last seen " (when(session.last_seen_at))
                         @if is_current { " · " strong { "this browser" } }

@@ -364,3 +364,134 @@ async fn cookie_key_rotation_keeps_the_user_signed_in() {
     })
     .await;
 }
+
+/// The bound cookie's name.
+const BOUND: &str = "__Host-tessera-bound";
+
+/// The bound cookie in a browser's jar.
+async fn bound_cookie(b: &Browser) -> Option<::cookie::Cookie<'static>> {
+    b.client
+        .get_all_cookies()
+        .await
+        .expect("cookies")
+        .into_iter()
+        .find(|c| c.name() == BOUND)
+}
+
+/// Waits until the sessions page says the current session is bound (the
+/// browser registers in the background after the login's response).
+async fn wait_until_bound(b: &Browser, demo: &support::Demo) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        b.goto(&demo.url("/sessions")).await;
+        let bound = b
+            .client
+            .execute(
+                "const li = document.querySelector('#sessions li[data-current=true]');
+                 return li ? li.dataset.deviceBound : 'none';",
+                vec![],
+            )
+            .await
+            .expect("script");
+        if bound.as_str() == Some("true") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the browser did not register its device key (data-device-bound={bound})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Device-bound sessions in Chromium (software keys, over HTTPS): the
+/// browser registers after login; when the bound cookie is gone it
+/// refreshes with a signed proof and the page loads; a copy of every
+/// cookie in a fresh profile works only until the bound cookie expires,
+/// while the original browser goes on; a browser without DBSC is served
+/// as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbsc_chromium_registers_refreshes_and_a_copied_jar_expires() {
+    let lifetime = Duration::from_secs(2);
+    let demo = Arc::new(support::Demo::start_dbsc(lifetime).await);
+    let args = vec![
+        demo.browser_args(true),
+        demo.browser_args(true),
+        demo.browser_args(false),
+    ];
+    let scenario_demo = demo.clone();
+    support::with_browsers_args(args, move |browsers| async move {
+        let demo = scenario_demo;
+        let (device, thief, plain) = (&browsers[0], &browsers[1], &browsers[2]);
+
+        device.login(&demo.base, "alice").await;
+        wait_until_bound(device, &demo).await;
+        device.goto(&demo.url("/")).await;
+        assert_eq!(device.whoami().await, "alice");
+        let first = bound_cookie(device).await.expect("a bound cookie").value().to_owned();
+
+        // The bound cookie is gone: the browser refreshes before the page.
+        device
+            .client
+            .delete_cookie(BOUND)
+            .await
+            .expect("delete the bound cookie");
+        device.goto(&demo.url("/")).await;
+        assert_eq!(device.whoami().await, "alice", "refreshed with a proof");
+        let second = bound_cookie(device).await.expect("a new bound cookie");
+        assert_ne!(second.value(), first, "a new value at each refresh");
+
+        // Theft: every cookie copied into a fresh profile (no device key).
+        thief.goto(&demo.url("/login")).await;
+        thief.client.delete_all_cookies().await.expect("clean jar");
+        for cookie in device.client.get_all_cookies().await.expect("cookies") {
+            // Set from a script on the origin (so not HttpOnly, which the
+            // server cannot tell) and without an expiry: a thief keeps the
+            // values however long the browser would have.
+            thief
+                .client
+                .execute(
+                    "document.cookie = arguments[0] + '=' + arguments[1] + '; Secure; Path=/; SameSite=Lax';",
+                    vec![cookie.name().into(), cookie.value().into()],
+                )
+                .await
+                .expect("copy a cookie");
+        }
+        thief.goto(&demo.url("/")).await;
+        assert_eq!(thief.whoami().await, "alice", "a copy works until expiry");
+        // The bound cookie expires (on the server's clock; the copy is kept).
+        demo.clock.advance(lifetime + Duration::from_millis(1));
+        thief.goto(&demo.url("/")).await;
+        assert_eq!(thief.whoami().await, "anonymous", "the copy stops working");
+        thief.goto(&demo.url("/sessions")).await;
+        let at = thief.client.current_url().await.expect("url");
+        assert_eq!(at.path(), "/login", "the sessions page sends the thief to log in");
+
+        // The original browser goes on: its cookie expires in the browser
+        // too, and it refreshes.
+        tokio::time::sleep(lifetime + Duration::from_millis(500)).await;
+        device.goto(&demo.url("/")).await;
+        assert_eq!(device.whoami().await, "alice", "the device keeps working");
+        let third = bound_cookie(device).await.expect("a bound cookie");
+        assert_ne!(third.value(), second.value());
+
+        // A browser without DBSC uses the site as before.
+        plain.login(&demo.base, "bob").await;
+        assert_eq!(plain.whoami().await, "bob");
+        demo.clock.advance(Duration::from_secs(60));
+        plain.goto(&demo.url("/")).await;
+        assert_eq!(plain.whoami().await, "bob");
+        assert!(bound_cookie(plain).await.is_none());
+        plain.goto(&demo.url("/sessions")).await;
+        let bound = plain
+            .client
+            .execute(
+                "return document.querySelector('#sessions li[data-current=true]').dataset.deviceBound;",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(bound.as_str(), Some("false"));
+    })
+    .await;
+}

@@ -87,6 +87,12 @@ pub mod sealed {
     pub use tessera_core::sealed::*;
 }
 
+/// Device-bound sessions (DBSC): the binding policy, proofs and errors.
+pub mod device {
+    #[doc(inline)]
+    pub use tessera_core::device::*;
+}
+
 /// Session tokens: their format, hashes and errors.
 pub mod token {
     #[doc(inline)]
@@ -103,7 +109,7 @@ pub mod axum {
     #[doc(inline)]
     pub use tessera_axum::*;
     #[doc(inline)]
-    pub use tessera_web::{cookies, csrf};
+    pub use tessera_web::{cookies, csrf, dbsc};
 }
 
 /// The persistent single-node store on an embedded database (feature `embedded`).

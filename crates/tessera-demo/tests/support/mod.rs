@@ -87,8 +87,13 @@ pub struct Browser {
     profile: PathBuf,
 }
 
+/// Chromium's switches for device-bound sessions with software keys (no
+/// TPM), without origin-trial tokens or a refresh quota.
+pub const DBSC_FEATURES: &str = "--enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false/RefreshQuota/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting";
+
 impl Browser {
-    pub async fn launch() -> Browser {
+    /// A browser with these further command-line switches.
+    pub async fn launch_with(extra: &[String]) -> Browser {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let port = chromedriver();
         let profile = std::env::temp_dir().join(format!(
@@ -96,17 +101,27 @@ impl Browser {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().cloned());
         let capabilities = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
+                "args": args,
             }
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
@@ -248,6 +263,9 @@ pub struct Demo {
     pub base: String,
     pub clock: ManualClock,
     pub store: Arc<dyn SessionStore>,
+    /// Over HTTPS: the base64 SHA-256 of the certificate's public key, for
+    /// `--ignore-certificate-errors-spki-list`.
+    pub spki: Option<String>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -297,8 +315,70 @@ impl Demo {
             base: format!("http://localhost:{port}"),
             clock,
             store,
+            spki: None,
             server,
         }
+    }
+
+    /// The demo in server mode over HTTPS (a certificate made here for
+    /// localhost), with device-bound sessions whose bound cookie lives
+    /// `cookie_lifetime`.
+    pub async fn start_dbsc(cookie_lifetime: Duration) -> Demo {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let manager = SessionManager::builder_shared(store.clone())
+            .clock(clock.clone())
+            .build()
+            .expect("manager");
+        let policy =
+            tessera::device::DeviceBindingPolicy::new(cookie_lifetime).expect("DBSC policy");
+        let app = tessera_demo::app_with_dbsc(
+            manager,
+            DemoMode::Server,
+            Some(tessera::axum::DbscSettings::new(policy)),
+        )
+        .expect("demo app");
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+        let spki = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(certified.key_pair.public_key_der()));
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+            certified.cert.pem().into_bytes(),
+            certified.key_pair.serialize_pem().into_bytes(),
+        )
+        .await
+        .expect("TLS configuration");
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let _ = axum_server::from_tcp_rustls(listener, tls)
+                .expect("a listener for TLS")
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await;
+        });
+        Demo {
+            base: format!("https://localhost:{port}"),
+            clock,
+            store,
+            spki: Some(spki),
+            server,
+        }
+    }
+
+    /// Switches for a browser that trusts this demo's certificate, with
+    /// DBSC on (`dbsc`) or as Chromium ships.
+    pub fn browser_args(&self, dbsc: bool) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(spki) = &self.spki {
+            args.push(format!("--ignore-certificate-errors-spki-list={spki}"));
+        }
+        if dbsc {
+            args.push(DBSC_FEATURES.to_owned());
+        }
+        args
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -319,13 +399,24 @@ where
     F: FnOnce(Vec<Arc<Browser>>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let args = vec![Vec::new(); count as usize];
+    with_browsers_args(args, scenario).await;
+}
+
+/// [`with_browsers`] with each browser's own further switches.
+pub async fn with_browsers_args<F, Fut>(args: Vec<Vec<String>>, scenario: F)
+where
+    F: FnOnce(Vec<Arc<Browser>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let count = u32::try_from(args.len()).expect("a few browsers");
     let _slots = browser_slots()
         .acquire_many(count)
         .await
         .expect("semaphore open");
     let mut browsers = Vec::new();
-    for _ in 0..count {
-        browsers.push(Arc::new(Browser::launch().await));
+    for extra in &args {
+        browsers.push(Arc::new(Browser::launch_with(extra).await));
     }
     let outcome = tokio::spawn(scenario(browsers.clone())).await;
     for browser in browsers {
