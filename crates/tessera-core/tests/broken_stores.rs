@@ -485,7 +485,7 @@ impl Journal for ReferenceStore {
             }
         };
         let live = |(_, (_, forget_at)): &(_, &(Vec<u8>, Timestamp))| *forget_at > now;
-        let mut items: Vec<JournalEntry> = if self.faults.journal_oldest_first {
+        let items: Vec<JournalEntry> = if self.faults.journal_oldest_first {
             let newer = match after {
                 Some(position) => inner.journal.range(position..),
                 None => inner.journal.range(..),
@@ -508,13 +508,7 @@ impl Journal for ReferenceStore {
                 .map(entry)
                 .collect()
         };
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(journal_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of_one_more(items, limit, journal_cursor))
     }
 }
 

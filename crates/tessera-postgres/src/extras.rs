@@ -149,7 +149,7 @@ impl Journal for PostgresStore {
                 .await?
             }
         };
-        let mut items = found
+        let items = found
             .iter()
             .map(|row| {
                 let nonce: &[u8] = column(row, 1, "nonce")?;
@@ -162,13 +162,6 @@ impl Journal for PostgresStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let limit = limit.max(1);
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(journal_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::of_one_more(items, limit, journal_cursor))
     }
 }

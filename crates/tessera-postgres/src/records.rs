@@ -22,15 +22,8 @@ pub(crate) fn limit_plus_one(limit: usize) -> i64 {
 
 /// Cuts the look-ahead row off a page of records in id order; the cursor
 /// resumes after the last one kept.
-pub(crate) fn page_of(mut items: Vec<SessionRecord>, limit: usize) -> Page<SessionRecord> {
-    let limit = limit.max(1);
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|r| id_cursor(&r.id))
-    } else {
-        None
-    };
-    Page { items, next }
+pub(crate) fn page_of(items: Vec<SessionRecord>, limit: usize) -> Page<SessionRecord> {
+    Page::of_one_more(items, limit, |r| id_cursor(&r.id))
 }
 
 /// The id a cursor resumes after, as the bytes SQL compares (`''` first).

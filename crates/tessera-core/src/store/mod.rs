@@ -613,6 +613,19 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The page of the first `limit` (at least one) of `items`, which were
+    /// fetched with one more than that to learn whether a next page
+    /// exists; `next` is then the cursor of its last item.
+    pub fn of_one_more(mut items: Vec<T>, limit: usize, cursor: impl FnOnce(&T) -> String) -> Self {
+        let limit = limit.max(1);
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = items.last().filter(|_| more).map(cursor);
+        Page { items, next }
+    }
+}
+
 /// Records, one per session, keyed by the session's public id.
 ///
 /// Guarantees (proven by the conformance suite in `testkit`):
