@@ -119,4 +119,4 @@ pub use error::Error;
 pub use layer::{SessionLayer, SessionLayerBuilder, SessionService};
 pub use session::Session;
 pub use tessera_web::dbsc::DbscSettings;
-pub use tessera_web::{LayerConfigError, SameSite};
+pub use tessera_web::{LayerConfigError, SameSite, TrustedProxies};

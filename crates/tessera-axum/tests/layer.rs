@@ -459,7 +459,12 @@ async fn bad_cookies_mean_anonymous_never_a_server_error() {
                 "{mode:?}: {}",
                 String::from_utf8_lossy(cookie)
             );
-            assert!(reply.set_cookies().is_empty());
+            // At most the removal of a cookie that can never be valid.
+            assert!(
+                reply.set_cookies().iter().all(|c| c.contains("Max-Age=0")),
+                "{:?}",
+                reply.set_cookies()
+            );
             // A write from such a request gets a brand-new session.
             let request = Request::get("/csrf")
                 .header(
@@ -493,7 +498,11 @@ async fn tampered_and_retired_seals_are_refused() {
         "__Host-tessera".into(),
         format!("{count}.{}", String::from_utf8(bytes).expect("ascii")),
     );
-    assert_eq!(tampered.get(&app, "/whoami").await.body, "anonymous");
+    // (Each from a fresh copy: the first answer clears the cookie.)
+    assert_eq!(
+        tampered.clone().get(&app, "/whoami").await.body,
+        "anonymous"
+    );
     assert_eq!(tampered.get(&app, "/rejected").await.body, "malformed");
 
     // The same cookie under a rotated ring (new key first) still opens…
@@ -508,7 +517,10 @@ async fn tampered_and_retired_seals_are_refused() {
     let retired_app = rebuilt(&app, store, |b| {
         b.sealed(KeyRing::new(SealingKey::new(2, [43; 32])))
     });
-    assert_eq!(client.get(&retired_app, "/whoami").await.body, "anonymous");
+    assert_eq!(
+        client.clone().get(&retired_app, "/whoami").await.body,
+        "anonymous"
+    );
     assert_eq!(client.get(&retired_app, "/rejected").await.body, "unknown");
 }
 
@@ -595,6 +607,58 @@ async fn revoking_the_subject_signs_out_other_browsers_in_both_modes() {
 }
 
 #[tokio::test]
+async fn unknown_and_expired_cookies_are_cleared_without_clear_site_data() {
+    for mode in MODES {
+        let app = app(mode);
+        let mut client = Client::new();
+        client.post(&app, "/login/alice").await;
+        app.clock.advance(Duration::from_secs(31 * 60));
+        let reply = client.get(&app, "/whoami").await;
+        assert_eq!(reply.body, "anonymous");
+        let set = reply.set_cookies();
+        assert!(
+            !set.is_empty() && set.iter().all(|c| c.contains("Max-Age=0")),
+            "{mode:?}: the expired cookie is cleared: {set:?}"
+        );
+        assert_eq!(reply.header("clear-site-data"), None, "other cookies stay");
+        assert!(client.session_cookie().is_none(), "{mode:?}");
+    }
+    // A well-formed token the store does not know is cleared too.
+    let app = app(Mode::Server);
+    let request = Request::get("/whoami")
+        .header(
+            "cookie",
+            "__Host-tessera=tss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .body(Body::empty())
+        .expect("request");
+    let reply = raw(&app, request).await;
+    let set = reply.set_cookies();
+    assert!(
+        !set.is_empty() && set.iter().all(|c| c.contains("Max-Age=0")),
+        "{set:?}"
+    );
+}
+
+#[tokio::test]
+async fn guessing_is_reported_and_refused_only_when_opted_in() {
+    let app = app(Mode::Server);
+    let ip: std::net::SocketAddr = "203.0.113.9:5000".parse().expect("addr");
+    for i in 0..8 {
+        let mut request = Request::get("/whoami")
+            .header("cookie", format!("__Host-tessera=tss_guess{i}"))
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(ip));
+        // Users behind the same address are not locked out by default.
+        assert_eq!(raw(&app, request).await.status, StatusCode::OK);
+    }
+    assert!(!app.events.of_kind("token_guessing").is_empty());
+}
+
+#[tokio::test]
 async fn idle_timeout_signs_out() {
     for mode in MODES {
         let app = app(mode);
@@ -631,9 +695,66 @@ async fn binding_mismatch_under_reject_is_a_typed_rejection() {
 }
 
 #[tokio::test]
+async fn a_session_bound_to_a_user_agent_presented_without_one_is_a_mismatch() {
+    for mode in MODES {
+        let app = app_with(mode, BindingPolicy::Reject, |b| b);
+        let mut client = Client::new();
+        client.user_agent = Some("Browser/1".into());
+        client.post(&app, "/login/alice").await;
+        let mut thief = client.clone();
+        thief.user_agent = None;
+        assert_eq!(thief.get(&app, "/whoami").await.body, "anonymous");
+        assert_eq!(
+            thief.get(&app, "/rejected").await.body,
+            "binding_mismatch",
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_client_ip_header_is_believed_only_from_trusted_proxies() {
+    let app = app_with(Mode::Server, BindingPolicy::Log, |b| {
+        b.client_ip_header("x-forwarded-for").reject_guessing(true)
+    });
+    let guess = |peer: &str, forwarded: String, i: usize| {
+        let mut request = Request::get("/whoami")
+            .header("cookie", format!("__Host-tessera=tss_guess{i}"))
+            .header("x-forwarded-for", forwarded)
+            .body(Body::empty())
+            .expect("request");
+        let peer: std::net::SocketAddr = peer.parse().expect("addr");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
+    };
+    // Behind a proxy on loopback, a client that writes a new left-most
+    // entry each time is still the address the proxy appended.
+    for i in 0..5 {
+        let request = guess("127.0.0.1:4000", format!("6.6.{i}.6, 203.0.113.9"), i);
+        assert_ne!(
+            raw(&app, request).await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let request = guess("127.0.0.1:4000", "7.7.7.7, 203.0.113.9".into(), 99);
+    assert_eq!(
+        raw(&app, request).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A peer that is not a trusted proxy cannot blame that address.
+    let request = guess("198.51.100.1:4000", "203.0.113.9".into(), 100);
+    assert_ne!(
+        raw(&app, request).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
 async fn a_guessing_client_is_refused_with_429() {
     for mode in MODES {
-        let app = app(mode);
+        let app = app_with(mode, BindingPolicy::Log, |b| b.reject_guessing(true));
         let ip: std::net::SocketAddr = "203.0.113.9:5000".parse().expect("addr");
         for i in 0..6 {
             let mut request = Request::get("/whoami")

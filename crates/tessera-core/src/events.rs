@@ -273,7 +273,21 @@ struct Window {
     reported: bool,
 }
 
-/// Counts invalid tokens per client IP in fixed windows.
+/// The address invalid tokens are counted under: an IPv4 address as it
+/// is (also when written as IPv6), an IPv6 address by its /64, the
+/// smallest network one subscriber gets (an attacker holding a /64 has
+/// 2^64 addresses to rotate through).
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Counts invalid tokens per client IP (IPv6 per /64) in fixed windows.
 #[derive(Debug)]
 pub(crate) struct GuessingDetector {
     threshold: u32,
@@ -298,6 +312,7 @@ impl GuessingDetector {
     /// Records one invalid token; returns the count when it first reaches the
     /// threshold in the current window (the moment to report).
     pub(crate) fn record_invalid(&self, ip: IpAddr, now: Timestamp) -> Option<u32> {
+        let ip = counted_as(ip);
         let Ok(mut windows) = self.windows.lock() else {
             return None;
         };
@@ -332,6 +347,7 @@ impl GuessingDetector {
 
     /// Whether this IP is over the threshold in its current window.
     pub(crate) fn is_guessing(&self, ip: IpAddr, now: Timestamp) -> bool {
+        let ip = counted_as(ip);
         let last_report = self.last_report_at.load(Ordering::Acquire);
         if last_report == i64::MIN || now.since(Timestamp(last_report)) >= self.window {
             return false;
@@ -348,6 +364,29 @@ impl GuessingDetector {
 #[cfg(test)]
 mod kind_tests {
     use super::*;
+
+    #[test]
+    fn ipv6_guessing_is_counted_per_64() {
+        let detector = GuessingDetector::new(3, Duration::from_secs(60));
+        let now = Timestamp(1_000);
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        // Three addresses of one /64: one guesser.
+        assert_eq!(detector.record_invalid(ip("2001:db8:1:2::1"), now), None);
+        assert_eq!(detector.record_invalid(ip("2001:db8:1:2::2"), now), None);
+        assert_eq!(
+            detector.record_invalid(ip("2001:db8:1:2:ffff::3"), now),
+            Some(3)
+        );
+        assert!(detector.is_guessing(ip("2001:db8:1:2::99"), now));
+        // The next /64 is someone else.
+        assert!(!detector.is_guessing(ip("2001:db8:1:3::1"), now));
+        // IPv4 stays per address, also written as IPv6.
+        for _ in 0..3 {
+            detector.record_invalid(ip("::ffff:192.0.2.1"), now);
+        }
+        assert!(detector.is_guessing(ip("192.0.2.1"), now));
+        assert!(!detector.is_guessing(ip("192.0.2.2"), now));
+    }
     use crate::token::SessionId;
 
     #[test]

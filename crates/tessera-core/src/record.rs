@@ -266,10 +266,12 @@ pub struct ClientBinding {
 }
 
 impl ClientBinding {
-    /// Whether a request's binding contradicts this one. Parts the request
-    /// does not carry are not compared.
+    /// Whether a request's binding contradicts this one. A session bound
+    /// to a User-Agent mismatches a request without one (dropping the
+    /// header must not evade the binding); an IP prefix the request does
+    /// not carry is not compared.
     pub fn mismatches(&self, presented: &ClientBinding) -> bool {
-        let ua = matches!((self.user_agent_hash, presented.user_agent_hash), (Some(a), Some(b)) if a != b);
+        let ua = matches!(self.user_agent_hash, Some(a) if presented.user_agent_hash != Some(a));
         let ip = matches!((self.ip_prefix, presented.ip_prefix), (Some(a), Some(b)) if a != b);
         ua || ip
     }
@@ -483,7 +485,17 @@ mod tests {
         assert!(!home.binding().mismatches(&same_net.binding()));
         assert!(home.binding().mismatches(&other_net.binding()));
         assert!(home.binding().mismatches(&other_ua.binding()));
-        assert!(!home.binding().mismatches(&nothing.binding()));
+        let no_ip = ClientInfo::new(None, Some("Firefox"));
+        assert!(!home.binding().mismatches(&no_ip.binding()));
+        assert!(!nothing.binding().mismatches(&home.binding()));
+    }
+
+    #[test]
+    fn a_stripped_user_agent_is_a_binding_mismatch() {
+        let home = ClientInfo::new(Some("10.1.2.3".parse().expect("ip")), Some("Firefox"));
+        let stripped = ClientInfo::new(Some("10.1.2.3".parse().expect("ip")), None);
+        assert!(home.binding().mismatches(&stripped.binding()));
+        assert!(home.binding().mismatches(&ClientInfo::default().binding()));
     }
 
     #[test]

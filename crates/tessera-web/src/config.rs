@@ -10,6 +10,7 @@ use tessera_core::sealed::KeyRing;
 use tessera_core::{ClientInfo, SessionManager};
 
 use crate::Headers;
+use crate::client_ip::TrustedProxies;
 use crate::cookies::{ChunkedCookie, CookieAttributes, CookieController, SameSite, SingleCookie};
 use crate::csrf::{DEFAULT_CSRF_FIELD, DEFAULT_CSRF_HEADER};
 use crate::dbsc::DbscSettings;
@@ -55,6 +56,7 @@ pub struct WebConfig {
     pub(crate) csrf_exempt: Option<CsrfExempt>,
     pub(crate) max_form_bytes: usize,
     pub(crate) client_ip_header: Option<String>,
+    pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) reject_guessing: bool,
     pub(crate) sign_in_page: Option<String>,
     pub(crate) dbsc: Option<DbscSettings>,
@@ -92,16 +94,15 @@ impl WebConfig {
     }
 
     /// What the client tells about itself: its address (the connection's
-    /// peer, or the configured header set by a trusted proxy) and its
+    /// peer; with a client IP header, the right-most address in it that no
+    /// trusted proxy added, believed only from a trusted proxy) and its
     /// `User-Agent`.
     pub fn client_info(&self, headers: &dyn Headers, peer: Option<IpAddr>) -> ClientInfo {
-        let from_header = self.client_ip_header.as_deref().and_then(|name| {
-            headers
-                .get(name)
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        });
-        ClientInfo::new(from_header.or(peer), headers.get("user-agent"))
+        let ip = match self.client_ip_header.as_deref() {
+            Some(name) => self.trusted_proxies.client_ip(peer, headers, name),
+            None => peer,
+        };
+        ClientInfo::new(ip, headers.get("user-agent"))
     }
 
     /// Whether a request must pass the CSRF check: CSRF protection is on,
@@ -267,6 +268,7 @@ pub struct WebConfigBuilder<T> {
     csrf_exempt: Option<CsrfExempt>,
     max_form_bytes: usize,
     client_ip_header: Option<String>,
+    trusted_proxies: TrustedProxies,
     reject_guessing: bool,
     sign_in_page: Option<String>,
     dbsc: Option<DbscSettings>,
@@ -299,7 +301,8 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             csrf_exempt: None,
             max_form_bytes: DEFAULT_MAX_FORM_BYTES,
             client_ip_header: None,
-            reject_guessing: true,
+            trusted_proxies: TrustedProxies::default(),
+            reject_guessing: false,
             sign_in_page: None,
             dbsc: None,
             target: PhantomData,
@@ -391,14 +394,27 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
     }
 
     /// Takes the client IP from this header (set by a trusted reverse proxy,
-    /// e.g. `X-Real-IP`) instead of the connection's peer address.
+    /// e.g. `X-Forwarded-For` or `X-Real-IP`) instead of the connection's
+    /// peer address: the right-most address in it that no trusted proxy
+    /// added, and only when the peer is a trusted proxy
+    /// ([`trusted_proxies`](Self::trusted_proxies)).
     pub fn client_ip_header(mut self, name: impl Into<String>) -> Self {
         self.client_ip_header = Some(name.into());
         self
     }
 
+    /// The reverse proxies whose client IP header is believed (default:
+    /// loopback only).
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
     /// Refuses (429) requests carrying a session cookie from an IP the
-    /// manager flags as guessing tokens (default on).
+    /// manager flags as guessing tokens (default off: users behind one NAT
+    /// would share the refusal; the manager reports `token_guessing`
+    /// events either way, and `manager.is_guessing(ip)` lets the
+    /// application slow such a client down).
     pub fn reject_guessing(mut self, reject: bool) -> Self {
         self.reject_guessing = reject;
         self
@@ -511,6 +527,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             csrf_exempt: self.csrf_exempt,
             max_form_bytes: self.max_form_bytes,
             client_ip_header: self.client_ip_header.map(|h| h.to_ascii_lowercase()),
+            trusted_proxies: self.trusted_proxies,
             reject_guessing: self.reject_guessing,
             sign_in_page: self.sign_in_page,
             dbsc,

@@ -4,6 +4,7 @@
 //!
 //! * [`cookies`]: how the credential travels in cookies (`__Host-` name,
 //!   `Secure`, `HttpOnly`, `SameSite`, chunking of sealed sessions);
+//! * [`client_ip`]: the client's address behind trusted reverse proxies;
 //! * [`csrf`]: masked per-response tokens and the `Sec-Fetch-Site` /
 //!   `Origin` check;
 //! * [`WebConfig`] and its [`WebConfigBuilder`]: every setting of a
@@ -18,6 +19,7 @@
 //!   the HTTP status and the stable code each answers with.
 #![forbid(unsafe_code)]
 
+pub mod client_ip;
 mod config;
 pub mod cookies;
 pub mod csrf;
@@ -25,6 +27,7 @@ pub mod dbsc;
 mod error;
 mod request;
 
+pub use client_ip::TrustedProxies;
 pub use config::{
     CsrfExempt, DEFAULT_MAX_COOKIES, DEFAULT_MAX_FORM_BYTES, ExemptCheck, FromWebConfig,
     LayerConfigError, WebConfig, WebConfigBuilder,

@@ -29,6 +29,10 @@ enum CookieChange {
     Set(String),
     /// Remove it (logout), with `Clear-Site-Data`.
     Remove,
+    /// Remove a cookie that can never be valid again (unknown, expired or
+    /// garbage), without `Clear-Site-Data`: a browser that keeps sending
+    /// it would count against its own address as a guesser.
+    Clear,
 }
 
 /// What a response must carry for the session: the framework integration
@@ -131,7 +135,9 @@ impl RequestSession {
     // ----- loading ----------------------------------------------------------
 
     /// The session, validated once; an invalid credential leaves the
-    /// request anonymous (and the cookie as it is: a request still in
+    /// request anonymous. A credential that can never be valid again
+    /// (unknown, expired, malformed) is cleared from the browser; one that
+    /// was revoked or rotated away is left as it is (a request still in
     /// flight from before a login must not undo it). A pending sign-in is
     /// written first.
     pub async fn load(&mut self) -> Result<Option<&Arc<SessionRecord>>, Error> {
@@ -155,7 +161,18 @@ impl RequestSession {
                         .await
                     {
                         Ok(session) => self.adopt_checked(session).await?,
-                        Err(SessionError::Invalid { reason }) => self.rejected = Some(reason),
+                        Err(SessionError::Invalid { reason }) => {
+                            self.rejected = Some(reason);
+                            if matches!(
+                                reason,
+                                InvalidReason::Unknown
+                                    | InvalidReason::ExpiredIdle
+                                    | InvalidReason::ExpiredAbsolute
+                                    | InvalidReason::Malformed
+                            ) {
+                                self.cookie = CookieChange::Clear;
+                            }
+                        }
                         Err(other) => return Err(other.into()),
                     }
                 }
@@ -508,6 +525,11 @@ impl RequestSession {
             CookieChange::Remove => {
                 changes.set_cookies = self.config.cookies.remove(presented);
                 changes.clear_site_data = true;
+                changes.no_store = true;
+                changes.cookie_changed = true;
+            }
+            CookieChange::Clear => {
+                changes.set_cookies = self.config.cookies.remove(presented);
                 changes.no_store = true;
                 changes.cookie_changed = true;
             }

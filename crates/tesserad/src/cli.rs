@@ -218,6 +218,14 @@ pub struct ServeArgs {
     /// Sessions one subject may hold; logging in beyond it ends the oldest.
     #[arg(long, env = "TESSERA_MAX_SESSIONS_PER_SUBJECT")]
     pub max_sessions_per_subject: Option<std::num::NonZeroUsize>,
+    /// Proxies whose X-Forwarded-For and X-Real-IP forward-auth believes:
+    /// addresses and networks (CIDR), separated by commas.
+    #[arg(
+        long,
+        env = "TESSERA_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1"
+    )]
+    pub trusted_proxies: tessera_web::TrustedProxies,
     /// The session cookie forward-auth reads (and renews).
     #[arg(long, env = "TESSERA_COOKIE_NAME", default_value = crate::api::DEFAULT_COOKIE_NAME)]
     pub cookie_name: String,

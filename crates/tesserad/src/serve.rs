@@ -268,6 +268,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         .metrics(metrics)
         .cookie_name(&args.cookie_name)
         .max_auth_failures(args.max_auth_failures)
+        .trusted_proxies(args.trusted_proxies.clone())
         .store_description(opened.url.to_string());
     let app = router(
         state,

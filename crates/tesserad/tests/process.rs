@@ -409,3 +409,81 @@ async fn the_default_command_serves_the_embedded_store_and_keeps_sessions() {
     assert_eq!(validated["session"]["subject"], "persisted");
     assert_eq!(validated["session"]["data"], json!({"n": 1}));
 }
+
+/// Signs `ann` in from 198.51.100.7 with `Browser/1`.
+async fn login(server: &Server) -> (u16, serde_json::Value) {
+    common::call(
+        server,
+        "POST",
+        "/v1/sessions/login",
+        Some(json!({
+            "subject": "ann",
+            "client": {"ip": "198.51.100.7", "user_agent": "Browser/1"}
+        })),
+    )
+    .await
+}
+
+/// `GET /v1/auth` with this cookie, `X-Forwarded-For` and User-Agent.
+async fn auth(server: &Server, token: &str, forwarded: &str, agent: Option<&str>) -> u16 {
+    let mut request = client()
+        .get(server.at("/v1/auth"))
+        .header("cookie", format!("__Host-tessera={token}"))
+        .header("x-forwarded-for", forwarded);
+    if let Some(agent) = agent {
+        request = request.header("user-agent", agent);
+    }
+    request.send().await.expect("auth").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_takes_the_client_ip_from_trusted_proxies_only() {
+    // Binding rejects another /24 or another (or no) User-Agent, so the
+    // answer shows which address and agent forward-auth took.
+
+    // The default trusts loopback, where this test's requests come from.
+    let server = Server::start(&["--binding", "reject"]);
+    let (status, body) = login(&server).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    let browser = Some("Browser/1");
+    // The right-most entry no trusted proxy added is the client: a
+    // left-most entry the client wrote itself changes nothing.
+    assert_eq!(
+        auth(&server, &token, "6.6.6.6, 198.51.100.7", browser).await,
+        200
+    );
+    assert_eq!(
+        auth(&server, &token, "198.51.100.7, 6.6.6.6, 127.0.0.1", browser).await,
+        401,
+        "6.6.6.6 is the client here"
+    );
+    // Bound to a User-Agent, presented without one: a mismatch.
+    assert_eq!(auth(&server, &token, "198.51.100.7", None).await, 401);
+    drop(server);
+
+    // Trusting only another proxy, loopback's forwarding is not believed.
+    let server = Server::start(&["--binding", "reject", "--trusted-proxies", "192.0.2.1/32"]);
+    let (status, body) = login(&server).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    assert_eq!(auth(&server, &token, "198.51.100.7", browser).await, 401);
+
+    // A list that is not one is a clear error at start.
+    let data_dir = temp_dir("bad-proxies");
+    let output = tesserad_command()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory:",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .args(["--trusted-proxies", "10.0.0.0/40"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("10.0.0.0/40"));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

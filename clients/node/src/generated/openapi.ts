@@ -689,7 +689,9 @@ export interface operations {
                 Cookie?: string | null;
                 /** @description The browser's User-Agent (for client binding) */
                 "User-Agent"?: string | null;
-                /** @description The browser's IP as the proxy saw it (for client binding and guessing detection) */
+                /** @description Believed only from a trusted proxy (--trusted-proxies): the right-most address no trusted proxy added is the browser's (for client binding and guessing detection) */
+                "X-Forwarded-For"?: string | null;
+                /** @description Believed only from a trusted proxy, when there is no X-Forwarded-For: the browser's IP as the proxy saw it */
                 "X-Real-IP"?: string | null;
             };
             path?: never;

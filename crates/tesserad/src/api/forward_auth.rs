@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera::ClientInfo;
+use tessera_web::TrustedProxies;
 use tessera_web::cookies::{CookieController, Presented};
 
 use super::SharedState;
@@ -30,7 +31,8 @@ pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-sessi
     params(
         ("Cookie" = Option<String>, Header, description = "The browser's cookies; the session cookie is `__Host-tessera` unless `--cookie-name` says otherwise"),
         ("User-Agent" = Option<String>, Header, description = "The browser's User-Agent (for client binding)"),
-        ("X-Real-IP" = Option<String>, Header, description = "The browser's IP as the proxy saw it (for client binding and guessing detection)")
+        ("X-Forwarded-For" = Option<String>, Header, description = "Believed only from a trusted proxy (--trusted-proxies): the right-most address no trusted proxy added is the browser's (for client binding and guessing detection)"),
+        ("X-Real-IP" = Option<String>, Header, description = "Believed only from a trusted proxy, when there is no X-Forwarded-For: the browser's IP as the proxy saw it")
     ),
     responses(
         (status = 200, description = "A signed-in session",
@@ -70,7 +72,7 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     let client = ClientInfo::new(
-        forwarded_ip(headers).or(peer),
+        forwarded_ip(&state.trusted_proxies, headers, peer),
         headers
             .get(header::USER_AGENT)
             .and_then(|ua| ua.to_str().ok()),
@@ -123,20 +125,20 @@ fn refuse(error: ApiError) -> Response {
     response
 }
 
-/// The browser's IP as the proxy reports it (`X-Real-IP`, else the first
-/// `X-Forwarded-For` entry).
-fn forwarded_ip(headers: &HeaderMap) -> Option<IpAddr> {
-    let real_ip = headers
-        .get("x-real-ip")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
-    real_ip.or_else(|| {
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    })
+/// The browser's IP: the connection's peer, unless it is a trusted proxy;
+/// then the right-most `X-Forwarded-For` address no trusted proxy added,
+/// else `X-Real-IP`.
+fn forwarded_ip(
+    trusted: &TrustedProxies,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let header = if headers.contains_key("x-forwarded-for") {
+        "x-forwarded-for"
+    } else {
+        "x-real-ip"
+    };
+    trusted.client_ip(peer, headers, header)
 }
 
 /// Bytes of a subject sent as they are in `Tessera-Subject`: letters,
@@ -178,14 +180,26 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_ip_prefers_x_real_ip() {
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted = TrustedProxies::default();
+        let loopback = "127.0.0.1".parse().ok();
+        let stranger = "203.0.113.9".parse().ok();
         let mut headers = HeaderMap::new();
+        headers.insert("x-real-ip", HeaderValue::from_static("198.51.100.2"));
+        assert_eq!(
+            forwarded_ip(&trusted, &headers, loopback),
+            "198.51.100.2".parse().ok()
+        );
+        assert_eq!(forwarded_ip(&trusted, &headers, stranger), stranger);
+        // X-Forwarded-For wins, right-most untrusted entry first.
         headers.insert(
             "x-forwarded-for",
-            HeaderValue::from_static("192.0.2.7, 10.0.0.1"),
+            HeaderValue::from_static("6.6.6.6, 192.0.2.7, 127.0.0.2"),
         );
-        assert_eq!(forwarded_ip(&headers), "192.0.2.7".parse().ok());
-        headers.insert("x-real-ip", HeaderValue::from_static("198.51.100.2"));
-        assert_eq!(forwarded_ip(&headers), "198.51.100.2".parse().ok());
+        assert_eq!(
+            forwarded_ip(&trusted, &headers, loopback),
+            "192.0.2.7".parse().ok()
+        );
+        assert_eq!(forwarded_ip(&trusted, &headers, stranger), stranger);
     }
 }

@@ -20,6 +20,7 @@ use axum::http::Method;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tessera::SessionManager;
+use tessera_web::TrustedProxies;
 use tessera_web::cookies::{CookieAttributes, SingleCookie};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -69,6 +70,8 @@ pub struct AppState {
     pub cookies: Arc<SingleCookie>,
     /// The store URL, without secrets (for stats).
     pub store_description: Arc<str>,
+    /// The proxies whose `X-Forwarded-For` and `X-Real-IP` forward-auth believes.
+    pub trusted_proxies: Arc<TrustedProxies>,
     /// When the server started.
     pub started: Instant,
     /// Failed API key checks per client IP.
@@ -92,6 +95,7 @@ impl AppState {
             cookie_name: DEFAULT_COOKIE_NAME.into(),
             cookies: Arc::new(cookie_controller(DEFAULT_COOKIE_NAME)),
             store_description: "".into(),
+            trusted_proxies: Arc::new(TrustedProxies::default()),
             started: Instant::now(),
             auth_throttle: Arc::new(AuthThrottle::new(
                 std::num::NonZeroU32::new(DEFAULT_MAX_AUTH_FAILURES)
@@ -117,6 +121,12 @@ impl AppState {
     pub fn cookie_name(mut self, name: &str) -> Self {
         self.cookie_name = name.into();
         self.cookies = Arc::new(cookie_controller(name));
+        self
+    }
+
+    /// Forward-auth believes client addresses forwarded by these proxies only.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
         self
     }
 
