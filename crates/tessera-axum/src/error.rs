@@ -2,7 +2,7 @@
 //! it becomes.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode};
 use tessera_core::SessionError;
 use tessera_core::store::StoreError;
 use tessera_web::cookies::CookieTooLarge;
@@ -63,18 +63,14 @@ impl From<CookieTooLarge> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         self.0.log();
-        let mut response =
-            (self.status(), format!("{}\n", self.0.public_message())).into_response();
+        let mut response = (self.status(), self.0.response_body()).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            http::HeaderName::from_static("tessera-error"),
-            HeaderValue::from_static(self.code()),
-        );
+        for (name, value) in self.0.response_headers() {
+            headers.insert(
+                http::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
         response
     }
 }

@@ -15,6 +15,10 @@
 //!   ([`ResponseChanges`]);
 //! * [`dbsc`]: device-bound sessions over HTTP (headers, bound cookie,
 //!   registration and refresh endpoints);
+//! * [`SessionHandle`]: the typed API on a request's session that each
+//!   framework's `Session` extractor wraps;
+//! * [`RequestFlow`]: the steps a framework middleware takes for a request
+//!   (cookie, guessing check, CSRF, writing, response headers);
 //! * [`Error`]: what a request's session operations can fail with, with
 //!   the HTTP status and the stable code each answers with.
 #![forbid(unsafe_code)]
@@ -25,6 +29,8 @@ pub mod cookies;
 pub mod csrf;
 pub mod dbsc;
 mod error;
+mod flow;
+mod handle;
 mod request;
 
 pub use client_ip::TrustedProxies;
@@ -34,6 +40,8 @@ pub use config::{
 };
 pub use cookies::SameSite;
 pub use error::Error;
+pub use flow::{CsrfStep, Finished, HeaderChange, RequestFlow};
+pub use handle::SessionHandle;
 pub use request::{RequestSession, ResponseChanges};
 
 /// A request's headers as a framework integration hands them over.

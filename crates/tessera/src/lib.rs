@@ -21,7 +21,8 @@
 //! # }
 //! ```
 //!
-//! Features: `axum` ([`axum`], the layer and extractor), `embedded`,
+//! Features: `axum` ([`axum`], the layer and extractor), `actix`
+//! ([`actix`], the middleware and extractor), `embedded`,
 //! `redis`, `postgres` (the stores, also reachable by URL through
 //! [`open`]), `testkit` (the stores' conformance suite). The manual is in
 //! the repository's `docs/` folder, starting at `docs/README.md`.
@@ -112,6 +113,16 @@ pub mod axum {
     pub use tessera_web::{cookies, csrf, dbsc};
 }
 
+/// Sessions for actix-web apps: [`SessionMiddleware`](tessera_actix::SessionMiddleware),
+/// the [`Session`](tessera_actix::Session) extractor, cookies, CSRF, sealed mode.
+#[cfg(feature = "actix")]
+pub mod actix {
+    #[doc(inline)]
+    pub use tessera_actix::*;
+    #[doc(inline)]
+    pub use tessera_web::{cookies, csrf};
+}
+
 /// The persistent single-node store on an embedded database (feature `embedded`).
 #[cfg(feature = "embedded")]
 #[doc(inline)]
@@ -134,6 +145,7 @@ pub mod open;
 #[cfg(all(
     doctest,
     feature = "axum",
+    feature = "actix",
     feature = "embedded",
     feature = "redis",
     feature = "postgres",
@@ -148,6 +160,8 @@ pub mod manual {
     pub mod concepts {}
     #[doc = include_str!("../../../docs/axum.md")]
     pub mod axum {}
+    #[doc = include_str!("../../../docs/actix.md")]
+    pub mod actix {}
     #[doc = include_str!("../../../docs/sealed.md")]
     pub mod sealed {}
     #[doc = include_str!("../../../docs/stores.md")]
