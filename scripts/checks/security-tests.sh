@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test that docs/security.md names must exist as a test: a function
-# marked #[test] / #[tokio::test] (or a proptest), or a case of the store
+# marked #[test] / #[tokio::test] / #[actix_web::test] (or a proptest), or a case of the store
 # conformance suite (listed in a `case_list!`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +16,7 @@ for name in $names; do
   count=$((count + 1))
   # A test function: the attribute within the five lines before `fn name`.
   if grep -rn --include='*.rs' -B5 -E "^\s*(pub\s+)?(async\s+)?fn ${name}\s*[(<]" crates fuzz 2>/dev/null \
-      | grep -qE '#\[(tokio::)?test|#\[test\]|proptest!'; then
+      | grep -qE '#\[((tokio|actix_web)::)?test|#\[test\]|proptest!'; then
     continue
   fi
   # A proptest function inside a proptest! block.

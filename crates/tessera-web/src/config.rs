@@ -14,6 +14,7 @@ use crate::client_ip::TrustedProxies;
 use crate::cookies::{ChunkedCookie, CookieAttributes, CookieController, SameSite, SingleCookie};
 use crate::csrf::{DEFAULT_CSRF_FIELD, DEFAULT_CSRF_HEADER};
 use crate::dbsc::DbscSettings;
+use crate::import::LegacySessions;
 
 /// Default number of cookies a sealed session may span.
 pub const DEFAULT_MAX_COOKIES: usize = 4;
@@ -60,6 +61,7 @@ pub struct WebConfig {
     pub(crate) reject_guessing: bool,
     pub(crate) sign_in_page: Option<String>,
     pub(crate) dbsc: Option<DbscSettings>,
+    pub(crate) import: Option<Arc<dyn LegacySessions>>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -272,6 +274,7 @@ pub struct WebConfigBuilder<T> {
     reject_guessing: bool,
     sign_in_page: Option<String>,
     dbsc: Option<DbscSettings>,
+    import: Option<Arc<dyn LegacySessions>>,
     target: PhantomData<fn() -> T>,
 }
 
@@ -305,6 +308,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             reject_guessing: false,
             sign_in_page: None,
             dbsc: None,
+            import: None,
             target: PhantomData,
         }
     }
@@ -441,6 +445,14 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
         self
     }
 
+    /// Accepts, once, the cookies of the session library the app used
+    /// before, exchanging each for a Tessera session with its data (see
+    /// [`crate::import`] and the `tessera-import` crate's readers).
+    pub fn import_from(mut self, reader: impl LegacySessions) -> Self {
+        self.import = Some(Arc::new(reader));
+        self
+    }
+
     /// Builds the layer, refusing settings that contradict each other.
     pub fn build(self) -> Result<T, LayerConfigError> {
         let name = &self.attributes.name;
@@ -531,6 +543,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             reject_guessing: self.reject_guessing,
             sign_in_page: self.sign_in_page,
             dbsc,
+            import: self.import,
         })))
     }
 }

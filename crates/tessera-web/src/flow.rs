@@ -92,7 +92,12 @@ impl RequestFlow {
         {
             return Err(Error::Guessing);
         }
-        let state = RequestSession::new(config.clone(), presented, client);
+        let mut state = RequestSession::new(config.clone(), presented, client);
+        if let Some(reader) = &config.import
+            && let Some(value) = crate::import::cookie_value(headers, reader.cookie_name())
+        {
+            state.present_legacy(value);
+        }
         Ok(Self {
             config: config.clone(),
             state: Arc::new(Mutex::new(state)),

@@ -19,6 +19,7 @@
 //!   framework's `Session` extractor wraps;
 //! * [`RequestFlow`]: the steps a framework middleware takes for a request
 //!   (cookie, guessing check, CSRF, writing, response headers);
+//! * [`import`]: accepting, once, another session library's cookie;
 //! * [`Error`]: what a request's session operations can fail with, with
 //!   the HTTP status and the stable code each answers with.
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod dbsc;
 mod error;
 mod flow;
 mod handle;
+pub mod import;
 mod request;
 
 pub use client_ip::TrustedProxies;

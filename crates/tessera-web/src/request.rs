@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tessera_core::{
     ActiveSession, AuthLevel, ClientInfo, DataChange, InvalidReason, Login, NewSession,
-    PendingLogin, SessionError, SessionId, SessionRecord,
+    PendingLogin, SessionData, SessionError, SessionId, SessionRecord,
 };
 
 use crate::Headers;
@@ -77,6 +77,10 @@ pub struct RequestSession {
     bound_cookie: Option<String>,
     /// A DBSC registration offer to send (`Secure-Session-Registration`).
     registration: Option<String>,
+    /// The old library's cookie the request carried (see [`crate::import`]).
+    legacy: Option<String>,
+    /// The old cookie was seen when loading: the response removes it.
+    remove_legacy: bool,
 }
 
 impl std::fmt::Debug for RequestSession {
@@ -107,6 +111,8 @@ impl RequestSession {
             cookie: CookieChange::Keep,
             bound_cookie: None,
             registration: None,
+            legacy: None,
+            remove_legacy: false,
         }
     }
 
@@ -120,6 +126,13 @@ impl RequestSession {
     pub async fn active(&mut self) -> Result<Option<ActiveSession>, Error> {
         self.load().await?;
         Ok(self.current.clone())
+    }
+
+    /// The request also carried the cookie of the session library the app
+    /// used before; it is exchanged for a session when the session is
+    /// loaded and no Tessera cookie was presented.
+    pub fn present_legacy(&mut self, value: String) {
+        self.legacy = Some(value);
     }
 
     /// The layer's settings.
@@ -144,8 +157,14 @@ impl RequestSession {
         self.flush().await?;
         if !self.loaded {
             self.loaded = true;
+            let legacy = self.legacy.take();
+            self.remove_legacy = legacy.is_some();
             match std::mem::replace(&mut self.presented, Presented::Nothing) {
-                Presented::Nothing => {}
+                Presented::Nothing => {
+                    if let Some(value) = legacy {
+                        self.import(&value).await?;
+                    }
+                }
                 Presented::Unreadable { problem, .. } => {
                     tracing::debug!(problem, "unreadable session cookie; serving as anonymous");
                     self.rejected = Some(InvalidReason::Malformed);
@@ -204,6 +223,34 @@ impl RequestSession {
                 Err(other) => return Err(other.into()),
             }
         }
+        self.adopt(session);
+        Ok(())
+    }
+
+    /// Exchanges the old library's cookie for a session with its data.
+    async fn import(&mut self, value: &str) -> Result<(), Error> {
+        let Some(reader) = self.config.import.clone() else {
+            return Ok(());
+        };
+        let Some(imported) = reader.take(value).await? else {
+            return Ok(());
+        };
+        let data = SessionData::from_map(&imported.data)?;
+        let session = match imported.subject {
+            Some(subject) => {
+                let login = Login::new(subject)
+                    .level(AuthLevel::from(1))
+                    .data(data)
+                    .client(self.client.clone());
+                self.config.manager.login(None, login).await?
+            }
+            None => {
+                let request = NewSession::anonymous()
+                    .data(data)
+                    .client(self.client.clone());
+                self.config.manager.create(request).await?
+            }
+        };
         self.adopt(session);
         Ok(())
     }
@@ -533,6 +580,12 @@ impl RequestSession {
                 changes.no_store = true;
                 changes.cookie_changed = true;
             }
+        }
+        if std::mem::take(&mut self.remove_legacy)
+            && let Some(reader) = &self.config.import
+        {
+            changes.set_cookies.push(crate::import::removal(&**reader));
+            changes.cookie_changed = true;
         }
         Ok(changes)
     }
