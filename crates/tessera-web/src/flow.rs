@@ -93,6 +93,10 @@ impl RequestFlow {
             return Err(Error::Guessing);
         }
         let mut state = RequestSession::new(config.clone(), presented, client);
+        if let Some(dbsc) = config.dbsc() {
+            crate::dbsc::report_skipped(config.manager(), headers);
+            state.set_bound_cookie(dbsc.bound_cookie(headers));
+        }
         if let Some(reader) = &config.import
             && let Some(value) = crate::import::cookie_value(headers, reader.cookie_name())
         {
