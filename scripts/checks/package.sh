@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo package --locked --allow-dirty \
   -p tessera-core -p tessera-web -p tessera-axum -p tessera-embedded \
-  -p tessera-redis -p tessera-postgres -p tessera-sessions -p tesserad
+  -p tessera-redis -p tessera-postgres -p tessera-actix -p tessera-sessions -p tesserad
