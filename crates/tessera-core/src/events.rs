@@ -143,12 +143,21 @@ pub enum SessionEvent {
         /// `quota_exceeded`, or `other`).
         reason: &'static str,
     },
+    /// An operator acted on sessions through an admin tool (tesserad's
+    /// console); the same action is kept in the store's journal.
+    AdminAction {
+        /// Who acted: the public id of the operator's credential (an API
+        /// key id), never the credential.
+        actor: String,
+        /// What was done, for people (`revoked session …`).
+        action: String,
+    },
 }
 
 impl SessionEvent {
     /// Every kind [`kind`](Self::kind) returns, for tables keyed by kind
     /// (metrics); a new event adds its kind here, next to the match below.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 14] = [
         "created",
         "logged_in",
         "renewed",
@@ -162,6 +171,7 @@ impl SessionEvent {
         "dbsc_refreshed",
         "dbsc_refresh_failed",
         "dbsc_skipped",
+        "admin_action",
     ];
 
     /// The event's kind as a stable snake_case name (for metrics labels).
@@ -180,6 +190,7 @@ impl SessionEvent {
             SessionEvent::DbscRefreshed { .. } => "dbsc_refreshed",
             SessionEvent::DbscRefreshFailed { .. } => "dbsc_refresh_failed",
             SessionEvent::DbscSkipped { .. } => "dbsc_skipped",
+            SessionEvent::AdminAction { .. } => "admin_action",
         }
     }
 }
@@ -201,7 +212,8 @@ impl EventSink for TracingEventSink {
             SessionEvent::TokenReuse { .. }
             | SessionEvent::BindingMismatch { .. }
             | SessionEvent::TokenGuessing { .. }
-            | SessionEvent::DbscRefreshFailed { .. } => {
+            | SessionEvent::DbscRefreshFailed { .. }
+            | SessionEvent::AdminAction { .. } => {
                 tracing::warn!(kind = event.kind(), ?event, "session security event");
             }
             _ => tracing::debug!(kind = event.kind(), ?event, "session event"),
@@ -440,6 +452,10 @@ mod kind_tests {
             SessionEvent::DbscSkipped {
                 session_id: None,
                 reason: "unreachable",
+            },
+            SessionEvent::AdminAction {
+                actor: "api key 3f9a0c1d22be".to_owned(),
+                action: "signed in to the console".to_owned(),
             },
         ];
         let kinds: Vec<&str> = events.iter().map(SessionEvent::kind).collect();

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{Browser, COOKIE, Demo, Mode, key, with_browsers};
+use support::{Browser, COOKIE, Demo, DemoBrowser, Mode, key, with_browsers};
 use tessera::sealed::KeyRing;
 
 /// Runs each scenario once per mode, as `server_<name>` and `cookie_<name>`.

@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// comma-separated, or `all`.
     #[arg(long, env = "TESSERA_API_KEY_SCOPES", default_value = "all", value_parser = scopes)]
     pub api_key_scopes: Scopes,
+    /// Serve the admin console at `/admin` (sign in with an API key that
+    /// has the `admin` scope).
+    #[arg(long, env = "TESSERA_ADMIN_CONSOLE")]
+    pub admin_console: bool,
     /// Failed API key checks one client IP (IPv6: its /64) may make per
     /// minute; beyond it, its keyed requests get `429 rate_limited` until
     /// the minute ends.

@@ -580,6 +580,16 @@ impl ApiKeys {
         found
     }
 
+    /// The identity of the key with public id `id`, if it is still accepted.
+    pub fn identity_by_id(&self, id: &str) -> Option<KeyIdentity> {
+        let matching = |key: &&AcceptedKey| key.identity.id == id;
+        if let Some(key) = self.configured.iter().find(matching) {
+            return Some(key.identity.clone());
+        }
+        let stored = self.stored.read().ok()?;
+        stored.iter().find(matching).map(|key| key.identity.clone())
+    }
+
     /// Whether any key is accepted at all.
     pub fn is_empty(&self) -> bool {
         self.configured.is_empty() && self.stored.read().map(|s| s.is_empty()).unwrap_or(true)

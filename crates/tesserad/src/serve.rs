@@ -17,6 +17,7 @@ use tessera::{ConfigError, SessionManager, SessionManagerBuilder};
 
 use crate::api::{AppState, HttpLimits, router};
 use crate::cli::ServeArgs;
+use crate::console::{Console, ConsoleError};
 use crate::keys::{
     AcceptedKey, ApiKeys, KeyError, KeyStore, Scopes, check_key_strength, create_private_dir,
     generate_key,
@@ -36,6 +37,9 @@ pub enum ServeError {
     /// The API keys could not be read or written.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The admin console could not be set up.
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
     /// The timeouts make no sense together.
     #[error("invalid session settings: {0}")]
     Config(#[from] ConfigError),
@@ -263,13 +267,20 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         Arc::new(TracingEventSink),
         Arc::new(MetricsEventSink::new(metrics.clone())),
     ]));
-    let manager = build_manager(&args, store, events)?;
-    let state = AppState::new(manager, keys)
+    let manager = build_manager(&args, store, events.clone())?;
+    let mut state = AppState::new(manager, keys)
         .metrics(metrics)
         .cookie_name(&args.cookie_name)
         .max_auth_failures(args.max_auth_failures)
         .trusted_proxies(args.trusted_proxies.clone())
         .store_description(opened.url.to_string());
+    let mut sampler = None;
+    if args.admin_console {
+        let console = Arc::new(Console::new(events, state.started)?);
+        sampler = Some(console.spawn_sampler(&state));
+        state = state.console(console);
+        tracing::info!("the admin console is served at /admin");
+    }
     let app = router(
         state,
         HttpLimits {
@@ -321,6 +332,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     signals.abort();
     key_reloader.abort();
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
     if let Some(path) = &prepared.remove_at_exit {
         let _ = std::fs::remove_file(path);
     }

@@ -1,22 +1,18 @@
-//! Harness for the browser tests: one chromedriver per test binary, a
-//! fresh headless Chromium profile per browser, and the demo served
-//! in-process on a free port with a manual clock.
+//! Harness for the browser tests: the demo served in-process on a free
+//! port with a manual clock, and the demo's own steps on the shared
+//! headless Chromium of `crates/tessera-test-browser`.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use fantoccini::Locator;
 use fantoccini::cookies::Cookie;
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
 use tessera::sealed::{KeyRing, SealingKey};
 use tessera::store::SessionStore;
 use tessera::{ManualClock, MemoryStore, SessionManager, Timestamp};
 use tessera_demo::DemoMode;
-use tokio::sync::Semaphore;
+pub use tessera_test_browser::{Browser, with_browsers, with_browsers_args};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "__Host-tessera";
@@ -33,179 +29,30 @@ pub fn key(id: u32) -> SealingKey {
     SealingKey::new(id, [id as u8; 32])
 }
 
-/// chromedriver's port, started once for the whole test binary. A watcher
-/// shell owns the process group and ends it (chromedriver and every
-/// Chromium) as soon as this test process is gone.
-fn chromedriver() -> u16 {
-    static PORT: OnceLock<u16> = OnceLock::new();
-    *PORT.get_or_init(|| {
-        let port = free_port();
-        let script = format!(
-            "chromedriver --port={port} --allowed-ips=127.0.0.1 --log-level=SEVERE >/dev/null 2>&1 &\n\
-             while kill -0 {parent} 2>/dev/null; do sleep 0.3; done\n\
-             kill -TERM 0",
-            parent = std::process::id()
-        );
-        let spawned = {
-            use std::os::unix::process::CommandExt as _;
-            Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .stdin(Stdio::null())
-                .process_group(0)
-                .spawn()
-        };
-        if let Err(err) = spawned {
-            panic!("cannot start chromedriver (run scripts/setup/chromium.sh): {err}");
-        }
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return port;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("chromedriver did not start listening on port {port}");
-    })
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// At most this many browsers at once on a 2-core machine.
-fn browser_slots() -> &'static Semaphore {
-    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| Semaphore::new(3))
-}
-
-/// A headless Chromium with its own fresh profile.
-pub struct Browser {
-    pub client: Client,
-    profile: PathBuf,
-}
-
 /// Chromium's switches for device-bound sessions with software keys (no
 /// TPM), without origin-trial tokens or a refresh quota.
 pub const DBSC_FEATURES: &str = "--enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false/RefreshQuota/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting";
 
-impl Browser {
-    /// A browser with these further command-line switches.
-    pub async fn launch_with(extra: &[String]) -> Browser {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let port = chromedriver();
-        let profile = std::env::temp_dir().join(format!(
-            "tessera-browser-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let mut args: Vec<String> = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
-        args.extend(extra.iter().cloned());
-        let capabilities = serde_json::json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": args,
-            }
-        });
-        let serde_json::Value::Object(capabilities) = capabilities else {
-            unreachable!("a JSON object literal");
-        };
-        let mut last_error = None;
-        for _ in 0..3 {
-            match ClientBuilder::new(HttpConnector::new())
-                .capabilities(capabilities.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
-                Ok(client) => return Browser { client, profile },
-                Err(err) => last_error = Some(err),
-            }
-        }
-        panic!("cannot start Chromium through chromedriver: {last_error:?}");
-    }
+/// The demo's own steps, on the shared browser.
+#[allow(async_fn_in_trait)]
+pub trait DemoBrowser {
+    /// The signed-in user the home page shows.
+    async fn whoami(&self) -> String;
+    /// Signs in through the login form and waits for the home page.
+    async fn login(&self, base: &str, user: &str);
+    /// The session cookie in the browser's own jar (HttpOnly included).
+    async fn session_cookie(&self) -> Option<Cookie<'static>>;
+    /// Replaces the browser's cookies with a session cookie of this value.
+    async fn plant(&self, value: &str);
+}
 
-    pub async fn close(self) {
-        let _ = self.client.close().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-
-    pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.expect("navigate");
-    }
-
-    pub async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .text()
-            .await
-            .expect("element text")
-    }
-
-    /// Clicks a form's submit button and waits for the answer page: until
-    /// the page the click was on is gone and the new one has loaded (WebDriver
-    /// may return from the click before the form's request is answered).
-    pub async fn click(&self, css: &str) {
-        let old_page = self.client.find(Locator::Css("html")).await.ok();
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .click()
-            .await
-            .expect("click");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        if let Some(old_page) = old_page {
-            // A stale reference means the old document was replaced.
-            while old_page.tag_name().await.is_ok() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "clicking {css} did not lead to a new page"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-        loop {
-            let state = self
-                .client
-                .execute("return document.readyState", Vec::new())
-                .await
-                .ok();
-            if state.as_ref().and_then(|s| s.as_str()) == Some("complete") {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the page after clicking {css} never finished loading"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn whoami(&self) -> String {
+impl DemoBrowser for Browser {
+    async fn whoami(&self) -> String {
         self.text("#whoami").await
     }
 
     /// Signs in through the login form and waits for the home page.
-    pub async fn login(&self, base: &str, user: &str) {
+    async fn login(&self, base: &str, user: &str) {
         self.goto(&format!("{base}/login")).await;
         let form = self
             .client
@@ -225,7 +72,7 @@ impl Browser {
     }
 
     /// The session cookie in the browser's own jar (HttpOnly included).
-    pub async fn session_cookie(&self) -> Option<Cookie<'static>> {
+    async fn session_cookie(&self) -> Option<Cookie<'static>> {
         self.client
             .get_all_cookies()
             .await
@@ -237,7 +84,7 @@ impl Browser {
     /// Replaces the browser's cookies with a session cookie of this value,
     /// as an attacker planting or replaying one would. (Set from a script on
     /// the demo's origin, so it is not HttpOnly; the server cannot tell.)
-    pub async fn plant(&self, value: &str) {
+    async fn plant(&self, value: &str) {
         self.client
             .delete_all_cookies()
             .await
@@ -389,45 +236,5 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-/// Runs a scenario with `count` fresh browsers, closing them even when it
-/// fails, and with at most a few browsers alive across the test binary.
-pub async fn with_browsers<F, Fut>(count: u32, scenario: F)
-where
-    F: FnOnce(Vec<Arc<Browser>>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let args = vec![Vec::new(); count as usize];
-    with_browsers_args(args, scenario).await;
-}
-
-/// [`with_browsers`] with each browser's own further switches.
-pub async fn with_browsers_args<F, Fut>(args: Vec<Vec<String>>, scenario: F)
-where
-    F: FnOnce(Vec<Arc<Browser>>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let count = u32::try_from(args.len()).expect("a few browsers");
-    let _slots = browser_slots()
-        .acquire_many(count)
-        .await
-        .expect("semaphore open");
-    let mut browsers = Vec::new();
-    for extra in &args {
-        browsers.push(Arc::new(Browser::launch_with(extra).await));
-    }
-    let outcome = tokio::spawn(scenario(browsers.clone())).await;
-    for browser in browsers {
-        if let Ok(browser) = Arc::try_unwrap(browser) {
-            browser.close().await;
-        }
-    }
-    if let Err(err) = outcome {
-        if err.is_panic() {
-            std::panic::resume_unwind(err.into_panic());
-        }
-        panic!("scenario task failed: {err}");
     }
 }

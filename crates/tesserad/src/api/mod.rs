@@ -76,6 +76,8 @@ pub struct AppState {
     pub started: Instant,
     /// Failed API key checks per client IP.
     pub auth_throttle: Arc<AuthThrottle>,
+    /// The admin console at `/admin`, when enabled.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 /// Failed API key checks a client may make per [`AUTH_FAILURE_WINDOW`] by default.
@@ -102,7 +104,14 @@ impl AppState {
                     .unwrap_or(std::num::NonZeroU32::MIN),
                 AUTH_FAILURE_WINDOW,
             )),
+            console: None,
         }
+    }
+
+    /// Serves the admin console at `/admin`.
+    pub fn console(mut self, console: Arc<crate::console::Console>) -> Self {
+        self.console = Some(console);
+        self
     }
 
     /// Allows `max_failures` failed API key checks per client IP per minute.
@@ -259,10 +268,17 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         request_timeout: limits.request_timeout,
         openapi: document,
     });
-    keyed
+    let console = shared
+        .console
+        .clone()
+        .map(|console| crate::console::router(shared.app.clone(), console));
+    let mut app = keyed
         .route_layer(from_fn_with_state(shared.clone(), auth::require_api_key))
-        .merge(open)
-        .fallback(unknown_route)
+        .merge(open);
+    if let Some(console) = console {
+        app = app.nest("/admin", console);
+    }
+    app.fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(shared.clone(), account))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
