@@ -107,9 +107,15 @@ impl History {
     pub fn minutes(&self, current: Counters, now: Instant) -> Vec<Counters> {
         let this_minute = now.duration_since(self.started).as_secs() / 60;
         let snapshots = self.snapshots.lock().map(|s| s.clone()).unwrap_or_default();
-        let first = (this_minute + 1).saturating_sub(MINUTES as u64);
-        (first..=this_minute)
+        // Always an hour of minutes: in the server's first hour, those
+        // before its start are zero (the chart keeps its time scale).
+        (0..MINUTES as u64)
+            .rev()
+            .map(|ago| this_minute.checked_sub(ago))
             .map(|minute| {
+                let Some(minute) = minute else {
+                    return Counters::default();
+                };
                 let Some(start) = snapshots.iter().find(|(m, _)| *m == minute) else {
                     return Counters::default();
                 };
@@ -156,16 +162,26 @@ mod tests {
         history.observe(at(3), start + Duration::from_secs(30));
         history.observe(at(5), start + Duration::from_secs(61));
         let minutes = history.minutes(at(12), start + Duration::from_secs(130));
-        assert_eq!(minutes.len(), 3);
-        assert_eq!(minutes[0].creations, 5, "minute 0: 0 → 5");
         assert_eq!(
-            minutes[1].creations, 7,
+            minutes.len(),
+            MINUTES,
+            "an hour, before the server's start too"
+        );
+        let last = &minutes[MINUTES - 3..];
+        assert!(minutes[..MINUTES - 3].iter().all(|m| m.creations == 0));
+        assert_eq!(last[0].creations, 5, "minute 0: 0 → 5");
+        assert_eq!(
+            last[1].creations, 7,
             "minute 1: 5 → now, its end not sampled"
         );
-        assert_eq!(minutes[2].creations, 0, "minute 2 not sampled yet");
+        assert_eq!(last[2].creations, 0, "minute 2 not sampled yet");
         let minutes = history.minutes(at(12), start + Duration::from_secs(100));
-        assert_eq!(minutes.len(), 2);
-        assert_eq!(minutes[1].creations, 7, "the minute in progress: 5 → 12");
+        assert_eq!(minutes.len(), MINUTES);
+        assert_eq!(
+            minutes[MINUTES - 1].creations,
+            7,
+            "the minute in progress: 5 → 12"
+        );
         let later = history.minutes(at(12), start + Duration::from_secs(3 * 3600));
         assert_eq!(later.len(), MINUTES);
         assert!(later.iter().all(|m| m.creations == 0));
