@@ -36,7 +36,8 @@ cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee target/
 # elsewhere they are reported as ignored by the run above.
 if [[ $(id -u) -eq 0 ]]; then
   step "tests that need root"
-  cargo test -p tessera-embedded --all-features --locked --test disk_full -- --ignored 2>&1 \
+  # --workspace: the same features as the run above, so nothing is rebuilt.
+  cargo test --workspace --all-features --locked --test disk_full -- --ignored 2>&1 \
     | tee -a target/test-output.txt
 fi
 if grep -q '^test result: FAILED' target/test-output.txt; then
