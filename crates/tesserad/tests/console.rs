@@ -167,6 +167,11 @@ async fn console_finds_a_user_and_revokes_their_sessions() {
             "User-Agent as browser and OS"
         );
         assert!(source.contains("Safari 18 on iOS"));
+        assert_eq!(
+            source.matches(r#"data-device-bound="false""#).count(),
+            3,
+            "sessions made through the API are bound to no device"
+        );
         no_secret_in_page(browser, &secrets).await;
 
         // Revoke one: a confirmation page first, then the API refuses it.

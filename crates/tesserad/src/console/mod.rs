@@ -357,11 +357,19 @@ async fn find_user(
         ),
         None => None,
     };
+    // Whether each listed session is bound to a device (DBSC): one
+    // attachment read per session of the page.
+    let mut device_bound = Vec::new();
+    for session in page.iter().flat_map(|p| p.items.iter()) {
+        let bound = state.app.manager.is_device_bound(&session.id).await;
+        device_bound.push(bound.map_err(failure)?);
+    }
     Ok(html(pages::find_user(&pages::FindUser {
         operator: &operator.key.id,
         csrf_token: &operator.csrf_token,
         subject: subject.as_deref(),
         sessions: page.as_ref().map(|p| p.items.as_slice()),
+        device_bound: &device_bound,
         next: page.as_ref().and_then(|p| p.next.as_deref()),
         done: operator.flash.as_deref(),
     })))

@@ -152,6 +152,8 @@ pub struct FindUser<'a> {
     pub csrf_token: &'a str,
     pub subject: Option<&'a str>,
     pub sessions: Option<&'a [Arc<SessionRecord>]>,
+    /// Whether each of `sessions` is bound to a device (DBSC), in order.
+    pub device_bound: &'a [bool],
     pub next: Option<&'a str>,
     pub done: Option<&'a str>,
 }
@@ -183,9 +185,10 @@ pub fn find_user(page: &FindUser<'_>) -> Markup {
                 } @else {
                     p { a #revoke-subject href=(confirm_link("revoke-subject", subject, None)) { "Revoke all of them" } }
                     table #user-sessions {
-                        tr { th { "Session" } th { "Created" } th { "Last seen" } th { "Idle deadline" } th { "Absolute deadline" } th { "Auth level" } th { "IP" } th { "Browser and OS" } th {} }
-                        @for session in sessions {
+                        tr { th { "Session" } th { "Created" } th { "Last seen" } th { "Idle deadline" } th { "Absolute deadline" } th { "Auth level" } th { "IP" } th { "Browser and OS" } th { "Device-bound" } th {} }
+                        @for (index, session) in sessions.iter().enumerate() {
                             @let id = session.id.to_string();
+                            @let bound = page.device_bound.get(index).copied().unwrap_or(false);
                             tr.session data-id=(id) {
                                 td { code { (id) } }
                                 td { (session.created_at.to_rfc3339()) }
@@ -194,6 +197,7 @@ pub fn find_user(page: &FindUser<'_>) -> Markup {
                                 td { (session.absolute_expires_at.to_rfc3339()) }
                                 td { (session.auth_level.0) }
                                 (client_cells(session))
+                                td.device-bound data-device-bound=(bound) { @if bound { "yes" } @else { "no" } }
                                 td {
                                     a.revoke href=(confirm_link("revoke-session", subject, Some(&id))) { "Revoke" }
                                     " · "
