@@ -15,6 +15,8 @@ SessionData = Dict[str, Any]
 #: The error codes tesserad sends (``ErrorCode`` in the document).
 ServerErrorCode = Literal[
     "unauthorized",
+    "forbidden",
+    "rate_limited",
     "invalid_session",
     "version_conflict",
     "invalid_request",
