@@ -412,7 +412,10 @@ async fn wait_until_bound(b: &Browser, demo: &support::Demo) {
 /// as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dbsc_chromium_registers_refreshes_and_a_copied_jar_expires() {
-    let lifetime = Duration::from_secs(2);
+    // Long enough that the bound cookie does not expire in the browser
+    // between its registration and the next page on a loaded machine (the
+    // server's clock is moved by hand below; the browser's runs in real time).
+    let lifetime = Duration::from_secs(6);
     let demo = Arc::new(support::Demo::start_dbsc(lifetime).await);
     let args = vec![
         demo.browser_args(true),
