@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test that docs/security.md names must exist as a test: a function
-# marked #[test] / #[tokio::test] / #[actix_web::test] (or a proptest), or a case of the store
-# conformance suite (listed in a `case_list!`).
+# marked #[test] / #[tokio::test] / #[actix_web::test] (or a proptest), a case of the store
+# conformance suite (listed in a `case_list!`), or a scenario of the framework scenario suite
+# (listed in `framework_scenarios!`, which every framework integration runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,6 +27,11 @@ for name in $names; do
   # A conformance case: defined as an async fn and listed in a case_list!.
   if grep -rqE "^\s*async fn ${name}\(" crates/tessera-core/src/testkit \
       && grep -rqE "^\s*${name},$" crates/tessera-core/src/testkit; then
+    continue
+  fi
+  # A framework scenario: an async fn of tessera-web's testkit listed in framework_scenarios!.
+  if grep -rqE "^\s*pub async fn ${name}<" crates/tessera-web/src/testkit \
+      && grep -qE "^\s*${name},$" crates/tessera-web/src/testkit/mod.rs; then
     continue
   fi
   # A browser scenario: an async fn expanded into a test per mode by in_both_modes!.

@@ -21,7 +21,9 @@
 //!   (cookie, guessing check, CSRF, writing, response headers);
 //! * [`import`]: accepting, once, another session library's cookie;
 //! * [`Error`]: what a request's session operations can fail with, with
-//!   the HTTP status and the stable code each answers with.
+//!   the HTTP status and the stable code each answers with;
+//! * `testkit` (feature `testkit`): the scenario suite every framework
+//!   integration runs against a real server of its own.
 #![forbid(unsafe_code)]
 
 pub mod client_ip;
@@ -34,6 +36,8 @@ mod flow;
 mod handle;
 pub mod import;
 mod request;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use client_ip::TrustedProxies;
 pub use config::{

@@ -1,25 +1,24 @@
 //! Device-bound sessions (DBSC) through the layer, driven by a hand-made
 //! client that keeps a P-256 key and signs proofs as a browser does.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Client, Mode, Reply, TestApp, app_with};
-use http::{Request, StatusCode};
 use serde_json::Value;
-use tessera_axum::DbscSettings;
 use tessera_core::BindingPolicy;
 use tessera_core::testkit::device::TestDevice;
+
+use crate::dbsc::DbscSettings;
+use crate::testkit::{AppUnderTest, Client, Mode, Reply, Req, TestApp, app_with};
 
 const REGISTER: &str = "/tessera/dbsc/register";
 const REFRESH: &str = "/tessera/dbsc/refresh";
 const BOUND: &str = "__Host-tessera-bound";
 
-fn dbsc_app() -> TestApp {
-    app_with(Mode::Server, BindingPolicy::Log, |b| {
+async fn dbsc_app<A: AppUnderTest>() -> TestApp {
+    app_with::<A>(Mode::Server, BindingPolicy::Log, |b| {
         b.device_binding(DbscSettings::default())
     })
+    .await
 }
 
 /// The value of parameter `name` in a structured header.
@@ -42,14 +41,14 @@ fn challenge_of(reply: &Reply) -> String {
 }
 
 fn json(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body).expect("JSON body")
+    reply.json()
 }
 
 /// Logs in, registers `device` as a DBSC browser would; returns the
 /// session identifier.
 async fn login_and_register(app: &TestApp, client: &mut Client, device: &TestDevice) -> String {
     let login = client.post(app, "/login/alice").await;
-    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(login.status, 200);
     let offer = login
         .header("secure-session-registration")
         .expect("a registration offer after login")
@@ -64,13 +63,13 @@ async fn login_and_register(app: &TestApp, client: &mut Client, device: &TestDev
     let registered = client
         .send(
             app,
-            Request::post(REGISTER)
+            Req::post(REGISTER)
                 .header("sec-fetch-site", "same-origin")
                 // As a structured-field string.
                 .header("secure-session-response", format!("\"{proof}\"")),
         )
         .await;
-    assert_eq!(registered.status, StatusCode::OK, "{}", registered.body);
+    assert_eq!(registered.status, 200, "{}", registered.body);
     let instructions = json(&registered);
     assert_eq!(instructions["refresh_url"], REFRESH);
     assert_eq!(instructions["scope"]["include_site"], false);
@@ -94,17 +93,17 @@ async fn refresh(app: &TestApp, client: &mut Client, device: &TestDevice, id: &s
     let first = client
         .send(
             app,
-            Request::post(REFRESH).header("sec-secure-session-id", format!("\"{id}\"")),
+            Req::post(REFRESH).header("sec-secure-session-id", format!("\"{id}\"")),
         )
         .await;
-    assert_eq!(first.status, StatusCode::FORBIDDEN);
+    assert_eq!(first.status, 403);
     let header = first.header("secure-session-challenge").expect("challenge");
     assert_eq!(param(header, "id"), id);
     let proof = device.refresh_proof(&challenge_of(&first));
     client
         .send(
             app,
-            Request::post(REFRESH)
+            Req::post(REFRESH)
                 // Bare, as browsers also send them.
                 .header("sec-secure-session-id", id)
                 .header("secure-session-response", proof),
@@ -112,9 +111,9 @@ async fn refresh(app: &TestApp, client: &mut Client, device: &TestDevice, id: &s
         .await
 }
 
-#[tokio::test]
-async fn dbsc_register_refresh_and_a_stolen_jar_through_the_layer() {
-    let app = dbsc_app();
+/// A device registers and refreshes its bound cookie; a copied jar stops working when the bound cookie expires.
+pub async fn dbsc_register_refresh_and_a_stolen_jar_through_the_layer<A: AppUnderTest>() {
+    let app = dbsc_app::<A>().await;
     let device = TestDevice::es256();
     let mut browser = Client::new();
     let id = login_and_register(&app, &mut browser, &device).await;
@@ -137,7 +136,7 @@ async fn dbsc_register_refresh_and_a_stolen_jar_through_the_layer() {
     // The device refreshes: a new value each time, and the page loads.
     let old = browser.jar[BOUND].clone();
     let refreshed = refresh(&app, &mut browser, &device, &id).await;
-    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
     assert_eq!(json(&refreshed)["session_identifier"], id.as_str());
     let first = browser.jar[BOUND].clone();
     assert_ne!(first, old);
@@ -155,51 +154,51 @@ async fn dbsc_register_refresh_and_a_stolen_jar_through_the_layer() {
     // A thief's own key cannot refresh.
     let stranger = TestDevice::es256();
     let stolen = refresh(&app, &mut thief, &stranger, &id).await;
-    assert_eq!(stolen.status, StatusCode::BAD_REQUEST);
+    assert_eq!(stolen.status, 400);
     assert_eq!(json(&stolen)["continue"], false);
     assert_eq!(browser.get(&app, "/whoami").await.body, "alice");
 }
 
-#[tokio::test]
-async fn dbsc_refresh_refuses_missing_ids_and_ended_sessions() {
-    let app = dbsc_app();
+/// Refreshes without an id, with an unknown one or for an ended session are refused.
+pub async fn dbsc_refresh_refuses_missing_ids_and_ended_sessions<A: AppUnderTest>() {
+    let app = dbsc_app::<A>().await;
     let device = TestDevice::es256();
     let mut browser = Client::new();
     let id = login_and_register(&app, &mut browser, &device).await;
-    let missing = browser.send(&app, Request::post(REFRESH)).await;
-    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let missing = browser.send(&app, Req::post(REFRESH)).await;
+    assert_eq!(missing.status, 400);
     let wrong = browser
         .send(
             &app,
-            Request::post(REFRESH).header("sec-secure-session-id", "\"not-an-id\""),
+            Req::post(REFRESH).header("sec-secure-session-id", "\"not-an-id\""),
         )
         .await;
-    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert_eq!(wrong.status, 400);
     let unknown = browser
         .send(
             &app,
-            Request::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
+            Req::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
         )
         .await;
-    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, 401);
     // A registration without a proof, or with a replayed one, is refused.
-    let no_proof = browser.send(&app, Request::post(REGISTER)).await;
-    assert_eq!(no_proof.status, StatusCode::BAD_REQUEST);
+    let no_proof = browser.send(&app, Req::post(REGISTER)).await;
+    assert_eq!(no_proof.status, 400);
 
     browser.post(&app, "/logout").await;
     let after_logout = browser
         .send(
             &app,
-            Request::post(REFRESH).header("sec-secure-session-id", id.as_str()),
+            Req::post(REFRESH).header("sec-secure-session-id", id.as_str()),
         )
         .await;
-    assert_eq!(after_logout.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(after_logout.status, 401);
     assert_eq!(json(&after_logout)["continue"], false);
 }
 
-#[tokio::test]
-async fn dbsc_browsers_without_it_are_served_as_before() {
-    let app = dbsc_app();
+/// Browsers without DBSC ignore the offer and are served as before.
+pub async fn dbsc_browsers_without_it_are_served_as_before<A: AppUnderTest>() {
+    let app = dbsc_app::<A>().await;
     let mut browser = Client::new();
     // The offer is ignored: no registration, no bound cookie.
     let login = browser.post(&app, "/login/bob").await;
@@ -212,7 +211,7 @@ async fn dbsc_browsers_without_it_are_served_as_before() {
     browser
         .send(
             &app,
-            Request::get("/whoami").header(
+            Req::get("/whoami").header(
                 "secure-session-skipped",
                 "unreachable;session_identifier=\"x\"",
             ),
@@ -221,18 +220,18 @@ async fn dbsc_browsers_without_it_are_served_as_before() {
     assert_eq!(app.events.of_kind("dbsc_skipped").len(), 1);
 }
 
-#[tokio::test]
-async fn dbsc_layer_without_the_option_sends_no_offer() {
-    let app = app_with(Mode::Server, BindingPolicy::Log, |b| b);
+/// A layer without device binding offers no registration.
+pub async fn dbsc_layer_without_the_option_sends_no_offer<A: AppUnderTest>() {
+    let app = app_with::<A>(Mode::Server, BindingPolicy::Log, |b| b).await;
     let mut browser = Client::new();
     let login = browser.post(&app, "/login/carol").await;
     assert!(login.header("secure-session-registration").is_none());
     let refresh = browser
         .send(
             &app,
-            Request::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
+            Req::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
         )
         .await;
-    assert_ne!(refresh.status, StatusCode::OK);
+    assert_ne!(refresh.status, 200);
     assert!(refresh.header("secure-session-challenge").is_none());
 }
