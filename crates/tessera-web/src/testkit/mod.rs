@@ -5,10 +5,11 @@
 //!
 //! An integration implements [`AppUnderTest`] (start a server with the
 //! [standard routes](routes) behind a layer; only handler wiring and
-//! request/response translation) and expands [`framework_scenarios!`]
+//! request/response translation) and expands
+//! [`framework_scenarios!`](crate::framework_scenarios)
 //! in one of its test binaries, which declares one test per scenario:
 //!
-//! ```ignore
+//! ```text
 //! struct Axum;
 //! impl tessera_web::testkit::AppUnderTest for Axum { /* … */ }
 //!
@@ -16,6 +17,9 @@
 //!     tessera_web::framework_scenarios!(super::Axum, #[tokio::test]);
 //! }
 //! ```
+//!
+//! (`crates/tessera-axum/tests/layer.rs` and
+//! `crates/tessera-actix/tests/middleware.rs` are the two in full.)
 //!
 //! The scenarios are in [`scenarios`]: the layer's own guarantees, then
 //! those of tower-sessions' integration tests (`tower_sessions_*`) and
