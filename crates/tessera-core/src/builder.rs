@@ -1,7 +1,7 @@
 //! The [`SessionManagerBuilder`]: documented defaults, settings left out
 //! derived from those given, contradictions refused.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::store::SessionStore;
 #[derive(Debug, Clone, Copy, Default)]
 struct Given {
     idle_timeout: Option<Duration>,
+    anonymous_idle_timeout: Option<Duration>,
     absolute_timeout: Option<Duration>,
     renew_after: Option<Duration>,
     rotation_grace: Option<Duration>,
@@ -65,6 +66,28 @@ impl SessionManagerBuilder {
     /// Idle timeout (default 30 min).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.given.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Idle timeout of sessions nobody has signed in to (default 10 min,
+    /// at most the idle timeout): a visitor's cart or form state goes
+    /// sooner than a user's session.
+    pub fn anonymous_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.given.anonymous_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Caps the anonymous sessions created per minute: `per_ip` by one
+    /// client IP (IPv6: one /64), `total` by all clients together (default
+    /// 60 and 20 000; `None` lifts a cap). A creation beyond a cap fails
+    /// with [`SessionError::TooManyAnonymous`](crate::SessionError::TooManyAnonymous).
+    pub fn anonymous_creation_caps(
+        mut self,
+        per_ip: Option<NonZeroU32>,
+        total: Option<NonZeroU32>,
+    ) -> Self {
+        self.config.anonymous_per_ip_per_minute = per_ip;
+        self.config.anonymous_per_minute = total;
         self
     }
 
@@ -179,12 +202,17 @@ impl SessionManagerBuilder {
         let defaults = SessionConfig::default();
         let idle = given.idle_timeout.unwrap_or(defaults.idle_timeout);
         config.idle_timeout = idle;
+        config.anonymous_idle_timeout = given
+            .anonymous_idle_timeout
+            .unwrap_or_else(|| defaults.anonymous_idle_timeout.min(idle));
+        // Touching must come well within the shorter of the two.
+        let shortest_idle = idle.min(config.anonymous_idle_timeout);
         config.absolute_timeout = given
             .absolute_timeout
             .unwrap_or_else(|| defaults.absolute_timeout.max(idle));
         config.touch_after = given
             .touch_after
-            .unwrap_or_else(|| defaults.touch_after.min(idle / 4));
+            .unwrap_or_else(|| defaults.touch_after.min(shortest_idle / 4));
         config.renew_after = given
             .renew_after
             .unwrap_or_else(|| defaults.renew_after.min(idle / 2));

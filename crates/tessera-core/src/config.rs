@@ -1,7 +1,7 @@
 //! Session policy settings, their defaults (`docs/concepts.md` gives the
 //! reason for each) and their validation.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,6 +47,17 @@ pub const DEFAULT_MAX_DATA_BYTES: usize = 64 * 1024;
 pub struct SessionConfig {
     /// Idle timeout: the session dies this long after its last use (default 30 min).
     pub idle_timeout: Duration,
+    /// Idle timeout of a session nobody has signed in to (default 10 min,
+    /// at most the idle timeout); a sign-in gives the session the full one.
+    pub anonymous_idle_timeout: Duration,
+    /// Anonymous sessions one client IP (IPv6: one /64) may create per
+    /// minute (default 60; `None`: no cap). Sessions created without a
+    /// client IP count only against the global cap.
+    pub anonymous_per_ip_per_minute: Option<NonZeroU32>,
+    /// Anonymous sessions all clients together may create per minute
+    /// (default 20 000; `None`: no cap), which bounds how fast a crowd of
+    /// addresses can fill the store.
+    pub anonymous_per_minute: Option<NonZeroU32>,
     /// Absolute timeout: the session dies this long after creation (default 12 h).
     pub absolute_timeout: Duration,
     /// Validation rotates a token older than this (default 15 min).
@@ -87,6 +98,9 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             idle_timeout: Duration::from_secs(30 * 60),
+            anonymous_idle_timeout: Duration::from_secs(10 * 60),
+            anonymous_per_ip_per_minute: NonZeroU32::new(60),
+            anonymous_per_minute: NonZeroU32::new(20_000),
             absolute_timeout: Duration::from_secs(12 * 60 * 60),
             renew_after: Duration::from_secs(15 * 60),
             rotation_grace: Duration::from_secs(10),
@@ -136,12 +150,14 @@ pub enum ConfigError {
     },
     /// Touch granularity is not shorter than the idle timeout.
     #[error(
-        "touch_after ({touch:?}) must be shorter than idle_timeout ({idle:?}), or active sessions would time out"
+        "touch_after ({touch:?}) must be shorter than {setting} ({idle:?}), or active sessions would time out"
     )]
     TouchNotShorterThanIdle {
         /// The touch granularity.
         touch: Duration,
-        /// The idle timeout.
+        /// `idle_timeout` or `anonymous_idle_timeout`.
+        setting: &'static str,
+        /// That timeout.
         idle: Duration,
     },
     /// The delivery window is shorter than the grace.
@@ -173,6 +189,7 @@ impl SessionConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (setting, value) in [
             ("idle_timeout", self.idle_timeout),
+            ("anonymous_idle_timeout", self.anonymous_idle_timeout),
             ("absolute_timeout", self.absolute_timeout),
             ("renew_after", self.renew_after),
             ("guessing_window", self.guessing_window),
@@ -199,11 +216,17 @@ impl SessionConfig {
                 grace: self.rotation_grace,
             });
         }
-        if self.touch_after >= self.idle_timeout {
-            return Err(ConfigError::TouchNotShorterThanIdle {
-                touch: self.touch_after,
-                idle: self.idle_timeout,
-            });
+        for (setting, idle) in [
+            ("idle_timeout", self.idle_timeout),
+            ("anonymous_idle_timeout", self.anonymous_idle_timeout),
+        ] {
+            if self.touch_after >= idle {
+                return Err(ConfigError::TouchNotShorterThanIdle {
+                    touch: self.touch_after,
+                    setting,
+                    idle,
+                });
+            }
         }
         for (setting, value) in [
             ("max_subject_bytes", self.max_subject_bytes),

@@ -149,6 +149,17 @@ pub enum SessionError {
     /// A device-binding registration or refresh was refused.
     #[error(transparent)]
     DeviceBinding(#[from] DeviceBindingError),
+    /// An anonymous session was refused: too many were created in the
+    /// last minute (by this client, or by all clients together).
+    #[error(
+        "too many anonymous sessions were created by {scope} in the last minute (the cap is {per_minute}); try again in a minute"
+    )]
+    TooManyAnonymous {
+        /// `this client address` or `all clients`.
+        scope: &'static str,
+        /// The cap per minute.
+        per_minute: u32,
+    },
     /// The store failed; callers fail closed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -289,7 +289,7 @@ struct Window {
 /// is (also when written as IPv6), an IPv6 address by its /64, the
 /// smallest network one subscriber gets (an attacker holding a /64 has
 /// 2^64 addresses to rotate through).
-fn counted_as(ip: IpAddr) -> IpAddr {
+pub(crate) fn counted_as(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

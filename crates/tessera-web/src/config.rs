@@ -12,7 +12,7 @@ use tessera_core::{ClientInfo, SessionManager};
 use crate::Headers;
 use crate::client_ip::TrustedProxies;
 use crate::cookies::{ChunkedCookie, CookieAttributes, CookieController, SameSite, SingleCookie};
-use crate::csrf::{DEFAULT_CSRF_FIELD, DEFAULT_CSRF_HEADER};
+use crate::csrf::{DEFAULT_CSRF_FIELD, DEFAULT_CSRF_HEADER, PreSessionCsrf};
 use crate::dbsc::DbscSettings;
 use crate::import::LegacySessions;
 
@@ -62,6 +62,7 @@ pub struct WebConfig {
     pub(crate) sign_in_page: Option<String>,
     pub(crate) dbsc: Option<DbscSettings>,
     pub(crate) import: Option<Arc<dyn LegacySessions>>,
+    pub(crate) pre_session_csrf: Option<PreSessionCsrf>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -192,6 +193,12 @@ impl WebConfig {
         self.dbsc.as_ref()
     }
 
+    /// The stateless CSRF tokens of visitors without a session (`None`
+    /// with CSRF off).
+    pub fn pre_session_csrf(&self) -> Option<&PreSessionCsrf> {
+        self.pre_session_csrf.as_ref()
+    }
+
     /// Whether a client the manager flags as guessing is refused (429).
     pub fn rejects_guessing(&self) -> bool {
         self.reject_guessing
@@ -253,6 +260,9 @@ pub enum LayerConfigError {
     /// The manager cannot seal sessions over its store.
     #[error("sealed sessions: {0}")]
     Sealing(#[from] tessera_core::ConfigError),
+    /// The operating system gave no randomness for the pre-session CSRF key.
+    #[error("no randomness from the operating system for the CSRF key: {0}")]
+    Entropy(getrandom::Error),
 }
 
 /// Builds a layer's settings; every setting starts at the secure default.
@@ -275,6 +285,7 @@ pub struct WebConfigBuilder<T> {
     sign_in_page: Option<String>,
     dbsc: Option<DbscSettings>,
     import: Option<Arc<dyn LegacySessions>>,
+    csrf_key: Option<[u8; 32]>,
     target: PhantomData<fn() -> T>,
 }
 
@@ -309,6 +320,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             sign_in_page: None,
             dbsc: None,
             import: None,
+            csrf_key: None,
             target: PhantomData,
         }
     }
@@ -359,6 +371,15 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
     /// requests are protected otherwise.
     pub fn csrf(mut self, enabled: bool) -> Self {
         self.csrf_enabled = enabled;
+        self
+    }
+
+    /// The key of the stateless CSRF tokens given to visitors without a
+    /// session ([`PreSessionCsrf`]); default: drawn at random when the
+    /// layer is built. Give every instance of a site the same key, or a
+    /// sign-in form served by one instance fails on another.
+    pub fn csrf_key(mut self, key: [u8; 32]) -> Self {
+        self.csrf_key = Some(key);
         self
     }
 
@@ -515,6 +536,19 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             }
             None => None,
         };
+        let pre_session_csrf = if self.csrf_enabled {
+            let key = match self.csrf_key {
+                Some(key) => key,
+                None => {
+                    let mut key = [0u8; 32];
+                    getrandom::fill(&mut key).map_err(LayerConfigError::Entropy)?;
+                    key
+                }
+            };
+            Some(PreSessionCsrf::new(key, &self.attributes))
+        } else {
+            None
+        };
         let manager = match self.sealing {
             Some(keys) => self.manager.with_sealing(keys, name.as_bytes())?,
             None => self.manager,
@@ -544,6 +578,7 @@ impl<T: FromWebConfig> WebConfigBuilder<T> {
             sign_in_page: self.sign_in_page,
             dbsc,
             import: self.import,
+            pre_session_csrf,
         })))
     }
 }

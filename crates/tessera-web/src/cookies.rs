@@ -58,7 +58,7 @@ impl Default for CookieAttributes {
 }
 
 impl CookieAttributes {
-    fn set_cookie(&self, name: &str, value: &str) -> Result<String, CookieTooLarge> {
+    pub(crate) fn set_cookie(&self, name: &str, value: &str) -> Result<String, CookieTooLarge> {
         let size = name.len() + 1 + value.len();
         if size > MAX_COOKIE_BYTES {
             return Err(CookieTooLarge {
@@ -173,6 +173,18 @@ fn cookie_pairs(headers: &dyn Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
             let eq = pair.iter().position(|b| *b == b'=')?;
             Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
         })
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers (the first
+/// one, when readable text).
+pub(crate) fn cookie_value(headers: &dyn Headers, name: &str) -> Option<String> {
+    cookie_pairs(headers).find_map(|(found, value)| {
+        (found == name.as_bytes())
+            .then(|| std::str::from_utf8(value).ok())
+            .flatten()
+            .filter(|value| !value.is_empty() && value.len() <= 4096)
+            .map(|value| value.trim_matches('"').to_owned())
+    })
 }
 
 fn is_credential_text(value: &str) -> bool {

@@ -2,7 +2,10 @@
 //! per-response tokens, and the `Origin` / `Sec-Fetch-Site` check.
 //!
 //! Each session holds a 128-bit secret (its record's
-//! [`CsrfSecret`], replaced at every login). A token handed to a page is
+//! [`CsrfSecret`], replaced at every login). Before a session exists (a
+//! sign-in form shown to a visitor), the secret is stateless instead
+//! ([`PreSessionCsrf`]): an HMAC of a random nonce kept in a cookie of its
+//! own, so that showing a form stores nothing. A token handed to a page is
 //! `base64url(mask ‖ mask ⊕ secret)` with a fresh random mask every time,
 //! so no two responses carry the same bytes and a compression side channel
 //! (BREACH) learns nothing about the secret.
@@ -15,10 +18,13 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tessera_core::CsrfSecret;
 
 use crate::Headers;
+use crate::cookies::{CookieAttributes, CookieTooLarge};
 
 /// The default request header carrying the token.
 pub const DEFAULT_CSRF_HEADER: &str = "x-csrf-token";
@@ -66,6 +72,81 @@ pub enum CsrfError {
     /// from before login).
     #[error("the CSRF token does not match this session; load the form again")]
     InvalidToken,
+}
+
+/// The stateless CSRF secret of a visitor without a session: the
+/// HMAC-SHA256, under a key of the layer, of a 128-bit random nonce that
+/// the browser keeps in a cookie of its own (the session cookie's name
+/// with `-csrf` appended, same attributes). A form page shown to a
+/// visitor thus stores nothing; the token it carries is valid only with
+/// that cookie, which another site can neither read nor set (`__Host-`),
+/// and forging a pair takes the key.
+///
+/// Several instances of one site must share the key
+/// (`.csrf_key(…)` on the layer builder); otherwise each draws its own at
+/// start, and a sign-in form served by one fails on another (the user
+/// loads it again).
+#[derive(Clone)]
+pub struct PreSessionCsrf {
+    key: [u8; 32],
+    attributes: CookieAttributes,
+}
+
+impl std::fmt::Debug for PreSessionCsrf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreSessionCsrf")
+            .field("cookie", &self.attributes.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The length of a pre-session nonce.
+const NONCE_LEN: usize = 16;
+
+impl PreSessionCsrf {
+    /// Pre-session tokens under `key`, with a cookie named after the
+    /// session cookie of `session_cookie` and carrying its attributes.
+    pub fn new(key: [u8; 32], session_cookie: &CookieAttributes) -> Self {
+        let mut attributes = session_cookie.clone();
+        attributes.name = format!("{}-csrf", session_cookie.name);
+        Self { key, attributes }
+    }
+
+    /// The nonce cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.attributes.name
+    }
+
+    /// The nonce the request's cookie carries, if readable.
+    pub fn read_nonce(&self, headers: &dyn Headers) -> Option<[u8; NONCE_LEN]> {
+        let value = crate::cookies::cookie_value(headers, &self.attributes.name)?;
+        URL_SAFE_NO_PAD.decode(value).ok()?.try_into().ok()
+    }
+
+    /// A fresh nonce.
+    pub fn new_nonce() -> Result<[u8; NONCE_LEN], getrandom::Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)?;
+        Ok(nonce)
+    }
+
+    /// The `Set-Cookie` value that gives the browser `nonce`.
+    pub fn set_cookie(&self, nonce: &[u8; NONCE_LEN]) -> Result<String, CookieTooLarge> {
+        self.attributes
+            .set_cookie(&self.attributes.name, &URL_SAFE_NO_PAD.encode(nonce))
+    }
+
+    /// The secret tokens are masked from for `nonce`.
+    pub fn secret(&self, nonce: &[u8; NONCE_LEN]) -> CsrfSecret {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"tessera pre-session csrf v1\0");
+        mac.update(nonce);
+        let digest = mac.finalize().into_bytes();
+        let mut secret = [0u8; SECRET_LEN];
+        secret.copy_from_slice(&digest[..SECRET_LEN]);
+        CsrfSecret::from_bytes(secret)
+    }
 }
 
 /// Whether requests with this method change state and need a token.

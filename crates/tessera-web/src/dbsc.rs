@@ -105,13 +105,7 @@ impl DbscSettings {
     /// The bound cookie's value in a request's `Cookie` headers (the
     /// first, when a request carries several).
     pub fn bound_cookie(&self, headers: &dyn Headers) -> Option<String> {
-        headers.all("cookie").into_iter().find_map(|line| {
-            let line = std::str::from_utf8(line).ok()?;
-            line.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == self.cookie_name).then(|| value.trim_matches('"').to_owned())
-            })
-        })
+        crate::cookies::cookie_value(headers, &self.cookie_name)
     }
 
     /// The cookie's attributes as the session instructions state them

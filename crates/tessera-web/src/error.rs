@@ -117,6 +117,7 @@ impl Error {
             ) => "payload_too_large",
             Error::Session(SessionError::Seal(_) | SessionError::NotSealed) => "seal_failed",
             Error::Session(SessionError::Token(_)) => "entropy",
+            Error::Session(SessionError::TooManyAnonymous { .. }) => "rate_limited",
             Error::Session(_) => "invalid_request",
             Error::CookieTooLarge(_) => "session_too_large",
             Error::Serde { .. } => "session_value_type",
@@ -163,6 +164,7 @@ fn session_status(err: &SessionError) -> u16 {
         | SessionError::EmptySubject
         | SessionError::TimeoutNotAllowed { .. } => 400,
         SessionError::Store(_) => 503,
+        SessionError::TooManyAnonymous { .. } => 429,
         _ => 500,
     }
 }

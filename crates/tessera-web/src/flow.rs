@@ -93,12 +93,15 @@ impl RequestFlow {
             return Err(Error::Guessing);
         }
         let mut state = RequestSession::new(config.clone(), presented, client);
+        if let Some(pre) = config.pre_session_csrf() {
+            state.set_csrf_nonce(pre.read_nonce(headers));
+        }
         if let Some(dbsc) = config.dbsc() {
             crate::dbsc::report_skipped(config.manager(), headers);
             state.set_bound_cookie(dbsc.bound_cookie(headers));
         }
         if let Some(reader) = &config.import
-            && let Some(value) = crate::import::cookie_value(headers, reader.cookie_name())
+            && let Some(value) = crate::cookies::cookie_value(headers, reader.cookie_name())
         {
             state.present_legacy(value);
         }

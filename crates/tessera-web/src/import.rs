@@ -15,8 +15,6 @@ use std::pin::Pin;
 use serde_json::{Map, Value};
 use tessera_core::store::StoreError;
 
-use crate::Headers;
-
 /// What an old session handed over.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
@@ -53,24 +51,6 @@ pub trait LegacySessions: Send + Sync + 'static {
     /// none (or the value is not one this library issues: a reader never
     /// looks up a key a forged cookie names).
     fn take<'a>(&'a self, cookie_value: &'a str) -> ImportFuture<'a>;
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers (the first
-/// one, when readable text).
-pub(crate) fn cookie_value(headers: &dyn Headers, name: &str) -> Option<String> {
-    headers
-        .all("cookie")
-        .into_iter()
-        .flat_map(|header| header.split(|b| *b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes())
-                .then(|| std::str::from_utf8(pair[eq + 1..].trim_ascii()).ok())
-                .flatten()
-                .filter(|value| !value.is_empty() && value.len() <= 4096)
-                .map(|value| value.trim_matches('"').to_owned())
-        })
 }
 
 /// The `Set-Cookie` value removing the old cookie.

@@ -77,6 +77,10 @@ pub struct RequestSession {
     bound_cookie: Option<String>,
     /// A DBSC registration offer to send (`Secure-Session-Registration`).
     registration: Option<String>,
+    /// The pre-session CSRF nonce the request's cookie carried.
+    csrf_nonce: Option<[u8; 16]>,
+    /// A pre-session CSRF nonce drawn for this response (its cookie is set).
+    new_csrf_nonce: Option<[u8; 16]>,
     /// The old library's cookie the request carried (see [`crate::import`]).
     legacy: Option<String>,
     /// The old cookie was seen when loading: the response removes it.
@@ -111,6 +115,8 @@ impl RequestSession {
             cookie: CookieChange::Keep,
             bound_cookie: None,
             registration: None,
+            csrf_nonce: None,
+            new_csrf_nonce: None,
             legacy: None,
             remove_legacy: false,
         }
@@ -120,6 +126,12 @@ impl RequestSession {
     /// [`DbscSettings::bound_cookie`](crate::dbsc::DbscSettings::bound_cookie)).
     pub fn set_bound_cookie(&mut self, value: Option<String>) {
         self.bound_cookie = value;
+    }
+
+    /// Sets the pre-session CSRF nonce the request's cookie carried (read
+    /// with [`PreSessionCsrf::read_nonce`](crate::csrf::PreSessionCsrf::read_nonce)).
+    pub fn set_csrf_nonce(&mut self, nonce: Option<[u8; 16]>) {
+        self.csrf_nonce = nonce;
     }
 
     /// The request's session as the manager vouched for it, if any.
@@ -518,9 +530,26 @@ impl RequestSession {
 
     // ----- CSRF -------------------------------------------------------------
 
-    /// A masked CSRF token for this session, creating the session when
-    /// needed; a pending sign-in is written first (its secret is new).
+    /// A masked CSRF token for this session; a pending sign-in is written
+    /// first (its secret is new). Without a session, a stateless token
+    /// bound to the pre-session cookie (set by this response when the
+    /// request had none): showing a form creates no session. With CSRF off
+    /// on the layer, the session is created to hold the secret.
     pub async fn csrf_token(&mut self) -> Result<String, Error> {
+        self.load().await?;
+        if self.current.is_none()
+            && let Some(pre) = &self.config.pre_session_csrf
+        {
+            let nonce = match self.csrf_nonce.or(self.new_csrf_nonce) {
+                Some(nonce) => nonce,
+                None => {
+                    let nonce = csrf::PreSessionCsrf::new_nonce().map_err(|_| Error::Entropy)?;
+                    self.new_csrf_nonce = Some(nonce);
+                    nonce
+                }
+            };
+            return csrf::mask(&pre.secret(&nonce)).map_err(|_| Error::Entropy);
+        }
         let session = self.ensure().await?;
         csrf::mask(session.record().csrf_secret()).map_err(|_| Error::Entropy)
     }
@@ -532,17 +561,25 @@ impl RequestSession {
         presented: &str,
         headers: &(dyn Headers + Sync),
     ) -> Result<(), Error> {
-        let Some(record) = self.load().await? else {
+        let record = self.load().await?;
+        if record.is_some_and(|record| csrf::verify(record.csrf_secret(), presented)) {
+            return Ok(());
+        }
+        let has_session = record.is_some();
+        // A token from a form shown before the session existed (or by
+        // another tab before this one signed in).
+        if let (Some(pre), Some(nonce)) = (&self.config.pre_session_csrf, &self.csrf_nonce)
+            && csrf::verify(&pre.secret(nonce), presented)
+        {
+            return Ok(());
+        }
+        if !has_session && self.csrf_nonce.is_none() {
             let config = &self.config;
             return Err(
                 csrf::no_session(headers, config.secure_cookie, &config.cookie_name).into(),
             );
-        };
-        if csrf::verify(record.csrf_secret(), presented) {
-            Ok(())
-        } else {
-            Err(csrf::CsrfError::InvalidToken.into())
         }
+        Err(csrf::CsrfError::InvalidToken.into())
     }
 
     // ----- the response -------------------------------------------------------
@@ -580,6 +617,13 @@ impl RequestSession {
                 changes.no_store = true;
                 changes.cookie_changed = true;
             }
+        }
+        if let (Some(nonce), Some(pre)) =
+            (self.new_csrf_nonce.take(), &self.config.pre_session_csrf)
+        {
+            changes.set_cookies.push(pre.set_cookie(&nonce)?);
+            changes.no_store = true;
+            changes.cookie_changed = true;
         }
         if std::mem::take(&mut self.remove_legacy)
             && let Some(reader) = &self.config.import

@@ -199,6 +199,22 @@ pub struct ServeArgs {
     /// A session ends this long after its last use [default: 30m].
     #[arg(long, env = "TESSERA_IDLE_TIMEOUT", value_parser = duration)]
     pub idle_timeout: Option<Duration>,
+    /// A session nobody has signed in to ends this long after its last
+    /// use [default: 10m, at most the idle timeout].
+    #[arg(long, env = "TESSERA_ANONYMOUS_IDLE_TIMEOUT", value_parser = duration)]
+    pub anonymous_idle_timeout: Option<Duration>,
+    /// Anonymous sessions one client address (IPv6: its /64) may create
+    /// per minute; 0 lifts the cap.
+    #[arg(
+        long,
+        env = "TESSERA_ANONYMOUS_PER_IP_PER_MINUTE",
+        default_value = "60"
+    )]
+    pub anonymous_per_ip_per_minute: u32,
+    /// Anonymous sessions all clients together may create per minute; 0
+    /// lifts the cap.
+    #[arg(long, env = "TESSERA_ANONYMOUS_PER_MINUTE", default_value = "20000")]
+    pub anonymous_per_minute: u32,
     /// A session ends this long after creation, however active [default:
     /// 12h, at least the idle timeout].
     #[arg(long, env = "TESSERA_ABSOLUTE_TIMEOUT", value_parser = duration)]
@@ -236,6 +252,19 @@ pub struct ServeArgs {
     /// A request still unanswered after this gets `503 store_unavailable`.
     #[arg(long, env = "TESSERA_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
+    /// A client must send a request's headers within this, counted from
+    /// their first byte (or from connecting, for a connection's first
+    /// request); slower connections are closed.
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection idle this long after a response is closed
+    /// (longer than nginx's default upstream `keepalive_timeout` of 60s).
+    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub keep_alive_timeout: Duration,
+    /// Connections open at once; more are closed as soon as they are
+    /// accepted (lowered to fit the open-files limit, with a warning).
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: std::num::NonZeroUsize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "TESSERA_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
     pub shutdown_grace: Duration,

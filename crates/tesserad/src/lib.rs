@@ -7,6 +7,7 @@
 pub mod admin_client;
 pub mod api;
 pub mod cli;
+pub mod connections;
 pub mod console;
 pub mod keys;
 pub mod logging;

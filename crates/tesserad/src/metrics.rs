@@ -127,6 +127,40 @@ struct OperationLabel {
     operation: &'static str,
 }
 
+/// Why the server closed a connection (see `crate::connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// Refused: `--max-connections` were open.
+    Refused,
+    /// The request's headers took longer than `--header-read-timeout`.
+    HeaderTimeout,
+    /// Idle longer than `--keep-alive-timeout` after a response.
+    IdleTimeout,
+}
+
+impl ConnectionClose {
+    /// Every reason, in the order of their discriminants.
+    pub const ALL: [ConnectionClose; 3] = [
+        ConnectionClose::Refused,
+        ConnectionClose::HeaderTimeout,
+        ConnectionClose::IdleTimeout,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionClose::Refused => "refused",
+            ConnectionClose::HeaderTimeout => "header_timeout",
+            ConnectionClose::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
@@ -149,6 +183,8 @@ pub struct Metrics {
     other_events: Family<KindLabel, Counter>,
     sessions_active: Gauge,
     record_counter: Option<RecordCounter>,
+    connections_open: Gauge,
+    connections_closed: Vec<Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -247,6 +283,29 @@ impl Metrics {
             );
         }
 
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let closed_family = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the server closed to protect itself: `refused` (--max-connections reached), `header_timeout` (--header-read-timeout), `idle_timeout` (--keep-alive-timeout)",
+            closed_family.clone(),
+        );
+        let connections_closed = ConnectionClose::ALL
+            .iter()
+            .map(|reason| {
+                closed_family
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
+
         Self {
             registry,
             operations,
@@ -256,6 +315,8 @@ impl Metrics {
             other_events,
             sessions_active,
             record_counter,
+            connections_open,
+            connections_closed,
         }
     }
 
@@ -303,6 +364,21 @@ impl Metrics {
     /// How many records the store holds, when it can tell.
     pub fn store_records(&self) -> Option<u64> {
         self.record_counter.as_ref().map(|count| count())
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// An accepted connection ended.
+    pub fn connection_ended(&self) {
+        self.connections_open.dec();
+    }
+
+    /// The server closed (or refused) a connection for `reason`.
+    pub fn connection_closed(&self, reason: ConnectionClose) {
+        self.connections_closed[reason as usize].inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -4,12 +4,13 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tessera::events::{EventSink, FanOutEventSink, TracingEventSink};
 use tessera::open::{OpenOptions, OpenStoreError, open_store_with};
 use tessera::store::SessionStore;
@@ -17,6 +18,7 @@ use tessera::{ConfigError, SessionManager, SessionManagerBuilder};
 
 use crate::api::{AppState, HttpLimits, router};
 use crate::cli::ServeArgs;
+use crate::connections::{ConnectionGuard, ConnectionLimits, fit_connection_cap};
 use crate::console::{Console, ConsoleError};
 use crate::keys::{
     AcceptedKey, ApiKeys, KeyError, KeyStore, Scopes, check_key_strength, create_private_dir,
@@ -94,7 +96,14 @@ fn manager_builder(
     // (a short `--idle-timeout` alone works).
     let mut builder = SessionManager::builder_shared(store)
         .binding(args.binding)
+        .anonymous_creation_caps(
+            NonZeroU32::new(args.anonymous_per_ip_per_minute),
+            NonZeroU32::new(args.anonymous_per_minute),
+        )
         .events_shared(events);
+    if let Some(idle) = args.anonymous_idle_timeout {
+        builder = builder.anonymous_idle_timeout(idle);
+    }
     if let Some(idle) = args.idle_timeout {
         builder = builder.idle_timeout(idle);
     }
@@ -262,6 +271,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let key_reloader = keys.spawn_reloader(KEY_RELOAD_INTERVAL);
 
     let metrics = Arc::new(Metrics::new(opened.record_counter.clone()));
+    let connection_metrics = metrics.clone();
     let store: Arc<dyn SessionStore> = Arc::new(metered(opened.store.clone(), metrics.clone()));
     let events: Arc<dyn EventSink> = Arc::new(FanOutEventSink(vec![
         Arc::new(TracingEventSink),
@@ -304,6 +314,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         args.shutdown_grace,
     ));
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let guard = ConnectionGuard::new(
+        ConnectionLimits {
+            max_connections: fit_connection_cap(args.max_connections.get()),
+            header_read_timeout: args.header_read_timeout,
+            keep_alive_timeout: args.keep_alive_timeout,
+        },
+        Some(connection_metrics),
+    );
 
     let served = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -315,8 +333,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     source,
                 })?;
             announce("https", local, &opened.url.to_string(), &args);
-            axum_server::from_tcp_rustls(listener, config)
+            axum_server::from_tcp(listener)
                 .map_err(listen_error)?
+                .acceptor(RustlsAcceptor::new(config).acceptor(guard))
                 .handle(handle)
                 .serve(service)
                 .await
@@ -325,6 +344,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             announce("http", local, &opened.url.to_string(), &args);
             axum_server::from_tcp(listener)
                 .map_err(listen_error)?
+                .acceptor(guard)
                 .handle(handle)
                 .serve(service)
                 .await

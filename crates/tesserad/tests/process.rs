@@ -487,3 +487,184 @@ async fn forward_auth_takes_the_client_ip_from_trusted_proxies_only() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("10.0.0.0/40"));
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Slow connections held open at once in the slowloris test.
+const SLOW_CLIENTS: usize = 2000;
+
+/// Waits until the server closes `stream` (a read returns end of file or
+/// an error), sending `trickle` every 300 ms meanwhile when given; `false`
+/// when it is still open after `patience`.
+async fn closed_by_server(
+    stream: &mut tokio::net::TcpStream,
+    trickle: Option<&[u8]>,
+    patience: std::time::Duration,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let give_up = tokio::time::Instant::now() + patience;
+    let mut buf = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return true,
+                // An answer (e.g. to a complete request): keep reading.
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep(std::time::Duration::from_millis(300)) => {
+                if let Some(bytes) = trickle
+                    && stream.write_all(bytes).await.is_err()
+                {
+                    return true;
+                }
+            }
+            () = tokio::time::sleep_until(give_up) => return false,
+        }
+    }
+}
+
+/// The value of one metric series in the text exposition.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in the metrics:\n{text}"))
+}
+
+/// Slowloris: 2 000 connections that send their headers a line at a time
+/// do not keep others from being served, and each is closed once its
+/// headers have taken longer than `--header-read-timeout`; connections
+/// beyond `--max-connections` are closed at once; a kept-alive connection
+/// idle past `--keep-alive-timeout` is closed, and so is one that never
+/// sends anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let files = rlimit::increase_nofile_limit(u64::MAX).expect("the open-files limit");
+    assert!(
+        files >= 2 * SLOW_CLIENTS as u64 + 512,
+        "this test needs {} open files (client and server side), the limit is {files}: raise it with ulimit -n",
+        2 * SLOW_CLIENTS + 512
+    );
+    let cap = SLOW_CLIENTS + 40;
+    let server = Server::start(&[
+        "--header-read-timeout",
+        "4s",
+        "--keep-alive-timeout",
+        "2s",
+        "--max-connections",
+        &cap.to_string(),
+    ]);
+    let address = server.url.trim_start_matches("http://").to_owned();
+
+    let mut slow = Vec::with_capacity(SLOW_CLIENTS);
+    for _ in 0..SLOW_CLIENTS {
+        let mut stream = TcpStream::connect(&address).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .expect("first header line");
+        slow.push(tokio::spawn(async move {
+            closed_by_server(
+                &mut stream,
+                Some(b"X-Slow: 1\r\n"),
+                std::time::Duration::from_secs(30),
+            )
+            .await
+        }));
+    }
+
+    // Others are served meanwhile, each within its client's timeout.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .expect("client");
+    for _ in 0..10 {
+        let status = http
+            .get(server.at("/healthz"))
+            .send()
+            .await
+            .expect("a request beside the slow connections is answered")
+            .status();
+        assert_eq!(status, 200);
+    }
+    let (token, _) = create(&server, Some("beside-slow-clients")).await;
+    assert!(!token.is_empty());
+    let metrics = http
+        .get(server.at("/metrics"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let open = metric(&metrics, "tessera_connections_open");
+    assert!(
+        open >= SLOW_CLIENTS as f64,
+        "the slow connections are open while the others are served ({open})"
+    );
+
+    // Beyond the cap, connections are closed as soon as they are accepted.
+    let mut extra = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(&address).await.expect("connect");
+        extra.push(tokio::spawn(async move {
+            closed_by_server(&mut stream, None, std::time::Duration::from_secs(1)).await
+        }));
+    }
+    let mut refused = 0;
+    for closed in extra {
+        if closed.await.expect("extra client") {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 50,
+        "only {refused} of 100 connections over the cap were refused"
+    );
+
+    // Every slow connection is cut off at its header deadline.
+    for task in slow {
+        assert!(
+            task.await.expect("slow client"),
+            "a connection trickling its headers for 30 s was never closed"
+        );
+    }
+
+    // A connection that sends nothing is closed at the header deadline.
+    let mut silent = TcpStream::connect(&address).await.expect("connect");
+    assert!(closed_by_server(&mut silent, None, std::time::Duration::from_secs(15)).await);
+    // A kept-alive connection is closed when idle after its response.
+    let mut kept = TcpStream::connect(&address).await.expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    assert!(closed_by_server(&mut kept, None, std::time::Duration::from_secs(15)).await);
+
+    let metrics = http
+        .get(server.at("/metrics"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metric(
+            &metrics,
+            "tessera_connections_closed_total{reason=\"refused\"}"
+        ) >= 50.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "tessera_connections_closed_total{reason=\"header_timeout\"}"
+        ) >= (SLOW_CLIENTS + 1) as f64
+    );
+    assert!(
+        metric(
+            &metrics,
+            "tessera_connections_closed_total{reason=\"idle_timeout\"}"
+        ) >= 1.0
+    );
+}

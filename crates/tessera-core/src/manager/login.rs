@@ -240,7 +240,12 @@ impl SessionManager {
         data: &SessionData,
         now: Timestamp,
     ) -> Result<ActiveSession, SessionError> {
+        let full_idle = u64::try_from(self.config().idle_timeout.as_millis()).unwrap_or(u64::MAX);
         let apply = |mut record: SessionRecord| {
+            if record.subject.is_none() {
+                // Signed in now: the anonymous idle timeout no longer applies.
+                record.idle_timeout_ms = full_idle;
+            }
             record.data = data.clone();
             record.subject = Some(login.subject.clone());
             record.auth_level = login.auth_level;

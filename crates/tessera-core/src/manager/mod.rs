@@ -2,6 +2,7 @@
 //! (`docs/concepts.md`), for sessions kept in a store and sessions sealed
 //! into their credential alike.
 
+mod caps;
 mod credential;
 mod end;
 mod login;
@@ -133,6 +134,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
     guessing: Arc<GuessingDetector>,
+    anonymous_caps: Arc<caps::AnonymousCaps>,
     epoch: Arc<EpochCache>,
     sealing: Option<Sealing>,
 }
@@ -173,6 +175,10 @@ impl SessionManager {
         keys: Option<KeyRing>,
     ) -> Self {
         let guessing = GuessingDetector::new(config.guessing_threshold, config.guessing_window);
+        let anonymous_caps = caps::AnonymousCaps::new(
+            config.anonymous_per_ip_per_minute,
+            config.anonymous_per_minute,
+        );
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -180,6 +186,7 @@ impl SessionManager {
                 clock,
                 events,
                 guessing: Arc::new(guessing),
+                anonymous_caps: Arc::new(anonymous_caps),
                 epoch: Arc::new(EpochCache {
                     epoch: AtomicU64::new(0),
                     checked_at: AtomicI64::new(i64::MIN),
@@ -212,6 +219,7 @@ impl SessionManager {
                 clock: inner.clock.clone(),
                 events: inner.events.clone(),
                 guessing: inner.guessing.clone(),
+                anonymous_caps: inner.anonymous_caps.clone(),
                 epoch: inner.epoch.clone(),
                 sealing: Some(Sealing {
                     keys: Arc::new(keys),

@@ -61,8 +61,16 @@ impl SessionManager {
 
     /// Creates a session and issues its first credential
     /// ([`ActiveSession::issued`]).
+    ///
+    /// An anonymous session (no subject) gets the anonymous idle timeout,
+    /// and is refused with [`SessionError::TooManyAnonymous`] beyond the
+    /// anonymous creation caps ([`SessionConfig::anonymous_per_ip_per_minute`](crate::SessionConfig::anonymous_per_ip_per_minute)).
     pub async fn create(&self, request: NewSession) -> Result<ActiveSession, SessionError> {
         let now = self.now();
+        if request.subject.is_none() {
+            let ip = request.client.as_ref().and_then(|client| client.ip);
+            self.inner.anonymous_caps.admit(ip, now)?;
+        }
         let made = self.new_record(request, now, Fresh::draw()?).await?;
         let subject = made.0.subject.clone();
         let session = self.store_new(made, now).await?;
@@ -85,7 +93,12 @@ impl SessionManager {
         fresh: Fresh,
     ) -> Result<(SessionRecord, [u8; 32]), SessionError> {
         let config = self.config();
-        let idle = per_session_timeout("idle_timeout", request.idle_timeout, config.idle_timeout)?;
+        let default_idle = if request.subject.is_some() {
+            config.idle_timeout
+        } else {
+            config.anonymous_idle_timeout
+        };
+        let idle = per_session_timeout("idle_timeout", request.idle_timeout, default_idle)?;
         let absolute = per_session_timeout(
             "absolute_timeout",
             request.absolute_timeout,

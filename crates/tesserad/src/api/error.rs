@@ -225,6 +225,9 @@ impl From<SessionError> for ApiError {
                 ApiError::new(ErrorCode::PayloadTooLarge, error.to_string())
             }
             SessionError::Store(store) => store_unavailable(&store),
+            SessionError::TooManyAnonymous { .. } => {
+                ApiError::new(ErrorCode::RateLimited, error.to_string())
+            }
             SessionError::SubjectTooLong { .. }
             | SessionError::EmptySubject
             | SessionError::Data(_)
