@@ -75,7 +75,7 @@ impl CookieAttributes {
         Ok(cookie.to_string())
     }
 
-    fn removal(&self, name: &str) -> String {
+    pub(crate) fn removal(&self, name: &str) -> String {
         let cookie = Cookie::build((name, ""))
             .path("/")
             .secure(self.secure)

@@ -136,6 +136,11 @@ impl PreSessionCsrf {
             .set_cookie(&self.attributes.name, &URL_SAFE_NO_PAD.encode(nonce))
     }
 
+    /// The `Set-Cookie` value removing the nonce cookie.
+    pub fn removal(&self) -> String {
+        self.attributes.removal(&self.attributes.name)
+    }
+
     /// The secret tokens are masked from for `nonce`.
     pub fn secret(&self, nonce: &[u8; NONCE_LEN]) -> CsrfSecret {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)

@@ -81,6 +81,8 @@ pub struct RequestSession {
     csrf_nonce: Option<[u8; 16]>,
     /// A pre-session CSRF nonce drawn for this response (its cookie is set).
     new_csrf_nonce: Option<[u8; 16]>,
+    /// A sign-in was written by this request.
+    signed_in: bool,
     /// The old library's cookie the request carried (see [`crate::import`]).
     legacy: Option<String>,
     /// The old cookie was seen when loading: the response removes it.
@@ -117,6 +119,7 @@ impl RequestSession {
             registration: None,
             csrf_nonce: None,
             new_csrf_nonce: None,
+            signed_in: false,
             legacy: None,
             remove_legacy: false,
         }
@@ -437,6 +440,7 @@ impl RequestSession {
             return Ok(());
         };
         let session = self.config.manager.commit_login(pending).await?;
+        self.signed_in = true;
         if let Some(dbsc) = &self.config.dbsc {
             // Browsers with DBSC bind the new sign-in; others ignore the header.
             let offer = self
@@ -561,25 +565,30 @@ impl RequestSession {
         presented: &str,
         headers: &(dyn Headers + Sync),
     ) -> Result<(), Error> {
-        let record = self.load().await?;
-        if record.is_some_and(|record| csrf::verify(record.csrf_secret(), presented)) {
-            return Ok(());
+        let mut has_session = false;
+        if let Some(record) = self.load().await? {
+            if csrf::verify(record.csrf_secret(), presented) {
+                return Ok(());
+            }
+            // Signed in: only the session's own secret counts. A sign-in
+            // replaces it, so no token from before the sign-in works after.
+            if record.subject.is_some() {
+                return Err(csrf::CsrfError::InvalidToken.into());
+            }
+            has_session = true;
         }
-        let has_session = record.is_some();
-        // A token from a form shown before the session existed (or by
-        // another tab before this one signed in).
-        if let (Some(pre), Some(nonce)) = (&self.config.pre_session_csrf, &self.csrf_nonce)
-            && csrf::verify(&pre.secret(nonce), presented)
-        {
-            return Ok(());
+        // No session, or an anonymous one the page's first write created
+        // after the page got its tokens (a script reusing one token).
+        match (&self.config.pre_session_csrf, &self.csrf_nonce) {
+            (Some(pre), Some(nonce)) if csrf::verify(&pre.secret(nonce), presented) => Ok(()),
+            _ if has_session || self.csrf_nonce.is_some() => {
+                Err(csrf::CsrfError::InvalidToken.into())
+            }
+            _ => {
+                let config = &self.config;
+                Err(csrf::no_session(headers, config.secure_cookie, &config.cookie_name).into())
+            }
         }
-        if !has_session && self.csrf_nonce.is_none() {
-            let config = &self.config;
-            return Err(
-                csrf::no_session(headers, config.secure_cookie, &config.cookie_name).into(),
-            );
-        }
-        Err(csrf::CsrfError::InvalidToken.into())
     }
 
     // ----- the response -------------------------------------------------------
@@ -605,6 +614,14 @@ impl RequestSession {
                 changes.set_cookies = self.config.cookies.set(&credential, presented)?;
                 changes.no_store = true;
                 changes.cookie_changed = true;
+                // Signed in: pre-session tokens are refused from now on, and
+                // their cookie goes.
+                if self.signed_in
+                    && self.csrf_nonce.is_some()
+                    && let Some(pre) = &self.config.pre_session_csrf
+                {
+                    changes.set_cookies.push(pre.removal());
+                }
             }
             CookieChange::Remove => {
                 changes.set_cookies = self.config.cookies.remove(presented);

@@ -37,29 +37,52 @@ pub async fn untouched_and_read_only_requests_cost_nothing_and_set_no_cookie<A: 
 }
 
 /// The first write sets one `__Host-` cookie with every hardening attribute, and `Cache-Control: no-store`.
+/// A CSRF token asked for before it is stateless: it sets only the
+/// pre-session cookie (same attributes) and stores nothing.
 pub async fn first_write_sets_a_hardened_cookie_once_with_no_store<A: AppUnderTest>() {
     for mode in MODES {
         let app = app::<A>(mode).await;
         let mut client = Client::new();
+        let writes = app.store.hook().writes();
         let token = client.get(&app, "/csrf").await;
-        let cookies = token.set_cookies();
+        let pre_session = token.set_cookies();
+        assert_eq!(pre_session.len(), 1, "{mode:?}: {pre_session:?}");
+        assert!(pre_session[0].starts_with("__Host-tessera-csrf="));
+        assert_eq!(token.header("cache-control"), Some("no-store"));
+        assert_eq!(
+            app.store.hook().writes(),
+            writes,
+            "{mode:?}: a token stores nothing"
+        );
+        let first = client.post_with_token(&app, "/set/a/1", &token.body).await;
+        assert_eq!(first.status, 200, "{mode:?}: {}", first.body);
+        let cookies = first.set_cookies();
         assert_eq!(cookies.len(), 1, "{mode:?}: {cookies:?}");
+        for cookie in [&cookies[0], &pre_session[0]] {
+            for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+                assert!(
+                    cookie.contains(attribute),
+                    "{mode:?}: {attribute} in {cookie}"
+                );
+            }
+        }
         let cookie = &cookies[0];
         assert!(cookie.starts_with("__Host-tessera="));
-        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
-            assert!(
-                cookie.contains(attribute),
-                "{mode:?}: {attribute} in {cookie}"
-            );
-        }
+        // The page's token keeps working for the anonymous session it created.
+        let again = client.post_with_token(&app, "/set/a/2", &token.body).await;
+        assert_eq!(again.status, 200, "{mode:?}: {}", again.body);
         for absent in ["Domain", "Max-Age", "Expires"] {
             assert!(!cookie.contains(absent), "{mode:?}: {absent} in {cookie}");
         }
-        assert_eq!(token.header("cache-control"), Some("no-store"));
+        assert_eq!(first.header("cache-control"), Some("no-store"));
         // A request that changes the session several times still sends one cookie.
         let reply = client.post(&app, "/login/alice").await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.set_cookies().len(), 1);
+        // One session cookie, and the pre-session cookie goes at sign-in.
+        let set = reply.set_cookies();
+        assert_eq!(set.len(), 2, "{set:?}");
+        assert!(set[0].starts_with("__Host-tessera="), "{set:?}");
+        assert!(set[1].starts_with("__Host-tessera-csrf=") && set[1].contains("Max-Age=0"));
         assert_eq!(client.get(&app, "/whoami").await.body, "alice");
         if mode == Mode::Server {
             assert!(client.session_cookie().expect("cookie").starts_with("tss_"));
@@ -257,8 +280,10 @@ pub async fn login_issues_a_new_token_and_csrf_secret<A: AppUnderTest>() {
         let app = app::<A>(mode).await;
         let mut client = Client::new();
         let before_token = client.get(&app, "/csrf").await.body;
+        client
+            .post_with_token(&app, "/set/cart/3", &before_token)
+            .await;
         let planted = client.session_cookie().cloned();
-        client.post(&app, "/set/cart/3").await;
         client.post(&app, "/login/alice").await;
         assert_ne!(client.session_cookie().cloned(), planted, "{mode:?}");
         assert_eq!(
@@ -435,14 +460,15 @@ pub async fn bad_cookies_mean_anonymous_never_a_server_error<A: AppUnderTest>() 
                 "{:?}",
                 reply.set_cookies()
             );
-            // A write from such a request gets a brand-new session.
+            // A form for such a request gets a stateless token: one new
+            // pre-session cookie (plus removals of stale ones), no session.
             let request = Req::get("/csrf").header("cookie", cookie);
             let reply = raw(&app, request).await;
             assert_eq!(reply.status, 200);
             let set = reply.set_cookies();
-            // One new session cookie (plus removals of stale chunks).
-            assert_eq!(set.iter().filter(|c| !c.contains("Max-Age=0")).count(), 1);
-            assert!(set[0].starts_with("__Host-tessera="), "{set:?}");
+            let new: Vec<_> = set.iter().filter(|c| !c.contains("Max-Age=0")).collect();
+            assert_eq!(new.len(), 1, "{set:?}");
+            assert!(new[0].starts_with("__Host-tessera-csrf="), "{set:?}");
         }
     }
 }
