@@ -93,7 +93,7 @@ for spec in $STORES; do
   fi
   mkdir -p "$work/$label-data"
   "$bin/tesserad" serve --store "$store" --data-dir "$work/$label-data" --api-key "$key" \
-    --listen 127.0.0.1:0 --log-level warn "${flags[@]}" >"$work/$label.log" 2>&1 &
+    --listen 127.0.0.1:0 --log-level warn --anonymous-per-minute 0 "${flags[@]}" >"$work/$label.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   if ! url=$(wait_url "$work/$label.log" 2>/dev/null); then

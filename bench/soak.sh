@@ -72,7 +72,7 @@ for store in $STORES; do
   # state after about 6 minutes and must stay flat from then on.
   target/release/tesserad serve --listen 127.0.0.1:0 --store "$url" --api-key "$KEY" \
     --data-dir "$work/data-$store" --renew-after 20s --rotation-grace 5s --touch-after 5s \
-    --idle-timeout "$LIFETIME" --absolute-timeout "$LIFETIME" --log-level warn >"$log" 2>&1 &
+    --idle-timeout "$LIFETIME" --absolute-timeout "$LIFETIME" --anonymous-per-minute 0 --log-level warn >"$log" 2>&1 &
   server=$!
   pids+=($server)
   base=$(wait_url "$log")

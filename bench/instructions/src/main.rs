@@ -102,6 +102,8 @@ fn warm_store(
     sessions: usize,
 ) -> Result<(SessionManager, Vec<String>), Box<dyn Error>> {
     let manager = SessionManager::builder(MemoryStore::new())
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
         .idle_timeout(Duration::from_secs(3600))
         .build()?;
     let tokens = rt.block_on(async {

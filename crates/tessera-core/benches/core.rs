@@ -33,6 +33,8 @@ fn credential(session: &ActiveSession) -> String {
 /// A signed-in session with 100 bytes of data, from a throwaway manager.
 fn sample(rt: &tokio::runtime::Runtime) -> ActiveSession {
     let manager = SessionManager::builder(MemoryStore::new())
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
         .build()
         .expect("config");
     rt.block_on(
@@ -81,6 +83,8 @@ fn records(c: &mut Criterion) {
 
 fn warm_manager(rt: &tokio::runtime::Runtime, sessions: usize) -> (SessionManager, Vec<String>) {
     let manager = SessionManager::builder(MemoryStore::new())
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
         .build()
         .expect("config");
     let data = hundred_bytes();
@@ -174,6 +178,8 @@ fn sealed(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("sealed");
     let manager = SessionManager::builder(MemoryStore::new())
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
         .sealed(KeyRing::new(SealingKey::new(1, [9; 32])))
         .allow_volatile_epochs()
         .build()

@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signed_in = std::env::args().nth(2).as_deref() == Some("signed-in");
     {
         let before = resident_bytes().unwrap_or(0);
-        let manager = SessionManager::builder(MemoryStore::new()).build()?;
+        let manager = SessionManager::builder(MemoryStore::new())
+            .anonymous_creation_caps(None, None)
+            .build()?;
         for n in 0..sessions {
             let mut request = NewSession::anonymous().data(data.clone());
             if signed_in {

@@ -191,7 +191,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .schema(&schema)
         .max_connections(args.concurrency);
     let store = PostgresStore::connect_with(config).await?;
-    let manager = SessionManager::builder(store.clone()).build()?;
+    let manager = SessionManager::builder(store.clone())
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
+        .build()?;
     let duration = Duration::from_secs(args.seconds);
     let admin_url = args.url.split('?').next().unwrap_or(&args.url);
     let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;

@@ -99,6 +99,8 @@ async fn round_trips(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let clock = ManualClock::starting_now();
     let manager = SessionManager::builder(store.clone())
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
         .clock(clock.clone())
         .build()?;
     // Warm up: scripts loaded, the epoch cached.
@@ -265,7 +267,10 @@ async fn memory(url: &str, sessions: usize) -> Result<(), Box<dyn std::error::Er
         ),
     ] {
         let store = RedisStore::connect_with(RedisConfig::from_url(url)?.prefix(prefix)).await?;
-        let manager = SessionManager::builder(store.clone()).build()?;
+        let manager = SessionManager::builder(store.clone())
+            // A load generator: the anonymous creation caps would refuse it.
+            .anonymous_creation_caps(None, None)
+            .build()?;
         manager.create(NewSession::default()).await?;
         let before = used_memory(url).await?;
         let mut tasks = tokio::task::JoinSet::new();

@@ -101,6 +101,8 @@ async fn measure(
 
 async fn run(name: &str, store: Arc<dyn SessionStore>, seconds: u64) {
     let manager = SessionManager::builder_shared(store)
+        // A load generator: the anonymous creation caps would refuse it.
+        .anonymous_creation_caps(None, None)
         .build()
         .expect("manager");
     let mut tokens = Vec::with_capacity(SESSIONS);
