@@ -37,6 +37,7 @@ use crate::store::{Intercept, Intercepted, Operation, SessionStore, StoreError};
 use crate::token::{SessionId, SessionToken, TokenHash};
 
 pub mod device;
+mod device_cases;
 mod lifecycle_cases;
 mod store_cases;
 
@@ -357,10 +358,12 @@ impl std::fmt::Display for ConformanceReport {
     }
 }
 
-/// Every case of the suite, store cases first.
+/// Every case of the suite: store cases, then the lifecycle rules, then
+/// device-bound sessions.
 pub fn cases() -> Vec<Case> {
     let mut all = store_cases::cases();
     all.extend(lifecycle_cases::cases());
+    all.extend(device_cases::cases());
     all
 }
 
