@@ -370,11 +370,20 @@ export class TesseraClient {
 }
 
 /**
- * Which client method serves each operation of the OpenAPI document. Typed
- * against the generated operation ids: a new endpoint in the document fails
- * to compile here once the types are regenerated.
+ * Operations of the OpenAPI document that browsers reach through the proxy
+ * (device-bound sessions): the client has no method for them.
  */
-export const OPERATIONS: Record<OperationId, keyof TesseraClient> = {
+export const BROWSER_OPERATIONS = ["dbsc_register", "dbsc_refresh"] as const;
+
+/**
+ * Which client method serves each other operation of the OpenAPI document.
+ * Typed against the generated operation ids: a new endpoint in the document
+ * fails to compile here once the types are regenerated.
+ */
+export const OPERATIONS: Record<
+  Exclude<OperationId, (typeof BROWSER_OPERATIONS)[number]>,
+  keyof TesseraClient
+> = {
   create: "create",
   validate: "validate",
   update: "update",

@@ -1,4 +1,4 @@
-export { TesseraClient, OPERATIONS, type TesseraClientOptions, type ForwardAuthResult } from "./client";
+export { TesseraClient, OPERATIONS, BROWSER_OPERATIONS, type TesseraClientOptions, type ForwardAuthResult } from "./client";
 export { TesseraError, isTesseraError, type ErrorCode } from "./errors";
 export { tesseraSession, SessionHandle, type TesseraSessionOptions, type SessionUpdate } from "./express";
 export { CSRF_DATA_KEY, type CsrfErrorCode } from "./csrf";

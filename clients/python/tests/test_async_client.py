@@ -7,7 +7,7 @@ from typing import AsyncIterator
 import pytest
 
 from helpers import ENDED, Tesserad, expect_error_async
-from tessera_client import OPERATIONS, AsyncTesseraClient
+from tessera_client import BROWSER_OPERATIONS, OPERATIONS, AsyncTesseraClient
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,7 @@ async def test_subjects_and_revocation(client: AsyncTesseraClient) -> None:
 async def test_operations_and_forward_auth(client: AsyncTesseraClient) -> None:
     document = await client.openapi()
     ids = {op["operationId"] for item in document["paths"].values() for op in item.values()}
-    assert ids == set(OPERATIONS)
+    assert ids == set(OPERATIONS) | BROWSER_OPERATIONS
     for method in OPERATIONS.values():
         assert callable(getattr(client, method)), method
     assert await client.healthz() == {"status": "ok"}

@@ -13,7 +13,7 @@ use tessera_core::device::{
     BoundCookie, DeviceAlgorithm, DeviceBindingError, DeviceBindingPolicy, DeviceChallenge,
     DeviceRefresh,
 };
-use tessera_core::{SessionError, SessionId, SessionManager};
+use tessera_core::{ActiveSession, SessionError, SessionId, SessionManager};
 
 use crate::Headers;
 use crate::cookies::SameSite;
@@ -258,10 +258,15 @@ impl DbscAnswer {
         }
     }
 
+    /// The answer to a registration that comes without a session.
+    pub fn without_session() -> Self {
+        Self::json(401, json!({"continue": false, "error": "no_session"}))
+    }
+
     /// The answer to a refusal: the binding is over for the browser (any
     /// 4xx but 403), or the store failed (503: the browser goes on
     /// without the cookie and tries again later).
-    fn refused(error: &SessionError) -> Self {
+    pub fn refused(error: &SessionError) -> Self {
         match error {
             SessionError::DeviceBinding(error) => Self::json(
                 if matches!(error, DeviceBindingError::Proof(_)) {
@@ -299,26 +304,35 @@ pub async fn register(
     session: &mut RequestSession,
     headers: &(dyn Headers + Sync),
 ) -> DbscAnswer {
-    let Some(proof) = headers.get(RESPONSE_HEADER).and_then(string_value) else {
-        return DbscAnswer::json(400, json!({"continue": false, "error": "missing_proof"}));
-    };
     let current = match session.active().await {
         Ok(Some(current)) => current,
-        Ok(None) => {
-            return DbscAnswer::json(401, json!({"continue": false, "error": "no_session"}));
-        }
+        Ok(None) => return DbscAnswer::without_session(),
         Err(crate::Error::Session(error)) => return DbscAnswer::refused(&error),
         Err(other) => {
             tracing::warn!(error = %other, "device-bound registration failed");
             return DbscAnswer::json(503, json!({"error": "unavailable"}));
         }
     };
-    let manager = session.config().manager();
+    register_session(settings, session.config().manager(), &current, headers).await
+}
+
+/// The registration endpoint for a session the caller has validated
+/// itself (a session server reading the cookie on its own): binds
+/// `session` to the key of the proof in `Secure-Session-Response`.
+pub async fn register_session(
+    settings: &DbscSettings,
+    manager: &SessionManager,
+    session: &ActiveSession,
+    headers: &(dyn Headers + Sync),
+) -> DbscAnswer {
+    let Some(proof) = headers.get(RESPONSE_HEADER).and_then(string_value) else {
+        return DbscAnswer::json(400, json!({"continue": false, "error": "missing_proof"}));
+    };
     match manager
-        .register_device(&current, &proof, &settings.policy)
+        .register_device(session, &proof, &settings.policy)
         .await
     {
-        Ok(cookie) => DbscAnswer::bound(settings, &cookie, &current.record().id.to_string()),
+        Ok(cookie) => DbscAnswer::bound(settings, &cookie, &session.record().id.to_string()),
         Err(error) => DbscAnswer::refused(&error),
     }
 }

@@ -157,6 +157,12 @@ fn duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e} (write durations like `30m`, `2s`, `12h`)"))
 }
 
+fn bound_cookie_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = duration(text)?;
+    tessera::device::DeviceBindingPolicy::new(lifetime).map_err(|e| e.to_string())?;
+    Ok(lifetime)
+}
+
 fn scopes(text: &str) -> Result<Scopes, String> {
     Scopes::parse(text).map_err(|e| e.to_string())
 }
@@ -246,6 +252,16 @@ pub struct ServeArgs {
         default_value = "127.0.0.0/8,::1"
     )]
     pub trusted_proxies: tessera_web::TrustedProxies,
+    /// Device-bound sessions (DBSC, docs/dbsc.md) for forward-auth:
+    /// serve `/v1/dbsc/register` and `/v1/dbsc/refresh`, offer browsers
+    /// that support it to bind each sign-in to their device, and refuse a
+    /// bound session in `/v1/auth` without its current bound cookie.
+    #[arg(long, env = "TESSERA_DBSC")]
+    pub dbsc: bool,
+    /// With `--dbsc`: how long a bound cookie lives, so how long a stolen
+    /// cookie jar works (at least 1s; challenges live 5 minutes longer).
+    #[arg(long, env = "TESSERA_DBSC_COOKIE_LIFETIME", default_value = "10m", value_parser = bound_cookie_lifetime)]
+    pub dbsc_cookie_lifetime: Duration,
     /// The session cookie forward-auth reads (and renews).
     #[arg(long, env = "TESSERA_COOKIE_NAME", default_value = crate::api::DEFAULT_COOKIE_NAME)]
     pub cookie_name: String,

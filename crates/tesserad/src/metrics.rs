@@ -1,5 +1,6 @@
 //! Prometheus metrics (all prefixed `tessera_`): operations by outcome,
-//! request and store latency, events by kind, and stored records.
+//! request and store latency, events by kind, device-bound sessions
+//! (DBSC), and stored records.
 //!
 //! Every series is created up front, so recording is a lock-free atomic
 //! add on the request path.
@@ -94,6 +95,122 @@ impl Operation {
     }
 }
 
+/// A device-bound-session endpoint, as metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbscEndpoint {
+    /// `POST /v1/dbsc/register`.
+    Register,
+    /// `POST /v1/dbsc/refresh`.
+    Refresh,
+}
+
+impl DbscEndpoint {
+    /// Every endpoint.
+    pub const ALL: [DbscEndpoint; 2] = [DbscEndpoint::Register, DbscEndpoint::Refresh];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbscEndpoint::Register => "register",
+            DbscEndpoint::Refresh => "refresh",
+        }
+    }
+}
+
+/// Reasons a DBSC refresh fails, as the engine names them
+/// (`DeviceBindingError::as_str`): their series exist from the start.
+const DBSC_FAILURE_REASONS: [&str; 12] = [
+    "algorithm_not_allowed",
+    "bad_signature",
+    "wrong_key",
+    "malformed_proof",
+    "not_offered",
+    "already_bound",
+    "not_bound",
+    "unknown_challenge",
+    "expired_challenge",
+    "session_ended",
+    "sealed",
+    "corrupt",
+];
+
+/// Reasons browsers give in `Secure-Session-Skipped`, as the engine
+/// counts them.
+const DBSC_SKIP_REASONS: [&str; 4] = ["unreachable", "server_error", "quota_exceeded", "other"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+/// The device-bound-session series.
+struct DbscMetrics {
+    registrations: Counter,
+    refreshes: Counter,
+    refresh_failures: Family<ReasonLabel, Counter>,
+    skipped: Family<ReasonLabel, Counter>,
+    request_seconds: Vec<Histogram>,
+}
+
+impl DbscMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let registrations = Counter::default();
+        registry.register(
+            "dbsc_registrations",
+            "Sessions bound to a device (DBSC registrations accepted)",
+            registrations.clone(),
+        );
+        let refreshes = Counter::default();
+        registry.register(
+            "dbsc_refreshes",
+            "Bound cookies renewed with a valid device proof",
+            refreshes.clone(),
+        );
+        let refresh_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "dbsc_refresh_failures",
+            "DBSC registrations and refreshes refused, by reason",
+            refresh_failures.clone(),
+        );
+        for reason in DBSC_FAILURE_REASONS {
+            let _ = refresh_failures.get_or_create(&ReasonLabel { reason });
+        }
+        let skipped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "dbsc_skipped",
+            "Requests a browser sent without its bound cookie (`Secure-Session-Skipped` entries), by reason",
+            skipped.clone(),
+        );
+        for reason in DBSC_SKIP_REASONS {
+            let _ = skipped.get_or_create(&ReasonLabel { reason });
+        }
+        let family: HistogramFamily<EndpointLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "dbsc_request_duration_seconds",
+            "Time to answer a DBSC registration or refresh request",
+            family.clone(),
+        );
+        let request_seconds = DbscEndpoint::ALL
+            .iter()
+            .map(|endpoint| {
+                family
+                    .get_or_create(&EndpointLabel {
+                        endpoint: endpoint.as_str(),
+                    })
+                    .clone()
+            })
+            .collect();
+        Self {
+            registrations,
+            refreshes,
+            refresh_failures,
+            skipped,
+            request_seconds,
+        }
+    }
+}
+
 /// How an operation ended: `ok` or an error code.
 pub type Outcome = Option<ErrorCode>;
 
@@ -185,6 +302,7 @@ pub struct Metrics {
     record_counter: Option<RecordCounter>,
     connections_open: Gauge,
     connections_closed: Vec<Counter>,
+    dbsc: DbscMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -305,9 +423,11 @@ impl Metrics {
                     .clone()
             })
             .collect();
+        let dbsc = DbscMetrics::register(&mut registry);
 
         Self {
             registry,
+            dbsc,
             operations,
             request_seconds,
             store_seconds,
@@ -358,6 +478,38 @@ impl Metrics {
                     })
                     .inc();
             }
+        }
+    }
+
+    /// Records one answered DBSC registration or refresh request.
+    pub fn record_dbsc(&self, endpoint: DbscEndpoint, elapsed: Duration) {
+        if let Some(histogram) = self.dbsc.request_seconds.get(endpoint as usize) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Counts a device-bound-session event in the DBSC series.
+    fn record_dbsc_event(&self, event: &SessionEvent) {
+        match event {
+            SessionEvent::DbscRegistered { .. } => {
+                self.dbsc.registrations.inc();
+            }
+            SessionEvent::DbscRefreshed { .. } => {
+                self.dbsc.refreshes.inc();
+            }
+            SessionEvent::DbscRefreshFailed { reason, .. } => {
+                self.dbsc
+                    .refresh_failures
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            }
+            SessionEvent::DbscSkipped { reason, .. } => {
+                self.dbsc
+                    .skipped
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            }
+            _ => {}
         }
     }
 
@@ -441,6 +593,7 @@ impl MetricsEventSink {
 impl EventSink for MetricsEventSink {
     fn emit(&self, event: &SessionEvent) {
         self.metrics.record_event(event.kind());
+        self.metrics.record_dbsc_event(event);
     }
 }
 

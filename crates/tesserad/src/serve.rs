@@ -39,6 +39,9 @@ pub enum ServeError {
     /// The API keys could not be read or written.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The device-binding settings make no sense.
+    #[error("--dbsc-cookie-lifetime: {0}")]
+    Dbsc(#[from] tessera::device::DeviceBindingPolicyError),
     /// The admin console could not be set up.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -284,6 +287,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         .max_auth_failures(args.max_auth_failures)
         .trusted_proxies(args.trusted_proxies.clone())
         .store_description(opened.url.to_string());
+    if args.dbsc {
+        let policy = tessera::device::DeviceBindingPolicy::new(args.dbsc_cookie_lifetime)?;
+        state = state.device_binding(crate::api::dbsc::settings(policy));
+        tracing::info!(
+            cookie_lifetime = ?args.dbsc_cookie_lifetime,
+            "device-bound sessions are served at /v1/dbsc/"
+        );
+    }
     let mut sampler = None;
     if args.admin_console {
         let console = Arc::new(Console::new(events, state.started)?);

@@ -416,6 +416,8 @@ async fn api_keys_health_metrics_and_openapi() {
         ("/v1/subjects/{subject}/sessions", "delete"),
         ("/v1/admin/revoke-all", "post"),
         ("/v1/auth", "get"),
+        ("/v1/dbsc/register", "post"),
+        ("/v1/dbsc/refresh", "post"),
         ("/v1/stats", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -424,7 +426,7 @@ async fn api_keys_health_metrics_and_openapi() {
     ] {
         assert!(paths[path].get(method).is_some(), "{method} {path} missing");
     }
-    assert_eq!(paths.len(), 15, "no undocumented extra paths");
+    assert_eq!(paths.len(), 17, "no undocumented extra paths");
 
     // Unknown routes and methods answer with the error body too.
     let response = http.get(server.at("/nope")).send().await.expect("request");

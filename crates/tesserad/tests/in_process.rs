@@ -1,5 +1,9 @@
 //! The router in-process, on a manual clock: renewal through forward-auth,
-//! expiry reasons, and a store outage (fail closed, recover without restart).
+//! expiry reasons, a store outage (fail closed, recover without restart),
+//! and device-bound sessions behind forward-auth (`in_process/dbsc.rs`).
+
+#[path = "in_process/dbsc.rs"]
+mod dbsc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -49,9 +53,15 @@ struct App {
     router: Router,
     clock: ManualClock,
     store: Switchable,
+    metrics: Arc<Metrics>,
 }
 
 fn app(request_timeout: Duration) -> App {
+    app_with(request_timeout, |state| state)
+}
+
+/// The router over a fresh memory store, with the state changed by `configure`.
+fn app_with(request_timeout: Duration, configure: impl FnOnce(AppState) -> AppState) -> App {
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
     let store = Switchable::new(MemoryStore::new(), Switch::default());
     let metrics = Arc::new(Metrics::new(None));
@@ -64,10 +74,10 @@ fn app(request_timeout: Duration) -> App {
         manager,
         Arc::new(ApiKeys::new(Some(KEY), None).expect("keys")),
     )
-    .metrics(metrics)
+    .metrics(metrics.clone())
     .store_description("memory:");
     let router = router(
-        state,
+        configure(state),
         HttpLimits {
             request_timeout,
             ..HttpLimits::default()
@@ -77,6 +87,7 @@ fn app(request_timeout: Duration) -> App {
         router,
         clock,
         store,
+        metrics,
     }
 }
 

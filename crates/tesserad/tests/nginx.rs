@@ -1,7 +1,7 @@
 //! Forward-auth behind a real nginx (`auth_request`): without a cookie the
 //! proxy refuses, with a valid one the upstream receives `Tessera-Subject`,
 //! and after logout it refuses again. The nginx configuration is the one
-//! the README documents.
+//! docs/forward-auth.md documents, device-bound sessions (`--dbsc`) included.
 
 mod common;
 
@@ -75,7 +75,16 @@ http {{
             # ... and a response that carries one is never cached.
             auth_request_set $tessera_cache_control $upstream_http_cache_control;
             add_header Cache-Control $tessera_cache_control always;
+            # With tesserad --dbsc, after a sign-in: the offer to bind the session to the device.
+            auth_request_set $tessera_dbsc $upstream_http_secure_session_registration;
+            add_header Secure-Session-Registration $tessera_dbsc always;
             proxy_pass http://{upstream};
+        }}
+
+        # With tesserad --dbsc: browsers register and refresh device-bound sessions here.
+        location /v1/dbsc/ {{
+            proxy_pass {tesserad};
+            proxy_set_header X-Real-IP $remote_addr;
         }}
     }}
 }}
@@ -334,4 +343,158 @@ async fn nginx_passes_renewed_tokens_to_the_browser() {
         );
     }
     assert!(renewals > 0, "nginx passed no renewed cookie on");
+}
+
+/// The value of parameter `name` in a structured header.
+fn sf_param(header: &str, name: &str) -> String {
+    let start = header
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("{name} in {header}"))
+        + name.len()
+        + 2;
+    let end = header[start..].find('"').expect("closing quote") + start;
+    header[start..end].to_owned()
+}
+
+/// The value of the `name` cookie a response sets.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|rest| rest.split(';').next())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
+    let server = Server::start(&["--dbsc"]);
+    let upstream = start_upstream().await;
+    let (_nginx, port) = start_nginx(&server.url, upstream);
+    let origin = format!("http://127.0.0.1:{port}");
+    let page = format!("{origin}/home");
+    let http = client();
+    let device = tessera_core::testkit::device::TestDevice::es256();
+    let (_, body) = call(
+        &server,
+        "POST",
+        "/v1/sessions/login",
+        Some(json!({"subject": "dee"})),
+    )
+    .await;
+    let token = body["token"].as_str().expect("token").to_owned();
+    let session = format!("__Host-tessera={token}");
+
+    // The first page after the sign-in carries the offer.
+    let response = http
+        .get(&page)
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let offer = response
+        .headers()
+        .get("secure-session-registration")
+        .and_then(|v| v.to_str().ok())
+        .expect("nginx passes the offer on")
+        .to_owned();
+    let path = sf_param(&offer, "path");
+    assert_eq!(path, "/v1/dbsc/register");
+
+    // The browser registers through nginx.
+    let registered = http
+        .post(format!("{origin}{path}"))
+        .header("cookie", &session)
+        .header(
+            "secure-session-response",
+            device.registration_proof(&sf_param(&offer, "challenge")),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(registered.status(), 200);
+    let bound = set_cookie(&registered, "__Host-tessera-bound").expect("a bound cookie");
+    let instructions: serde_json::Value = registered.json().await.expect("instructions");
+    let id = instructions["session_identifier"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let refresh_url = format!(
+        "{origin}{}",
+        instructions["refresh_url"].as_str().expect("url")
+    );
+
+    // Without the bound cookie nginx refuses; with it, the upstream answers.
+    let response = http
+        .get(&page)
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    let with_bound = format!("{session}; __Host-tessera-bound={bound}");
+    let response = http
+        .get(&page)
+        .header("cookie", &with_bound)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .headers()
+            .get("secure-session-registration")
+            .is_none()
+    );
+
+    // A refresh through nginx: a challenge, then a new bound cookie.
+    let challenged = http
+        .post(&refresh_url)
+        .header("sec-secure-session-id", format!("\"{id}\""))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(challenged.status(), 403);
+    let challenge = challenged
+        .headers()
+        .get("secure-session-challenge")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix('"'))
+        .and_then(|v| v.split('"').next())
+        .expect("a challenge")
+        .to_owned();
+    let refreshed = http
+        .post(&refresh_url)
+        .header("sec-secure-session-id", &id)
+        .header("secure-session-response", device.refresh_proof(&challenge))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refreshed.status(), 200);
+    let renewed = set_cookie(&refreshed, "__Host-tessera-bound").expect("a new bound cookie");
+    assert_ne!(renewed, bound);
+    let response = http
+        .get(&page)
+        .header(
+            "cookie",
+            format!("{session}; __Host-tessera-bound={renewed}"),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let response = http
+        .get(&page)
+        .header("cookie", &with_bound)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status(),
+        401,
+        "the bound cookie before the refresh"
+    );
 }

@@ -98,12 +98,64 @@ export interface paths {
          * Checks the session cookie of the original request. `200` with
          *     `Tessera-Subject` and `Tessera-Session-Id` when it belongs to a signed-in
          *     session (plus `Set-Cookie` with the new token when validation renewed
-         *     it: pass it on to the browser); `401` otherwise, including when the
-         *     store is down (fail closed).
+         *     it, and with `--dbsc` the registration offer after a sign-in: pass them
+         *     on to the browser); `401` otherwise, including when the store is down
+         *     (fail closed) and, with `--dbsc`, for a device-bound session without
+         *     its current bound cookie.
          */
         get: operations["forward_auth"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dbsc/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renews the bound cookie of the session named by
+         *     `Sec-Secure-Session-Id`. Without a proof (or with one answering no live
+         *     challenge): `403` with `Secure-Session-Challenge`; the browser signs it
+         *     and comes back. With a proof by the bound key answering a live
+         *     challenge: `200`, a new bound cookie (a new value every time) and the
+         *     instructions again. An unknown, ended or unbound session, or a proof by
+         *     another key: a `4xx` with `{"continue": false}` (the browser ends the
+         *     binding). `503` when the store fails.
+         */
+        post: operations["dbsc_refresh"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dbsc/register": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Binds the session of the request's cookie to the device key in the
+         *     proof. Reached by the browser through the proxy, after `/v1/auth` (or
+         *     this server's login flow) offered registration with
+         *     `Secure-Session-Registration`. `200` with the session instructions and
+         *     the first bound cookie; a `4xx` with `{"continue": false}` ends the
+         *     browser's attempt; `503` when the store fails.
+         */
+        post: operations["dbsc_register"];
         delete?: never;
         options?: never;
         head?: never;
@@ -390,7 +442,7 @@ export interface components {
          * @description Why a session is invalid, as the API names it.
          * @enum {string}
          */
-        Reason: "malformed" | "unknown" | "expired_idle" | "expired_absolute" | "revoked" | "reused" | "binding_mismatch";
+        Reason: "malformed" | "unknown" | "expired_idle" | "expired_absolute" | "revoked" | "reused" | "binding_mismatch" | "device_bound";
         /** @description The outcome of revoking everything. */
         RevokeAllResponse: {
             /**
@@ -406,6 +458,20 @@ export interface components {
              * @description The number of sessions revoked.
              */
             revoked: number;
+        };
+        /** @description The session instructions of a registration or refresh (draft `dbsc`). */
+        SessionInstructions: {
+            /** @description The bound cookie: `[{"type": "cookie", "name", "attributes"}]`. */
+            credentials: Record<string, unknown>[];
+            /** @description Where the browser refreshes: `/v1/dbsc/refresh`. */
+            refresh_url: string;
+            /** @description `{"include_site": false, "scope_specification": []}`: the origin. */
+            scope: Record<string, unknown>;
+            /**
+             * @description The DBSC session identifier (the public session id); the browser
+             *     sends it back in `Sec-Secure-Session-Id`.
+             */
+            session_identifier: string;
         };
         /** @description One session. */
         SessionResponse: {
@@ -687,6 +753,8 @@ export interface operations {
             header?: {
                 /** @description The browser's cookies; the session cookie is `__Host-tessera` unless `--cookie-name` says otherwise */
                 Cookie?: string | null;
+                /** @description With `--dbsc`: sent by a browser that could not refresh its bound cookie; each entry is counted (`tessera_dbsc_skipped_total`) */
+                "Secure-Session-Skipped"?: string | null;
                 /** @description The browser's User-Agent (for client binding) */
                 "User-Agent"?: string | null;
                 /** @description Believed only from a trusted proxy (--trusted-proxies): the right-most address no trusted proxy added is the browser's (for client binding and guessing detection) */
@@ -702,6 +770,8 @@ export interface operations {
             /** @description A signed-in session */
             200: {
                 headers: {
+                    /** @description With `--dbsc`, once per sign-in: the offer to bind the session to the browser's device (DBSC); pass it on to the browser */
+                    "Secure-Session-Registration"?: string;
                     /** @description Only when the token was renewed: the new session cookie for the browser */
                     "Set-Cookie"?: string;
                     /** @description The public session id */
@@ -712,7 +782,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description No cookie, an invalid session, an anonymous session, or the store is unavailable */
+            /** @description No cookie, an invalid session, an anonymous session, a device-bound session without its current bound cookie (`device_bound`, with `--dbsc`), or the store is unavailable */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -720,6 +790,135 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
+            };
+        };
+    };
+    dbsc_refresh: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The session identifier from the instructions (the public session id) */
+                "Sec-Secure-Session-Id": string;
+                /** @description A proof answering the last challenge, signed by the bound key */
+                "Secure-Session-Response"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A new bound cookie */
+            200: {
+                headers: {
+                    /** @description The new bound cookie */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionInstructions"];
+                };
+            };
+            /** @description No or a malformed `Sec-Secure-Session-Id`, or a proof that does not verify with the bound key: `{"continue": false, "error"}` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The session ended (logout, revocation, expiry), never was, or is not bound: `{"continue": false, "error"}` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Sign a challenge first: `Secure-Session-Challenge: "<challenge>";id="<session id>"` */
+            403: {
+                headers: {
+                    /** @description The challenge to sign, with the session identifier */
+                    "Secure-Session-Challenge"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Device-bound sessions are off (start tesserad with `--dbsc`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store did not answer: the browser goes on without the bound cookie */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    dbsc_register: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The browser's cookies, with the session cookie */
+                Cookie: string;
+                /** @description The browser's proof: a `dbsc+jwt` signed by the device key (ES256 or RS256), with the public key as `jwk` and the offered challenge as `jti`; as a structured-field string or bare */
+                "Secure-Session-Response": string;
+                /** @description The browser's User-Agent (for client binding) */
+                "User-Agent"?: string | null;
+                /** @description Believed only from a trusted proxy, as for `/v1/auth` */
+                "X-Forwarded-For"?: string | null;
+                /** @description Believed only from a trusted proxy, as for `/v1/auth` */
+                "X-Real-IP"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session is bound to the device */
+            200: {
+                headers: {
+                    /** @description The bound cookie; a second one with the session cookie when validation renewed its token */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionInstructions"];
+                };
+            };
+            /** @description No proof, or a proof that is malformed, of a refused algorithm (`alg: none`) or does not verify: `{"continue": false, "error"}` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid signed-in session, no registration offered, a used or expired challenge: `{"continue": false, "error"}` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Device-bound sessions are off (start tesserad with `--dbsc`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The store did not answer: the browser goes on without binding */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

@@ -1,6 +1,6 @@
 """Clients (sync and async) and ASGI middleware for tesserad, Tessera's session server."""
 
-from ._client import OPERATIONS, AsyncTesseraClient, TesseraClient
+from ._client import BROWSER_OPERATIONS, OPERATIONS, AsyncTesseraClient, TesseraClient
 from ._cookies import DEFAULT_COOKIE_NAME
 from ._csrf import CSRF_DATA_KEY, CsrfErrorCode
 from ._errors import ErrorCode, TesseraError
@@ -23,6 +23,7 @@ from ._types import (
 
 __all__ = [
     "AsyncTesseraClient",
+    "BROWSER_OPERATIONS",
     "CSRF_DATA_KEY",
     "ClientInfo",
     "ClientView",

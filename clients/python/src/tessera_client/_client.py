@@ -8,7 +8,7 @@ they send it, so that they cannot drift apart.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Generic, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, Generic, List, Mapping, Optional, TypeVar, Union
 from urllib.parse import quote, unquote
 
 import httpx
@@ -32,7 +32,11 @@ DEFAULT_TIMEOUT_S = 10.0
 #: connection while a client still writes): they are refused here instead.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
-#: Which client method serves each operation id of the OpenAPI document.
+#: Operations of the OpenAPI document that browsers reach through the
+#: proxy (device-bound sessions), with no client method.
+BROWSER_OPERATIONS: FrozenSet[str] = frozenset({"dbsc_register", "dbsc_refresh"})
+
+#: Which client method serves each other operation id of the OpenAPI document.
 OPERATIONS: Dict[str, str] = {
     "create": "create",
     "validate": "validate",

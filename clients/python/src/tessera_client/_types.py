@@ -34,6 +34,7 @@ InvalidReason = Literal[
     "revoked",
     "reused",
     "binding_mismatch",
+    "device_bound",
 ]
 
 

@@ -95,6 +95,9 @@ pub enum Reason {
     Reused,
     /// The client does not match the session's client (binding `reject`).
     BindingMismatch,
+    /// The session is bound to a device (DBSC) and the request lacks its
+    /// current bound cookie (forward-auth with `--dbsc`).
+    DeviceBound,
 }
 
 impl From<InvalidReason> for Reason {
@@ -107,6 +110,7 @@ impl From<InvalidReason> for Reason {
             InvalidReason::Revoked => Reason::Revoked,
             InvalidReason::Reused => Reason::Reused,
             InvalidReason::BindingMismatch => Reason::BindingMismatch,
+            InvalidReason::DeviceBound => Reason::DeviceBound,
             // A reason newer than this API version answers as the safest one.
             _ => Reason::Revoked,
         }

@@ -22,8 +22,10 @@ pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-sessi
 /// Checks the session cookie of the original request. `200` with
 /// `Tessera-Subject` and `Tessera-Session-Id` when it belongs to a signed-in
 /// session (plus `Set-Cookie` with the new token when validation renewed
-/// it: pass it on to the browser); `401` otherwise, including when the
-/// store is down (fail closed).
+/// it, and with `--dbsc` the registration offer after a sign-in: pass them
+/// on to the browser); `401` otherwise, including when the store is down
+/// (fail closed) and, with `--dbsc`, for a device-bound session without
+/// its current bound cookie.
 #[utoipa::path(
     get,
     path = "/v1/auth",
@@ -32,21 +34,24 @@ pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("tessera-sessi
         ("Cookie" = Option<String>, Header, description = "The browser's cookies; the session cookie is `__Host-tessera` unless `--cookie-name` says otherwise"),
         ("User-Agent" = Option<String>, Header, description = "The browser's User-Agent (for client binding)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "Believed only from a trusted proxy (--trusted-proxies): the right-most address no trusted proxy added is the browser's (for client binding and guessing detection)"),
-        ("X-Real-IP" = Option<String>, Header, description = "Believed only from a trusted proxy, when there is no X-Forwarded-For: the browser's IP as the proxy saw it")
+        ("X-Real-IP" = Option<String>, Header, description = "Believed only from a trusted proxy, when there is no X-Forwarded-For: the browser's IP as the proxy saw it"),
+        ("Secure-Session-Skipped" = Option<String>, Header, description = "With `--dbsc`: sent by a browser that could not refresh its bound cookie; each entry is counted (`tessera_dbsc_skipped_total`)")
     ),
     responses(
         (status = 200, description = "A signed-in session",
             headers(
                 ("Tessera-Subject" = String, description = "The subject; every byte but letters, digits and -._~@+:!$&'*,;=/() is percent-encoded (spaces too)"),
                 ("Tessera-Session-Id" = String, description = "The public session id"),
-                ("Set-Cookie" = String, description = "Only when the token was renewed: the new session cookie for the browser")
+                ("Set-Cookie" = String, description = "Only when the token was renewed: the new session cookie for the browser"),
+                ("Secure-Session-Registration" = String, description = "With `--dbsc`, once per sign-in: the offer to bind the session to the browser's device (DBSC); pass it on to the browser")
             )
         ),
-        (status = 401, description = "No cookie, an invalid session, an anonymous session, or the store is unavailable", body = ErrorBody)
+        (status = 401, description = "No cookie, an invalid session, an anonymous session, a device-bound session without its current bound cookie (`device_bound`, with `--dbsc`), or the store is unavailable", body = ErrorBody)
     )
 )]
 pub(super) async fn forward_auth(State(state): State<SharedState>, request: Request) -> Response {
     let headers = request.headers();
+    super::dbsc::report_skipped(&state, headers);
     // Read as the session layer reads it: a missing, duplicated or
     // unreadable cookie gives no session.
     let token = match state.cookies.read(headers) {
@@ -67,16 +72,7 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
             ));
         }
     };
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let client = ClientInfo::new(
-        forwarded_ip(&state.trusted_proxies, headers, peer),
-        headers
-            .get(header::USER_AGENT)
-            .and_then(|ua| ua.to_str().ok()),
-    );
+    let client = client_of(&state, &request);
     let valid = match state.manager.validate(&token, Some(&client)).await {
         Ok(valid) => valid,
         Err(error) => return refuse(ApiError::from(error)),
@@ -88,6 +84,12 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
             "the session is not signed in",
         ));
     };
+    // With --dbsc: a bound session needs its current bound cookie.
+    let offer = match super::dbsc::check(&state, &valid, headers).await {
+        Ok(super::dbsc::Checked::Pass) => None,
+        Ok(super::dbsc::Checked::Offer(offer)) => Some(offer),
+        Err(error) => return refuse(ApiError::from(error)),
+    };
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&encode_subject(subject)) {
@@ -98,19 +100,30 @@ pub(super) async fn forward_auth(State(state): State<SharedState>, request: Requ
     }
     if let Some(renewed) = valid.issued() {
         // The same cookie the session layer writes.
-        match state.cookies.set(renewed.expose(), 1) {
-            Ok(cookies) => {
-                for cookie in cookies {
-                    if let Ok(value) = HeaderValue::from_str(&cookie) {
-                        out.append(header::SET_COOKIE, value);
-                    }
-                }
-                out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
-            Err(error) => tracing::error!(%error, "a renewed token does not fit its cookie"),
-        }
+        super::dbsc::set_session_cookie(&state, out, renewed.expose());
+    }
+    if let Some(offer) = offer {
+        // Browsers with DBSC bind the session; others ignore the header.
+        out.insert(super::dbsc::REGISTRATION_HEADER, offer);
+        out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// The browser behind a request: its address (as the trusted proxies
+/// forward it) and User-Agent.
+pub(super) fn client_of(state: &SharedState, request: &Request) -> ClientInfo {
+    let headers = request.headers();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    ClientInfo::new(
+        forwarded_ip(&state.trusted_proxies, headers, peer),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|ua| ua.to_str().ok()),
+    )
 }
 
 /// Every refusal is a 401 (nginx turns anything but 2xx, 401 and 403 into a

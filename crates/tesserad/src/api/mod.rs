@@ -7,6 +7,7 @@ pub mod model;
 
 mod admin;
 mod auth;
+pub mod dbsc;
 mod forward_auth;
 mod ops;
 mod sessions;
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use tessera::SessionManager;
 use tessera_web::TrustedProxies;
 use tessera_web::cookies::{CookieAttributes, SingleCookie};
+use tessera_web::dbsc::DbscSettings;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -78,6 +80,8 @@ pub struct AppState {
     pub auth_throttle: Arc<AuthThrottle>,
     /// The admin console at `/admin`, when enabled.
     pub console: Option<Arc<crate::console::Console>>,
+    /// Device-bound sessions (DBSC) for forward-auth, when enabled.
+    pub dbsc: Option<Arc<DbscSettings>>,
 }
 
 /// Failed API key checks a client may make per [`AUTH_FAILURE_WINDOW`] by default.
@@ -105,7 +109,16 @@ impl AppState {
                 AUTH_FAILURE_WINDOW,
             )),
             console: None,
+            dbsc: None,
         }
+    }
+
+    /// Serves device-bound sessions (`docs/dbsc.md`): the endpoints under
+    /// `/v1/dbsc/`, the registration offer and the bound-cookie check of
+    /// `/v1/auth` (see [`dbsc::settings`]).
+    pub fn device_binding(mut self, settings: DbscSettings) -> Self {
+        self.dbsc = Some(Arc::new(settings));
+        self
     }
 
     /// Serves the admin console at `/admin`.
@@ -194,7 +207,7 @@ impl Default for HttpLimits {
     tags(
         (name = "sessions", description = "Session lifecycle"),
         (name = "admin", description = "Listing and revoking sessions"),
-        (name = "forward-auth", description = "For reverse proxies (nginx `auth_request`)"),
+        (name = "forward-auth", description = "For reverse proxies (nginx `auth_request`), and the device-bound session endpoints the proxy routes to tesserad"),
         (name = "operations", description = "Health, metrics and this document")
     )
 )]
@@ -239,6 +252,8 @@ fn keyed_routes() -> OpenApiRouter<SharedState> {
 fn open_routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(forward_auth::forward_auth))
+        .routes(routes!(dbsc::register))
+        .routes(routes!(dbsc::refresh))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
