@@ -70,4 +70,5 @@ mod session;
 pub use error::Error;
 pub use middleware::{SessionMiddleware, SessionMiddlewareBuilder, SessionService};
 pub use session::Session;
+pub use tessera_web::dbsc::DbscSettings;
 pub use tessera_web::{LayerConfigError, SameSite, SessionHandle};

@@ -17,6 +17,10 @@ use tessera_demo::DemoMode;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// The web framework serving the demo: the same routes, pages and
+    /// behaviour on either.
+    #[arg(long, env = "TESSERA_FRAMEWORK", value_enum, default_value_t = Framework::Axum)]
+    framework: Framework,
     /// Address to listen on (open http://localhost:PORT in a browser).
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:7451")]
     listen: SocketAddr,
@@ -63,6 +67,14 @@ struct Args {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "TESSERA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Framework {
+    /// axum, with `tessera-axum`'s session layer.
+    Axum,
+    /// actix-web, with `tessera-actix`'s session middleware.
+    Actix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +132,8 @@ enum DemoError {
     Dbsc(#[from] tessera::device::DeviceBindingPolicyError),
     #[error("--tls-cert/--tls-key: {0}")]
     Tls(std::io::Error),
+    #[error("--tls-cert/--tls-key: {0}")]
+    TlsConfig(#[from] tessera_demo::with_actix::TlsError),
 }
 
 #[tokio::main]
@@ -179,6 +193,21 @@ async fn run(args: Args) -> Result<(), DemoError> {
         )?)),
         Switch::Off => None,
     };
+    let served = match args.framework {
+        Framework::Axum => serve_axum(&args, manager, mode, dbsc).await,
+        Framework::Actix => serve_actix(&args, manager, mode, dbsc).await,
+    };
+    opened.shutdown()?;
+    served
+}
+
+/// Serves the demo with axum until Ctrl-C.
+async fn serve_axum(
+    args: &Args,
+    manager: SessionManager,
+    mode: DemoMode,
+    dbsc: Option<DbscSettings>,
+) -> Result<(), DemoError> {
     let app = tessera_demo::app_with_dbsc(manager, mode, dbsc)?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -193,16 +222,14 @@ async fn run(args: Args) -> Result<(), DemoError> {
         tracing::info!(
             mode = ?args.mode,
             store = %args.store,
-            "tessera-demo at https://localhost:{}/",
+            "tessera-demo (axum) at https://localhost:{}/",
             args.listen.port()
         );
-        let served = axum_server::bind_rustls(args.listen, tls)
+        return axum_server::bind_rustls(args.listen, tls)
             .handle(handle)
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
             .map_err(DemoError::Serve);
-        opened.shutdown()?;
-        return served;
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -216,9 +243,9 @@ async fn run(args: Args) -> Result<(), DemoError> {
     tracing::info!(
         mode = ?args.mode,
         store = %args.store,
-        "tessera-demo at http://localhost:{port}/"
+        "tessera-demo (axum) at http://localhost:{port}/"
     );
-    let served = axum::serve(
+    axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
@@ -226,9 +253,44 @@ async fn run(args: Args) -> Result<(), DemoError> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
-    .map_err(DemoError::Serve);
-    opened.shutdown()?;
-    served
+    .map_err(DemoError::Serve)
+}
+
+/// Serves the demo with actix-web (one worker per core) until Ctrl-C.
+async fn serve_actix(
+    args: &Args,
+    manager: SessionManager,
+    mode: DemoMode,
+    dbsc: Option<DbscSettings>,
+) -> Result<(), DemoError> {
+    let demo = tessera_demo::ActixDemo::new(manager, mode, dbsc)?;
+    let server = actix_web::HttpServer::new(move || demo.app()).shutdown_timeout(5);
+    let listen_error = |source| DemoError::Listen {
+        addr: args.listen,
+        source,
+    };
+    let (server, scheme) = if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let cert = std::fs::read(cert).map_err(DemoError::Tls)?;
+        let key = std::fs::read(key).map_err(DemoError::Tls)?;
+        let tls = tessera_demo::with_actix::tls_config(&cert, &key)?;
+        let server = server
+            .bind_rustls_0_23(args.listen, tls)
+            .map_err(listen_error)?;
+        (server, "https")
+    } else {
+        (server.bind(args.listen).map_err(listen_error)?, "http")
+    };
+    let port = server
+        .addrs()
+        .first()
+        .map_or(args.listen.port(), |a| a.port());
+    tracing::info!(
+        mode = ?args.mode,
+        store = %args.store,
+        "tessera-demo (actix-web) at {scheme}://localhost:{port}/"
+    );
+    // actix-web stops gracefully on Ctrl-C by itself.
+    server.run().await.map_err(DemoError::Serve)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! End-to-end tests of the demo in headless Chromium, in both modes: the
 //! browser-side threats (fixation, theft through scripts, CSRF, stale
 //! sessions) met in a real browser, with cookie attributes read from the
-//! browser's own jar.
+//! browser's own jar. Every scenario runs against the axum build; a
+//! representative set also against the actix-web build (`actix::…`).
 
 mod support;
 
@@ -9,19 +10,45 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{Browser, COOKIE, Demo, DemoBrowser, Mode, key, with_browsers};
+use support::{Browser, COOKIE, Demo, DemoBrowser, Framework, Mode, key, with_browsers};
 use tessera::sealed::KeyRing;
 
-/// Runs each scenario once per mode, as `server_<name>` and `cookie_<name>`.
+/// Runs each scenario against the axum build once per mode, as
+/// `server::<name>` and `cookie::<name>`.
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
         mod server {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Mode::Server).await; })*
+            async fn $name() { super::$name(super::Framework::Axum, super::Mode::Server).await; })*
         }
         mod cookie {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Mode::Cookie).await; })*
+            async fn $name() { super::$name(super::Framework::Axum, super::Mode::Cookie).await; })*
+        }
+    };
+}
+
+/// Runs scenarios against the actix-web build, as `actix::server::<name>`
+/// and `actix::cookie::<name>`.
+macro_rules! on_actix {
+    (server: [$($server:ident),* $(,)?], cookie: [$($cookie:ident),* $(,)?] $(,)?) => {
+        mod actix {
+            mod server {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $server() {
+                    super::super::$server(super::super::Framework::Actix, super::super::Mode::Server).await;
+                })*
+            }
+            mod cookie {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $cookie() {
+                    super::super::$cookie(super::super::Framework::Actix, super::super::Mode::Cookie).await;
+                })*
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dbsc_chromium_registers_refreshes_and_a_copied_jar_expires() {
+                super::dbsc_scenario(super::Framework::Actix).await;
+            }
         }
     };
 }
@@ -37,13 +64,32 @@ in_both_modes!(
     a_tampered_cookie_signs_the_user_out,
 );
 
+// Every page, the handlers and the session logic are shared between the two
+// builds (`crates/tessera-demo/src/handlers.rs`, `tessera-web`); the actix-web
+// build runs the scenarios that cross its own wiring: sign-in (cookie
+// attributes), the counter and CSRF refusal (the middleware reads the form),
+// logout (`Clear-Site-Data`), revoking the other sessions, and DBSC
+// registration and refresh (the middleware's endpoints, over TLS).
+on_actix!(
+    server: [
+        login_sets_the_cookie_with_every_attribute,
+        logout_clears_the_cookie_refuses_it_and_back_shows_nothing,
+        sign_out_everywhere_else_ends_the_other_browser,
+        a_cross_site_form_cannot_change_the_counter,
+    ],
+    cookie: [
+        login_sets_the_cookie_with_every_attribute,
+        sign_out_everywhere_else_ends_the_other_browser,
+    ],
+);
+
 fn browser(browsers: &[Arc<Browser>], index: usize) -> &Browser {
     &browsers[index]
 }
 
 /// 1. Login sets the cookie with every attribute, read from the browser's jar.
-async fn login_sets_the_cookie_with_every_attribute(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn login_sets_the_cookie_with_every_attribute(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         b.goto(&demo.url("/")).await;
@@ -86,8 +132,8 @@ async fn login_sets_the_cookie_with_every_attribute(mode: Mode) {
 }
 
 /// 2. `document.cookie`, `localStorage` and `sessionStorage` never hold the token.
-async fn scripts_and_storage_never_see_the_token(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn scripts_and_storage_never_see_the_token(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         b.login(&demo.base, "alice").await;
@@ -119,8 +165,8 @@ async fn scripts_and_storage_never_see_the_token(mode: Mode) {
 
 /// 3. Fixation: a cookie planted before login is replaced at login, and the
 ///    planted value no longer gives the session.
-async fn a_planted_cookie_is_replaced_at_login_and_dies(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn a_planted_cookie_is_replaced_at_login_and_dies(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         // The attacker's own pre-login session (any visitor gets one at /login)…
@@ -156,8 +202,11 @@ async fn a_planted_cookie_is_replaced_at_login_and_dies(mode: Mode) {
 
 /// 4. Logout: the cookie is gone, the old value is refused, and going back
 ///    in history does not show the signed-in page.
-async fn logout_clears_the_cookie_refuses_it_and_back_shows_nothing(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn logout_clears_the_cookie_refuses_it_and_back_shows_nothing(
+    framework: Framework,
+    mode: Mode,
+) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         b.login(&demo.base, "alice").await;
@@ -183,8 +232,8 @@ async fn logout_clears_the_cookie_refuses_it_and_back_shows_nothing(mode: Mode) 
 
 /// 5. Two browsers signed in as one user: "sign out everywhere else" in one
 ///    signs the other out on its next request.
-async fn sign_out_everywhere_else_ends_the_other_browser(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn sign_out_everywhere_else_ends_the_other_browser(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(2, move |browsers| async move {
         let (laptop, phone) = (browser(&browsers, 0), browser(&browsers, 1));
         laptop.login(&demo.base, "alice").await;
@@ -224,8 +273,8 @@ async fn sign_out_everywhere_else_ends_the_other_browser(mode: Mode) {
 
 /// 6. CSRF: a form on another site (127.0.0.1, while the demo is on
 ///    localhost) posting to the counter is refused; the counter is unchanged.
-async fn a_cross_site_form_cannot_change_the_counter(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn a_cross_site_form_cannot_change_the_counter(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     let attacker = attacker_site(&demo.url("/counter")).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
@@ -283,8 +332,8 @@ async fn attacker_site(target: &str) -> SocketAddr {
 }
 
 /// 7. The idle timeout (5 minutes here, on a manual clock) signs the user out.
-async fn idle_timeout_signs_the_user_out(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn idle_timeout_signs_the_user_out(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         b.login(&demo.base, "alice").await;
@@ -300,8 +349,8 @@ async fn idle_timeout_signs_the_user_out(mode: Mode) {
 
 /// 8a. A tampered cookie signs the user out (sealed: the seal breaks;
 ///     server: the token no longer exists).
-async fn a_tampered_cookie_signs_the_user_out(mode: Mode) {
-    let demo = Demo::start(mode).await;
+async fn a_tampered_cookie_signs_the_user_out(framework: Framework, mode: Mode) {
+    let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         b.login(&demo.base, "alice").await;
@@ -320,7 +369,7 @@ async fn a_tampered_cookie_signs_the_user_out(mode: Mode) {
 ///     user signed in; once the old key is retired, its cookies sign out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_key_rotation_keeps_the_user_signed_in() {
-    let first = Demo::start(Mode::Cookie).await;
+    let first = Demo::start(Framework::Axum, Mode::Cookie).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
         b.login(&first.base, "alice").await;
@@ -328,6 +377,7 @@ async fn cookie_key_rotation_keeps_the_user_signed_in() {
         // The same site restarted with key 2 sealing and key 1 still opening.
         let rotated_keys = KeyRing::new(key(2)).with_previous(key(1)).expect("ring");
         let rotated = Demo::start_with(
+            Framework::Axum,
             Mode::Cookie,
             rotated_keys,
             first.store.clone(),
@@ -344,6 +394,7 @@ async fn cookie_key_rotation_keeps_the_user_signed_in() {
         // New writes are sealed with key 2 and keep working after key 1 retires.
         b.click("#increment").await;
         let retired = Demo::start_with(
+            Framework::Axum,
             Mode::Cookie,
             KeyRing::new(key(2)),
             rotated.store.clone(),
@@ -412,11 +463,15 @@ async fn wait_until_bound(b: &Browser, demo: &support::Demo) {
 /// as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dbsc_chromium_registers_refreshes_and_a_copied_jar_expires() {
+    dbsc_scenario(Framework::Axum).await;
+}
+
+async fn dbsc_scenario(framework: Framework) {
     // Long enough that the bound cookie does not expire in the browser
     // between its registration and the next page on a loaded machine (the
     // server's clock is moved by hand below; the browser's runs in real time).
     let lifetime = Duration::from_secs(6);
-    let demo = Arc::new(support::Demo::start_dbsc(lifetime).await);
+    let demo = Arc::new(support::Demo::start_dbsc(framework, lifetime).await);
     let args = vec![
         demo.browser_args(true),
         demo.browser_args(true),

@@ -1,6 +1,7 @@
 //! Harness for the browser tests: the demo served in-process on a free
-//! port with a manual clock, and the demo's own steps on the shared
-//! headless Chromium of `crates/tessera-test-browser`.
+//! port with a manual clock, by its axum or its actix-web build, and the
+//! demo's own steps on the shared headless Chromium of
+//! `crates/tessera-test-browser`.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use fantoccini::cookies::Cookie;
+use tessera::axum::DbscSettings;
 use tessera::sealed::{KeyRing, SealingKey};
 use tessera::store::SessionStore;
 use tessera::{ManualClock, MemoryStore, SessionManager, Timestamp};
@@ -105,6 +107,21 @@ impl DemoBrowser for Browser {
     }
 }
 
+/// Which build of the demo a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    /// `tessera-demo --framework axum` (the default).
+    Axum,
+    /// `tessera-demo --framework actix`.
+    Actix,
+}
+
+/// A running server, stopped when its [`Demo`] is dropped.
+enum Server {
+    Axum(tokio::task::JoinHandle<()>),
+    Actix(actix_web::dev::ServerHandle, tokio::task::JoinHandle<()>),
+}
+
 /// The demo served in-process: its URL, clock and store.
 pub struct Demo {
     pub base: String,
@@ -113,13 +130,96 @@ pub struct Demo {
     /// Over HTTPS: the base64 SHA-256 of the certificate's public key, for
     /// `--ignore-certificate-errors-spki-list`.
     pub spki: Option<String>,
-    server: tokio::task::JoinHandle<()>,
+    server: Server,
+}
+
+/// A certificate for localhost made here: (chain PEM, key PEM, SPKI hash).
+fn localhost_certificate() -> (String, String, String) {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let spki = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(certified.key_pair.public_key_der()));
+    (
+        certified.cert.pem(),
+        certified.key_pair.serialize_pem(),
+        spki,
+    )
+}
+
+/// Serves the demo on a free port of 127.0.0.1 with `framework`, over TLS
+/// with `tls` (chain PEM, key PEM); answers the port and the server.
+async fn serve(
+    framework: Framework,
+    manager: SessionManager,
+    mode: DemoMode,
+    dbsc: Option<DbscSettings>,
+    tls: Option<(String, String)>,
+) -> (u16, Server) {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("addr").port();
+    let server = match framework {
+        Framework::Axum => {
+            let app = tessera_demo::app_with_dbsc(manager, mode, dbsc).expect("demo app");
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            Server::Axum(match tls {
+                None => {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    tokio::spawn(async move {
+                        let _ = axum::serve(listener, service).await;
+                    })
+                }
+                Some((cert, key)) => {
+                    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+                        cert.into_bytes(),
+                        key.into_bytes(),
+                    )
+                    .await
+                    .expect("TLS configuration");
+                    tokio::spawn(async move {
+                        let _ = axum_server::from_tcp_rustls(listener, tls)
+                            .expect("a listener for TLS")
+                            .serve(service)
+                            .await;
+                    })
+                }
+            })
+        }
+        Framework::Actix => {
+            let demo = tessera_demo::ActixDemo::new(manager, mode, dbsc).expect("demo app");
+            listener.set_nonblocking(false).expect("blocking");
+            let server = actix_web::HttpServer::new(move || demo.app())
+                .workers(1)
+                .disable_signals();
+            let server = match tls {
+                None => server.listen(listener),
+                Some((cert, key)) => {
+                    let tls = tessera_demo::with_actix::tls_config(cert.as_bytes(), key.as_bytes())
+                        .expect("TLS configuration");
+                    server.listen_rustls_0_23(listener, tls)
+                }
+            }
+            .expect("listen")
+            .run();
+            let handle = server.handle();
+            Server::Actix(
+                handle,
+                tokio::spawn(async move {
+                    let _ = server.await;
+                }),
+            )
+        }
+    };
+    (port, server)
 }
 
 impl Demo {
-    pub async fn start(mode: Mode) -> Demo {
+    pub async fn start(framework: Framework, mode: Mode) -> Demo {
         let keys = KeyRing::new(key(1));
         Self::start_with(
+            framework,
             mode,
             keys,
             Arc::new(MemoryStore::new()),
@@ -130,6 +230,7 @@ impl Demo {
 
     /// A demo over an existing store and clock (a restart with new keys).
     pub async fn start_with(
+        framework: Framework,
         mode: Mode,
         keys: KeyRing,
         store: Arc<dyn SessionStore>,
@@ -146,18 +247,7 @@ impl Demo {
             Mode::Server => DemoMode::Server,
             Mode::Cookie => DemoMode::Cookie(keys),
         };
-        let app = tessera_demo::app(manager, mode).expect("demo app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
+        let (port, server) = serve(framework, manager, mode, None, None).await;
         Demo {
             base: format!("http://localhost:{port}"),
             clock,
@@ -170,9 +260,7 @@ impl Demo {
     /// The demo in server mode over HTTPS (a certificate made here for
     /// localhost), with device-bound sessions whose bound cookie lives
     /// `cookie_lifetime`.
-    pub async fn start_dbsc(cookie_lifetime: Duration) -> Demo {
-        use base64::Engine as _;
-        use sha2::Digest as _;
+    pub async fn start_dbsc(framework: Framework, cookie_lifetime: Duration) -> Demo {
         let clock = ManualClock::new(Timestamp(1_800_000_000_000));
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
         let manager = SessionManager::builder_shared(store.clone())
@@ -181,31 +269,15 @@ impl Demo {
             .expect("manager");
         let policy =
             tessera::device::DeviceBindingPolicy::new(cookie_lifetime).expect("DBSC policy");
-        let app = tessera_demo::app_with_dbsc(
+        let (cert, key, spki) = localhost_certificate();
+        let (port, server) = serve(
+            framework,
             manager,
             DemoMode::Server,
-            Some(tessera::axum::DbscSettings::new(policy)),
+            Some(DbscSettings::new(policy)),
+            Some((cert, key)),
         )
-        .expect("demo app");
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-        let spki = base64::engine::general_purpose::STANDARD
-            .encode(sha2::Sha256::digest(certified.key_pair.public_key_der()));
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-            certified.cert.pem().into_bytes(),
-            certified.key_pair.serialize_pem().into_bytes(),
-        )
-        .await
-        .expect("TLS configuration");
-        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let port = listener.local_addr().expect("addr").port();
-        let server = tokio::spawn(async move {
-            let _ = axum_server::from_tcp_rustls(listener, tls)
-                .expect("a listener for TLS")
-                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                .await;
-        });
+        .await;
         Demo {
             base: format!("https://localhost:{port}"),
             clock,
@@ -235,6 +307,13 @@ impl Demo {
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        self.server.abort();
+        match &self.server {
+            Server::Axum(task) => task.abort(),
+            Server::Actix(handle, task) => {
+                // The stop command is sent at once; its completion is not awaited.
+                drop(handle.stop(false));
+                task.abort();
+            }
+        }
     }
 }
