@@ -163,18 +163,27 @@ async fn scripts_and_storage_never_see_the_token(framework: Framework, mode: Mod
     .await;
 }
 
-/// 3. Fixation: a cookie planted before login is replaced at login, and the
-///    planted value no longer gives the session.
+/// 3. Fixation: a visit of the sign-in page creates no session to plant
+///    (its form's CSRF token is stateless); a cookie planted before login
+///    (the attacker's own signed-in session) is replaced at login, and the
+///    planted value never gives the victim's session: in server mode it
+///    is dead (login issues a new token and kills the old one at once); a
+///    sealed cookie stays the attacker's own session.
 async fn a_planted_cookie_is_replaced_at_login_and_dies(framework: Framework, mode: Mode) {
     let demo = Demo::start(framework, mode).await;
     with_browsers(1, move |browsers| async move {
         let b = browser(&browsers, 0);
-        // The attacker's own pre-login session (any visitor gets one at /login)…
         b.goto(&demo.url("/login")).await;
+        assert!(
+            b.session_cookie().await.is_none(),
+            "the sign-in page creates no session"
+        );
+        // The attacker's own session…
+        b.login(&demo.base, "bob").await;
         let planted = b
             .session_cookie()
             .await
-            .expect("pre-login cookie")
+            .expect("bob's cookie")
             .value()
             .to_owned();
         // …planted into the victim's browser, who then signs in.
@@ -186,16 +195,20 @@ async fn a_planted_cookie_is_replaced_at_login_and_dies(framework: Framework, mo
         // The attacker replays the planted value: no way into alice's session.
         b.plant(&planted).await;
         b.goto(&demo.url("/")).await;
-        assert_eq!(b.whoami().await, "anonymous");
-        b.goto(&demo.url("/sessions")).await;
-        assert!(
-            b.client
-                .current_url()
-                .await
-                .expect("url")
-                .path()
-                .ends_with("/login")
-        );
+        let replayed = b.whoami().await;
+        assert_ne!(replayed, "alice", "the planted value gives alice's session");
+        if mode == Mode::Server {
+            assert_eq!(replayed, "anonymous", "the planted token died at login");
+            b.goto(&demo.url("/sessions")).await;
+            assert!(
+                b.client
+                    .current_url()
+                    .await
+                    .expect("url")
+                    .path()
+                    .ends_with("/login")
+            );
+        }
     })
     .await;
 }
