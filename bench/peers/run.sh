@@ -34,8 +34,8 @@
 #   SKIP_BUILD=1   use the apps already built
 #   SCALE=1        also run bench/peers/scale.sh (see there for its sizes)
 #
-# A full run takes about 13 contenders × (start and session creation, 10–15 s,
-# + 3 routes × (WARMUP + DURATION)) + pgbench ≈ 12 minutes at the defaults,
+# A full run takes about 16 contenders × (start and session creation, 10–15 s,
+# + 3 routes × (WARMUP + DURATION)) + pgbench ≈ 15 minutes at the defaults,
 # plus the build.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -63,6 +63,9 @@ contenders=(
   "Tessera PostgreSQL|Tessera|postgres|-|$bin/bench-tessera --listen {listen} --store {postgres}"
   "actix-session cookie|actix-session|cookie|-|$bin/bench-actix-session --listen {listen} --store cookie:"
   "Tessera sealed cookie|Tessera|cookie|actix-session cookie|$bin/bench-tessera --listen {listen} --store memory: --sealed"
+  "Tessera actix-web memory|Tessera|memory|-|$bin/bench-tessera-actix --listen {listen} --store memory:"
+  "Tessera actix-web Redis|Tessera|redis|actix-session Redis|$bin/bench-tessera-actix --listen {listen} --store {redis}"
+  "Tessera actix-web sealed cookie|Tessera|cookie|actix-session cookie|$bin/bench-tessera-actix --listen {listen} --store memory: --sealed"
   "express-session memory|express-session|memory|tower-sessions memory|$node_app --listen {listen} --store memory:"
   "express-session Redis|express-session|redis|tower-sessions Redis|$node_app --listen {listen} --store {redis}"
 )
