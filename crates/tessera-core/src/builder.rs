@@ -69,9 +69,9 @@ impl SessionManagerBuilder {
         self
     }
 
-    /// Idle timeout of sessions nobody has signed in to (default 10 min,
-    /// at most the idle timeout): a visitor's cart or form state goes
-    /// sooner than a user's session.
+    /// Idle timeout of sessions nobody has signed in to (default 10 min;
+    /// never longer than the idle timeout): a visitor's cart or form state
+    /// goes sooner than a user's session.
     pub fn anonymous_idle_timeout(mut self, timeout: Duration) -> Self {
         self.given.anonymous_idle_timeout = Some(timeout);
         self
@@ -204,7 +204,8 @@ impl SessionManagerBuilder {
         config.idle_timeout = idle;
         config.anonymous_idle_timeout = given
             .anonymous_idle_timeout
-            .unwrap_or_else(|| defaults.anonymous_idle_timeout.min(idle));
+            .unwrap_or(defaults.anonymous_idle_timeout)
+            .min(idle);
         // Touching must come well within the shorter of the two.
         let shortest_idle = idle.min(config.anonymous_idle_timeout);
         config.absolute_timeout = given

@@ -93,12 +93,12 @@ impl SessionManager {
         fresh: Fresh,
     ) -> Result<(SessionRecord, [u8; 32]), SessionError> {
         let config = self.config();
-        let default_idle = if request.subject.is_some() {
-            config.idle_timeout
-        } else {
-            config.anonymous_idle_timeout
+        // A session's own idle timeout may be up to the configured one; an
+        // anonymous session that asks for none gets the anonymous one.
+        let idle = match request.idle_timeout {
+            None if request.subject.is_none() => config.anonymous_idle_timeout,
+            requested => per_session_timeout("idle_timeout", requested, config.idle_timeout)?,
         };
-        let idle = per_session_timeout("idle_timeout", request.idle_timeout, default_idle)?;
         let absolute = per_session_timeout(
             "absolute_timeout",
             request.absolute_timeout,

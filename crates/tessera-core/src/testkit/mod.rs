@@ -238,7 +238,13 @@ impl Harness {
     ) -> SessionManager {
         let builder = SessionManager::builder_shared(self.store.clone())
             .clock(self.clock.clone())
-            .events(self.events.clone());
+            .events(self.events.clone())
+            // The cases check the idle rules on anonymous sessions: they
+            // idle out with the idle timeout here (capped to it), not the
+            // shorter anonymous one, which the manager's own tests cover.
+            .anonymous_idle_timeout(Duration::MAX)
+            // Cases create many anonymous sessions at one instant.
+            .anonymous_creation_caps(None, None);
         configure(builder)
             .build()
             .unwrap_or_else(|e| panic!("testkit manager configuration: {e}"))
