@@ -55,6 +55,12 @@
 //! * **Policy** stays in the [`SessionManager`](tessera_core::SessionManager):
 //!   timeouts, renewal, binding, guessing detection (429).
 //!
+//! Device-bound sessions (DBSC, `docs/dbsc.md`) are one builder call
+//! away too (`.device_binding(DbscSettings::default())`): the middleware
+//! serves the registration and refresh endpoints, offers registration
+//! after a login, and leaves a bound session without its current bound
+//! cookie anonymous.
+//!
 //! Sealed client-side sessions are one builder call away
 //! (`SessionMiddleware::builder(manager).sealed(keys).build()?`), as in
 //! `tessera-axum`; handlers do not change.

@@ -114,13 +114,14 @@ pub mod axum {
 }
 
 /// Sessions for actix-web apps: [`SessionMiddleware`](tessera_actix::SessionMiddleware),
-/// the [`Session`](tessera_actix::Session) extractor, cookies, CSRF, sealed mode.
+/// the [`Session`](tessera_actix::Session) extractor, cookies, CSRF, sealed mode,
+/// device-bound sessions.
 #[cfg(feature = "actix")]
 pub mod actix {
     #[doc(inline)]
     pub use tessera_actix::*;
     #[doc(inline)]
-    pub use tessera_web::{cookies, csrf};
+    pub use tessera_web::{cookies, csrf, dbsc};
 }
 
 /// The persistent single-node store on an embedded database (feature `embedded`).
