@@ -6,7 +6,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, temp_dir, tesserad_command};
+use common::{Server, client, metrics_text, temp_dir, tesserad_command};
 use serde_json::json;
 
 fn run(args: &[&str]) -> Output {
@@ -465,12 +465,7 @@ async fn keys_reach_only_the_endpoints_of_their_scopes() {
     .await
     .expect("list");
     assert_eq!(listed.status(), 200);
-    let metrics = http
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let metrics = metrics.text().await.expect("text");
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("outcome=\"forbidden\""),
         "403s are counted"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{API_KEY, Server, call, client, create};
+use common::{API_KEY, Server, call, client, create, metrics_text};
 use serde_json::{Value, json};
 
 fn assert_session_shape(session: &Value) {
@@ -369,14 +369,7 @@ async fn api_keys_health_metrics_and_openapi() {
     }
 
     create(&server, None).await;
-    let metrics = http
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&server).await;
     for needle in [
         "tessera_operations_total{operation=\"create\",outcome=\"ok\"} 1",
         "tessera_request_duration_seconds_bucket{",

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{API_KEY, Server, client, create, temp_dir, tesserad_command};
+use common::{API_KEY, Server, client, create, metrics_text, temp_dir, tesserad_command};
 use serde_json::json;
 
 #[test]
@@ -588,15 +588,7 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     }
     let (token, _) = create(&server, Some("beside-slow-clients")).await;
     assert!(!token.is_empty());
-    let metrics = http
-        .get(server.at("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&server).await;
     let open = metric(&metrics, "tessera_connections_open");
     assert!(
         open >= SLOW_CLIENTS as f64,
@@ -640,15 +632,7 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
         .expect("request");
     assert!(closed_by_server(&mut kept, None, std::time::Duration::from_secs(15)).await);
 
-    let metrics = http
-        .get(server.at("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&server).await;
     assert!(
         metric(
             &metrics,

@@ -201,6 +201,17 @@ pub async fn call(server: &Server, method: &str, path: &str, body: Option<Value>
     (status, value)
 }
 
+/// The server's Prometheus metrics, as text.
+pub async fn metrics_text(server: &Server) -> String {
+    let response = client()
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("metrics text")
+}
+
 /// Sends raw bytes as a body with the test key.
 pub async fn call_raw(server: &Server, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
