@@ -1,8 +1,8 @@
 //! End-to-end tests of the demo in headless Chromium, in both modes: the
 //! browser-side threats (fixation, theft through scripts, CSRF, stale
 //! sessions) met in a real browser, with cookie attributes read from the
-//! browser's own jar. Every scenario runs against the axum build; a
-//! representative set also against the actix-web build (`actix::…`).
+//! browser's own jar. Every scenario runs against the axum build and the
+//! actix-web build (`actix::…`).
 
 mod support;
 
@@ -13,8 +13,9 @@ use std::time::Duration;
 use support::{Browser, COOKIE, Demo, DemoBrowser, Framework, Mode, key, with_browsers};
 use tessera::sealed::KeyRing;
 
-/// Runs each scenario against the axum build once per mode, as
-/// `server::<name>` and `cookie::<name>`.
+/// Runs each scenario against both builds once per mode, as
+/// `server::<name>` and `cookie::<name>` (axum) and `actix::server::<name>`
+/// and `actix::cookie::<name>` (actix-web).
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
         mod server {
@@ -25,24 +26,17 @@ macro_rules! in_both_modes {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(super::Framework::Axum, super::Mode::Cookie).await; })*
         }
-    };
-}
-
-/// Runs scenarios against the actix-web build, as `actix::server::<name>`
-/// and `actix::cookie::<name>`.
-macro_rules! on_actix {
-    (server: [$($server:ident),* $(,)?], cookie: [$($cookie:ident),* $(,)?] $(,)?) => {
         mod actix {
             mod server {
                 $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $server() {
-                    super::super::$server(super::super::Framework::Actix, super::super::Mode::Server).await;
+                async fn $name() {
+                    super::super::$name(super::super::Framework::Actix, super::super::Mode::Server).await;
                 })*
             }
             mod cookie {
                 $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $cookie() {
-                    super::super::$cookie(super::super::Framework::Actix, super::super::Mode::Cookie).await;
+                async fn $name() {
+                    super::super::$name(super::super::Framework::Actix, super::super::Mode::Cookie).await;
                 })*
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,25 +56,6 @@ in_both_modes!(
     a_cross_site_form_cannot_change_the_counter,
     idle_timeout_signs_the_user_out,
     a_tampered_cookie_signs_the_user_out,
-);
-
-// Every page, the handlers and the session logic are shared between the two
-// builds (`crates/tessera-demo/src/handlers.rs`, `tessera-web`); the actix-web
-// build runs the scenarios that cross its own wiring: sign-in (cookie
-// attributes), the counter and CSRF refusal (the middleware reads the form),
-// logout (`Clear-Site-Data`), revoking the other sessions, and DBSC
-// registration and refresh (the middleware's endpoints, over TLS).
-on_actix!(
-    server: [
-        login_sets_the_cookie_with_every_attribute,
-        logout_clears_the_cookie_refuses_it_and_back_shows_nothing,
-        sign_out_everywhere_else_ends_the_other_browser,
-        a_cross_site_form_cannot_change_the_counter,
-    ],
-    cookie: [
-        login_sets_the_cookie_with_every_attribute,
-        sign_out_everywhere_else_ends_the_other_browser,
-    ],
 );
 
 fn browser(browsers: &[Arc<Browser>], index: usize) -> &Browser {
