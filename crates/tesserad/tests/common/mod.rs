@@ -39,6 +39,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     output: Arc<Mutex<String>>,
     lines: Receiver<String>,
+    /// The threads reading standard output and error, done at end of file.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -75,10 +77,11 @@ impl Server {
         let (sender, lines) = channel();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
+        let mut readers = Vec::with_capacity(2);
         for stream in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
             let output = output.clone();
             let sender = sender.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     if let Ok(mut all) = output.lock() {
@@ -87,7 +90,7 @@ impl Server {
                     }
                     let _ = sender.send(line);
                 }
-            });
+            }));
         }
         let mut server = Server {
             child,
@@ -95,6 +98,7 @@ impl Server {
             data_dir: data_dir.to_owned(),
             output,
             lines,
+            readers,
         };
         let line = server.wait_for_line("tesserad listening on ");
         let url = line
@@ -142,9 +146,14 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit and for its last output to be read
+    /// (so that [`output`](Self::output) then holds every line it printed).
     pub fn wait(&mut self) -> ExitStatus {
-        self.child.wait().expect("wait")
+        let status = self.child.wait().expect("wait");
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
     }
 
     /// A URL on this server.
