@@ -15,6 +15,7 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use common::{Server, call, client, temp_dir};
 use serde_json::json;
+use tessera_core::testkit::device::{TestDevice, challenge_in, header_param};
 
 fn nginx_binary() -> PathBuf {
     for candidate in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"] {
@@ -166,6 +167,29 @@ async fn start_upstream() -> SocketAddr {
     address
 }
 
+/// Signs `subject` in through the API, as the login application does;
+/// returns the answer's body.
+async fn login(server: &Server, subject: &str) -> serde_json::Value {
+    let (status, body) = call(
+        server,
+        "POST",
+        "/v1/sessions/login",
+        Some(json!({"subject": subject})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `GET page` through nginx with this `Cookie` header.
+async fn get_page(http: &reqwest::Client, page: &str, cookie: &str) -> reqwest::Response {
+    http.get(page)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("request")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_auth_request_guards_the_upstream() {
     let server = Server::start(&[]);
@@ -184,24 +208,12 @@ async fn nginx_auth_request_guards_the_upstream() {
     assert_eq!(response.status(), 401);
 
     // An invalid cookie: refused.
-    let response = http
-        .get(&page)
-        .header("cookie", "__Host-tessera=tss_forged")
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, "__Host-tessera=tss_forged").await;
     assert_eq!(response.status(), 401);
 
     // Signed in through the API: the upstream sees the subject, and not the
     // forged header.
-    let (status, body) = call(
-        &server,
-        "POST",
-        "/v1/sessions/login",
-        Some(json!({"subject": "alice"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = login(&server, "alice").await;
     let token = body["token"].as_str().expect("token").to_owned();
     let id = body["session"]["id"].as_str().expect("id").to_owned();
     let response = http
@@ -223,35 +235,20 @@ async fn nginx_auth_request_guards_the_upstream() {
 
     // Two session cookies (one planted beside the real one): anonymous, as
     // in the session layer.
-    let response = http
-        .get(&page)
-        .header(
-            "cookie",
-            format!("__Host-tessera={token}; __Host-tessera={token}"),
-        )
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(
+        &http,
+        &page,
+        &format!("__Host-tessera={token}; __Host-tessera={token}"),
+    )
+    .await;
     assert_eq!(response.status(), 401, "duplicated session cookie");
 
     // A subject with a trailing space reaches the upstream percent-encoded,
     // not trimmed to another subject by nginx.
-    let (status, body) = call(
-        &server,
-        "POST",
-        "/v1/sessions/login",
-        Some(json!({"subject": "admin "})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = login(&server, "admin ").await;
     let spaced = body["token"].as_str().expect("token").to_owned();
     let spaced_id = body["session"]["id"].as_str().expect("id").to_owned();
-    let response = http
-        .get(&page)
-        .header("cookie", format!("__Host-tessera={spaced}"))
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, &format!("__Host-tessera={spaced}")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.text().await.expect("body"),
@@ -277,12 +274,7 @@ async fn nginx_auth_request_guards_the_upstream() {
     )
     .await;
     assert_eq!(status, 204);
-    let response = http
-        .get(&page)
-        .header("cookie", format!("__Host-tessera={token}"))
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, &format!("__Host-tessera={token}")).await;
     assert_eq!(response.status(), 401);
 }
 
@@ -295,22 +287,11 @@ async fn nginx_passes_renewed_tokens_to_the_browser() {
     let (_nginx, port) = start_nginx(&server.url, upstream);
     let page = format!("http://127.0.0.1:{port}/home");
     let http = client();
-    let (_, body) = call(
-        &server,
-        "POST",
-        "/v1/sessions/login",
-        Some(json!({"subject": "bob"})),
-    )
-    .await;
+    let body = login(&server, "bob").await;
     let mut token = body["token"].as_str().expect("token").to_owned();
     let mut renewals = 0;
     for _ in 0..20 {
-        let response = http
-            .get(&page)
-            .header("cookie", format!("__Host-tessera={token}"))
-            .send()
-            .await
-            .expect("request");
+        let response = get_page(&http, &page, &format!("__Host-tessera={token}")).await;
         assert_eq!(response.status(), 200, "the browser keeps up with renewals");
         if let Some(cookie) = response.headers().get("set-cookie") {
             assert_eq!(
@@ -345,17 +326,6 @@ async fn nginx_passes_renewed_tokens_to_the_browser() {
     assert!(renewals > 0, "nginx passed no renewed cookie on");
 }
 
-/// The value of parameter `name` in a structured header.
-fn sf_param(header: &str, name: &str) -> String {
-    let start = header
-        .find(&format!("{name}=\""))
-        .unwrap_or_else(|| panic!("{name} in {header}"))
-        + name.len()
-        + 2;
-    let end = header[start..].find('"').expect("closing quote") + start;
-    header[start..end].to_owned()
-}
-
 /// The value of the `name` cookie a response sets.
 fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
@@ -376,24 +346,13 @@ async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
     let origin = format!("http://127.0.0.1:{port}");
     let page = format!("{origin}/home");
     let http = client();
-    let device = tessera_core::testkit::device::TestDevice::es256();
-    let (_, body) = call(
-        &server,
-        "POST",
-        "/v1/sessions/login",
-        Some(json!({"subject": "dee"})),
-    )
-    .await;
+    let device = TestDevice::es256();
+    let body = login(&server, "dee").await;
     let token = body["token"].as_str().expect("token").to_owned();
     let session = format!("__Host-tessera={token}");
 
     // The first page after the sign-in carries the offer.
-    let response = http
-        .get(&page)
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, &session).await;
     assert_eq!(response.status(), 200);
     let offer = response
         .headers()
@@ -401,7 +360,7 @@ async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
         .and_then(|v| v.to_str().ok())
         .expect("nginx passes the offer on")
         .to_owned();
-    let path = sf_param(&offer, "path");
+    let path = header_param(&offer, "path");
     assert_eq!(path, "/v1/dbsc/register");
 
     // The browser registers through nginx.
@@ -410,7 +369,7 @@ async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
         .header("cookie", &session)
         .header(
             "secure-session-response",
-            device.registration_proof(&sf_param(&offer, "challenge")),
+            device.registration_proof(&header_param(&offer, "challenge")),
         )
         .send()
         .await
@@ -428,20 +387,10 @@ async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
     );
 
     // Without the bound cookie nginx refuses; with it, the upstream answers.
-    let response = http
-        .get(&page)
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, &session).await;
     assert_eq!(response.status(), 401);
     let with_bound = format!("{session}; __Host-tessera-bound={bound}");
-    let response = http
-        .get(&page)
-        .header("cookie", &with_bound)
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, &with_bound).await;
     assert_eq!(response.status(), 200);
     assert!(
         response
@@ -458,14 +407,13 @@ async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
         .await
         .expect("request");
     assert_eq!(challenged.status(), 403);
-    let challenge = challenged
-        .headers()
-        .get("secure-session-challenge")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix('"'))
-        .and_then(|v| v.split('"').next())
-        .expect("a challenge")
-        .to_owned();
+    let challenge = challenge_in(
+        challenged
+            .headers()
+            .get("secure-session-challenge")
+            .and_then(|v| v.to_str().ok())
+            .expect("a challenge"),
+    );
     let refreshed = http
         .post(&refresh_url)
         .header("sec-secure-session-id", &id)
@@ -476,22 +424,14 @@ async fn nginx_routes_dbsc_to_tesserad_and_passes_the_offer_on() {
     assert_eq!(refreshed.status(), 200);
     let renewed = set_cookie(&refreshed, "__Host-tessera-bound").expect("a new bound cookie");
     assert_ne!(renewed, bound);
-    let response = http
-        .get(&page)
-        .header(
-            "cookie",
-            format!("{session}; __Host-tessera-bound={renewed}"),
-        )
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(
+        &http,
+        &page,
+        &format!("{session}; __Host-tessera-bound={renewed}"),
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    let response = http
-        .get(&page)
-        .header("cookie", &with_bound)
-        .send()
-        .await
-        .expect("request");
+    let response = get_page(&http, &page, &with_bound).await;
     assert_eq!(
         response.status(),
         401,

@@ -111,3 +111,25 @@ impl TestDevice {
         text
     }
 }
+
+/// The value of parameter `name` in a structured header such as
+/// `Secure-Session-Registration`; panics when it is missing.
+pub fn header_param(header: &str, name: &str) -> String {
+    let start = header
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("{name} in {header}"))
+        + name.len()
+        + 2;
+    let end = header[start..].find('"').expect("closing quote") + start;
+    header[start..end].to_owned()
+}
+
+/// The string item at the start of a `Secure-Session-Challenge` header;
+/// panics when the header does not start with one.
+pub fn challenge_in(header: &str) -> String {
+    header
+        .strip_prefix('"')
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("a challenge string in {header}"))
+        .to_owned()
+}

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tessera::device::DeviceBindingPolicy;
-use tessera_core::testkit::device::TestDevice;
+use tessera_core::testkit::device::{TestDevice, challenge_in, header_param};
 use tesserad::api::dbsc::{REFRESH_PATH, REGISTER_PATH, settings};
 use tower::ServiceExt;
 
@@ -94,17 +94,6 @@ async fn forward_auth(app: &App, jar: &Jar) -> Reply {
     .await
 }
 
-/// The value of parameter `name` in a structured header.
-fn param(header: &str, name: &str) -> String {
-    let start = header
-        .find(&format!("{name}=\""))
-        .unwrap_or_else(|| panic!("{name} in {header}"))
-        + name.len()
-        + 2;
-    let end = header[start..].find('"').expect("closing quote") + start;
-    header[start..end].to_owned()
-}
-
 /// Signs in through the API, as the login application does; the first
 /// forward-auth answer offers registration, and `device` registers as
 /// Chrome does. Returns the browser's jar and the session identifier.
@@ -120,7 +109,7 @@ async fn login_and_register(app: &App, subject: &str, device: &TestDevice) -> (J
         .expect("an offer after the sign-in")
         .to_owned();
     assert!(offer.starts_with("(ES256 RS256);"), "{offer}");
-    assert_eq!(param(&offer, "path"), REGISTER_PATH);
+    assert_eq!(header_param(&offer, "path"), REGISTER_PATH);
     assert_eq!(first.header("cache-control"), Some("no-store"));
     assert!(first.header("secure-session-challenge").is_none());
     // Offered once per sign-in: later checks do not write again.
@@ -128,7 +117,7 @@ async fn login_and_register(app: &App, subject: &str, device: &TestDevice) -> (J
     assert_eq!(again.status, StatusCode::OK);
     assert!(again.header("secure-session-registration").is_none());
 
-    let proof = device.registration_proof(&param(&offer, "challenge"));
+    let proof = device.registration_proof(&header_param(&offer, "challenge"));
     let registered = send(
         app,
         Request::post(REGISTER_PATH)
@@ -162,13 +151,13 @@ async fn refresh(app: &App, device: &TestDevice, id: &str) -> Reply {
     let header = first
         .header("secure-session-challenge")
         .expect("a challenge");
-    assert_eq!(param(header, "id"), id);
-    let challenge = header[1..].split('"').next().expect("a string");
+    assert_eq!(header_param(header, "id"), id);
+    let challenge = challenge_in(header);
     send(
         app,
         Request::post(REFRESH_PATH)
             .header("sec-secure-session-id", id)
-            .header("secure-session-response", device.refresh_proof(challenge)),
+            .header("secure-session-response", device.refresh_proof(&challenge)),
     )
     .await
 }
@@ -185,6 +174,15 @@ fn metric(app: &App, series: &str) -> String {
         .to_owned()
 }
 
+/// Forward-auth's answer to `jar`, asserted to be a refusal for the bound
+/// cookie (missing, stale or expired).
+async fn refused_for_its_device(app: &App, jar: &Jar) -> Reply {
+    let refused = forward_auth(app, jar).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(refused.body["reason"], "device_bound");
+    refused
+}
+
 /// Registration, enforcement and refresh for `device`; a refresh signed by
 /// another P-256 key fails for `stranger_reason`.
 async fn bound_session_lifecycle(device: TestDevice, stranger_reason: &str) {
@@ -195,9 +193,7 @@ async fn bound_session_lifecycle(device: TestDevice, stranger_reason: &str) {
     // Without its bound cookie the session is refused.
     let mut partial = browser.clone();
     partial.bound = None;
-    let refused = forward_auth(&app, &partial).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(refused.body["reason"], "device_bound");
+    let refused = refused_for_its_device(&app, &partial).await;
     assert!(refused.header("tessera-subject").is_none());
 
     // The device refreshes: a new value, and the one before stops working.
@@ -210,9 +206,7 @@ async fn bound_session_lifecycle(device: TestDevice, stranger_reason: &str) {
     assert_eq!(forward_auth(&app, &browser).await.status, StatusCode::OK);
     let mut stale = browser.clone();
     stale.bound = before;
-    let refused = forward_auth(&app, &stale).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(refused.body["reason"], "device_bound");
+    refused_for_its_device(&app, &stale).await;
 
     // An expired bound cookie is refused until the next refresh.
     app.clock.advance(Duration::from_secs(600));

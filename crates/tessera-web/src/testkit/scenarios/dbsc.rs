@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_core::BindingPolicy;
-use tessera_core::testkit::device::TestDevice;
+use tessera_core::testkit::device::{TestDevice, challenge_in, header_param};
 
 use crate::dbsc::DbscSettings;
 use crate::testkit::{AppUnderTest, Client, Mode, Reply, Req, TestApp, app_with};
@@ -21,23 +21,13 @@ async fn dbsc_app<A: AppUnderTest>() -> TestApp {
     .await
 }
 
-/// The value of parameter `name` in a structured header.
-fn param(header: &str, name: &str) -> String {
-    let start = header
-        .find(&format!("{name}=\""))
-        .unwrap_or_else(|| panic!("{name} in {header}"))
-        + name.len()
-        + 2;
-    let end = header[start..].find('"').expect("closing quote") + start;
-    header[start..end].to_owned()
-}
-
-/// The string item at the start of a `Secure-Session-Challenge`.
+/// The string item at the start of a reply's `Secure-Session-Challenge`.
 fn challenge_of(reply: &Reply) -> String {
-    let header = reply
-        .header("secure-session-challenge")
-        .expect("a challenge header");
-    header[1..].split('"').next().expect("a string").to_owned()
+    challenge_in(
+        reply
+            .header("secure-session-challenge")
+            .expect("a challenge header"),
+    )
 }
 
 fn json(reply: &Reply) -> Value {
@@ -54,12 +44,12 @@ async fn login_and_register(app: &TestApp, client: &mut Client, device: &TestDev
         .expect("a registration offer after login")
         .to_owned();
     assert!(offer.starts_with("(ES256 RS256);"), "{offer}");
-    assert_eq!(param(&offer, "path"), REGISTER);
+    assert_eq!(header_param(&offer, "path"), REGISTER);
     assert!(
         login.header("secure-session-challenge").is_none(),
         "no separate challenge on the registration response"
     );
-    let proof = device.registration_proof(&param(&offer, "challenge"));
+    let proof = device.registration_proof(&header_param(&offer, "challenge"));
     let registered = client
         .send(
             app,
@@ -90,15 +80,10 @@ async fn login_and_register(app: &TestApp, client: &mut Client, device: &TestDev
 /// A refresh as the browser sends it: first without a proof (403 and a
 /// challenge), then with one.
 async fn refresh(app: &TestApp, client: &mut Client, device: &TestDevice, id: &str) -> Reply {
-    let first = client
-        .send(
-            app,
-            Req::post(REFRESH).header("sec-secure-session-id", format!("\"{id}\"")),
-        )
-        .await;
+    let first = refresh_without_proof(app, client, &format!("\"{id}\"")).await;
     assert_eq!(first.status, 403);
     let header = first.header("secure-session-challenge").expect("challenge");
-    assert_eq!(param(header, "id"), id);
+    assert_eq!(header_param(header, "id"), id);
     let proof = device.refresh_proof(&challenge_of(&first));
     client
         .send(
@@ -159,6 +144,14 @@ pub async fn dbsc_register_refresh_and_a_stolen_jar_through_the_layer<A: AppUnde
     assert_eq!(browser.get(&app, "/whoami").await.body, "alice");
 }
 
+/// A refresh request naming session `id` (as the header's value), without a
+/// proof.
+async fn refresh_without_proof(app: &TestApp, client: &mut Client, id: &str) -> Reply {
+    client
+        .send(app, Req::post(REFRESH).header("sec-secure-session-id", id))
+        .await
+}
+
 /// Refreshes without an id, with an unknown one or for an ended session are refused.
 pub async fn dbsc_refresh_refuses_missing_ids_and_ended_sessions<A: AppUnderTest>() {
     let app = dbsc_app::<A>().await;
@@ -167,31 +160,16 @@ pub async fn dbsc_refresh_refuses_missing_ids_and_ended_sessions<A: AppUnderTest
     let id = login_and_register(&app, &mut browser, &device).await;
     let missing = browser.send(&app, Req::post(REFRESH)).await;
     assert_eq!(missing.status, 400);
-    let wrong = browser
-        .send(
-            &app,
-            Req::post(REFRESH).header("sec-secure-session-id", "\"not-an-id\""),
-        )
-        .await;
+    let wrong = refresh_without_proof(&app, &mut browser, "\"not-an-id\"").await;
     assert_eq!(wrong.status, 400);
-    let unknown = browser
-        .send(
-            &app,
-            Req::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
-        )
-        .await;
+    let unknown = refresh_without_proof(&app, &mut browser, "AAAAAAAAAAAAAAAAAAAAAA").await;
     assert_eq!(unknown.status, 401);
     // A registration without a proof, or with a replayed one, is refused.
     let no_proof = browser.send(&app, Req::post(REGISTER)).await;
     assert_eq!(no_proof.status, 400);
 
     browser.post(&app, "/logout").await;
-    let after_logout = browser
-        .send(
-            &app,
-            Req::post(REFRESH).header("sec-secure-session-id", id.as_str()),
-        )
-        .await;
+    let after_logout = refresh_without_proof(&app, &mut browser, id.as_str()).await;
     assert_eq!(after_logout.status, 401);
     assert_eq!(json(&after_logout)["continue"], false);
 }
@@ -226,12 +204,7 @@ pub async fn dbsc_layer_without_the_option_sends_no_offer<A: AppUnderTest>() {
     let mut browser = Client::new();
     let login = browser.post(&app, "/login/carol").await;
     assert!(login.header("secure-session-registration").is_none());
-    let refresh = browser
-        .send(
-            &app,
-            Req::post(REFRESH).header("sec-secure-session-id", "AAAAAAAAAAAAAAAAAAAAAA"),
-        )
-        .await;
+    let refresh = refresh_without_proof(&app, &mut browser, "AAAAAAAAAAAAAAAAAAAAAA").await;
     assert_ne!(refresh.status, 200);
     assert!(refresh.header("secure-session-challenge").is_none());
 }
