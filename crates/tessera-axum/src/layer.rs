@@ -133,7 +133,7 @@ where
         request.headers(),
     );
     if let Some(answer) = endpoint.await {
-        return finish(&flow, dbsc_response(answer)).await;
+        return finish(&flow, answer.into_http().into_response()).await;
     }
     request.extensions_mut().insert(Session::new(flow.handle()));
     flow.keep_visit(
@@ -212,29 +212,6 @@ async fn check_csrf(
     };
     flow.verify_csrf(step, request.headers()).await?;
     Ok(request)
-}
-
-/// A DBSC endpoint's answer as a response.
-fn dbsc_response(answer: tessera_web::dbsc::DbscAnswer) -> Response {
-    let status = http::StatusCode::from_u16(answer.status)
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = match answer.body {
-        Some(body) => (
-            status,
-            [(http::header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response(),
-        None => status.into_response(),
-    };
-    for (name, value) in answer.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response
-                .headers_mut()
-                .append(HeaderName::from_static(name), value);
-        }
-    }
-    response
 }
 
 /// Writes the request's cookie change into the response.

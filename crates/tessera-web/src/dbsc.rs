@@ -287,6 +287,30 @@ impl DbscAnswer {
         }
     }
 
+    /// The answer as an `http` response whose body is the JSON text (empty
+    /// when there is none); a header value that is not a valid header
+    /// value is left out.
+    pub fn into_http(self) -> http::Response<String> {
+        let body = self.body.as_ref().map(Value::to_string);
+        let has_body = body.is_some();
+        let mut response = http::Response::new(body.unwrap_or_default());
+        *response.status_mut() = http::StatusCode::from_u16(self.status)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        if has_body {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+        }
+        for (name, value) in self.headers {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.append(http::HeaderName::from_static(name), value);
+            }
+        }
+        response
+    }
+
     fn bound(settings: &DbscSettings, cookie: &BoundCookie, identifier: &str) -> Self {
         let mut answer = Self::json(200, settings.instructions(identifier));
         answer

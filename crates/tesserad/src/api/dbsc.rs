@@ -4,10 +4,11 @@
 //! session. The protocol is tessera-web's ([`tessera_web::dbsc`]); the
 //! rules are the manager's; this file only translates.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tessera::device::DeviceStatus;
@@ -84,13 +85,22 @@ pub(super) struct SessionInstructions {
     )
 )]
 pub(super) async fn register(State(state): State<SharedState>, request: Request) -> Response {
-    let Some(settings) = state.dbsc.clone() else {
-        return dbsc_off();
-    };
-    let started = Instant::now();
-    let client = client_of(&state, &request);
+    timed(&state, DbscEndpoint::Register, |settings| {
+        register_answer(&state, settings, request)
+    })
+    .await
+}
+
+/// The registration endpoint's answer, with the session cookie when
+/// validation renewed its token.
+async fn register_answer(
+    state: &SharedState,
+    settings: Arc<DbscSettings>,
+    request: Request,
+) -> Response {
+    let client = client_of(state, &request);
     let headers = request.headers();
-    let (answer, renewed) = match signed_in(&state, headers, &client).await {
+    let (answer, renewed) = match signed_in(state, headers, &client).await {
         Ok(session) => {
             let answer = dbsc::register_session(&settings, &state.manager, &session, headers).await;
             (answer, session.issued().map(|t| t.expose().to_owned()))
@@ -98,13 +108,10 @@ pub(super) async fn register(State(state): State<SharedState>, request: Request)
         Err(Some(error)) => (DbscAnswer::refused(&error), None),
         Err(None) => (DbscAnswer::without_session(), None),
     };
-    let mut response = answer_response(answer);
+    let mut response = answer.into_http().into_response();
     if let Some(token) = renewed {
-        set_session_cookie(&state, response.headers_mut(), &token);
+        set_session_cookie(state, response.headers_mut(), &token);
     }
-    state
-        .metrics
-        .record_dbsc(DbscEndpoint::Register, started.elapsed());
     response
 }
 
@@ -139,15 +146,27 @@ pub(super) async fn register(State(state): State<SharedState>, request: Request)
     )
 )]
 pub(super) async fn refresh(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let manager = &state.manager;
+    timed(&state, DbscEndpoint::Refresh, |settings| async move {
+        let answer = dbsc::refresh(&settings, manager, &headers).await;
+        answer.into_http().into_response()
+    })
+    .await
+}
+
+/// Serves an endpoint with `answer` when device-bound sessions are on (a
+/// `404` when they are off), its time recorded in the endpoint's series.
+async fn timed<F, Fut>(state: &SharedState, endpoint: DbscEndpoint, answer: F) -> Response
+where
+    F: FnOnce(Arc<DbscSettings>) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let Some(settings) = state.dbsc.clone() else {
         return dbsc_off();
     };
     let started = Instant::now();
-    let answer = dbsc::refresh(&settings, &state.manager, &headers).await;
-    let response = answer_response(answer);
-    state
-        .metrics
-        .record_dbsc(DbscEndpoint::Refresh, started.elapsed());
+    let response = answer(settings).await;
+    state.metrics.record_dbsc(endpoint, started.elapsed());
     response
 }
 
@@ -231,28 +250,6 @@ pub(super) fn set_session_cookie(state: &SharedState, out: &mut HeaderMap, token
         }
         Err(error) => tracing::error!(%error, "a renewed token does not fit its cookie"),
     }
-}
-
-/// An endpoint's answer as a response.
-fn answer_response(answer: DbscAnswer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = match answer.body {
-        Some(body) => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response(),
-        None => status.into_response(),
-    };
-    for (name, value) in answer.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response
-                .headers_mut()
-                .append(HeaderName::from_static(name), value);
-        }
-    }
-    response
 }
 
 fn dbsc_off() -> Response {
