@@ -5,15 +5,16 @@
 //! Every series is created up front, so recording is a lock-free atomic
 //! add on the request path.
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use tessera::SessionEvent;
 use tessera::events::EventSink;
 use tessera::open::RecordCounter;
@@ -154,53 +155,42 @@ struct DbscMetrics {
 
 impl DbscMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let registrations = Counter::default();
-        registry.register(
+        let registrations = registered(
+            registry,
             "dbsc_registrations",
             "Sessions bound to a device (DBSC registrations accepted)",
-            registrations.clone(),
+            Counter::default(),
         );
-        let refreshes = Counter::default();
-        registry.register(
+        let refreshes = registered(
+            registry,
             "dbsc_refreshes",
             "Bound cookies renewed with a valid device proof",
-            refreshes.clone(),
+            Counter::default(),
         );
-        let refresh_failures = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let refresh_failures = reason_counters(
+            registry,
             "dbsc_refresh_failures",
             "DBSC registrations and refreshes refused, by reason",
-            refresh_failures.clone(),
+            &DBSC_FAILURE_REASONS,
         );
-        for reason in DBSC_FAILURE_REASONS {
-            let _ = refresh_failures.get_or_create(&ReasonLabel { reason });
-        }
-        let skipped = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let skipped = reason_counters(
+            registry,
             "dbsc_skipped",
             "Requests a browser sent without its bound cookie (`Secure-Session-Skipped` entries), by reason",
-            skipped.clone(),
+            &DBSC_SKIP_REASONS,
         );
-        for reason in DBSC_SKIP_REASONS {
-            let _ = skipped.get_or_create(&ReasonLabel { reason });
-        }
-        let family: HistogramFamily<EndpointLabel> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
+        let family: HistogramFamily<EndpointLabel> = registered(
+            registry,
             "dbsc_request_duration_seconds",
             "Time to answer a DBSC registration or refresh request",
-            family.clone(),
+            Family::new_with_constructor(latency_histogram),
         );
-        let request_seconds = DbscEndpoint::ALL
-            .iter()
-            .map(|endpoint| {
-                family
-                    .get_or_create(&EndpointLabel {
-                        endpoint: endpoint.as_str(),
-                    })
-                    .clone()
-            })
-            .collect();
+        let request_seconds = series_of(
+            &family,
+            DbscEndpoint::ALL.iter().map(|endpoint| EndpointLabel {
+                endpoint: endpoint.as_str(),
+            }),
+        );
         Self {
             registrations,
             refreshes,
@@ -285,6 +275,39 @@ struct KindLabel {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Registers `metric` as `name` with `help`, and gives it back.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// The series of `family` for each of `labels`, created now.
+fn series_of<L, M, C>(family: &Family<L, M, C>, labels: impl Iterator<Item = L>) -> Vec<M>
+where
+    L: Clone + Hash + Eq,
+    M: Clone,
+    C: MetricConstructor<M>,
+{
+    labels
+        .map(|label| family.get_or_create(&label).clone())
+        .collect()
+}
+
+/// A counter family by reason, registered, with the series of every one
+/// of `reasons` there from the start.
+fn reason_counters(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    reasons: &[&'static str],
+) -> Family<ReasonLabel, Counter> {
+    let family = registered(registry, name, help, Family::default());
+    for &reason in reasons {
+        let _ = family.get_or_create(&ReasonLabel { reason });
+    }
+    family
+}
+
 fn latency_histogram() -> Histogram {
     // 10 µs … ~5 s.
     Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
@@ -316,11 +339,11 @@ impl Metrics {
     pub fn new(record_counter: Option<RecordCounter>) -> Self {
         let mut registry = Registry::with_prefix("tessera");
 
-        let operations_family = Family::<OperationLabels, Counter>::default();
-        registry.register(
+        let operations_family = registered(
+            &mut registry,
             "operations",
             "API operations by outcome (`ok` or the error code)",
-            operations_family.clone(),
+            Family::<OperationLabels, Counter>::default(),
         );
         let mut operations = Vec::with_capacity(Operation::ALL.len() * OUTCOMES);
         for operation in Operation::ALL {
@@ -336,30 +359,24 @@ impl Metrics {
             }
         }
 
-        let request_family: HistogramFamily<OperationLabel> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
+        let request_family: HistogramFamily<OperationLabel> = registered(
+            &mut registry,
             "request_duration_seconds",
             "Time to answer an API operation",
-            request_family.clone(),
+            Family::new_with_constructor(latency_histogram),
         );
-        let request_seconds = Operation::ALL
-            .iter()
-            .map(|op| {
-                request_family
-                    .get_or_create(&OperationLabel {
-                        operation: op.as_str(),
-                    })
-                    .clone()
-            })
-            .collect();
+        let request_seconds = series_of(
+            &request_family,
+            Operation::ALL.iter().map(|op| OperationLabel {
+                operation: op.as_str(),
+            }),
+        );
 
-        let store_family: HistogramFamily<OperationLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
+        let store_family: HistogramFamily<OperationLabels> = registered(
+            &mut registry,
             "store_operation_duration_seconds",
             "Latency of session store calls by method and outcome (`ok` or `error`)",
-            store_family.clone(),
+            Family::new_with_constructor(latency_histogram),
         );
         let mut store_seconds = Vec::with_capacity(StoreOperation::ALL.len() * 2);
         for op in StoreOperation::ALL {
@@ -375,22 +392,18 @@ impl Metrics {
             }
         }
 
-        let other_events = Family::<KindLabel, Counter>::default();
-        registry.register(
+        let other_events = registered(
+            &mut registry,
             "events",
             "Session lifecycle and security events by kind",
-            other_events.clone(),
+            Family::<KindLabel, Counter>::default(),
         );
-        let events = EVENT_KINDS
-            .iter()
-            .map(|kind| {
-                other_events
-                    .get_or_create(&KindLabel {
-                        kind: (*kind).to_owned(),
-                    })
-                    .clone()
-            })
-            .collect();
+        let events = series_of(
+            &other_events,
+            EVENT_KINDS.iter().map(|kind| KindLabel {
+                kind: (*kind).to_owned(),
+            }),
+        );
 
         let sessions_active = Gauge::default();
         if record_counter.is_some() {
@@ -401,28 +414,23 @@ impl Metrics {
             );
         }
 
-        let connections_open = Gauge::default();
-        registry.register(
+        let connections_open = registered(
+            &mut registry,
             "connections_open",
             "HTTP connections open now",
-            connections_open.clone(),
+            Gauge::default(),
         );
-        let closed_family = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let closed_reasons = ConnectionClose::ALL.map(ConnectionClose::as_str);
+        let closed_family = reason_counters(
+            &mut registry,
             "connections_closed",
             "Connections the server closed to protect itself: `refused` (--max-connections reached), `header_timeout` (--header-read-timeout), `idle_timeout` (--keep-alive-timeout)",
-            closed_family.clone(),
+            &closed_reasons,
         );
-        let connections_closed = ConnectionClose::ALL
-            .iter()
-            .map(|reason| {
-                closed_family
-                    .get_or_create(&ReasonLabel {
-                        reason: reason.as_str(),
-                    })
-                    .clone()
-            })
-            .collect();
+        let connections_closed = series_of(
+            &closed_family,
+            closed_reasons.iter().map(|&reason| ReasonLabel { reason }),
+        );
         let dbsc = DbscMetrics::register(&mut registry);
 
         Self {
