@@ -21,6 +21,11 @@ fn demo() -> (MemoryStore, Router) {
     (store, app(manager, DemoMode::Server).expect("demo app"))
 }
 
+/// The demo's answer to `request`.
+async fn answer(app: &Router, request: Request<Body>) -> axum::response::Response {
+    app.clone().oneshot(request).await.expect("answer")
+}
+
 /// The `name=value` of each `Set-Cookie` of a response.
 fn set_cookies(response: &axum::response::Response) -> Vec<String> {
     response
@@ -72,14 +77,14 @@ fn sign_in(cookie: &str, token: &str) -> Request<Body> {
 async fn a_hundred_thousand_visits_of_the_login_page_store_nothing() {
     let (store, app) = demo();
     for _ in 0..VISITS {
-        let response = app.clone().oneshot(visit(None)).await.expect("answer");
+        let response = answer(&app, visit(None)).await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(store.len(), 0, "a form page must not create sessions");
 
     // A visitor's page sets only the pre-session CSRF cookie, and its
     // token signs in with that cookie.
-    let first = app.clone().oneshot(visit(None)).await.expect("answer");
+    let first = answer(&app, visit(None)).await;
     let cookies = set_cookies(&first);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(
@@ -89,23 +94,15 @@ async fn a_hundred_thousand_visits_of_the_login_page_store_nothing() {
     let cookie = cookies[0].clone();
     let token = form_token(first).await;
     // Reloading keeps the cookie (no new one) and gives another valid token.
-    let again = app
-        .clone()
-        .oneshot(visit(Some(&cookie)))
-        .await
-        .expect("answer");
+    let again = answer(&app, visit(Some(&cookie))).await;
     assert!(set_cookies(&again).is_empty());
     let second_token = form_token(again).await;
     assert_ne!(token, second_token, "tokens are masked afresh");
 
     // Another visitor's cookie does not go with this token.
-    let other = app.clone().oneshot(visit(None)).await.expect("answer");
+    let other = answer(&app, visit(None)).await;
     let other_cookie = set_cookies(&other)[0].clone();
-    let refused = app
-        .clone()
-        .oneshot(sign_in(&other_cookie, &token))
-        .await
-        .expect("answer");
+    let refused = answer(&app, sign_in(&other_cookie, &token)).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         refused.headers().get("tessera-error").map(|v| v.as_bytes()),
@@ -113,11 +110,7 @@ async fn a_hundred_thousand_visits_of_the_login_page_store_nothing() {
     );
     assert_eq!(store.len(), 0);
 
-    let signed_in = app
-        .clone()
-        .oneshot(sign_in(&cookie, &second_token))
-        .await
-        .expect("answer");
+    let signed_in = answer(&app, sign_in(&cookie, &second_token)).await;
     assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
     assert!(
         set_cookies(&signed_in)
