@@ -29,32 +29,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
-use peers_common::{CookieFile, IDLE_TIMEOUT, UserIds};
+use peers_common::UserIds;
+use peers_tessera::{COUNTER, SealedArgs, USER_ID, start};
 use serde_json::{Value, json};
+use tessera::SessionManager;
 use tessera::axum::{Error, Session, SessionLayer};
-use tessera::open::{OpenOptions, OpenedStore, StoreUrl, open_store_with};
-use tessera::sealed::{KeyRing, SealingKey};
-use tessera::{Login, SessionData, SessionManager};
+use tessera::open::OpenOptions;
 
 /// The command line: the shared one, and Tessera's store options.
 #[derive(Debug, Parser)]
 struct TesseraArgs {
     #[command(flatten)]
     common: peers_common::Args,
-    /// Keep sessions sealed in the cookie; the store keeps only revocation epochs.
-    #[arg(long)]
-    sealed: bool,
-    /// Sealed mode: the sealing key (32 bytes, base64url), so that several
-    /// servers open each other's cookies; generated when absent.
-    #[arg(long)]
-    sealing_key: Option<String>,
+    #[command(flatten)]
+    sealed: SealedArgs,
     /// Put the near cache in front of a Redis store.
     #[arg(long)]
     near_cache: bool,
 }
-
-const USER_ID: &str = "user_id";
-const COUNTER: &str = "counter";
 
 /// A handler's failure: the layer's error, or no session (401), as the
 /// peers' handlers answer.
@@ -111,81 +103,21 @@ async fn logout(session: Session) -> Result<Json<Value>, Failure> {
     Ok(Json(json!({})))
 }
 
-/// The manager over the store `--store` names (through the same opener as
-/// tesserad), with a one-hour idle timeout. The opened store (its sweeper,
-/// its near cache) lives as long as the process.
-async fn manager(args: &TesseraArgs) -> anyhow::Result<(SessionManager, OpenedStore)> {
-    let url: StoreUrl = args.common.store.parse()?;
-    let opened = open_store_with(&url, &OpenOptions::default().near_cache(args.near_cache)).await?;
-    let mut builder =
-        SessionManager::builder_shared(opened.store.clone()).idle_timeout(IDLE_TIMEOUT);
-    if args.sealed {
-        // The memory store's epochs start over with the process, which is
-        // what a one-process benchmark wants.
-        builder = builder.allow_volatile_epochs();
-    }
-    Ok((builder.build()?, opened))
-}
-
 fn layer(args: &TesseraArgs, manager: SessionManager) -> anyhow::Result<SessionLayer> {
     let mut builder =
         SessionLayer::builder(manager).csrf_exempt(|request| request.path == "/login");
-    if args.sealed {
-        let key = match &args.sealing_key {
-            Some(text) => SealingKey::from_base64(1, text)?,
-            None => SealingKey::generate(1)?,
-        };
-        builder = builder.sealed(KeyRing::new(key));
+    if let Some(keys) = args.sealed.key_ring()? {
+        builder = builder.sealed(keys);
     }
     Ok(builder.build()?)
-}
-
-/// Bench only: signs in `count` sessions through the manager, as
-/// `POST /login` does (64 at a time), and writes their cookies.
-async fn preload(
-    manager: &SessionManager,
-    count: usize,
-    cookies: &mut CookieFile,
-) -> anyhow::Result<()> {
-    use futures_util::StreamExt;
-    let cookie_name = tessera::axum::cookies::CookieAttributes::default().name;
-    let mut created = futures_util::stream::iter(1..=count as u64)
-        .map(|user_id| async move {
-            let data = SessionData::from_value(&json!({"user_id": user_id, "counter": 0}))?;
-            let login = Login::new(format!("user-{user_id}")).level(1).data(data);
-            let mut session = manager.login(None, login).await?;
-            session
-                .take_issued()
-                .ok_or_else(|| anyhow::anyhow!("a login issued no credential"))
-        })
-        .buffer_unordered(64);
-    while let Some(token) = created.next().await {
-        cookies.push(&format!("{cookie_name}={}", token?.expose()))?;
-    }
-    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = TesseraArgs::parse();
-    // Errors (a failed store call, a lost race) go to the server log that
-    // run.sh keeps beside a rejected run.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_ansi(false)
-        .init();
-    let (manager, _opened) = manager(&args).await?;
-    let mut cookies = CookieFile::create(&args.common)?;
-    if args.common.preload > 0 {
-        if args.sealed {
-            anyhow::bail!("--preload creates server-side sessions; not with --sealed");
-        }
-        preload(&manager, args.common.preload, &mut cookies).await?;
-    }
-    cookies.finish()?;
+    let options = OpenOptions::default().near_cache(args.near_cache);
+    let cookie_name = tessera::axum::cookies::CookieAttributes::default().name;
+    let (manager, _opened) = start(&args.common, &args.sealed, &options, &cookie_name).await?;
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
